@@ -1,0 +1,71 @@
+# Aladdin portal. `make run` starts everything on one machine; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+# Processes started by `make run`; the bundled Redis only when REDIS_URL is unset.
+PROCS := web worker beat
+ifeq ($(strip $(REDIS_URL)),)
+PROCS := redis $(PROCS)
+endif
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## Create .venv and install the requirements
+
+.PHONY: system-run-deps
+system-run-deps: ## Install Debian packages the portal needs (bubblewrap)
+	@bash scripts/apt-ensure.sh bubblewrap
+
+.PHONY: system-test-deps
+system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap)
+	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap
+
+.PHONY: migrate
+migrate: venv ## Apply database migrations and load catalog data
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_catalog
+
+.PHONY: run
+run: venv system-run-deps migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
+	@echo ""
+	@echo "  Aladdin is starting at http://127.0.0.1:$(PORT)/  (processes: $(PROCS))"
+	@echo "  SMS codes are printed in this log (console SMS backend)."
+	@echo ""
+	DEBUG=$${DEBUG:-1} exec $(BIN)/honcho --no-prefix -f Procfile.dev start $(PROCS) 2>&1 || true
+
+.PHONY: test
+test: venv system-test-deps ## Run the whole test suite (unit, PostgreSQL, browser)
+	$(BIN)/pytest
+
+.PHONY: lint
+lint: venv ## ruff format --check and ruff check
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+.PHONY: fmt
+fmt: venv ## Format and fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: superuser
+superuser: venv ## Create a staff account for the back office
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py createsuperuser
+
+.PHONY: clean
+clean: ## Remove var/ (database, volumes, logs) — destroys local data
+	rm -rf var/

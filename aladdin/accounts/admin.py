@@ -1,0 +1,83 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .models import BannedPhone, SmsMessage, StaffAction, User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ("-date_joined",)
+    list_display = (
+        "phone",
+        "username",
+        "education_status",
+        "is_active",
+        "is_staff",
+        "banned_at",
+        "date_joined",
+        "last_activity_at",
+    )
+    list_filter = ("education_status", "is_active", "is_staff")
+    search_fields = ("phone", "username", "education_email")
+    readonly_fields = ("banned_at", "ban_reason", "last_activity_at", "date_joined", "last_login")
+    fieldsets = (
+        (None, {"fields": ("phone", "phone_verified", "username", "password", "language")}),
+        (
+            _("Education"),
+            {"fields": ("education_status", "education_email", "education_verified_at")},
+        ),
+        (_("Status"), {"fields": ("is_active", "banned_at", "ban_reason", "last_activity_at")}),
+        (_("Permissions"), {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("phone", "password1", "password2")}),)
+    actions = ["approve_education"]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Staff type numbers as students do (13800138000); stored as +86….
+        from .phone import normalize_phone
+
+        try:
+            search_term = normalize_phone(search_term)
+        except Exception:  # noqa: BLE001 - not a phone: search as typed
+            pass
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.action(description=_("Approve education status"))
+    def approve_education(self, request, queryset):
+        for user in queryset:
+            services.education_set_by_staff(
+                user=user, actor=request.user, approved=True, reason="admin action"
+            )
+        self.message_user(request, _("Education status approved."), messages.SUCCESS)
+
+
+@admin.register(BannedPhone)
+class BannedPhoneAdmin(admin.ModelAdmin):
+    list_display = ("phone", "banned_at", "reason")
+    search_fields = ("phone",)
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "action", "target_user", "reason")
+    list_filter = ("action",)
+    search_fields = ("target_user__phone", "reason")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(SmsMessage)
+class SmsMessageAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "phone", "purpose", "backend", "ok")
+    list_filter = ("purpose", "backend", "ok")
+    search_fields = ("phone",)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .choices import EducationStatus, Language
+from .phone import normalize_phone
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, phone, password, **extra_fields):
+        if not phone:
+            raise ValueError("A phone number is required")
+        user = self.model(phone=normalize_phone(phone), **extra_fields)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, phone, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(phone, password, **extra_fields)
+
+    def create_superuser(self, phone, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        extra_fields.setdefault("phone_verified", True)
+        return self._create_user(phone, password, **extra_fields)
+
+    def get_by_natural_key(self, username):
+        # Django's ModelBackend and createsuperuser pass the phone as typed.
+        try:
+            username = normalize_phone(username)
+        except Exception:  # noqa: BLE001 - not a phone: let the lookup fail normally
+            pass
+        return super().get_by_natural_key(username)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person: a student or a member of staff, identified by a mainland phone number."""
+
+    phone = models.CharField(
+        _("phone number"),
+        max_length=16,
+        unique=True,
+        help_text=_("E.164, mainland China only (+86…)."),
+    )
+    phone_verified = models.BooleanField(_("phone verified"), default=False)
+    username = models.CharField(
+        _("username"),
+        max_length=150,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[UnicodeUsernameValidator()],
+        help_text=_("Optional. Letters, digits and @/./+/-/_ only."),
+    )
+    is_staff = models.BooleanField(_("staff status"), default=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+    language = models.CharField(
+        _("language"), max_length=10, choices=Language.choices, default=Language.ZH_HANS
+    )
+    education_status = models.CharField(
+        _("education status"),
+        max_length=10,
+        choices=EducationStatus.choices,
+        default=EducationStatus.NONE,
+    )
+    education_email = models.EmailField(_("education e-mail"), blank=True)
+    education_verified_at = models.DateTimeField(null=True, blank=True)
+    banned_at = models.DateTimeField(_("banned at"), null=True, blank=True)
+    ban_reason = models.TextField(_("ban reason"), blank=True)
+    last_activity_at = models.DateTimeField(
+        _("last activity"),
+        null=True,
+        blank=True,
+        help_text=_("Last web login, API call with the plugin's token, or SSH login."),
+    )
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "phone"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="accounts_user_username_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username or self.phone
+
+    @property
+    def is_education(self) -> bool:
+        return self.education_status != EducationStatus.NONE
+
+    @property
+    def is_banned(self) -> bool:
+        return self.banned_at is not None
+
+
+class BannedPhone(models.Model):
+    """A phone number that can never register again (banned for mining)."""
+
+    phone = models.CharField(max_length=16, unique=True)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField()
+    banned_at = models.DateTimeField(default=timezone.now)
+    banned_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("banned phone number")
+        verbose_name_plural = _("banned phone numbers")
+
+    def __str__(self) -> str:
+        return self.phone
+
+
+class StaffAction(models.Model):
+    """Audit record of a staff action: who, when, what, why (SPEC §8)."""
+
+    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    target_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="staff_actions"
+    )
+    action = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SmsMessage(models.Model):
+    """Record of an SMS handed to the provider (never the code itself)."""
+
+    phone = models.CharField(max_length=16, db_index=True)
+    purpose = models.CharField(max_length=32)
+    backend = models.CharField(max_length=16)
+    ok = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} to {self.phone}"

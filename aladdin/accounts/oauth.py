@@ -1,0 +1,81 @@
+"""IDE plugin login: OAuth 2.0 authorization code + PKCE (S256 only), RFC 8252.
+
+The plugin opens /o/authorize/ in the browser; after login the page offers
+"Return to VSCode", which opens the vscode:// (or cursor://) redirect with the
+code. Loopback redirects (http://127.0.0.1:<any port>/callback) are followed
+directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import urlparse
+
+from oauth2_provider.models import Grant
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.views import AuthorizationView
+from oauthlib.oauth2 import Server
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
+
+IDE_SCHEMES = {"vscode": "VSCode", "cursor": "Cursor"}
+
+
+class S256OnlyServer(Server):
+    """oauthlib's server with the "plain" PKCE method removed (and S256 required).
+
+    oauthlib treats a missing code_challenge_method as "plain"; without plain
+    in the table such a request is refused too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.auth_grant._code_challenge_methods = {"S256": code_challenge_method_s256}
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii", errors="replace")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+class IDEOAuth2Validator(OAuth2Validator):
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        if not super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return False
+        # Check the verifier here rather than after oauthlib's own check so a
+        # wrong verifier also burns the code: a stolen code cannot be retried.
+        grant = Grant.objects.filter(code=code, application=client).first()
+        verifier = getattr(request, "code_verifier", None)
+        if (
+            grant is None
+            or grant.code_challenge_method != "S256"
+            or not verifier
+            or not hmac.compare_digest(_s256(verifier), grant.code_challenge)
+        ):
+            Grant.objects.filter(code=code, application=client).delete()
+            return False
+        return True
+
+
+class IDEAuthorizationView(AuthorizationView):
+    """Authorization endpoint that hands custom-scheme redirects to a page.
+
+    Browsers ask before opening an app and some block a bare 302 to a custom
+    scheme, so the user gets a "Return to VSCode" button (as in the manual).
+    """
+
+    def redirect(self, redirect_to, application):
+        scheme = urlparse(redirect_to).scheme
+        if scheme in IDE_SCHEMES:
+            return self.response_class(
+                request=self.request,
+                template="accounts/return_to_ide.html",
+                context={
+                    "redirect_to": redirect_to,
+                    "ide_name": IDE_SCHEMES[scheme],
+                    "application": application,
+                    "is_error": "error=" in redirect_to,
+                },
+            )
+        return super().redirect(redirect_to, application)

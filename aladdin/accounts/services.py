@@ -1,0 +1,169 @@
+"""Account writes: language, education status, bans, IDE tokens, activity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .choices import EducationStatus
+from .models import BannedPhone, StaffAction, User
+
+EDU_SIGNING_SALT = "aladdin.accounts.education"
+ACTIVITY_RESOLUTION_SECONDS = 300
+
+
+def user_set_language(*, user: User, language: str) -> User:
+    if language not in dict(settings.LANGUAGES):
+        raise ValidationError(_("Unknown language."))
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+    return user
+
+
+def user_record_activity(*, user: User, at: datetime | None = None) -> None:
+    """Note a web login, plugin API call or SSH login (restarts storage retention).
+
+    Written at most every 5 minutes per user so a busy plugin does not turn
+    every API call into a write.
+    """
+    at = at or timezone.now()
+    threshold = at - timezone.timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
+    from django.db.models import Q
+
+    User.objects.filter(pk=user.pk).filter(
+        Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=threshold)
+    ).update(last_activity_at=at)
+
+
+def is_education_email(email: str) -> bool:
+    domain = email.rsplit("@", 1)[-1].strip().lower()
+    for suffix in settings.EDUCATION_EMAIL_DOMAINS:
+        suffix = suffix if suffix.startswith(".") else "." + suffix
+        if ("." + domain).endswith(suffix):
+            return True
+    return False
+
+
+def education_request_verification(*, user: User, email: str) -> None:
+    """E-mail a signed link that proves the user reads ``email``."""
+    email = email.strip().lower()
+    if not is_education_email(email):
+        raise ValidationError(
+            _("%(email)s is not an education address. Use an address ending in %(domains)s.")
+            % {"email": email, "domains": ", ".join(settings.EDUCATION_EMAIL_DOMAINS)}
+        )
+    token = signing.dumps({"u": user.pk, "e": email}, salt=EDU_SIGNING_SALT)
+    link = settings.SITE_URL + reverse("education_confirm", args=[token])
+    send_mail(
+        subject=_("Confirm your education e-mail for Aladdin"),
+        message=_(
+            "Open this link within 24 hours to confirm %(email)s and get education prices:\n\n%(link)s\n"
+        )
+        % {"email": email, "link": link},
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+@transaction.atomic
+def education_confirm(*, user: User, token: str) -> User:
+    try:
+        data = signing.loads(
+            token, salt=EDU_SIGNING_SALT, max_age=settings.EDUCATION_VERIFICATION_TTL_SECONDS
+        )
+    except signing.SignatureExpired:
+        raise ValidationError(_("This link has expired. Ask for a new one.")) from None
+    except signing.BadSignature:
+        raise ValidationError(_("This link is not valid.")) from None
+    if data.get("u") != user.pk:
+        raise ValidationError(_("This link was sent to another account."))
+    user = User.objects.select_for_update().get(pk=user.pk)
+    user.education_email = data["e"]
+    user.education_verified_at = timezone.now()
+    if user.education_status == EducationStatus.NONE:
+        user.education_status = EducationStatus.EMAIL
+    user.save(update_fields=["education_email", "education_verified_at", "education_status"])
+    return user
+
+
+@transaction.atomic
+def education_set_by_staff(*, user: User, actor: User, approved: bool, reason: str) -> User:
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if approved:
+        user.education_status = EducationStatus.STAFF
+        user.education_verified_at = timezone.now()
+    else:
+        user.education_status = EducationStatus.NONE
+    user.save(update_fields=["education_status", "education_verified_at"])
+    StaffAction.objects.create(
+        actor=actor,
+        target_user=user,
+        action="education_approve" if approved else "education_revoke",
+        reason=reason,
+    )
+    return user
+
+
+def oauth_revoke_all(*, user: User) -> int:
+    """Revoke every IDE token of the user (password change, ban). Returns how many."""
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    count = 0
+    for refresh in get_refresh_token_model().objects.filter(user=user, revoked__isnull=True):
+        refresh.revoke()
+        count += 1
+    # Access tokens without a refresh token (none today, but be thorough).
+    deleted, _ = get_access_token_model().objects.filter(user=user).delete()
+    return count + deleted
+
+
+def ide_connection_revoke(*, user: User, refresh_token_id: int) -> None:
+    """Revoke one connected IDE (one refresh-token family) of ``user``."""
+    from oauth2_provider.models import get_refresh_token_model
+
+    refresh = get_refresh_token_model().objects.get(
+        pk=refresh_token_id, user=user, revoked__isnull=True
+    )
+    refresh.revoke()
+
+
+def _sessions_delete(*, user: User) -> None:
+    # Database sessions: find the user's by decoding (no index on user).
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
+            session.delete()
+
+
+@transaction.atomic
+def user_ban(*, user: User, actor: User | None, reason: str) -> User:
+    """Ban for mining (SPEC §1): disable for good, revoke access, block the phone.
+
+    Later issues add forfeiting compute and stopping workloads to the ban
+    service in the back office, which calls this.
+    """
+    if not reason.strip():
+        raise ValidationError(_("A reason is required to ban an account."))
+    user = User.objects.select_for_update().get(pk=user.pk)
+    now = timezone.now()
+    user.banned_at = user.banned_at or now
+    user.ban_reason = reason
+    user.is_active = False
+    user.save(update_fields=["banned_at", "ban_reason", "is_active"])
+    BannedPhone.objects.update_or_create(
+        phone=user.phone,
+        defaults={"user": user, "reason": reason, "banned_at": now, "banned_by": actor},
+    )
+    oauth_revoke_all(user=user)
+    _sessions_delete(user=user)
+    StaffAction.objects.create(actor=actor, target_user=user, action="ban", reason=reason)
+    return user

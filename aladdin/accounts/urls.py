@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("account/", views.account, name="account"),
+    path("account/language/", views.set_language, name="set_language"),
+    path("account/education/", views.education_request, name="education_request"),
+    path(
+        "account/education/confirm/<str:token>/",
+        views.education_confirm,
+        name="education_confirm",
+    ),
+    path("account/ides/<int:token_id>/revoke/", views.ide_revoke, name="ide_revoke"),
+    path("account/password/new/", views.password_new, name="password_new"),
+    # Replaces allauth's e-mail based reset (accounts have no e-mail).
+    path("accounts/password/reset/", views.password_reset_sms, name="password_reset_sms"),
+]

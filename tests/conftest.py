@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.core.cache import cache
+
+from aladdin.accounts.models import User
+
+_phones = itertools.count(13800000001)
+
+
+def next_phone() -> str:
+    return f"+86{next(_phones)}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    # Rate-limit counters and heartbeats must not leak between tests.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def _make(phone: str | None = None, password: str = "S3cure-pass-word", **extra) -> User:
+        extra.setdefault("phone_verified", True)
+        return User.objects.create_user(phone=phone or next_phone(), password=password, **extra)
+
+    return _make
+
+
+@pytest.fixture
+def user(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def other_user(make_user) -> User:
+    return make_user()
