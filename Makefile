@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
+# honcho overrides PORT for each process it starts, so the web port travels as ALADDIN_WEB_PORT.
+export ALADDIN_WEB_PORT := $(PORT)
 
 # Processes started by `make run`; the bundled Redis only when REDIS_URL is unset.
 PROCS := web worker beat

@@ -84,7 +84,8 @@ TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-PORT = _env_int("PORT", 8000, minimum=1)
+# honcho rewrites PORT per process; the Makefile passes the web port on as ALADDIN_WEB_PORT.
+PORT = _env_int("ALADDIN_WEB_PORT", _env_int("PORT", 8000, minimum=1), minimum=1)
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
