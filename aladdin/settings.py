@@ -108,6 +108,11 @@ INSTALLED_APPS = [
     "allauth.account",
     "aladdin.accounts",
     "aladdin.cluster",
+    # Product apps, in dependency order (DESIGN: accounts/cluster <- billing <- workshops, storage <- gpu_jobs).
+    "billing",
+    "workshops",
+    "storage",
+    "gpu_jobs",
 ]
 
 MIDDLEWARE = [
@@ -279,6 +284,7 @@ ALIYUN_SMS_ACCESS_KEY_ID = env.str("ALIYUN_SMS_ACCESS_KEY_ID", default="")
 ALIYUN_SMS_ACCESS_KEY_SECRET = env.str("ALIYUN_SMS_ACCESS_KEY_SECRET", default="")
 ALIYUN_SMS_SIGN_NAME = env.str("ALIYUN_SMS_SIGN_NAME", default="")
 ALIYUN_SMS_TEMPLATE_CODE = env.str("ALIYUN_SMS_TEMPLATE_CODE", default="")
+ALIYUN_SMS_NOTICE_TEMPLATE_CODE = env.str("ALIYUN_SMS_NOTICE_TEMPLATE_CODE", default="")
 ALIYUN_SMS_ENDPOINT = env.str("ALIYUN_SMS_ENDPOINT", default="dysmsapi.aliyuncs.com")
 if SMS_BACKEND == "aliyun":
     _missing = [

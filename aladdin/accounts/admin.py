@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from . import services
@@ -33,7 +34,7 @@ class UserAdmin(BaseUserAdmin):
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("phone", "password1", "password2")}),)
-    actions = ["approve_education"]
+    actions = ["approve_education", "ban_for_mining"]
 
     def get_search_results(self, request, queryset, search_term):
         # Staff type numbers as students do (13800138000); stored as +86….
@@ -52,6 +53,31 @@ class UserAdmin(BaseUserAdmin):
                 user=user, actor=request.user, approved=True, reason="admin action"
             )
         self.message_user(request, _("Education status approved."), messages.SUCCESS)
+
+    @admin.action(description=_("Ban for mining (permanent)"))
+    def ban_for_mining(self, request, queryset):
+        # Two steps: the first POST shows a confirmation page asking why; the
+        # second carries the reason and bans.
+        reason = (request.POST.get("ban_reason") or "").strip()
+        if request.POST.get("confirm_ban") and reason:
+            for user in queryset:
+                services.user_ban(user=user, actor=request.user, reason=reason)
+            self.message_user(
+                request, _("%(n)d account(s) banned.") % {"n": queryset.count()}, messages.SUCCESS
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/accounts/ban_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Ban for mining"),
+                "users": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "reason_missing": bool(request.POST.get("confirm_ban")),
+                "opts": self.model._meta,
+            },
+        )
 
 
 @admin.register(BannedPhone)

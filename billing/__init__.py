@@ -1,0 +1,1 @@
+"""Plans, subscriptions, grants, ledger, orders, Alipay, invoices."""

@@ -1,0 +1,1 @@
+"""GPU jobs, saved configurations, metering, logs, ports, monitoring."""

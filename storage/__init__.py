@@ -1,0 +1,1 @@
+"""Per-user volumes: usage samples, daily peaks, nightly charges, expansion, retention."""

@@ -1,0 +1,1 @@
+"""Images, resource presets, workshops (persistent dev environments), SSH keys, terminal."""
