@@ -9,15 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aladdin.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from aladdin.routing import websocket_urlpatterns  # noqa: E402
-from aladdin.wsauth import PortalAuthMiddlewareStack  # noqa: E402
+from aladdin.wsauth import PortalAuthMiddlewareStack, PortalOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": PortalOriginValidator(
             PortalAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }

@@ -6,8 +6,12 @@ Consumers stay dumb (DESIGN rule 8): by the time a consumer runs,
 
 from __future__ import annotations
 
+import hashlib
+
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 
@@ -29,8 +33,7 @@ def _user_for_token(raw: str):
 
 
 def _checksum(raw: str) -> str:
-    import hashlib
-
+    # DOT stores only SHA-256 checksums (COMPLIANT_BCP_RFC9700_TOKEN_STORAGE).
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
@@ -67,3 +70,26 @@ def PortalAuthMiddlewareStack(inner):  # noqa: N802 - mirrors Channels' naming
     # Session auth first (sets scope["user"] from the cookie); a bearer token,
     # when present, then decides instead.
     return AuthMiddlewareStack(BearerTokenMiddleware(inner))
+
+
+class PortalOriginValidator(OriginValidator):
+    """Refuses websockets opened by another site's page; lets non-browser clients in.
+
+    Channels' AllowedHostsOriginValidator also refuses a handshake without an
+    Origin header, which shuts out the IDE plugin: Node's websocket clients
+    send none. Browsers always send Origin on a websocket handshake, so a
+    missing one cannot be a cross-site page riding on the portal's cookie;
+    any Origin that is sent must still be one of ALLOWED_HOSTS.
+    """
+
+    def __init__(self, application):
+        allowed_hosts = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed_hosts:
+            # Same fallback as Channels' AllowedHostsOriginValidator.
+            allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
+        super().__init__(application, allowed_hosts)
+
+    def valid_origin(self, parsed_origin):
+        if parsed_origin is None:
+            return True
+        return self.validate_origin(parsed_origin)

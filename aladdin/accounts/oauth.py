@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
+from django.utils.cache import patch_cache_control
 from oauth2_provider.models import Grant
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView
@@ -66,16 +67,21 @@ class IDEAuthorizationView(AuthorizationView):
     """
 
     def redirect(self, redirect_to, application):
-        scheme = urlparse(redirect_to).scheme
-        if scheme in IDE_SCHEMES:
-            return self.response_class(
+        parsed = urlparse(redirect_to)
+        if parsed.scheme in IDE_SCHEMES:
+            response = self.response_class(
                 request=self.request,
                 template="accounts/return_to_ide.html",
                 context={
                     "redirect_to": redirect_to,
-                    "ide_name": IDE_SCHEMES[scheme],
+                    "ide_name": IDE_SCHEMES[parsed.scheme],
                     "application": application,
-                    "is_error": "error=" in redirect_to,
+                    # The parameter, not a substring of the whole URI.
+                    "is_error": "error" in parse_qs(parsed.query),
                 },
             )
+            # The page carries a live authorization code: keep it out of
+            # browser and proxy caches (RFC 6749 §10.5 treats codes as secrets).
+            patch_cache_control(response, no_store=True, private=True)
+            return response
         return super().redirect(redirect_to, application)
