@@ -92,6 +92,10 @@ def check_all() -> tuple[bool, dict]:
     }
     results: dict = {}
     for name, check in checks.items():
+        if name in {"worker", "beat"} and not results["redis"].get("ok"):
+            # Heartbeats live in Redis: don't wait on its timeouts twice more.
+            results[name] = {"ok": False, "error": "unknown: Redis is unavailable"}
+            continue
         try:
             results[name] = check()
         except Exception as exc:  # noqa: BLE001 - report, don't crash the probe

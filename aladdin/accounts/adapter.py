@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter, get_adapter
 from allauth.account.fields import PhoneField
+from allauth.account.internal.flows.login import get_authentication_records
 from allauth.core.exceptions import ImmediateHttpResponse
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import sms
@@ -42,13 +44,25 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def clean_phone(self, phone: str) -> str:
         phone = normalize_phone(phone)
+        # Every phone field (sign-up, login by code, change of number) passes
+        # here, so a number banned for mining can neither register again nor
+        # be attached to another account. Its owner knows it is banned, so
+        # saying so reveals nothing to anyone else.
         if BannedPhone.objects.filter(phone=phone).exists():
             raise ValidationError(
                 _(
-                    "This phone number cannot be used to register. Contact support if you think this is wrong."
-                )
+                    "This phone number is blocked on Aladdin and cannot be used. "
+                    "Contact support if you think this is wrong."
+                ),
+                code="phone_banned",
             )
         return phone
+
+    def generate_phone_verification_code(self, *, user, phone: str) -> str:
+        # Explicitly the OS CSPRNG and exactly OTP_LENGTH digits, whatever
+        # allauth's code format defaults become. Login codes sent by SMS come
+        # from here too (allauth generates them as phone verification codes).
+        return f"{secrets.randbelow(10**settings.OTP_LENGTH):0{settings.OTP_LENGTH}d}"
 
     # --- phone storage (allauth's phone interface) -------------------------
     def set_phone(self, user, phone: str, verified: bool) -> None:
@@ -63,28 +77,64 @@ class AccountAdapter(DefaultAccountAdapter):
         return user.phone, user.phone_verified
 
     def set_phone_verified(self, user, phone: str) -> None:
+        was_unverified = not user.phone_verified
         self.set_phone(user, phone, True)
+        if was_unverified and user.last_login is None and self._proved_by_code_login(user):
+            # Someone signed up with this number and never proved it; the
+            # number's owner has now logged in with a texted code. The password
+            # was chosen by whoever signed up, perhaps not the owner, and would
+            # let them in later (account pre-hijacking), so it goes.
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            self.add_message(
+                self.request,
+                messages.INFO,
+                message=_(
+                    "Your phone number is verified. Set a password on your account page "
+                    "if you want to log in with one."
+                ),
+            )
+
+    def _proved_by_code_login(self, user) -> bool:
+        request = getattr(self, "request", None)
+        if request is None or not hasattr(request, "session"):
+            return False
+        records = get_authentication_records(request, user)
+        return bool(records) and records[-1].get("method") == "code"
 
     def get_user_by_phone(self, phone: str):
         try:
             phone = normalize_phone(phone)
         except ValidationError:
             return None
-        return User.objects.filter(phone=phone, is_active=True).first()
+        # Inactive accounts count too: their number is taken (a sign-up with it
+        # would break the unique constraint), and logging in to them ends on
+        # the "account inactive" or "banned" page rather than "no account".
+        return User.objects.filter(phone=phone).first()
 
     def save_user(self, request, user, form, commit=True):
         # Our user row needs its phone before the first save; allauth sets it
-        # after. A stale, never-verified sign-up with the same number (someone
-        # typed a number that is not theirs) gives way to this one.
+        # after. A number that already has a row (even a never-verified one)
+        # never gets here: allauth treats it as "account already exists" and
+        # texts its owner, who can then log in by code and own that row (see
+        # set_phone_verified).
         phone = form.cleaned_data.get("phone")
         if phone:
-            stale_before = timezone.now() - timezone.timedelta(seconds=settings.OTP_TTL_SECONDS)
-            User.objects.filter(
-                phone=phone, phone_verified=False, date_joined__lt=stale_before
-            ).delete()
+            # The verification code is texted right after the row is saved. If
+            # the SMS limits would refuse it, refuse now: a row whose number
+            # cannot be verified would only block its own sign-up.
+            try:
+                sms.check(phone=phone, ip=self._client_ip())
+            except sms.SmsLimitExceeded as exc:
+                self._refuse(exc)
             user.phone = phone
         user.language = getattr(request, "LANGUAGE_CODE", user.language) or user.language
         return super().save_user(request, user, form, commit=commit)
+
+    def populate_username(self, request, user) -> None:
+        # The username is optional (log in with the phone); allauth would
+        # invent one ("user", "user2", ...) that then takes names from people.
+        user.username = (user.username or "").strip() or None
 
     def is_open_for_signup(self, request) -> bool:
         return True
@@ -95,6 +145,15 @@ class AccountAdapter(DefaultAccountAdapter):
         if request is None:
             return None
         return self.get_client_ip(request)
+
+    def consume_sms_quota(self, phone: str) -> None:
+        """Take one send from the limits without texting (a resend to a number
+        without an account must cost what a real resend costs, or the 429s
+        would tell the two apart)."""
+        try:
+            sms.consume(phone=phone, ip=self._client_ip())
+        except sms.SmsLimitExceeded as exc:
+            self._refuse(exc)
 
     def _refuse(self, exc: sms.SmsLimitExceeded):
         response = render(

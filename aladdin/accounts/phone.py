@@ -7,7 +7,9 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-_MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# ASCII digits only: \d would also accept other scripts' digits (e.g. full-width
+# "８"), which would be stored as typed and never match the same number again.
+_MAINLAND_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
 def normalize_phone(raw: str) -> str:

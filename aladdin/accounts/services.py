@@ -7,6 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core import signing
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
@@ -54,6 +55,19 @@ def is_education_email(email: str) -> bool:
     return False
 
 
+EDU_MAILS_PER_DAY = 5
+
+
+def _education_email_taken(*, user: User, email: str) -> bool:
+    # One school address gives education prices to one account only;
+    # otherwise one student could discount any number of accounts.
+    return (
+        User.objects.filter(education_email__iexact=email, education_status=EducationStatus.EMAIL)
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
 def education_request_verification(*, user: User, email: str) -> None:
     """E-mail a signed link that proves the user reads ``email``."""
     email = email.strip().lower()
@@ -61,6 +75,18 @@ def education_request_verification(*, user: User, email: str) -> None:
         raise ValidationError(
             _("%(email)s is not an education address. Use an address ending in %(domains)s.")
             % {"email": email, "domains": ", ".join(settings.EDUCATION_EMAIL_DOMAINS)}
+        )
+    if _education_email_taken(user=user, email=email):
+        raise ValidationError(
+            _("%(email)s already gives education prices to another account.") % {"email": email}
+        )
+    # A few links a day per account: the form must not become a way to
+    # mail-bomb a school's addresses from our server.
+    key = f"edu:mails:{user.pk}:{timezone.localdate().isoformat()}"
+    cache.add(key, 0, timeout=2 * 24 * 3600)
+    if cache.incr(key) > EDU_MAILS_PER_DAY:
+        raise ValidationError(
+            _("Too many confirmation e-mails were sent today. Please try again tomorrow.")
         )
     token = signing.dumps({"u": user.pk, "e": email}, salt=EDU_SIGNING_SALT)
     link = settings.SITE_URL + reverse("education_confirm", args=[token])
@@ -87,6 +113,10 @@ def education_confirm(*, user: User, token: str) -> User:
         raise ValidationError(_("This link is not valid.")) from None
     if data.get("u") != user.pk:
         raise ValidationError(_("This link was sent to another account."))
+    if _education_email_taken(user=user, email=data["e"]):
+        raise ValidationError(
+            _("%(email)s already gives education prices to another account.") % {"email": data["e"]}
+        )
     user = User.objects.select_for_update().get(pk=user.pk)
     user.education_email = data["e"]
     user.education_verified_at = timezone.now()

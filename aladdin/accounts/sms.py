@@ -1,13 +1,16 @@
 """SMS: provider backends and the one gate every verification code passes.
 
 Every flow that texts a code (sign-up verification, login by code, password
-reset) goes through :func:`send_code`, so the limits hold across flows:
+reset) goes through :func:`send_code` (or :func:`send_notice`, which stands in
+for a code when a number has no account), so the limits hold across flows:
 1 send per 60 s and 10 per day per phone and per client IP, and a
-platform-wide daily budget. Counters live in Redis (the Django cache).
+platform-wide daily budget. :func:`consume` is the gate itself; counters live
+in Redis (the Django cache's server), taken atomically by one script.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -146,49 +149,125 @@ def _seconds_to_midnight() -> int:
     return max(int((midnight - now).total_seconds()), 1)
 
 
-def _consume(phone: str, ip: str | None) -> None:
-    """Take one send from every limit, or raise SmsLimitExceeded and take none."""
-    interval = settings.SMS_MIN_INTERVAL_SECONDS
+def ip_subject(ip: str) -> str:
+    """The per-IP counter's key: the address itself, or its /64 for IPv6.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single
+    addresses would let one phone-farm rotate through 2**64 of them.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+# All limits are checked and taken in one Redis script, so that a refused send
+# takes nothing and concurrent requests cannot slip past a limit (a read
+# followed by a write would let N parallel requests all see "9 of 10").
+# Slots store the time of the last send (ms, the app's clock), not only a TTL,
+# so that "60 s later" is measured by the same clock that tests travel with;
+# the TTL just lets Redis forget old slots.
+#   KEYS: day counters (1..n), the budget counter (n+1), slots (n+2..2n+1)
+#   ARGV: n, now_ms, interval_ms, budget, day_ttl_s, dry_run (0/1), daily limits (1..n)
+#   returns {status, subject index, retry ms}; a dry run takes nothing.
+_GATE_SCRIPT = """
+local n = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local budget = tonumber(ARGV[4])
+local day_ttl = tonumber(ARGV[5])
+local dry_run = ARGV[6] == '1'
+for i = 1, n do
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used >= tonumber(ARGV[6 + i]) then return {'day', i, 0} end
+end
+if tonumber(redis.call('GET', KEYS[n + 1]) or '0') >= budget then return {'budget', 0, 0} end
+for i = 1, n do
+  local last = redis.call('GET', KEYS[n + 1 + i])
+  if last and now - tonumber(last) < interval then
+    return {'slot', i, interval - (now - tonumber(last))}
+  end
+end
+if dry_run then return {'ok', 0, 0} end
+for i = 1, n do
+  redis.call('SET', KEYS[n + 1 + i], now, 'PX', interval)
+  redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], day_ttl)
+end
+redis.call('INCR', KEYS[n + 1])
+redis.call('EXPIRE', KEYS[n + 1], day_ttl)
+return {'ok', 0, 0}
+"""
+
+
+def _key(name: str) -> str:
+    # The cache's own prefixing, so the keys sit with (and are cleared with)
+    # the rest of the cache; integers are stored raw, so cache.get reads them.
+    return cache.make_and_validate_key(name)
+
+
+def consume(*, phone: str, ip: str | None) -> None:
+    """Take one send from every limit, or raise SmsLimitExceeded and take none.
+
+    Limits: 1 send per SMS_MIN_INTERVAL_SECONDS and SMS_DAILY_LIMIT_PER_PHONE /
+    SMS_DAILY_LIMIT_PER_IP per day, per phone and per client IP, and
+    SMS_DAILY_BUDGET per day for the whole platform.
+    """
+    _gate(phone=phone, ip=ip, dry_run=False)
+
+
+def check(*, phone: str, ip: str | None) -> None:
+    """Raise SmsLimitExceeded if a send would be refused now; takes nothing.
+
+    Only a hint (another request may take the last send in between); the
+    send itself still goes through :func:`consume`.
+    """
+    _gate(phone=phone, ip=ip, dry_run=True)
+
+
+def _gate(*, phone: str, ip: str | None, dry_run: bool) -> None:
     day = _day_key()
     subjects = [("phone", phone, settings.SMS_DAILY_LIMIT_PER_PHONE)]
     if ip:
-        subjects.append(("ip", ip, settings.SMS_DAILY_LIMIT_PER_IP))
-
-    # Daily counters first, read-only, so a refused send consumes nothing.
-    for scope, value, limit in subjects:
-        if (cache.get(f"sms:{scope}:{value}:day:{day}") or 0) >= limit:
-            raise SmsLimitExceeded(scope=scope, retry_after=_seconds_to_midnight())
-    if (cache.get(f"sms:budget:{day}") or 0) >= settings.SMS_DAILY_BUDGET:
+        subjects.append(("ip", ip_subject(ip), settings.SMS_DAILY_LIMIT_PER_IP))
+    keys = [_key(f"sms:{scope}:{value}:day:{day}") for scope, value, _limit in subjects]
+    keys.append(_key(f"sms:budget:{day}"))
+    keys += [_key(f"sms:{scope}:{value}:slot") for scope, value, _limit in subjects]
+    interval_ms = settings.SMS_MIN_INTERVAL_SECONDS * 1000
+    args = [
+        len(subjects),
+        int(timezone.now().timestamp() * 1000),
+        interval_ms,
+        settings.SMS_DAILY_BUDGET,
+        2 * DAY_SECONDS,
+        int(dry_run),
+        *(limit for _scope, _value, limit in subjects),
+    ]
+    client = cache._cache.get_client(keys[0], write=True)
+    status, index, retry_ms = client.eval(_GATE_SCRIPT, len(keys), *keys, *args)
+    status = status.decode() if isinstance(status, bytes) else status
+    if status == "ok":
+        return
+    if status == "budget":
+        logger.error("SMS daily budget of %d reached", settings.SMS_DAILY_BUDGET)
         raise SmsLimitExceeded(scope="budget", retry_after=_seconds_to_midnight())
-
-    # The 60 s slots are taken atomically (SET NX), so two requests racing
-    # for the same phone cannot both pass.
-    taken: list[str] = []
-    for scope, value, _limit in subjects:
-        key = f"sms:{scope}:{value}:slot"
-        if not cache.add(key, timezone.now().timestamp(), timeout=interval):
-            for k in taken:
-                cache.delete(k)
-            started = cache.get(key) or timezone.now().timestamp()
-            retry = int(interval - (timezone.now().timestamp() - float(started))) + 1
-            raise SmsLimitExceeded(scope=scope, retry_after=max(min(retry, interval), 1))
-        taken.append(key)
-
-    for scope, value, _limit in subjects:
-        _incr(f"sms:{scope}:{value}:day:{day}")
-    _incr(f"sms:budget:{day}")
-
-
-def _incr(key: str) -> int:
-    cache.add(key, 0, timeout=2 * DAY_SECONDS)
-    return cache.incr(key)
+    scope = subjects[int(index) - 1][0]
+    if status == "day":
+        raise SmsLimitExceeded(scope=scope, retry_after=_seconds_to_midnight())
+    retry = -(-int(retry_ms) // 1000)  # ceil: never tell people to retry too early
+    raise SmsLimitExceeded(scope=scope, retry_after=max(min(retry, interval_ms // 1000), 1))
 
 
 def send_code(*, phone: str, code: str, purpose: str, ip: str | None) -> None:
     """Text a verification code, within the limits. Raises SmsLimitExceeded."""
     from .models import SmsMessage
 
-    _consume(phone, ip)
+    consume(phone=phone, ip=ip)
     backend = get_backend()
     try:
         backend.send_code(phone=phone, code=code)
@@ -205,7 +284,7 @@ def send_notice(*, phone: str, text: str, purpose: str, ip: str | None) -> None:
     """Text a notice that stands in for a code (same limits, so responses match)."""
     from .models import SmsMessage
 
-    _consume(phone, ip)
+    consume(phone=phone, ip=ip)
     backend = get_backend()
     try:
         backend.send_text(phone=phone, text=text)

@@ -13,6 +13,14 @@ urlpatterns = [
     ),
     path("account/ides/<int:token_id>/revoke/", views.ide_revoke, name="ide_revoke"),
     path("account/password/new/", views.password_new, name="password_new"),
+    # Override allauth's code pages: resend must answer the same for unknown
+    # numbers, and wrong guesses are capped per code in Redis (see views).
+    path(
+        "accounts/login/code/confirm/",
+        views.confirm_login_code,
+        name="account_confirm_login_code",
+    ),
+    path("accounts/phone/verify/", views.verify_phone, name="account_verify_phone"),
     # Replaces allauth's e-mail based reset (accounts have no e-mail).
     path("accounts/password/reset/", views.password_reset_sms, name="password_reset_sms"),
 ]

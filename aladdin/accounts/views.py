@@ -1,15 +1,26 @@
-"""Account pages: overview of the account, language, education, IDEs, password reset by SMS."""
+"""Account pages: overview of the account, language, education, IDEs, password reset by SMS.
+
+Also thin subclasses of allauth's code pages (login code, phone verification
+at sign-up) that close two gaps; see the note above ConfirmLoginCode.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
+from allauth.account.adapter import get_adapter
 from allauth.account.internal.flows.login import get_authentication_records
 from allauth.account.signals import password_reset
+from allauth.account.views._login import ConfirmLoginCodeView
+from allauth.account.views._phone import _VerifyPhoneChangeView, _VerifyPhoneSignupView
+from allauth.core import ratelimit
+from allauth.core.ratelimit import RateLimited
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -111,12 +122,21 @@ def ide_revoke(request, token_id: int):
 
 def password_reset_sms(request):
     """Forgot password: prove the phone with an SMS login code, then set a new one."""
-    login_code_url = reverse("account_request_login_code") + "?next=" + reverse("password_new")
+    # Logged-in people cannot ask for a login code (allauth sends them on), so
+    # they prove the phone by reauthenticating with a code instead; both count
+    # as a code authentication for password_new.
+    code_view = (
+        "account_request_reauthentication_code"
+        if request.user.is_authenticated
+        else "account_request_login_code"
+    )
+    login_code_url = reverse(code_view) + "?next=" + reverse("password_new")
     return render(request, "accounts/password_reset_sms.html", {"login_code_url": login_code_url})
 
 
 def _recent_code_login(request) -> bool:
-    records = get_authentication_records(request)
+    # allauth keeps the records per user: without the user it returns none.
+    records = get_authentication_records(request, request.user)
     return any(
         r.get("method") == "code" and time.time() - r.get("at", 0) <= RESET_WINDOW_SECONDS
         for r in records
@@ -141,3 +161,113 @@ def password_new(request):
         messages.success(request, _("Your password was changed."))
         return redirect("account")
     return render(request, "accounts/password_new.html", {"form": form})
+
+
+# --- allauth's code pages, two gaps closed ----------------------------------------
+# 1. "Resend" for a number without an account: allauth 65.22 texts nothing
+#    (and on the login-code page it crashes: it asserts a user to make the
+#    code for). A real resend goes through our SMS gate, so within 60 s it is
+#    a 429 while the other would be a redirect: the difference tells an
+#    attacker which numbers have accounts. Here such a resend takes the same
+#    quota and answers the same way, still without texting.
+# 2. Wrong attempts: allauth counts them in the session, which each request
+#    reads at its start and writes at its end, so N parallel guesses all see
+#    "0 wrong so far" and N codes get tried. An atomic Redis counter per code
+#    request caps the guesses at OTP_MAX_ATTEMPTS however they arrive.
+
+
+class _AtomicAttemptsMixin:
+    def _otp_process(self):
+        raise NotImplementedError
+
+    def _respond_too_many_attempts(self):
+        raise NotImplementedError
+
+    def post(self, request, *args, **kwargs):
+        if self._action == "verify" and not self._take_attempt():
+            return self._respond_too_many_attempts()
+        return super().post(request, *args, **kwargs)
+
+    def _take_attempt(self) -> bool:
+        state = self._otp_process().state
+        # One counter per code request ("at" is when it started), like
+        # allauth's own count, which a resend does not reset either.
+        ident = f"{state.get('phone') or state.get('email')}:{state.get('at')}"
+        key = "otp:attempts:" + hashlib.sha256(ident.encode()).hexdigest()
+        cache.add(key, 0, timeout=settings.OTP_TTL_SECONDS + 60)
+        return cache.incr(key) <= settings.OTP_MAX_ATTEMPTS
+
+
+class ConfirmLoginCode(_AtomicAttemptsMixin, ConfirmLoginCodeView):
+    def _otp_process(self):
+        return self._process
+
+    def _respond_too_many_attempts(self):
+        # As allauth answers the last of too many wrong codes.
+        adapter = get_adapter(self.request)
+        adapter.add_message(
+            self.request, messages.ERROR, message=adapter.error_messages["too_many_login_attempts"]
+        )
+        initiated_by_user = self._process.state.get("initiated_by_user")
+        self._process.abort()
+        return redirect("account_request_login_code" if initiated_by_user else "account_login")
+
+    def _resend_form_valid(self, form):
+        process = self._process
+        phone = process.state.get("phone")
+        if process.user is not None or not phone:
+            return super()._resend_form_valid(form)
+        get_adapter(self.request).consume_sms_quota(phone)
+        process.add_sent_message({"recipient": phone, "phone": phone})
+        process.record_resend()
+        process.persist()
+        return HttpResponseRedirect(
+            self.passthrough_next_url(reverse("account_confirm_login_code"))
+        )
+
+
+class VerifyPhoneAtSignup(_AtomicAttemptsMixin, _VerifyPhoneSignupView):
+    def _otp_process(self):
+        return self.process
+
+    def _respond_too_many_attempts(self):
+        self.process.abort()
+        return self.respond_process_failed(None)
+
+    def _resend_form_valid(self, form):
+        process = self.process
+        if process.user is not None and not process.state.get("account_already_exists"):
+            return super()._resend_form_valid(form)
+        adapter = get_adapter(self.request)
+        # Same steps, in the same order, as allauth's resend for a real account.
+        process.record_resend()
+        try:
+            ratelimit.consume(
+                self.request, action="verify_phone", key=process.phone, raise_exception=True
+            )
+        except RateLimited:
+            adapter.add_message(
+                self.request, messages.ERROR, message=adapter.error_messages["rate_limited"]
+            )
+        else:
+            adapter.consume_sms_quota(process.phone)
+            adapter.add_message(
+                self.request,
+                messages.INFO,
+                "account/messages/phone_verification_sent.txt",
+                {"phone": process.phone},
+            )
+            process.persist()
+        return HttpResponseRedirect(self.passthrough_next_url(reverse("account_verify_phone")))
+
+
+confirm_login_code = ConfirmLoginCode.as_view()
+_verify_phone_at_signup = VerifyPhoneAtSignup.as_view()
+_verify_phone_change = _VerifyPhoneChangeView.as_view()
+
+
+def verify_phone(request):
+    """allauth's /accounts/phone/verify/ dispatcher, with the sign-up page above."""
+    if request.user.is_authenticated:
+        return _verify_phone_change(request)
+    return _verify_phone_at_signup(request)
