@@ -1,0 +1,209 @@
+"""Billing core: plans, subscriptions, compute grants and the append-only ledger.
+
+Units (SPEC §2, DESIGN rule 5): compute in integer µDCU (1 DCU = 1,000,000 µDCU),
+money in integer fen (0.01 yuan). No floats, no decimal columns.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from .choices import GrantClass, GrantState, LedgerKind, PlanKind, SubscriptionState
+
+
+class Plan(models.Model):
+    """A product that can be bought: a 30-day subscription plan or an extension pack.
+
+    Plans are data, not constants (SPEC §3.1): staff edit them in the admin and
+    migration 0002 seeds them. ``tier`` orders subscription plans (an upgrade is
+    a higher tier); extension packs have no tier.
+    """
+
+    code = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=PlanKind.choices, default=PlanKind.PLAN)
+    tier = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("0 free, 1 trial, 2 basic, 3 advanced; empty for extension packs."),
+    )
+    dcu_micro = models.BigIntegerField(
+        default=0, help_text=_("Compute granted per period, in µDCU (1 DCU = 1,000,000 µDCU).")
+    )
+    gpu_parallelism = models.PositiveIntegerField(
+        default=0, help_text=_("GPUs usable at once while this plan is the highest active.")
+    )
+    free_storage_gib = models.PositiveIntegerField(
+        default=0, help_text=_("Storage included free of charge, in GiB.")
+    )
+    max_storage_gib = models.PositiveIntegerField(
+        default=0, help_text=_("Largest storage allowance the user may expand to, in GiB.")
+    )
+    price_fen = models.BigIntegerField(default=0, help_text=_("Price in fen (0.01 yuan)."))
+    education_price_fen = models.BigIntegerField(
+        default=0, help_text=_("Price for verified education users, in fen (0.01 yuan).")
+    )
+    period_days = models.PositiveSmallIntegerField(default=30)
+    is_active = models.BooleanField(default=True, help_text=_("Offered for sale."))
+    sort_order = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ("sort_order", "pk")
+        constraints = [
+            models.CheckConstraint(condition=Q(dcu_micro__gte=0), name="plan_dcu_micro_gte_0"),
+            models.CheckConstraint(condition=Q(price_fen__gte=0), name="plan_price_fen_gte_0"),
+            models.CheckConstraint(
+                condition=Q(education_price_fen__gte=0), name="plan_education_price_fen_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    """A user's billing account: one per user, and the row every balance change locks.
+
+    Services lock it with ``select_for_update()`` before touching the user's
+    grants or ledger (DESIGN rule 5), so concurrent charges serialise here.
+    ``debt_micro`` is the arrears not yet paid by a grant (SPEC §3.5).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_account"
+    )
+    debt_micro = models.BigIntegerField(
+        default=0, help_text=_("Arrears in µDCU (1 DCU = 1,000,000 µDCU); never negative.")
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(debt_micro__gte=0), name="account_debt_micro_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Account of {self.user}"
+
+
+class Subscription(models.Model):
+    """One 30-day period of a plan for a user: queued, active or ended (SPEC §3.2)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=16, choices=SubscriptionState.choices, default=SubscriptionState.QUEUED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(
+        max_length=200, blank=True, help_text=_("What created it, e.g. an order number.")
+    )
+
+    class Meta:
+        ordering = ("starts_at", "pk")
+        indexes = [models.Index(fields=("user", "state"), name="billing_sub_user_state")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="subscription_ends_after_start"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} for {self.user} from {self.starts_at:%Y-%m-%d}"
+
+
+class Grant(models.Model):
+    """A quantity of compute a user may spend, with its own life cycle (SPEC §3.2–3.4).
+
+    ``remaining_micro`` changes only together with a LedgerEntry, under a lock on
+    the user's Account. ``active_until`` is when active compute stops being
+    spendable; ``carry_until`` is set while the grant is carried (inactive).
+    ``may_carry`` is False once carry-over has been activated: it cannot carry again.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="grants"
+    )
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+    )
+    grant_class = models.CharField(max_length=16, choices=GrantClass.choices)
+    tier = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=_("Plan tier of a plan grant; empty for other classes.")
+    )
+    granted_micro = models.BigIntegerField(
+        help_text=_("Compute granted, in µDCU (1 DCU = 1,000,000 µDCU).")
+    )
+    remaining_micro = models.BigIntegerField(
+        help_text=_("Compute left, in µDCU (1 DCU = 1,000,000 µDCU).")
+    )
+    state = models.CharField(max_length=16, choices=GrantState.choices, default=GrantState.ACTIVE)
+    active_until = models.DateTimeField()
+    carry_until = models.DateTimeField(null=True, blank=True)
+    may_carry = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("active_until", "pk")
+        indexes = [models.Index(fields=("user", "state"), name="billing_grant_user_state")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(remaining_micro__gte=0) & Q(remaining_micro__lte=F("granted_micro")),
+                name="grant_remaining_between_0_and_granted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_grant_class_display()} #{self.pk} of {self.user}"
+
+
+class LedgerQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        # Bulk updates would bypass LedgerEntry.save(); the ledger is append-only.
+        raise TypeError("LedgerEntry rows are append-only and cannot be updated")
+
+
+class LedgerEntry(models.Model):
+    """One change of a user's compute, debt or vouchers: append-only (SPEC §3.5).
+
+    ``delta_micro`` is signed (positive adds compute). ``idempotency_key`` is
+    unique so a retried event inserts nothing twice (DESIGN rule 6).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    grant = models.ForeignKey(
+        Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    delta_micro = models.BigIntegerField(
+        help_text=_("Signed change, in µDCU (1 DCU = 1,000,000 µDCU).")
+    )
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices)
+    reason = models.TextField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("created_at", "pk")
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=("user", "created_at"), name="billing_ledger_user_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.delta_micro} µDCU for {self.user}"
+
+    def save(self, *args, **kwargs):
+        # The one exception to "no logic in save()": the ledger is the audit trail
+        # of every balance, so an entry once written must never change. A mistake
+        # is corrected by a new, compensating entry.
+        if not self._state.adding:
+            raise TypeError("LedgerEntry rows are append-only and cannot be updated")
+        super().save(*args, **kwargs)

@@ -1,0 +1,45 @@
+"""Exact conversions between DCU, µDCU and fen (SPEC §2: integers only, never floats)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICRO_PER_DCU = 1_000_000
+FEN_PER_YUAN = 100
+
+
+def dcu_to_micro(dcu: Decimal | str | int) -> int:
+    """Convert a DCU amount to µDCU exactly.
+
+    Raises ValueError when the amount has precision below one µDCU: rounding
+    silently here would create or destroy compute, so the caller must choose
+    the rounding explicitly (DESIGN rule 5).
+    """
+    if isinstance(dcu, float):
+        raise TypeError("DCU amounts must be Decimal, str or int, never float")
+    try:
+        value = Decimal(dcu)
+    except (InvalidOperation, TypeError) as exc:
+        raise ValueError(f"not a DCU amount: {dcu!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"not a finite DCU amount: {dcu!r}")
+    micro = value * MICRO_PER_DCU
+    if micro != micro.to_integral_value():
+        raise ValueError(f"{dcu} DCU is finer than one µDCU")
+    return int(micro)
+
+
+def format_micro(micro: int) -> str:
+    """Format µDCU as DCU without trailing zeros: 56_600_000 -> "56.6", 30_000 -> "0.03"."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(int(micro)), MICRO_PER_DCU)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:06d}".rstrip("0")
+
+
+def fen_to_yuan_str(fen: int) -> str:
+    """Format fen as yuan with two decimals: 13500 -> "135.00"."""
+    sign = "-" if fen < 0 else ""
+    yuan, rest = divmod(abs(int(fen)), FEN_PER_YUAN)
+    return f"{sign}{yuan}.{rest:02d}"
