@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .choices import GrantClass, GrantState, LedgerKind, PlanKind, SubscriptionState
@@ -78,6 +79,15 @@ class Account(models.Model):
     debt_micro = models.BigIntegerField(
         default=0, help_text=_("Arrears in µDCU (1 DCU = 1,000,000 µDCU); never negative.")
     )
+    next_event_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text=_(
+            "Earliest time a period starts or ends or a grant lapses; derived, kept so "
+            "charges and the beat task skip period processing when nothing is due."
+        ),
+    )
 
     class Meta:
         constraints = [
@@ -110,7 +120,9 @@ class Subscription(models.Model):
         indexes = [models.Index(fields=("user", "state"), name="billing_sub_user_state")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(ends_at__gt=F("starts_at")), name="subscription_ends_after_start"
+                # An upgrade at the very instant a period starts ends it there.
+                condition=Q(ends_at__gte=F("starts_at")),
+                name="subscription_ends_after_start",
             ),
         ]
 
@@ -188,7 +200,9 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=16, choices=LedgerKind.choices)
     reason = models.TextField()
     idempotency_key = models.CharField(max_length=200, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The time of the event, not of the insert: processing that catches up
+    # after downtime records when a period really ended.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = LedgerQuerySet.as_manager()
 
@@ -207,3 +221,42 @@ class LedgerEntry(models.Model):
         if not self._state.adding:
             raise TypeError("LedgerEntry rows are append-only and cannot be updated")
         super().save(*args, **kwargs)
+
+
+class ArrearsReview(models.Model):
+    """Staff review of an account whose arrears reached 10 DCU (SPEC §3.5).
+
+    The platform may clean the user's data; staff decide case by case and
+    the decision is recorded here.
+    """
+
+    class Decision(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        CLEAN = "clean", _("Clean the data")
+        HOLD = "hold", _("Hold (keep the data)")
+        CONTACT = "contact", _("Contact the user")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arrears_reviews"
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+    debt_micro_at_open = models.BigIntegerField(help_text=_("Arrears when opened, in µDCU."))
+    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-opened_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("user",),
+                condition=Q(decision="pending"),
+                name="one_pending_arrears_review_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Arrears review of {self.user} ({self.decision})"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Case, F, IntegerField, QuerySet, Sum, Value, When
+from django.utils import timezone
 
-from .choices import GRANT_CLASS_RANK, GrantClass, GrantState
-from .models import Account, Grant
+from .choices import GRANT_CLASS_RANK, GrantClass, GrantState, LedgerKind, SubscriptionState
+from .models import Account, Grant, LedgerEntry, Plan, Subscription
 
 
 def account_for(user) -> Account:
@@ -57,3 +59,107 @@ def spending_order(user, at: datetime) -> QuerySet[Grant]:
         .annotate(class_rank=class_rank, plan_tier=plan_tier)
         .order_by("class_rank", "plan_tier", "active_until", "pk")
     )
+
+
+def current_subscription(user, at: datetime | None = None) -> Subscription | None:
+    """The period in force at ``at``: the highest tier among active ones."""
+    at = at or timezone.now()
+    return (
+        Subscription.objects.filter(
+            user=user, state=SubscriptionState.ACTIVE, starts_at__lte=at, ends_at__gt=at
+        )
+        .select_related("plan")
+        .order_by("-plan__tier", "-ends_at")
+        .first()
+    )
+
+
+def free_plan() -> Plan:
+    # The free tier is seeded as data (not for sale, hence no is_active filter).
+    return Plan.objects.get(code="free")
+
+
+def current_plan(user, at: datetime | None = None) -> Plan:
+    """The plan whose allowances apply now; the free tier when none is active."""
+    sub = current_subscription(user, at)
+    return sub.plan if sub is not None else free_plan()
+
+
+def gpu_parallelism(user, at: datetime | None = None) -> int:
+    """GPU parallelism of the highest tier active now (SPEC §3.2)."""
+    return current_plan(user, at).gpu_parallelism
+
+
+def storage_free_gib(user, at: datetime | None = None) -> int:
+    """Storage included free of charge by the current plan, in GiB."""
+    return current_plan(user, at).free_storage_gib
+
+
+def storage_max_gib(user, at: datetime | None = None) -> int:
+    """The largest storage allowance the current plan allows, in GiB."""
+    return current_plan(user, at).max_storage_gib
+
+
+def queued_subscriptions(user) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(user=user, state=SubscriptionState.QUEUED).select_related(
+        "plan"
+    )
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What the balance widget and the API show (SPEC §3.5)."""
+
+    active_micro: int
+    carried: list[Grant]
+    debt_micro: int
+    subscription: Subscription | None
+    plan: Plan
+
+    @property
+    def carried_micro(self) -> int:
+        return sum(g.remaining_micro for g in self.carried)
+
+
+def balance_for(user, at: datetime | None = None) -> Balance:
+    at = at or timezone.now()
+    account = Account.objects.filter(user=user).first()
+    sub = current_subscription(user, at)
+    return Balance(
+        active_micro=active_balance_micro(user, at),
+        carried=list(carried_grants(user).filter(carry_until__gt=at)),
+        debt_micro=account.debt_micro if account else 0,
+        subscription=sub,
+        plan=sub.plan if sub else free_plan(),
+    )
+
+
+def ledger_entries(user, *, kind: str | None = None, since=None, until=None) -> QuerySet:
+    """The user's ledger, newest first, optionally filtered by kind and time."""
+    qs = (
+        LedgerEntry.objects.filter(user=user).select_related("grant").order_by("-created_at", "-pk")
+    )
+    if kind:
+        qs = qs.filter(kind=kind)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    return qs
+
+
+def daily_usage_micro(user, *, days: int = 30, at: datetime | None = None) -> list[tuple]:
+    """Compute charged per Asia/Shanghai day over the last ``days`` days: [(date, µDCU)]."""
+    at = at or timezone.now()
+    today = timezone.localdate(at)
+    start_day = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(start_day, datetime.min.time()))
+    totals = {start_day + timedelta(days=i): 0 for i in range(days)}
+    rows = LedgerEntry.objects.filter(
+        user=user, kind__in=[LedgerKind.CHARGE, LedgerKind.DEBT], created_at__gte=start
+    ).values_list("created_at", "delta_micro")
+    for created_at, delta in rows:
+        day = timezone.localdate(created_at)
+        if day in totals:
+            totals[day] += -delta
+    return sorted(totals.items())
