@@ -48,7 +48,7 @@ run: venv system-run-deps migrate ## Start the whole portal in the foreground (C
 	@echo "  Aladdin is starting at http://127.0.0.1:$(PORT)/  (processes: $(PROCS))"
 	@echo "  SMS codes are printed in this log (console SMS backend)."
 	@echo ""
-	DEBUG=$${DEBUG:-1} exec $(BIN)/honcho --no-prefix -f Procfile.dev start $(PROCS) 2>&1 || true
+	DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/honcho --no-prefix -f Procfile.dev start $(PROCS) 2>&1 || true
 
 .PHONY: test
 test: venv system-test-deps ## Run the whole test suite (unit, PostgreSQL, browser)

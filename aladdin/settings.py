@@ -204,7 +204,15 @@ CELERY_TIMEZONE = "Asia/Shanghai"
 CELERY_BEAT_SCHEDULER = "aladdin.health.HeartbeatScheduler"
 # Static schedule; django-celery-beat copies it into its tables so staff can
 # see it in the admin. Later issues add their periodic tasks here.
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Periods start and end at any minute; the task catches up whatever is due.
+    # A run not picked up within 55 s is dropped: the next one does its work.
+    "billing-process-periods": {
+        "task": "billing.process_periods",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 # --- auth -------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -308,6 +316,36 @@ EDUCATION_VERIFICATION_TTL_SECONDS = 24 * 3600
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Aladdin <noreply@localhost>")
+
+# --- Alipay (SPEC §5) ----------------------------------------------------------
+ALIPAY_APP_ID = env.str("ALIPAY_APP_ID", default="")
+ALIPAY_APP_PRIVATE_KEY_FILE = env.str("ALIPAY_APP_PRIVATE_KEY_FILE", default="")
+ALIPAY_PUBLIC_KEY_FILE = env.str("ALIPAY_PUBLIC_KEY_FILE", default="")
+ALIPAY_SELLER_ID = env.str("ALIPAY_SELLER_ID", default="")
+ALIPAY_GATEWAY = env.str("ALIPAY_GATEWAY", default="https://openapi.alipay.com/gateway.do")
+# The local payment sandbox signs notifications with a key under var/: never
+# real money, so it needs DEBUG and an explicit switch (`make run` sets it).
+ALIPAY_SANDBOX = _env_bool("ALIPAY_SANDBOX", False)
+if ALIPAY_SANDBOX and not DEBUG:
+    raise ImproperlyConfigured(
+        "ALIPAY_SANDBOX=1 is the local payment sandbox (not real money) and needs DEBUG=1; "
+        "production must configure ALIPAY_APP_ID and its keys instead."
+    )
+if ALIPAY_SANDBOX and ALIPAY_APP_ID:
+    raise ImproperlyConfigured("Set either ALIPAY_SANDBOX=1 or ALIPAY_APP_ID, not both.")
+if ALIPAY_APP_ID:
+    _alipay_missing = [
+        name
+        for name in ("ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE", "ALIPAY_SELLER_ID")
+        if not globals()[name]
+    ]
+    if _alipay_missing:
+        raise ImproperlyConfigured(f"ALIPAY_APP_ID is set but {', '.join(_alipay_missing)} missing")
+    for _name in ("ALIPAY_APP_PRIVATE_KEY_FILE", "ALIPAY_PUBLIC_KEY_FILE"):
+        if not Path(globals()[_name]).is_file():
+            raise ImproperlyConfigured(f"{_name}={globals()[_name]} is not a readable file")
+# Orders not paid within this window are closed (and Alipay refuses late payment).
+ALIPAY_PAYMENT_WINDOW_MINUTES = 15
 
 # --- IDE plugin login (OAuth 2.0 authorization code + PKCE, RFC 8252) -----
 OAUTH_IDE_CLIENT_ID = "aladdin-ide-plugin"

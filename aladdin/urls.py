@@ -6,6 +6,7 @@ from oauth2_provider import views as oauth2_views
 from aladdin import views
 from aladdin.accounts.api import MeView
 from aladdin.accounts.oauth import IDEAuthorizationView
+from billing import api as billing_api
 
 oauth_patterns = [
     path("authorize/", IDEAuthorizationView.as_view(), name="authorize"),
@@ -16,6 +17,9 @@ oauth_patterns = [
 
 api_v1 = [
     path("me", MeView.as_view(), name="api-me"),
+    path("billing/balance", billing_api.BalanceView.as_view(), name="api-billing-balance"),
+    path("billing/plans", billing_api.PlansView.as_view(), name="api-billing-plans"),
+    path("billing/ledger", billing_api.LedgerView.as_view(), name="api-billing-ledger"),
 ]
 
 urlpatterns = [
@@ -23,6 +27,7 @@ urlpatterns = [
     path("overview/", views.overview, name="overview"),
     path("healthz", views.healthz, name="healthz"),
     path("", include("aladdin.accounts.urls")),
+    path("billing/", include("billing.urls")),
     path("accounts/", include("allauth.urls")),
     path("o/", include((oauth_patterns, "oauth2_provider"))),
     path("api/v1/", include(api_v1)),

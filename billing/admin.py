@@ -1,6 +1,26 @@
-from django.contrib import admin
+"""Back office of billing: plans, read-only balances, vouchers and the arrears queue.
 
-from .models import Account, Grant, LedgerEntry, Plan, Subscription
+Balances change only through services (DESIGN rule 5): the ledger, grants and
+subscriptions are read-only here; staff act through the "grant voucher" action
+(services.voucher_grant) and the arrears review form
+(services.arrears_review_decide), both recorded as StaffActions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .models import Account, ArrearsReview, Grant, LedgerEntry, Plan, Subscription
+from .units import dcu_to_micro, format_micro
 
 
 @admin.register(Plan)
@@ -37,10 +57,223 @@ class _ViewOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class _PhoneSearchMixin:
+    # Staff type numbers as students do (13800138000); they are stored as +86….
+    def get_search_results(self, request, queryset, search_term):
+        from aladdin.accounts.phone import normalize_phone
+
+        try:
+            search_term = normalize_phone(search_term)
+        except Exception:  # noqa: BLE001 - not a phone: search as typed
+            pass
+        return super().get_search_results(request, queryset, search_term)
+
+
+# --- grant voucher (an action with a confirmation page) ---------------------------
+
+
+class VoucherForm(forms.Form):
+    amount_dcu = forms.DecimalField(
+        label=_("Amount (DCU)"),
+        min_value=Decimal("0.000001"),
+        max_digits=15,
+        decimal_places=6,
+        help_text=_("Up to six decimals, e.g. 10 or 0.5."),
+    )
+    reason = forms.CharField(
+        label=_("Reason (shown to the user in the ledger, recorded with your name)"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+    # One key per confirmation page: submitting the same page twice (a double
+    # click, a resent POST) grants each user one voucher, not two.
+    voucher_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError(gettext("A reason is required."))
+        return reason
+
+
+def _users_of(queryset) -> list:
+    """The users behind a queryset of billing Accounts (or of Users themselves)."""
+    if queryset.model is Account:
+        return [a.user for a in queryset.select_related("user").order_by("user_id")]
+    return list(queryset.order_by("pk"))
+
+
+@admin.action(description=_("Grant voucher"), permissions=["grant_voucher"])
+def grant_voucher(modeladmin, request, queryset):
+    """Give the selected users compute (SPEC §8); it counts as an extension pack.
+
+    Two steps, like "ban for mining": the action shows a page asking the amount
+    and the reason; submitting it calls services.voucher_grant for each user.
+    """
+    users = _users_of(queryset)
+    if request.POST.get("confirm_voucher"):
+        form = VoucherForm(request.POST)
+        if form.is_valid():
+            amount_micro = dcu_to_micro(form.cleaned_data["amount_dcu"])
+            key = form.cleaned_data["voucher_key"]
+            try:
+                for user in users:
+                    services.voucher_grant(
+                        user=user,
+                        amount_micro=amount_micro,
+                        reason=form.cleaned_data["reason"],
+                        key=f"admin:{key}:{user.pk}",
+                        actor=request.user,
+                    )
+            except services.BillingError as exc:
+                modeladmin.message_user(request, " ".join(exc.messages), messages.ERROR)
+                return None
+            modeladmin.message_user(
+                request,
+                gettext("Voucher of %(amount)s DCU granted to %(n)d user(s).")
+                % {"amount": format_micro(amount_micro), "n": len(users)},
+                messages.SUCCESS,
+            )
+            return None
+    else:
+        form = VoucherForm(initial={"voucher_key": uuid.uuid4()})
+    return TemplateResponse(
+        request,
+        "billing/admin_voucher_confirm.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": _("Grant voucher"),
+            "users": users,
+            "objects": queryset,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        },
+    )
+
+
 @admin.register(Account)
-class AccountAdmin(_ViewOnlyAdmin):
-    list_display = ("user", "debt_micro")
-    search_fields = ("user__phone",)
+class AccountAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
+    list_display = ("user", "debt_dcu", "next_event_at")
+    search_fields = ("user__phone", "user__username")
+    actions = [grant_voucher]
+
+    @admin.display(description=_("Arrears (DCU)"), ordering="debt_micro")
+    def debt_dcu(self, obj):
+        return format_micro(obj.debt_micro)
+
+    def has_grant_voucher_permission(self, request):
+        # A voucher is a new grant: staff who may add grants may give vouchers.
+        return request.user.has_perm("billing.add_grant")
+
+
+# --- arrears review queue ------------------------------------------------------------
+
+
+class ArrearsDecisionForm(forms.ModelForm):
+    decision = forms.ChoiceField(
+        label=_("Decision"),
+        # No default: staff choose explicitly; "pending" is not a decision.
+        choices=[("", "---------")]
+        + [c for c in ArrearsReview.Decision.choices if c[0] != ArrearsReview.Decision.PENDING],
+    )
+    note = forms.CharField(
+        label=_("Note (why; recorded with your name)"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    class Meta:
+        model = ArrearsReview
+        fields = ("decision", "note")
+
+    def clean_note(self):
+        note = self.cleaned_data["note"].strip()
+        if not note:
+            raise forms.ValidationError(gettext("A note is required."))
+        return note
+
+
+@admin.register(ArrearsReview)
+class ArrearsReviewAdmin(_PhoneSearchMixin, admin.ModelAdmin):
+    """Accounts whose arrears reached 10 DCU; staff decide clean, hold or contact (SPEC §3.5)."""
+
+    form = ArrearsDecisionForm
+    list_display = (
+        "user",
+        "opened_at",
+        "debt_at_open",
+        "current_debt",
+        "decision",
+        "decided_by",
+        "decided_at",
+    )
+    list_filter = ("decision",)
+    search_fields = ("user__phone", "user__username")
+    list_select_related = ("user", "decided_by")
+    fields = (
+        "user",
+        "opened_at",
+        "debt_at_open",
+        "current_debt",
+        "decision",
+        "note",
+        "decided_by",
+        "decided_at",
+    )
+    readonly_fields = (
+        "user",
+        "opened_at",
+        "debt_at_open",
+        "current_debt",
+        "decided_by",
+        "decided_at",
+    )
+
+    def get_queryset(self, request):
+        debt = Account.objects.filter(user_id=OuterRef("user_id")).values("debt_micro")[:1]
+        return super().get_queryset(request).annotate(current_debt_micro=Subquery(debt))
+
+    def get_ordering(self, request):
+        # The queue: undecided reviews first, the oldest first among them.
+        pending_first = Case(
+            When(decision=ArrearsReview.Decision.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (pending_first.asc(), "opened_at", "pk")
+
+    @admin.display(description=_("Arrears when opened (DCU)"), ordering="debt_micro_at_open")
+    def debt_at_open(self, obj):
+        return format_micro(obj.debt_micro_at_open)
+
+    @admin.display(description=_("Arrears now (DCU)"), ordering="current_debt_micro")
+    def current_debt(self, obj):
+        micro = getattr(obj, "current_debt_micro", None)
+        if micro is None:
+            micro = (
+                Account.objects.filter(user_id=obj.user_id)
+                .values_list("debt_micro", flat=True)
+                .first()
+            )
+        return format_micro(micro or 0)
+
+    def save_model(self, request, obj, form, change):
+        # Not obj.save(): the decision goes through the service, which records
+        # who decided, when and why (a StaffAction) under a row lock.
+        services.arrears_review_decide(
+            review=obj,
+            actor=request.user,
+            decision=form.cleaned_data["decision"],
+            note=form.cleaned_data["note"],
+        )
+        obj.refresh_from_db()
+
+    def has_add_permission(self, request):
+        # Reviews are opened by charges when arrears reach 10 DCU, never by hand.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # The queue is the record of staff decisions.
+        return False
 
 
 @admin.register(Subscription)

@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, IntegerField, QuerySet, Sum, Value, When
+from django.db.models import Case, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
-from .choices import GRANT_CLASS_RANK, GrantClass, GrantState, LedgerKind, SubscriptionState
+from .choices import (
+    GRANT_CLASS_RANK,
+    GrantClass,
+    GrantState,
+    LedgerKind,
+    PlanKind,
+    SubscriptionState,
+)
 from .models import Account, Grant, LedgerEntry, Plan, Subscription
 
 
@@ -163,3 +170,53 @@ def daily_usage_micro(user, *, days: int = 30, at: datetime | None = None) -> li
         if day in totals:
             totals[day] += -delta
     return sorted(totals.items())
+
+
+def subscription_preview(*, user, plan: Plan, at: datetime | None = None) -> dict:
+    """What buying ``plan`` would do now: ``{"effect": "now"|"queued"|"pack", "starts_at"}``."""
+    at = at or timezone.now()
+    current = current_subscription(user, at)
+    if plan.kind == PlanKind.EXTENSION:
+        return {"effect": "pack", "starts_at": at, "allowed": current is not None}
+    if current is None or plan.tier > current.plan.tier:
+        return {"effect": "now", "starts_at": at, "allowed": True}
+    last_end = Subscription.objects.filter(
+        user_id=user.pk, state__in=[SubscriptionState.ACTIVE, SubscriptionState.QUEUED]
+    ).aggregate(last=Max("ends_at"))["last"]
+    return {"effect": "queued", "starts_at": last_end, "allowed": True}
+
+
+def plans_for_sale() -> QuerySet[Plan]:
+    """Plans a user can buy: subscription plans (not the free tier) and extension packs."""
+    not_for_sale = Q(kind=PlanKind.PLAN) & (Q(tier__isnull=True) | Q(tier=0))
+    return Plan.objects.filter(is_active=True).exclude(not_for_sale).order_by("sort_order", "pk")
+
+
+def price_for(user, plan: Plan) -> int:
+    """What ``user`` pays for ``plan``, in fen: the education price for education users."""
+    return plan.education_price_fen if user.is_education else plan.price_fen
+
+
+@dataclass(frozen=True)
+class PlanOffer:
+    """A plan as one user sees it: their price and what buying it now would do."""
+
+    plan: Plan
+    your_price_fen: int
+    # subscription_preview: {"effect": "now"|"queued"|"pack", "starts_at", "allowed"}
+    effect: dict
+    is_current: bool
+
+
+def plan_offers(user, *, at: datetime | None = None) -> list[PlanOffer]:
+    at = at or timezone.now()
+    current = current_subscription(user, at)
+    return [
+        PlanOffer(
+            plan=plan,
+            your_price_fen=price_for(user, plan),
+            effect=subscription_preview(user=user, plan=plan, at=at),
+            is_current=current is not None and current.plan_id == plan.pk,
+        )
+        for plan in plans_for_sale()
+    ]

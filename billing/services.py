@@ -483,20 +483,6 @@ def subscription_create(
     return sub
 
 
-def subscription_preview(*, user, plan: Plan, at: datetime | None = None) -> dict:
-    """What buying ``plan`` would do now: ``{"effect": "now"|"queued"|"pack", "starts_at"}``."""
-    at = at or timezone.now()
-    current = _current_subscription(user.pk, at)
-    if plan.kind == PlanKind.EXTENSION:
-        return {"effect": "pack", "starts_at": at, "allowed": current is not None}
-    if current is None or plan.tier > current.plan.tier:
-        return {"effect": "now", "starts_at": at, "allowed": True}
-    last_end = Subscription.objects.filter(
-        user_id=user.pk, state__in=[SubscriptionState.ACTIVE, SubscriptionState.QUEUED]
-    ).aggregate(last=Max("ends_at"))["last"]
-    return {"effect": "queued", "starts_at": last_end, "allowed": True}
-
-
 @transaction.atomic
 def extension_pack_buy(*, user, plan: Plan, source: str = "", at: datetime | None = None) -> Grant:
     """Grant an extension pack; it lives and carries like the current period's compute."""

@@ -1,0 +1,49 @@
+"""Celery tasks of the billing app: thin wrappers around services (DESIGN rule 4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import services
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def parse_as_of(value: str) -> datetime:
+    """An ISO 8601 time as an aware datetime; a naive one is Asia/Shanghai time (SPEC §2).
+
+    Raises ValueError with the offending text when it is not ISO 8601.
+    """
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-05-01T03:00:00+08:00)"
+        ) from exc
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=SHANGHAI)
+    return parsed
+
+
+@shared_task(
+    name="billing.process_periods",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def process_periods(as_of: str | None = None) -> int:
+    """Start, end and carry over every period due by ``as_of`` (default now).
+
+    Safe to run twice and to run late: the service reads each event's own time
+    from the rows and locks each account, so a second run (or a run after
+    downtime) finds nothing left to do, or catches up exactly what was missed.
+    Beat runs it every minute without ``as_of``. Returns how many users it
+    processed.
+    """
+    when = parse_as_of(as_of) if as_of else None
+    return services.billing_process_due(as_of=when)
