@@ -212,6 +212,13 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Pending orders whose notification never came are fulfilled by a trade
+    # query; unpaid ones are closed once their payment window is over.
+    "billing-reconcile-orders": {
+        "task": "billing.reconcile_orders",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # --- auth -------------------------------------------------------------------

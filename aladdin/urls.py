@@ -20,6 +20,7 @@ api_v1 = [
     path("billing/balance", billing_api.BalanceView.as_view(), name="api-billing-balance"),
     path("billing/plans", billing_api.PlansView.as_view(), name="api-billing-plans"),
     path("billing/ledger", billing_api.LedgerView.as_view(), name="api-billing-ledger"),
+    *billing_api.order_urlpatterns,
 ]
 
 urlpatterns = [

@@ -1,9 +1,12 @@
-"""Back office of billing: plans, read-only balances, vouchers and the arrears queue.
+"""Back office of billing: plans, read-only balances, vouchers, the arrears queue,
+orders with refunds, payment notifications and invoice requests.
 
 Balances change only through services (DESIGN rule 5): the ledger, grants and
 subscriptions are read-only here; staff act through the "grant voucher" action
-(services.voucher_grant) and the arrears review form
-(services.arrears_review_decide), both recorded as StaffActions.
+(services.voucher_grant), the arrears review form
+(services.arrears_review_decide), the "refund" action on an order
+(payments.refund_create + refund_execute) and the invoice form
+(payments.invoice_issue), each recorded as a StaffAction.
 """
 
 from __future__ import annotations
@@ -13,14 +16,26 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
+from django.core.cache import cache
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value, When
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
-from .models import Account, ArrearsReview, Grant, LedgerEntry, Plan, Subscription
-from .units import dcu_to_micro, format_micro
+from . import payments, services
+from .models import (
+    Account,
+    ArrearsReview,
+    Grant,
+    Invoice,
+    LedgerEntry,
+    Order,
+    PaymentNotification,
+    Plan,
+    Refund,
+    Subscription,
+)
+from .units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
 
 @admin.register(Plan)
@@ -308,3 +323,339 @@ class LedgerEntryAdmin(_ViewOnlyAdmin):
     list_filter = ("kind",)
     search_fields = ("user__phone", "idempotency_key", "reason")
     date_hierarchy = "created_at"
+
+
+# --- orders and refunds (SPEC §5) -----------------------------------------------------
+
+
+def _refundable_fen(order: Order) -> int:
+    """What is left to refund: paid, less refunded and less refunds still in progress."""
+    pending = (
+        order.refunds.filter(state=Refund.State.REQUESTED).aggregate(s=Sum("amount_fen"))["s"] or 0
+    )
+    return max(order.price_fen - order.refunded_fen - pending, 0)
+
+
+class RefundForm(forms.Form):
+    amount_yuan = forms.DecimalField(
+        label=_("Amount (yuan)"),
+        min_value=Decimal("0.01"),
+        max_digits=12,
+        decimal_places=2,
+        help_text=_(
+            "At most what is left to refund; the unspent share of the compute bought is taken back."
+        ),
+    )
+    reason = forms.CharField(
+        label=_("Reason (recorded with your name)"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+    # One token per confirmation page: a double click or a resent POST of the
+    # same page refunds once (the service numbers refunds, it cannot tell).
+    refund_token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError(gettext("A reason is required."))
+        return reason
+
+
+@admin.action(description=_("Refund"), permissions=["refund"])
+def refund_order(modeladmin, request, queryset):
+    """Refund all or part of one paid order: a page asks the amount and the reason."""
+    orders = list(queryset.select_related("plan", "user")[:2])
+    if len(orders) != 1:
+        modeladmin.message_user(
+            request, gettext("Choose exactly one order to refund."), messages.ERROR
+        )
+        return None
+    order = orders[0]
+    if request.POST.get("confirm_refund"):
+        form = RefundForm(request.POST)
+        if form.is_valid():
+            token = form.cleaned_data["refund_token"]
+            if not cache.add(f"admin-refund:{token}", 1, timeout=24 * 3600):
+                modeladmin.message_user(
+                    request, gettext("This refund was already submitted."), messages.WARNING
+                )
+                return None
+            amount_fen = int(form.cleaned_data["amount_yuan"] * FEN_PER_YUAN)
+            try:
+                refund = payments.refund_create(
+                    order=order,
+                    amount_fen=amount_fen,
+                    reason=form.cleaned_data["reason"],
+                    actor=request.user,
+                )
+                refund = payments.refund_execute(refund_id=refund.pk)
+            except services.BillingError as exc:
+                modeladmin.message_user(request, " ".join(exc.messages), messages.ERROR)
+                return None
+            modeladmin.message_user(
+                request,
+                gettext(
+                    "Refunded %(amount)s yuan of order %(order)s; %(dcu)s DCU of unspent compute taken back."
+                )
+                % {
+                    "amount": fen_to_yuan_str(refund.amount_fen),
+                    "order": order.out_trade_no,
+                    "dcu": format_micro(refund.reversed_micro),
+                },
+                messages.SUCCESS,
+            )
+            return None
+    else:
+        form = RefundForm(
+            initial={
+                "amount_yuan": fen_to_yuan_str(_refundable_fen(order)),
+                "refund_token": uuid.uuid4(),
+            }
+        )
+    return TemplateResponse(
+        request,
+        "billing/admin_refund_confirm.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": _("Refund order %(order)s") % {"order": order.out_trade_no},
+            "order": order,
+            "refundable_fen": _refundable_fen(order),
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        },
+    )
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RefundInline(_ReadOnlyInline):
+    model = Refund
+    fields = (
+        "out_request_no",
+        "amount_fen",
+        "state",
+        "reason",
+        "reversed_micro",
+        "created_by",
+        "created_at",
+        "error",
+    )
+    readonly_fields = fields
+
+
+class NotificationInline(_ReadOnlyInline):
+    model = PaymentNotification
+    fields = ("received_at", "source", "trade_status", "outcome", "detail")
+    readonly_fields = fields
+
+
+@admin.register(Order)
+class OrderAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
+    """Orders are paid by Alipay and refunded by the "Refund" action, never edited."""
+
+    list_display = (
+        "out_trade_no",
+        "user",
+        "plan",
+        "price_yuan",
+        "state",
+        "channel",
+        "created_at",
+        "paid_at",
+        "refunded_yuan",
+        "needs_support",
+    )
+    list_filter = ("state", "needs_support", "channel", "plan")
+    search_fields = ("out_trade_no", "trade_no", "user__phone", "user__username")
+    list_select_related = ("user", "plan")
+    date_hierarchy = "created_at"
+    actions = [refund_order]
+    inlines = [RefundInline, NotificationInline]
+
+    @admin.display(description=_("Price (yuan)"), ordering="price_fen")
+    def price_yuan(self, obj):
+        return fen_to_yuan_str(obj.price_fen)
+
+    @admin.display(description=_("Refunded (yuan)"), ordering="refunded_fen")
+    def refunded_yuan(self, obj):
+        return fen_to_yuan_str(obj.refunded_fen)
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("billing.add_refund")
+
+
+@admin.action(description=_("Retry at Alipay"), permissions=["refund"])
+def retry_refund(modeladmin, request, queryset):
+    """Carry out refunds that Alipay refused or did not answer (same out_request_no)."""
+    done = 0
+    for refund in queryset.filter(state=Refund.State.REQUESTED).order_by("pk"):
+        try:
+            payments.refund_execute(refund_id=refund.pk)
+        except services.BillingError as exc:
+            modeladmin.message_user(
+                request, f"{refund.out_request_no}: {' '.join(exc.messages)}", messages.ERROR
+            )
+        else:
+            done += 1
+    modeladmin.message_user(
+        request, gettext("%(n)d refund(s) completed.") % {"n": done}, messages.INFO
+    )
+
+
+@admin.register(Refund)
+class RefundAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
+    """Refunds are made from an order ("Refund" action); a failed one can be retried."""
+
+    list_display = (
+        "out_request_no",
+        "order",
+        "amount_yuan",
+        "state",
+        "reversed_dcu",
+        "created_by",
+        "created_at",
+        "completed_at",
+        "error",
+    )
+    list_filter = ("state",)
+    search_fields = ("out_request_no", "order__out_trade_no", "order__user__phone")
+    list_select_related = ("order", "created_by")
+    actions = [retry_refund]
+
+    @admin.display(description=_("Amount (yuan)"), ordering="amount_fen")
+    def amount_yuan(self, obj):
+        return fen_to_yuan_str(obj.amount_fen)
+
+    @admin.display(description=_("Compute taken back (DCU)"), ordering="reversed_micro")
+    def reversed_dcu(self, obj):
+        return format_micro(obj.reversed_micro)
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("billing.add_refund")
+
+
+@admin.register(PaymentNotification)
+class PaymentNotificationAdmin(_ViewOnlyAdmin):
+    """Every Alipay notification and trade query result, for audit; flagged ones first."""
+
+    list_display = ("received_at", "out_trade_no", "trade_status", "source", "outcome", "detail")
+    list_filter = ("outcome", "source")
+    search_fields = ("out_trade_no",)
+
+    def get_ordering(self, request):
+        # Flagged notifications (money for a closed order, a pack that could
+        # not be granted) need support: they lead the list.
+        flagged_first = Case(
+            When(outcome=PaymentNotification.Outcome.FLAGGED, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (flagged_first.asc(), "-received_at", "-pk")
+
+
+# --- invoices --------------------------------------------------------------------------
+
+INVOICE_PDF_MAX_BYTES = 10 * 1024 * 1024
+
+
+class InvoiceIssueForm(forms.ModelForm):
+    """Staff attach the issued invoice; saving calls payments.invoice_issue."""
+
+    issued_pdf = forms.FileField(
+        label=_("Issued invoice (PDF)"),
+        help_text=_("Uploading it marks the request issued; the user can then download it."),
+    )
+
+    class Meta:
+        model = Invoice
+        fields = ()
+
+    def clean_issued_pdf(self):
+        upload = self.cleaned_data["issued_pdf"]
+        if upload.size > INVOICE_PDF_MAX_BYTES:
+            raise forms.ValidationError(gettext("The file is larger than 10 MB."))
+        head = upload.read(5)
+        upload.seek(0)
+        if head != b"%PDF-":
+            raise forms.ValidationError(gettext("This is not a PDF file."))
+        return upload
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(_PhoneSearchMixin, admin.ModelAdmin):
+    """Invoice requests: staff issue the invoice elsewhere and upload the PDF here."""
+
+    form = InvoiceIssueForm
+    list_display = (
+        "order",
+        "user_phone",
+        "title_type",
+        "title",
+        "tax_number",
+        "amount_yuan",
+        "state",
+        "requested_at",
+        "issued_at",
+    )
+    list_filter = ("state", "title_type")
+    search_fields = ("order__out_trade_no", "title", "tax_number", "order__user__phone")
+    list_select_related = ("order__user",)
+    readonly_fields = (
+        "order",
+        "user_phone",
+        "item_name",
+        "amount_yuan",
+        "title_type",
+        "title",
+        "tax_number",
+        "email",
+        "state",
+        "requested_at",
+        "pdf",
+        "issued_at",
+        "issued_by",
+    )
+    fields = (*readonly_fields, "issued_pdf")
+
+    def get_ordering(self, request):
+        # The queue: requests still to issue first, the oldest first among them.
+        requested_first = Case(
+            When(state=Invoice.State.REQUESTED, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (requested_first.asc(), "requested_at", "pk")
+
+    @admin.display(description=_("Phone"), ordering="order__user__phone")
+    def user_phone(self, obj):
+        return obj.order.user.phone
+
+    @admin.display(description=_("Amount (yuan)"), ordering="amount_fen")
+    def amount_yuan(self, obj):
+        return fen_to_yuan_str(obj.amount_fen)
+
+    def save_model(self, request, obj, form, change):
+        # Not obj.save(): the service stores the file, marks the request
+        # issued and records who did it (a StaffAction) under a row lock.
+        payments.invoice_issue(invoice=obj, pdf=form.cleaned_data["issued_pdf"], actor=request.user)
+        obj.refresh_from_db()
+
+    def has_add_permission(self, request):
+        # Users request invoices from their orders page.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -18,15 +18,19 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import rsa
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 from django.conf import settings
 
 SIGNED_EXCLUDED = {"sign", "sign_type"}
+# Alipay's times (time_expire, gmt_payment…) are Beijing time.
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 class AlipayError(Exception):
@@ -223,14 +227,31 @@ def _client():
 
 def _execute(request) -> dict:
     """Run an API call; the SDK verifies the response's signature. Returns its JSON."""
-    from alipay.aop.api.exception.Exception import AopException
+    from http.client import HTTPException
+
+    from alipay.aop.api.exception.Exception import (
+        AopException,
+        RequestException,
+        ResponseException,
+    )
 
     try:
         body = _client().execute(request)
-    except AopException as exc:
-        raise AlipayError(str(exc)) from exc
-    except OSError as exc:
+    except (RequestException, OSError, HTTPException) as exc:
+        # RequestException wraps "connect failed"; a timeout or a connection
+        # dropped before the answer surfaces as OSError/HTTPException.
         raise AlipayError(f"Alipay gateway unreachable: {exc}") from exc
+    except ResponseException as exc:
+        # The answer's signature did not verify with Alipay's public key (or
+        # its shape was not Alipay's): never trust it.
+        raise AlipayError(f"Alipay's answer was refused: {exc}") from exc
+    except TypeError as exc:
+        # The SDK builds its "invalid http status" message by adding the
+        # body's bytes to a str, so a non-200 answer raises TypeError.
+        raise AlipayError(f"Alipay gateway answered with an HTTP error: {exc}") from exc
+    except AopException as exc:
+        # AopException.__str__ concatenates fields that may be None.
+        raise AlipayError(repr(exc)) from exc
     data = json.loads(body)
     if data.get("code") != "10000":
         raise AlipayError(
@@ -241,8 +262,27 @@ def _execute(request) -> dict:
     return data
 
 
+def _set_expiry(model, expires_at: datetime | None) -> None:
+    """Alipay refuses payment after ``expires_at`` (or 15 minutes after the trade opens).
+
+    ``timeout_express`` counts from when the buyer opens the cashier, so a
+    cashier opened late would still take money for an order we closed;
+    ``time_expire`` is absolute, in Beijing time, and wins when both are set.
+    """
+    if expires_at is not None:
+        model.time_expire = expires_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    else:
+        model.timeout_express = "15m"
+
+
 def page_pay_url(
-    *, out_trade_no: str, amount_fen: int, subject: str, return_url: str, notify_url: str
+    *,
+    out_trade_no: str,
+    amount_fen: int,
+    subject: str,
+    return_url: str,
+    notify_url: str,
+    expires_at: datetime | None = None,
 ) -> str:
     """alipay.trade.page.pay: the URL that opens Alipay's desktop cashier."""
     from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayModel
@@ -254,14 +294,21 @@ def page_pay_url(
     model.subject = subject
     model.product_code = "FAST_INSTANT_TRADE_PAY"
     # Late payments are refused at the source (the issue: a 15-minute window).
-    model.timeout_express = "15m"
+    _set_expiry(model, expires_at)
     request = AlipayTradePagePayRequest(biz_model=model)
     request.return_url = return_url
     request.notify_url = notify_url
     return _client().page_execute(request, http_method="GET")
 
 
-def precreate(*, out_trade_no: str, amount_fen: int, subject: str, notify_url: str) -> str:
+def precreate(
+    *,
+    out_trade_no: str,
+    amount_fen: int,
+    subject: str,
+    notify_url: str,
+    expires_at: datetime | None = None,
+) -> str:
     """alipay.trade.precreate: returns the QR code content to draw."""
     from alipay.aop.api.domain.AlipayTradePrecreateModel import AlipayTradePrecreateModel
     from alipay.aop.api.request.AlipayTradePrecreateRequest import AlipayTradePrecreateRequest
@@ -270,7 +317,7 @@ def precreate(*, out_trade_no: str, amount_fen: int, subject: str, notify_url: s
     model.out_trade_no = out_trade_no
     model.total_amount = fen_to_amount(amount_fen)
     model.subject = subject
-    model.timeout_express = "15m"
+    _set_expiry(model, expires_at)
     request = AlipayTradePrecreateRequest(biz_model=model)
     request.notify_url = notify_url
     return _execute(request)["qr_code"]

@@ -1,27 +1,36 @@
-"""Billing REST API for the IDE plugin: balance, plans with prices and effects, ledger.
+"""Billing REST API for the IDE plugin: balance, plans, ledger, and orders.
 
-Every endpoint reads only ``request.user``'s data (DESIGN rule 2); there is
-no id in any URL, so another user's data cannot even be named. Amounts are
-integers (µDCU, fen) with a DCU string beside them for display.
+Every endpoint reads only ``request.user``'s data (DESIGN rule 2): an order
+is looked up with ``user=request.user``, so another user's order id is a
+404. Amounts are integers (µDCU, fen) with a DCU string beside them for
+display.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from django.db import IntegrityError
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.lib.timeutil import day_start
 
-from . import selectors
+from . import alipay, payments, selectors
 from .choices import LedgerKind
-from .models import LedgerEntry
+from .models import LedgerEntry, Order
 from .tasks import parse_as_of
 from .units import format_micro
 
@@ -245,3 +254,187 @@ class LedgerView(generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+# --- orders ---------------------------------------------------------------------------
+
+
+class PaymentUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "payment_unavailable"
+    default_detail = "Alipay cannot take the payment right now. Try again shortly."
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    plan = serializers.SlugField(help_text='Plan or pack code, e.g. "trial" (see /billing/plans).')
+    channel = serializers.ChoiceField(
+        choices=Order.Channel.choices,
+        default=Order.Channel.PAGE,
+        help_text="page: open pay_url in a browser (Alipay's cashier); "
+        "qr: draw qr_code for the Alipay app to scan.",
+    )
+
+    def validate_plan(self, code: str):
+        plan = selectors.plans_for_sale().filter(code=code).first()
+        if plan is None:
+            raise serializers.ValidationError(_("No product with this code is for sale."))
+        return plan
+
+
+class OrderSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    out_trade_no = serializers.CharField(help_text="The order number Alipay shows.")
+    plan = serializers.CharField(source="plan.code", help_text="Plan or pack code.")
+    plan_name = serializers.CharField(source="plan.name")
+    channel = serializers.ChoiceField(choices=Order.Channel.choices)
+    price_fen = serializers.IntegerField(help_text="Amount to pay, in fen (0.01 yuan).")
+    education_price = serializers.BooleanField(help_text="The education price applied.")
+    state = serializers.ChoiceField(choices=Order.State.choices)
+    expires_at = serializers.DateTimeField(help_text="Unpaid orders are closed at this time.")
+    pay_url = serializers.CharField(
+        allow_null=True,
+        help_text="page orders awaiting payment: open it in a browser to pay; null otherwise.",
+    )
+    qr_code = serializers.CharField(
+        allow_null=True,
+        help_text="qr orders awaiting payment: the content to draw as a QR code; null otherwise.",
+    )
+    created_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+
+def _order_data(request, order: Order) -> dict:
+    pay_url = qr_code = None
+    if order.state == Order.State.PENDING and order.expires_at > timezone.now():
+        absolute = request.build_absolute_uri
+        try:
+            kind, target = payments.order_payment_target(
+                order,
+                return_url=absolute(reverse("billing:order_return", args=[order.out_trade_no])),
+                notify_url=absolute(reverse("billing:alipay_notify")),
+                sandbox_url=absolute(reverse("billing:sandbox_pay", args=[order.out_trade_no])),
+            )
+        except alipay.AlipayError as exc:
+            raise PaymentUnavailable() from exc
+        if kind == "qr":
+            qr_code = target
+        else:
+            pay_url = target
+    return OrderSerializer(
+        {
+            "id": order.pk,
+            "out_trade_no": order.out_trade_no,
+            "plan": order.plan,
+            "channel": order.channel,
+            "price_fen": order.price_fen,
+            "education_price": order.education_price,
+            "state": order.state,
+            "expires_at": order.expires_at,
+            "pay_url": pay_url,
+            "qr_code": qr_code,
+            "created_at": order.created_at,
+            "paid_at": order.paid_at,
+        }
+    ).data
+
+
+IDEMPOTENCY_KEY_MAX = Order._meta.get_field("client_key").max_length
+
+
+class OrdersView(APIView):
+    """Buy a plan or an extension pack: creates an order awaiting payment (SPEC §5).
+
+    Send an ``Idempotency-Key`` header (up to 100 characters, e.g. a UUID) to
+    retry safely: the same key returns the same order with 200 instead of
+    creating a second one. The order is fulfilled once Alipay confirms the
+    payment; poll ``GET /billing/orders/{id}`` for its state.
+    """
+
+    @extend_schema(
+        operation_id="billing_order_create",
+        request=OrderCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="A client-chosen unique key; a retry with it returns the same order.",
+            )
+        ],
+        responses={
+            201: OpenApiResponse(OrderSerializer, description="A new order."),
+            200: OpenApiResponse(OrderSerializer, description="The order of this key (a retry)."),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="Unknown plan, bad channel, a pack without an active plan, "
+                "or a key already used for another product.",
+            ),
+            503: OpenApiResponse(ErrorSerializer, description="Alipay is unreachable."),
+        },
+        examples=[
+            OpenApiExample(
+                "Buy Trial by QR code",
+                value={"plan": "trial", "channel": "qr"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        body = OrderCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            raise serializers.ValidationError(
+                _("The Idempotency-Key header is longer than %(n)d characters.")
+                % {"n": IDEMPOTENCY_KEY_MAX}
+            )
+        user = request.user
+        existed = bool(key) and Order.objects.filter(user=user, client_key=key).exists()
+        try:
+            order = payments.order_create(
+                user=user,
+                plan=body.validated_data["plan"],
+                channel=body.validated_data["channel"],
+                client_key=key,
+            )
+        except IntegrityError:
+            # The same key sent twice at once: the other request made the order.
+            if not key:
+                raise
+            existed = True
+            order = payments.order_create(
+                user=user,
+                plan=body.validated_data["plan"],
+                channel=body.validated_data["channel"],
+                client_key=key,
+            )
+        return Response(
+            _order_data(request, order),
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        )
+
+
+class OrderDetailView(APIView):
+    """One of the user's orders: its state and, while it awaits payment, where to pay."""
+
+    @extend_schema(
+        operation_id="billing_order",
+        responses={200: OrderSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request, pk: int):
+        order = get_object_or_404(Order.objects.select_related("plan"), pk=pk, user=request.user)
+        return Response(_order_data(request, order))
+
+
+# Mounted under /api/v1/ by aladdin/urls.py.
+order_urlpatterns = [
+    path("billing/orders", OrdersView.as_view(), name="api-billing-orders"),
+    path("billing/orders/<int:pk>", OrderDetailView.as_view(), name="api-billing-order"),
+]

@@ -159,6 +159,14 @@ class Grant(models.Model):
     active_until = models.DateTimeField()
     carry_until = models.DateTimeField(null=True, blank=True)
     may_carry = models.BooleanField(default=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="carried_into",
+        help_text=_("The grant whose unused compute this carry-over holds."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -260,3 +268,173 @@ class ArrearsReview(models.Model):
 
     def __str__(self) -> str:
         return f"Arrears review of {self.user} ({self.decision})"
+
+
+# --- orders, payments, refunds, invoices (SPEC §5) ----------------------------------
+
+
+class Order(models.Model):
+    """A purchase of a plan or an extension pack, paid through Alipay.
+
+    Fulfilled exactly once: the subscription or pack is granted in the same
+    transaction that records the payment (the order row is locked first).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Paid")
+        CLOSED = "closed", _("Closed (not paid)")
+        PARTLY_REFUNDED = "partly_refunded", _("Partly refunded")
+        REFUNDED = "refunded", _("Refunded")
+
+    class Channel(models.TextChoices):
+        PAGE = "page", _("Alipay page")
+        QR = "qr", _("Alipay QR code")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="orders")
+    price_fen = models.BigIntegerField(help_text=_("Amount to pay, in fen (0.01 yuan)."))
+    education_price = models.BooleanField(
+        default=False, help_text=_("The education price applied when the order was made.")
+    )
+    out_trade_no = models.CharField(max_length=64, unique=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.PAGE)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    trade_no = models.CharField(max_length=64, blank=True, help_text=_("Alipay's trade number."))
+    qr_code = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField(help_text=_("Unpaid orders are closed at this time."))
+    paid_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    refunded_fen = models.BigIntegerField(default=0, help_text=_("Refunded so far, in fen."))
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    grant = models.ForeignKey(
+        Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    client_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("The API client's Idempotency-Key; a retried POST returns the same order."),
+    )
+    needs_support = models.BooleanField(
+        default=False, help_text=_("Money arrived for a closed order: support must act.")
+    )
+    support_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("user", "client_key"),
+                condition=~Q(client_key=""),
+                name="order_unique_client_key_per_user",
+            ),
+            models.CheckConstraint(condition=Q(price_fen__gt=0), name="order_price_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_fen__gte=0) & Q(refunded_fen__lte=F("price_fen")),
+                name="order_refund_within_price",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.out_trade_no
+
+
+class PaymentNotification(models.Model):
+    """Every Alipay notification received (verified or not), for audit and support."""
+
+    class Outcome(models.TextChoices):
+        FULFILLED = "fulfilled", _("Fulfilled the order")
+        DUPLICATE = "duplicate", _("Already handled")
+        IGNORED = "ignored", _("No action needed")
+        FLAGGED = "flagged", _("Flagged for support")
+        REJECTED = "rejected", _("Rejected")
+
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    out_trade_no = models.CharField(max_length=64, blank=True, db_index=True)
+    trade_status = models.CharField(max_length=32, blank=True)
+    params = models.JSONField(default=dict)
+    source = models.CharField(max_length=16, default="notify", help_text=_("notify or query"))
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    detail = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-received_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.out_trade_no} {self.trade_status} {self.outcome}"
+
+
+class Refund(models.Model):
+    """A refund of all or part of an order, made by staff (SPEC §5)."""
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", _("Requested")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
+    out_request_no = models.CharField(max_length=64, unique=True)
+    amount_fen = models.BigIntegerField(help_text=_("Refunded amount, in fen."))
+    reason = models.TextField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    reversed_micro = models.BigIntegerField(
+        default=0, help_text=_("Unspent compute taken back, in µDCU.")
+    )
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="refund_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return self.out_request_no
+
+
+class Invoice(models.Model):
+    """An invoice request for a paid order, and the issued PDF (one per order)."""
+
+    ITEM_NAME = "技术服务费"
+
+    class TitleType(models.TextChoices):
+        PERSONAL = "personal", _("Personal")
+        COMPANY = "company", _("Company")
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", _("Requested")
+        ISSUED = "issued", _("Issued")
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="invoice")
+    title_type = models.CharField(max_length=16, choices=TitleType.choices)
+    title = models.CharField(max_length=200)
+    tax_number = models.CharField(max_length=30, blank=True)
+    email = models.EmailField()
+    item_name = models.CharField(max_length=50, default=ITEM_NAME)
+    amount_fen = models.BigIntegerField(help_text=_("Invoiced amount, in fen."))
+    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-requested_at",)
+
+    def __str__(self) -> str:
+        return f"Invoice for {self.order}"

@@ -212,6 +212,7 @@ def _lapse_grant(grant: Grant, *, at: datetime) -> None:
             carry_until=at + timedelta(days=CARRY_DAYS),
             # Once a carry-over is activated it may not carry again (SPEC §3.3).
             may_carry=False,
+            parent=grant,
         )
         text = _("%(amount)s DCU unused at the end of the period, carried over until %(date)s") % {
             "amount": format_micro(rest),
@@ -668,6 +669,9 @@ def charge(
     full_key = _full_key(kind, key)
     account = _lock_account(user)
     if amount_micro == 0:
+        # Nothing to spend, but a key seen before still answers as a replay.
+        if LedgerEntry.objects.filter(idempotency_key=full_key).exists():
+            return _replayed_result(user.pk, full_key)
         return ChargeResult(0, 0, exhausted=False)
     return _charge_locked(account, key=full_key, amount_micro=amount_micro, reason=reason, at=at)
 

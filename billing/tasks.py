@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import payments, services
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -47,3 +47,21 @@ def process_periods(as_of: str | None = None) -> int:
     """
     when = parse_as_of(as_of) if as_of else None
     return services.billing_process_due(as_of=when)
+
+
+@shared_task(
+    name="billing.reconcile_orders",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def reconcile_orders(as_of: str | None = None) -> dict[str, int]:
+    """Ask Alipay about pending orders: fulfil the paid, close the expired (SPEC §5).
+
+    A notification can be lost; querying every pending order older than two
+    minutes fulfils it anyway. Safe to run twice or concurrently: fulfilment
+    locks the order and records the payment once. Beat runs it every minute.
+    Returns how many orders ended up in each outcome.
+    """
+    when = parse_as_of(as_of) if as_of else None
+    return payments.orders_reconcile_due(at=when)

@@ -142,16 +142,6 @@ def test_a_queued_renewal_moves_the_next_start_after_it(student_client, student,
     assert "Trial: from 2026-05-31 09:00 to 2026-06-30 09:00" in html
 
 
-def test_the_plans_page_has_no_purchase_button_yet(student_client, plans):
-    html = student_client.get("/billing/plans/").content.decode()
-    assert "Buy" not in html
-    assert 'action="/billing' not in html
-    assert "Online payment with Alipay is coming soon." in html
-
-
-# --- balance widget ----------------------------------------------------------------------
-
-
 def test_the_overview_shows_active_and_carried_compute_with_expiry_dates(
     student_client, student, plans
 ):

@@ -118,7 +118,14 @@ def _portal_env(var_dir: Path, redis_url: str, port: int) -> dict:
     env = dict(os.environ)
     # The test process runs Celery eagerly and hashes with MD5; the portal
     # must behave as under `make run`: tasks go to the worker, real hashers.
-    for name in ("CELERY_TASK_ALWAYS_EAGER", "PASSWORD_HASHERS", "DATABASE_URL", "PORT"):
+    for name in (
+        "CELERY_TASK_ALWAYS_EAGER",
+        "PASSWORD_HASHERS",
+        "DATABASE_URL",
+        "PORT",
+        # The sandbox and a real Alipay app exclude each other (settings refuse both).
+        "ALIPAY_APP_ID",
+    ):
         env.pop(name, None)
     env.update(
         {
@@ -129,6 +136,9 @@ def _portal_env(var_dir: Path, redis_url: str, port: int) -> dict:
             # Two cores are shared by the whole suite.
             "WORKER_CONCURRENCY": "1",
             "DEBUG": "1",
+            # As `make run` without ALIPAY_APP_ID: the local payment sandbox
+            # (not real money), which needs DEBUG.
+            "ALIPAY_SANDBOX": "1",
             "DJANGO_SETTINGS_MODULE": "aladdin.settings",
             "PYTHONUNBUFFERED": "1",
         }
