@@ -15,6 +15,17 @@ def next_phone() -> str:
 
 
 @pytest.fixture(autouse=True)
+def _english_outside_requests():
+    # Service messages are translated at call time, and the default language
+    # is zh-hans; tests assert on the English source text. Requests still get
+    # their language from LocaleMiddleware.
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _clean_redis():
     # Rate-limit counters and heartbeats must not leak between tests.
     cache.clear()

@@ -32,6 +32,9 @@ def _sandbox():
 
 @pytest.fixture
 def api(client, user):
+    # Messages are asserted in English: the user reads the portal in English.
+    user.language = "en"
+    user.save(update_fields=["language"])
     client.force_login(user)
     return client
 

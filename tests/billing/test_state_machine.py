@@ -390,14 +390,14 @@ class BillingMachine(RuleBasedStateMachine):
         assert taken == charged
 
     def _replay(self, full: str, amount: int) -> None:
-        kind, key, _amount, charged, debt = self.charges[full]
+        kind, key, original, charged, debt = self.charges[full]
         before = self._snapshot()
         result = services.charge(
             user=self.user, kind=kind, key=key, amount_micro=amount, reason="use", at=self.now
         )
-        if amount == 0:
-            # charge() answers a zero amount at once, without looking at the key
-            # (so not as a replay); it must still change nothing.
+        if original == 0:
+            # A zero charge wrote nothing, so there is nothing to replay; a
+            # second call with the key must still change nothing.
             assert (result.charged_micro, result.debt_micro) == (0, 0)
         else:
             assert result.replayed, f"replayed charge {full} not reported as replayed"

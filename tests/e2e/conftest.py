@@ -37,7 +37,7 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 PORTAL_REDIS_DB = 1
 # Procfile.dev's processes that `make run` starts when REDIS_URL is set
 # (the test plugin's Redis stands in for the `redis` process).
-PROCESSES = ("web", "worker", "beat")
+PROCESSES = ("web", "worker", "beat", "agent")
 START_TIMEOUT = 60
 STEP_TIMEOUT = 15
 CHROMIUM = "/usr/bin/chromium"
@@ -98,6 +98,20 @@ class Portal:
                 for pattern in ("*sms:phone:*:slot", "*sms:ip:*:slot")
                 for k in client.scan_iter(match=pattern)
             ]
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+    def forget_sms_limits(self) -> None:
+        """Start a test with fresh SMS limits (all tests share 127.0.0.1 and one day).
+
+        Each browser test is a separate visitor; without this the per-IP
+        60 s interval and daily count carry over from the test before.
+        """
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            keys = list(client.scan_iter(match="*sms:*"))
             if keys:
                 client.delete(*keys)
         finally:
@@ -274,6 +288,7 @@ def browser():
 
 @pytest.fixture
 def page(request, browser, portal):
+    portal.forget_sms_limits()
     context = browser.new_context(
         base_url=portal.url, locale="zh-CN", viewport={"width": 1280, "height": 900}
     )
