@@ -9,7 +9,7 @@ export PORT
 export ALADDIN_WEB_PORT := $(PORT)
 
 # Processes started by `make run`; the bundled Redis only when REDIS_URL is unset.
-PROCS := web worker beat
+PROCS := web worker beat agent
 ifeq ($(strip $(REDIS_URL)),)
 PROCS := redis $(PROCS)
 endif

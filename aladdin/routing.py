@@ -3,7 +3,9 @@
 from django.urls import path
 
 from aladdin.accounts.consumers import WhoAmIConsumer
+from workshops.consumers import TerminalConsumer
 
 websocket_urlpatterns = [
     path("ws/whoami/", WhoAmIConsumer.as_asgi()),
+    path("ws/workshops/<int:pk>/terminal/", TerminalConsumer.as_asgi()),
 ]

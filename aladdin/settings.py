@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -204,7 +205,25 @@ CELERY_TIMEZONE = "Asia/Shanghai"
 CELERY_BEAT_SCHEDULER = "aladdin.health.HeartbeatScheduler"
 # Static schedule; django-celery-beat copies it into its tables so staff can
 # see it in the admin. Later issues add their periodic tasks here.
+# Storage usage is sampled this often (SPEC §4.2: the day's peak is charged).
+STORAGE_SAMPLE_SECONDS = env.int("STORAGE_SAMPLE_SECONDS", default=600)
 CELERY_BEAT_SCHEDULE: dict = {
+    # Storage (SPEC §4.2): sample volumes, charge yesterday's peaks at 00:30
+    # Asia/Shanghai (CELERY_TIMEZONE), warn and reclaim once an hour; each
+    # task catches up what it missed while beat was down.
+    "storage-sample-usage": {
+        "task": "storage.sample_usage",
+        "schedule": float(STORAGE_SAMPLE_SECONDS),
+        "options": {"expires": max(STORAGE_SAMPLE_SECONDS - 5, 1)},
+    },
+    "storage-nightly-charge": {
+        "task": "storage.nightly_charge",
+        "schedule": crontab(hour=0, minute=30),
+    },
+    "storage-retention": {
+        "task": "storage.retention",
+        "schedule": crontab(minute=15),
+    },
     # Periods start and end at any minute; the task catches up whatever is due.
     # A run not picked up within 55 s is dropped: the next one does its work.
     "billing-process-periods": {
@@ -218,6 +237,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "billing.reconcile_orders",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Workshops converge with what the cluster driver reports (level-triggered).
+    "workshops-reconcile": {
+        "task": "workshops.reconcile",
+        "schedule": 30.0,
+        "options": {"expires": 25},
     },
 }
 
@@ -443,6 +468,32 @@ LOCAL_VOLUMES_DIR = Path(
     env.str("ALADDIN_LOCAL_VOLUMES_DIR", default=str(VAR_DIR / "volumes"))
 ).resolve()
 ALADDIN_LOCAL_INSECURE = _env_bool("ALADDIN_LOCAL_INSECURE", False)
+# The agent (manage.py cluster_agent) owns local workloads; web and workers
+# reach it through this socket. Its journal and workload logs live beside it.
+LOCAL_AGENT_DIR = Path(env.str("ALADDIN_LOCAL_AGENT_DIR", default=str(VAR_DIR / "agent"))).resolve()
+LOCAL_AGENT_SOCKET = Path(
+    env.str("ALADDIN_LOCAL_AGENT_SOCKET", default=str(LOCAL_AGENT_DIR / "agent.sock"))
+).resolve()
+# A user's workloads run as uid LOCAL_UID_BASE + user id (never root, never
+# the portal's uid); the base itself is the agent's sandbox self-test uid.
+LOCAL_UID_BASE = _env_int("ALADDIN_LOCAL_UID_BASE", 20000, minimum=1000)
+
+
+def _image_map(raw: str) -> dict[str, str]:
+    """ "torch:2.5.1-cu124=/opt/envs/torch/bin/python,python=/usr/bin/python3" -> dict."""
+    mapping = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        image, sep, interpreter = item.partition("=")
+        if not sep or not interpreter.startswith("/"):
+            raise ImproperlyConfigured(
+                f"ALADDIN_LOCAL_IMAGE_MAP: expected image=/absolute/interpreter, got {item!r}"
+            )
+        mapping[image.strip()] = interpreter.strip()
+    return mapping
+
+
+# Catalog image -> local interpreter; unmapped images use the host's /usr/bin/python3.
+LOCAL_IMAGE_MAP = _image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""))
 
 # --- health -----------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS = 60

@@ -7,6 +7,8 @@ from aladdin import views
 from aladdin.accounts.api import MeView
 from aladdin.accounts.oauth import IDEAuthorizationView
 from billing import api as billing_api
+from storage import api as storage_api
+from workshops import api as workshops_api
 
 oauth_patterns = [
     path("authorize/", IDEAuthorizationView.as_view(), name="authorize"),
@@ -21,6 +23,8 @@ api_v1 = [
     path("billing/plans", billing_api.PlansView.as_view(), name="api-billing-plans"),
     path("billing/ledger", billing_api.LedgerView.as_view(), name="api-billing-ledger"),
     *billing_api.order_urlpatterns,
+    *workshops_api.urlpatterns,
+    *storage_api.urlpatterns,
 ]
 
 urlpatterns = [
@@ -29,6 +33,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", include("aladdin.accounts.urls")),
     path("billing/", include("billing.urls")),
+    path("workshops/", include("workshops.urls")),
+    path("storage/", include("storage.urls")),
     path("accounts/", include("allauth.urls")),
     path("o/", include((oauth_patterns, "oauth2_provider"))),
     path("api/v1/", include(api_v1)),

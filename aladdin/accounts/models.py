@@ -165,3 +165,21 @@ class SmsMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} to {self.phone}"
+
+
+class Notification(models.Model):
+    """An in-app notice for one user (e.g. a storage retention warning); unread until read_at."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=("user", "read_at"), name="accounts_notif_user_read")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}: {self.title}"

@@ -197,3 +197,12 @@ def user_ban(*, user: User, actor: User | None, reason: str) -> User:
     _sessions_delete(user=user)
     StaffAction.objects.create(actor=actor, target_user=user, action="ban", reason=reason)
     return user
+
+
+def notification_create(*, user: User, kind: str, title: str, body: str = "", at=None):
+    """Record an in-app notice for ``user``; shown on the overview page until read."""
+    from .models import Notification
+
+    return Notification.objects.create(
+        user=user, kind=kind, title=title, body=body, created_at=at or timezone.now()
+    )

@@ -1,23 +1,43 @@
 """The cluster driver interface.
 
-The portal never talks to a cluster directly: services call a ClusterDriver,
-and Celery tasks run those calls. Two backends: ``local`` (processes on the
-portal's host, the embedded default) and ``kubernetes`` (a later issue).
+The portal never talks to a cluster directly: services decide, Celery tasks
+call a :class:`ClusterDriver`, and a reconciler converges the database to
+what the driver reports. Two backends: ``local`` (sandboxed processes on the
+portal's host, owned by the local agent; the embedded default) and
+``kubernetes`` (a later issue).
 
-Conventions every backend keeps (DESIGN rule 7):
+Conventions every backend keeps (DESIGN rule 7; KubeSpawner, Kubernetes
+controller guidelines):
 
-- Names are deterministic (``ws-<id>``, ``job-<id>``), so a retried create
-  finds its own object: "already exists" is success, "not found" on delete is
-  success.
-- Errors are :class:`DriverError`; ``permanent=True`` means retrying cannot
-  help (bad image, invalid spec), ``False`` means try again later.
-- Quota refusals are :class:`QuotaExceeded` with what was asked, used and
-  allowed.
-- Status is level-triggered: the reconciler lists what the cluster has
-  (:meth:`ClusterDriver.list_workloads`) and converges the database to it.
+- **Deterministic names.** Workloads are named by the portal: ``ws-<id>``
+  for workshops, ``job-<id>`` (``job-<id>-<worker>`` per worker) for jobs.
+  A retried create finds its own object: "already exists" is success, and
+  "not found" on delete or stop is success. A worker that died between
+  "create" and "save state" therefore leaves neither an orphan nor a lost
+  workload: the retry or the reconciler finds it by name.
+- **Labels.** Every workload carries ``aladdin/user=<user id>``,
+  ``aladdin/kind=<workshop|job>`` and ``aladdin/owner=<name>``; the
+  reconciler lists by label and removes labelled workloads with no live row.
+- **Errors.** :class:`DriverError`; ``permanent=True`` means retrying cannot
+  help (bad image, invalid spec, quota), ``False`` means try again later
+  (agent or API server unreachable, 409 conflict during a rollout).
+- **Quota.** :class:`QuotaExceeded(requested, used, limit)` renders the
+  manual's message. The portal checks quota itself before asking the
+  cluster (it can weigh 40G against 80G cards, a ResourceQuota cannot); the
+  backend's own quota is the backstop.
+- **Level-triggered status.** :meth:`ClusterDriver.list_workloads` returns
+  what the cluster has now; nobody relies on having seen an event. The
+  Kubernetes backend fills this from a watch (informer cache, resumed with
+  the last resourceVersion and relisted on 410 Gone), never by polling each
+  object.
 
-This issue defines the interface and the local backend's health check; the
-workshops issue fills in the workload methods.
+User space. Each user has one storage volume mounted at ``/root`` in every
+workload, sized to the storage allowance, and (on Kubernetes) a namespace
+``u-<user id>`` with a ResourceQuota from the plan (cpu, memory, GPU count),
+a default-deny NetworkPolicy, Pod Security "baseline", no service-account
+token in user pods, a PersistentVolumeClaim for ``/root`` and a
+memory-backed ``/dev/shm``. Locally: a directory under
+``LOCAL_VOLUMES_DIR`` owned by the user's sandbox uid.
 """
 
 from __future__ import annotations
@@ -28,6 +48,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.utils.translation import gettext as _
+
+LABEL_USER = "aladdin/user"
+LABEL_KIND = "aladdin/kind"
+LABEL_OWNER = "aladdin/owner"
 
 
 class DriverError(Exception):
@@ -40,52 +64,94 @@ class DriverError(Exception):
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU in millicores, memory in MiB, GPU cards by model."""
+    """Resources of a workload or a quota: CPU in millicores, memory in MiB, GPUs by model.
+
+    ``gpus`` maps a card model ("40g", "80g") to a count.
+    """
 
     cpu_millicores: int = 0
     memory_mib: int = 0
     gpus: dict[str, int] = field(default_factory=dict)
 
+    def __add__(self, other: Resources) -> Resources:
+        gpus = dict(self.gpus)
+        for model, n in other.gpus.items():
+            gpus[model] = gpus.get(model, 0) + n
+        return Resources(
+            self.cpu_millicores + other.cpu_millicores, self.memory_mib + other.memory_mib, gpus
+        )
+
+    def fits_within(self, limit: Resources) -> bool:
+        return self.cpu_millicores <= limit.cpu_millicores and self.memory_mib <= limit.memory_mib
+
     def describe(self) -> str:
+        """Kubernetes quantities as the manual's message shows them: cpu=26,memory=400Gi."""
         cpu = self.cpu_millicores / 1000
-        cpu_text = f"{cpu:g}"
-        mem_gib = self.memory_mib / 1024
-        return f"limits.cpu={cpu_text},limits.memory={mem_gib:g}Gi"
+        cpu_text = f"{cpu:g}" if cpu == int(cpu) else f"{self.cpu_millicores}m"
+        if self.memory_mib % 1024 == 0:
+            memory = f"{self.memory_mib // 1024}Gi"
+        else:
+            memory = f"{self.memory_mib}Mi"
+        return f"limits.cpu={cpu_text},limits.memory={memory}"
 
 
 class QuotaExceeded(DriverError):  # noqa: N818 - the manual's own term
     """Refused by quota: what was requested, what is used, what is allowed."""
 
-    def __init__(self, requested: Resources, used: Resources, limit: Resources):
+    def __init__(self, requested: Resources, used: Resources, limit: Resources, advice: str = ""):
         self.requested = requested
         self.used = used
         self.limit = limit
+        self.advice = advice
         super().__init__(self.message(), permanent=True)
 
     def message(self) -> str:
         # The manual's wording (SPEC §4.1), so support recognises it.
-        return _("exceeded quota: requested: %(requested)s, used: %(used)s, limited: %(limit)s") % {
+        text = _("exceeded quota: requested: %(requested)s, used: %(used)s, limited: %(limit)s") % {
             "requested": self.requested.describe(),
             "used": self.used.describe(),
             "limit": self.limit.describe(),
         }
+        return f"{text}. {self.advice}" if self.advice else text
+
+
+class Phase:
+    """Workload phases, as every backend reports them."""
+
+    PENDING = "pending"  # accepted, not running yet (pulling, scheduling, starting)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # exited 0 (jobs)
+    FAILED = "failed"  # exited non-zero, killed, or could not start
+    MISSING = "missing"  # the cluster has no workload of that name
 
 
 @dataclass(frozen=True)
 class WorkloadStatus:
-    """What the cluster says about one workload."""
+    """What the cluster says about one workload now."""
 
     name: str
-    phase: str  # "pending" | "running" | "succeeded" | "failed" | "missing"
+    phase: str
+    user_id: int | None = None
+    kind: str = ""
     exit_code: int | None = None
     reason: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """What to run: the image's interpreter/env, command, env vars, resources."""
+    """What to run.
+
+    ``image`` is a catalog reference ("torch:2.5.1-cu124"): Kubernetes pulls
+    it; the local backend maps it to an interpreter/environment chosen by the
+    operator. ``command`` runs with ``/root`` (the user's volume) as home and
+    ``workdir`` as working directory; ``env`` already holds the platform
+    defaults merged with the user's variables. ``gpu_devices`` is filled by
+    the local backend's allocator (CUDA_VISIBLE_DEVICES); Kubernetes uses
+    ``resources.gpus`` as extended-resource limits instead.
+    """
 
     name: str
     user_id: int
@@ -96,6 +162,27 @@ class WorkloadSpec:
     resources: Resources
     workdir: str = "/root"
     labels: dict[str, str] = field(default_factory=dict)
+    gpu_devices: tuple[str, ...] = ()
+
+
+class Terminal(abc.ABC):
+    """An interactive terminal in a workload (a PTY)."""
+
+    @abc.abstractmethod
+    def read(self, timeout: float | None = None) -> bytes:
+        """Output bytes; b"" when the terminal has closed."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send keystrokes."""
+
+    @abc.abstractmethod
+    def resize(self, *, rows: int, cols: int) -> None:
+        """Set the window size."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the terminal's shell; idempotent."""
 
 
 class ClusterDriver(abc.ABC):
@@ -110,7 +197,12 @@ class ClusterDriver(abc.ABC):
     # --- user space -------------------------------------------------------
     @abc.abstractmethod
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
-        """Create or update the user's volume (size = allowance) and quota. Idempotent."""
+        """Create or update the user's volume (size = allowance) and quota. Idempotent.
+
+        Kubernetes: namespace, ResourceQuota, NetworkPolicy, PVC (expanded,
+        never shrunk). Local: the volume directory, owned by the user's uid.
+        Raises DriverError.
+        """
 
     @abc.abstractmethod
     def delete_user_space(self, *, user_id: int) -> None:
@@ -118,29 +210,45 @@ class ClusterDriver(abc.ABC):
 
     @abc.abstractmethod
     def storage_usage_bytes(self, *, user_id: int) -> int:
-        """Bytes used in the user's volume now. Raises DriverError."""
+        """Bytes used in the user's volume now (0 when it does not exist). Raises DriverError."""
 
     # --- workloads --------------------------------------------------------
     @abc.abstractmethod
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
-        """Start (or find already started) ``spec.name``. Raises QuotaExceeded, DriverError."""
+        """Start ``spec.name``, or return the status of the one already there.
+
+        Raises QuotaExceeded (the backend's quota refused it) or DriverError.
+        """
 
     @abc.abstractmethod
-    def stop_workload(self, *, name: str) -> WorkloadStatus:
-        """Stop and release ``name``; files under /root stay. Missing = success."""
+    def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
+        """Stop and release ``name`` (SIGTERM, then SIGKILL after the grace).
+
+        Files under /root stay; everything else of the workload is gone.
+        Missing = success (phase "missing").
+        """
 
     @abc.abstractmethod
     def workload_status(self, *, name: str) -> WorkloadStatus:
-        """Current status; phase "missing" when the cluster has no such workload."""
+        """Current status; phase "missing" when the cluster has no such workload.
+
+        A workload that ended is reported (phase succeeded/failed with its
+        exit code, reason and finished_at) until :meth:`stop_workload` or
+        :meth:`forget_workload` releases it.
+        """
+
+    @abc.abstractmethod
+    def forget_workload(self, *, name: str) -> None:
+        """Drop the record of an ended workload (its logs stay). Missing = success."""
 
     @abc.abstractmethod
     def list_workloads(self) -> list[WorkloadStatus]:
-        """Every workload this portal manages, for the reconciler."""
+        """Every workload this portal manages (by label), running or ended, for the reconciler."""
 
     @abc.abstractmethod
-    def follow_logs(self, *, name: str, offset: int = 0) -> Iterator[tuple[int, bytes]]:
-        """Yield ``(next_offset, chunk)`` from ``offset`` until the workload ends."""
+    def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        """Yield the workload's output from byte ``offset``; with ``follow``, until it ends."""
 
     @abc.abstractmethod
-    def exec_terminal(self, *, name: str, command: list[str]):
-        """Open an interactive terminal; returns an object with read/write/resize/close."""
+    def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
+        """A shell in the running workload, as its user, in a PTY. Raises DriverError."""

@@ -21,6 +21,26 @@ from aladdin import health
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _agent_answers(monkeypatch):
+    # The local agent is a separate process (tests/cluster and tests/e2e run
+    # the real one); here it answers health like a live agent unless a test
+    # says otherwise.
+    from aladdin.cluster.local import LocalDriver
+
+    def _call(self, op, **kwargs):
+        assert op == "health"
+        return {
+            "pid": 1,
+            "sandbox": True,
+            "sandbox_reason": "",
+            "single_user_id": None,
+            "running": 0,
+        }
+
+    monkeypatch.setattr(LocalDriver, "_call", _call)
+
+
 def _beat_heartbeat() -> None:
     # What HeartbeatScheduler.tick writes on every beat tick.
     cache.set(health.BEAT_KEY, {"at": time.time()}, timeout=300)
@@ -131,3 +151,21 @@ def test_healthz_is_503_naming_redis_when_redis_is_down(client, spare_redis):
     assert body["checks"]["cluster"]["ok"] is True
     # A probe must answer before its own timeout even with Redis gone.
     assert elapsed < 10
+
+
+def test_healthz_fails_when_the_local_agent_is_not_running(client, monkeypatch):
+    from aladdin.cluster import DriverError
+    from aladdin.cluster.local import LocalDriver
+
+    def _down(self, op, **kwargs):
+        raise DriverError("the local agent is not running (make run starts it)")
+
+    monkeypatch.setattr(LocalDriver, "_call", _down)
+    health.record_worker_heartbeat("worker@test")
+    _beat_heartbeat()
+
+    status, body = _get(client)
+
+    assert status == 503
+    assert body["checks"]["cluster"]["ok"] is False
+    assert "agent is not running" in body["checks"]["cluster"]["error"]

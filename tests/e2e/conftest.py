@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -212,7 +214,10 @@ def portal(tmp_path_factory):
     """Start migrate, then web + worker + beat like Procfile.dev; yield once /healthz is 200."""
     from tests.services_plugin import redis_port
 
-    var_dir = tmp_path_factory.mktemp("portal-var")
+    # Not under pytest's 0700 temp root: the agent's sandbox uids must be
+    # able to pass through every parent of their volumes (as under var/).
+    var_dir = Path(tempfile.mkdtemp(prefix="aladdin-e2e-var-"))
+    var_dir.chmod(0o755)
     port = free_port()
     redis_url = f"redis://127.0.0.1:{redis_port()}/{PORTAL_REDIS_DB}"
     env = _portal_env(var_dir, redis_url, port)
@@ -270,6 +275,7 @@ def portal(tmp_path_factory):
         yield portal
     finally:
         _stop(portal.processes)
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,256 @@
+"""Bubblewrap command lines for the local backend (SPEC §9, "Decision — isolation").
+
+Everything here is pure: it builds argument vectors and small files, the
+agent (:mod:`aladdin.cluster.agent`) runs them. A workload is::
+
+    bwrap --unshare-all --die-with-parent ... <command>
+
+started by the agent as the user's uid (``LOCAL_UID_BASE + user_id``), so
+the kernel, not our code, keeps it away from everything it should not see:
+
+- the filesystem is a fresh tmpfs root with ``/usr`` read-only, a private
+  ``/tmp`` (tmpfs: gone at the next start), a generated minimal ``/etc``,
+  and the user's volume bound read-write at ``/root``. Nothing of ``var/``
+  (database, keys), the checkout (``/work``, the portal's venv), the host's
+  ``/root`` or other users' volumes is mounted;
+- ``--unshare-all`` gives it its own pid, ipc, uts, cgroup and network
+  namespaces. The network namespace has loopback only: workloads cannot
+  reach the internet yet (the Hugging Face mirror / pip index of SPEC §6
+  need a later decision: slirp4netns or pasta);
+- ``--die-with-parent`` ties it to the agent: stopping the agent stops it.
+
+bwrap resolves the paths it binds *as the sandbox uid*, so the volumes
+directory and its ancestors must be traversable (``o+x``) by other users;
+:func:`check_traversable` says which directory is not. Traversal alone
+reveals nothing: the uid only ever runs inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+BWRAP = "bwrap"
+# Where an image's interpreter is looked for when the operator mapped none:
+# the host's system Python. Not `which python3`: on a developer's machine that
+# is often under the host's /root (pyenv) or the project's venv, neither of
+# which the sandbox may see.
+DEFAULT_INTERPRETER = "/usr/bin/python3"
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The variables a workload gets besides the spec's own (SPEC: "env from the
+# spec only"): nothing of the agent's environment leaks in.
+BASE_ENV = {"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+# Read-only pieces of the host's /etc a shell and TLS clients need; each is
+# bound only if it exists.
+HOST_ETC = ("ssl", "ca-certificates", "alternatives", "localtime", "resolv.conf", "hosts")
+
+
+# The sandbox's first process, around the workload's command. bwrap's
+# --die-with-parent does not reliably reach the sandbox's init when the agent
+# is killed outright (the inner bwrap outlived its parent in our tests), so
+# the agent also holds the write end of a pipe that is this wrapper's stdin:
+# EOF means the agent is gone: SIGKILL to -1 ends every process of the
+# sandbox but its init, and bwrap's init exits once it has no children left.
+# (stdin because the pipe belongs to root: the uid may not reopen it through
+# /proc/self/fd, only use the descriptor it inherited.) TERM is caught, not
+# ignored (the command would inherit that), so that a graceful stop reaches
+# the command and its exit status comes back. When the command ends, so does
+# everything it left running (bwrap's init would otherwise wait for the last
+# background process): a workload ends with its main process, as a container.
+GUARD = r"""
+exec 9<&0
+trap : TERM INT HUP
+"$@" </dev/null 9<&- &
+c=$!
+{ read -r _ <&9; kill -KILL -1; } 2>/dev/null &
+exec 9<&-
+while :; do
+    wait $c; rc=$?
+    kill -0 $c 2>/dev/null || break
+done
+kill -KILL -1 2>/dev/null
+exit $rc
+"""
+
+
+def guarded(command: list[str]) -> list[str]:
+    """``command`` under :data:`GUARD`; the caller makes the guard pipe its stdin."""
+    return ["/bin/sh", "-c", GUARD, "aladdin-guard", *command]
+
+
+def sandbox_uid(uid_base: int, user_id: int) -> int:
+    return uid_base + int(user_id)
+
+
+def etc_files(uid: int) -> dict[str, bytes]:
+    """The generated files of the sandbox's /etc: the uid has a name and a home."""
+    return {
+        "passwd": (
+            f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+            f"user:x:{uid}:{uid}:Aladdin user:/root:/bin/bash\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ).encode(),
+        "group": f"root:x:0:\nuser:x:{uid}:\nnogroup:x:65534:\n".encode(),
+        "hostname": b"workshop\n",
+    }
+
+
+def interpreter_for(image: str, image_map: dict[str, str]) -> str | None:
+    """The operator's interpreter for a catalog image, else the host's Python (None if absent)."""
+    path = image_map.get(image) or image_map.get(image.split(":", 1)[0])
+    if path:
+        return path
+    return DEFAULT_INTERPRETER if os.path.exists(DEFAULT_INTERPRETER) else None
+
+
+def check_traversable(path: Path, uid: int) -> Path | None:
+    """The first ancestor of ``path`` that ``uid`` cannot enter (bwrap would fail), else None."""
+    for directory in [*reversed(path.parents), path]:
+        try:
+            st = directory.stat()
+        except OSError:
+            return directory
+        if st.st_uid == uid:
+            if not st.st_mode & stat.S_IXUSR:
+                return directory
+        elif not st.st_mode & stat.S_IXOTH:
+            return directory
+    return None
+
+
+def bwrap_argv(
+    *,
+    volume: Path,
+    command: list[str],
+    workdir: str = "/root",
+    interpreter: str | None = None,
+    gpu_devices: tuple[str, ...] = (),
+    etc_fds: dict[str, int] | None = None,
+    info_fd: int | None = None,
+) -> list[str]:
+    """The bwrap command line that runs ``command`` with ``volume`` as /root.
+
+    ``etc_fds`` maps a file name of the generated /etc to a readable fd (a
+    pipe holding :func:`etc_files`); the caller passes those fds on.
+    ``info_fd`` receives bwrap's JSON with the sandboxed child's host pid.
+    """
+    argv = [
+        BWRAP,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",  # no TIOCSTI into a terminal the workload does not own
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--tmpfs", "/var/tmp",
+        "--dir", "/etc",
+    ]  # fmt: skip
+    for name, fd in (etc_fds or {}).items():
+        argv += ["--file", str(fd), f"/etc/{name}"]
+    for name in HOST_ETC:
+        host = Path("/etc") / name
+        if host.exists():
+            argv += ["--ro-bind", str(host), str(host)]
+    if interpreter and not interpreter.startswith("/usr/"):
+        # An operator's environment (/opt/envs/torch/bin/python): bind its
+        # prefix, read-only, at the same path so its shebangs keep working.
+        prefix = Path(interpreter).parent.parent
+        argv += ["--ro-bind", str(prefix), str(prefix)]
+    for device in gpu_devices:
+        for node in (
+            f"/dev/nvidia{device}",
+            "/dev/nvidiactl",
+            "/dev/nvidia-uvm",
+            "/dev/nvidia-uvm-tools",
+        ):
+            if os.path.exists(node):
+                argv += ["--dev-bind", node, node]
+    argv += ["--bind", str(volume), "/root", "--chdir", workdir or "/root"]
+    if info_fd is not None:
+        argv += ["--info-fd", str(info_fd)]
+    return [*argv, *command]
+
+
+def workload_env(
+    spec_env: dict[str, str], *, interpreter: str | None, gpu_devices: tuple[str, ...]
+) -> dict[str, str]:
+    """The workload's whole environment: the spec's variables plus HOME, PATH, LANG, TERM."""
+    path = SANDBOX_PATH
+    if interpreter:
+        path = f"{Path(interpreter).parent}:{path}"
+    env = {**BASE_ENV, "PATH": path, **{str(k): str(v) for k, v in spec_env.items()}}
+    env["HOME"] = "/root"  # the spec cannot move the volume
+    if gpu_devices:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_devices)
+    else:
+        # No GPU assigned: hide any the host has rather than share them.
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def nsenter_argv(target_pid: int, uid: int, command: list[str]) -> list[str]:
+    """Run ``command`` inside the sandbox of ``target_pid`` as ``uid`` (terminals, SFTP later).
+
+    Every namespace of the workload is entered (same /tmp, same processes,
+    same loopback), root and working directory included; ``-S``/``-G``
+    switch to the uid mapped inside the sandbox's user namespace.
+    """
+    return [
+        "nsenter", "--target", str(target_pid),
+        "--user", "--mount", "--pid", "--net", "--ipc", "--uts",
+        "--setuid", str(uid), "--setgid", str(uid),
+        "--root", "--wd",
+        *command,
+    ]  # fmt: skip
+
+
+def probe(uid: int, volume: Path, *, timeout: float = 10) -> tuple[bool, str]:
+    """Can this host sandbox? Run ``true`` in a sandbox as ``uid``. Returns (ok, why not)."""
+    if os.environ.get("ALADDIN_LOCAL_SANDBOX", "").lower() in {"off", "0", "false", "no"}:
+        return False, "sandboxing turned off by ALADDIN_LOCAL_SANDBOX=off"
+    if shutil.which(BWRAP) is None:
+        return False, "bubblewrap (bwrap) is not installed"
+    if os.geteuid() != 0:
+        return False, "the agent is not root, so it cannot run workloads as their own uids"
+    blocked = check_traversable(volume, uid)
+    if blocked is not None:
+        return False, f"{blocked} is not traversable by sandbox uids (chmod o+x)"
+    try:
+        result = subprocess.run(
+            bwrap_argv(volume=volume, command=["true"]),
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={"PATH": SANDBOX_PATH},
+            capture_output=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"bwrap failed: {exc}"
+    if result.returncode != 0:
+        return False, f"bwrap failed: {result.stderr.decode(errors='replace').strip()[-300:]}"
+    return True, ""
+
+
+def describe_exit(returncode: int) -> str:
+    """A reason for a non-zero end, as the dashboard shows it."""
+    if returncode < 0:
+        sig = -returncode
+    elif returncode > 128:
+        sig = returncode - 128  # bwrap's init reports a signalled child as 128 + signal
+    else:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    return f"killed by {name}"

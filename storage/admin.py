@@ -1,0 +1,161 @@
+"""Back office for storage: usage list, reclaim queue (with holds), charges and records.
+
+Staff change volumes only through services (audited as StaffAction): the
+hold/lift actions and "reclaim now" on the reclaim queue.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from billing.choices import SubscriptionState
+from billing.models import Subscription
+
+from . import selectors, services
+from .choices import GIB
+from .models import DailyPeak, Reclamation, RetentionWarning, StorageAllowance, StorageCharge
+
+
+class ReclaimQueueFilter(admin.SimpleListFilter):
+    """Volumes of users without an active plan: the ones retention may reclaim."""
+
+    title = gettext_lazy("reclaim queue")
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("No active plan (in the reclaim queue)"))]
+
+    def queryset(self, request, queryset):
+        if self.value() != "yes":
+            return queryset
+        now = timezone.now()
+        active = Subscription.objects.filter(
+            user=OuterRef("user"),
+            state=SubscriptionState.ACTIVE,
+            starts_at__lte=now,
+            ends_at__gt=now,
+        )
+        return queryset.filter(has_volume=True).exclude(Exists(active))
+
+
+@admin.register(StorageAllowance)
+class StorageAllowanceAdmin(admin.ModelAdmin):
+    list_display = (
+        "user",
+        "used_gib",
+        "allowance",
+        "chosen_gib",
+        "staff_gib",
+        "has_volume",
+        "hold",
+        "reclaim_at",
+        "last_sampled_at",
+    )
+    list_filter = (ReclaimQueueFilter, "has_volume", "hold")
+    search_fields = ("user__phone", "user__username")
+    readonly_fields = ("last_bytes", "last_sampled_at", "hold_by", "hold_at", "has_volume")
+    fields = (
+        "user",
+        "chosen_gib",
+        "staff_gib",
+        "has_volume",
+        "last_bytes",
+        "last_sampled_at",
+        "hold",
+        "hold_reason",
+        "hold_by",
+        "hold_at",
+    )
+    raw_id_fields = ("user",)
+    actions = ("hold_storage", "lift_hold", "reclaim_now")
+    ordering = ("-last_bytes",)
+
+    def has_change_permission(self, request, obj=None):
+        # Changes go through the actions (audited services), not the form.
+        return False
+
+    @admin.display(description=gettext_lazy("used (GiB)"), ordering="last_bytes")
+    def used_gib(self, obj):
+        return f"{obj.last_bytes / GIB:.2f}"
+
+    @admin.display(description=gettext_lazy("allowance (GiB)"))
+    def allowance(self, obj):
+        return selectors.allowance_gib(obj.user)
+
+    @admin.display(description=gettext_lazy("reclaim at"))
+    def reclaim_at(self, obj):
+        if not obj.has_volume or obj.hold:
+            return "—"
+        return selectors.retention_for(obj.user).reclaim_at or "—"
+
+    @admin.action(description=gettext_lazy("Hold: never reclaim these volumes"))
+    def hold_storage(self, request, queryset):
+        for row in queryset.select_related("user"):
+            services.storage_hold_set(
+                user=row.user, actor=request.user, hold=True, reason=_("Held from the back office")
+            )
+        messages.success(request, _("Storage held."))
+
+    @admin.action(description=gettext_lazy("Lift the hold"))
+    def lift_hold(self, request, queryset):
+        for row in queryset.select_related("user"):
+            services.storage_hold_set(
+                user=row.user,
+                actor=request.user,
+                hold=False,
+                reason=_("Lifted from the back office"),
+            )
+        messages.success(request, _("Hold lifted."))
+
+    @admin.action(description=gettext_lazy("Reclaim now (deletes the volume)"))
+    def reclaim_now(self, request, queryset):
+        done = 0
+        for row in queryset.filter(has_volume=True, hold=False).select_related("user"):
+            if services.storage_reclaim_by_staff(
+                user=row.user, actor=request.user, reason=_("Reclaimed from the back office")
+            ):
+                done += 1
+        messages.success(request, _("%(n)s volume(s) reclaimed.") % {"n": done})
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DailyPeak)
+class DailyPeakAdmin(ReadOnlyAdmin):
+    list_display = ("user", "day", "peak_bytes", "settled")
+    list_filter = ("settled",)
+    date_hierarchy = "day"
+    search_fields = ("user__phone",)
+
+
+@admin.register(StorageCharge)
+class StorageChargeAdmin(ReadOnlyAdmin):
+    list_display = ("user", "day", "peak_bytes", "free_gib", "charged_gib", "amount_micro")
+    date_hierarchy = "day"
+    search_fields = ("user__phone",)
+
+
+@admin.register(RetentionWarning)
+class RetentionWarningAdmin(ReadOnlyAdmin):
+    list_display = ("user", "sent_at", "reclaim_at")
+    search_fields = ("user__phone",)
+
+
+@admin.register(Reclamation)
+class ReclamationAdmin(ReadOnlyAdmin):
+    list_display = ("user", "at", "bytes", "reason", "basis_at")
+    list_filter = ("reason",)
+    search_fields = ("user__phone",)

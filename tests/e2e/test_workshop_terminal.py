@@ -1,0 +1,71 @@
+"""A workshop on the real local backend, driven from the browser (issue 5).
+
+The portal runs like `make run` (web, worker, beat and the local agent); the
+workshop is a bubblewrap sandbox owned by the agent, and the terminal is a
+PTY inside it reached over the websocket.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.test_purchase import _sign_up
+
+pytestmark = pytest.mark.e2e
+
+WS_CLOSE_CODE = """
+(path) => new Promise((resolve) => {
+  const ws = new WebSocket(`ws://${location.host}${path}`);
+  ws.onopen = () => resolve("open");
+  ws.onclose = (event) => resolve(event.code);
+})
+"""
+
+
+def test_a_user_creates_a_workshop_and_uses_its_terminal(browser, page, portal, shot):
+    # given a new user (free tier: 2 CPU / 4 GiB for one small workshop)
+    _sign_up(page, portal)
+
+    # when they create a workshop with the small preset
+    page.goto("/workshops/new/")
+    page.fill("input[name=name]", "demo")
+    page.select_option("select[name=preset]", label="CPU:2 MEM:4G")
+    shot(page, "create")
+    page.locator("[data-testid=workshop-create-form] button[type=submit]").click()
+
+    # then it becomes running ("Workshop is created.")
+    status = page.locator("[data-testid=workshop-status]")
+    expect(status).to_have_attribute("data-state", "running", timeout=60_000)
+    shot(page, "running")
+    workshop_path = re.search(r"/workshops/(\d+)/", page.url).group(0)
+
+    # when they open the terminal and run a command
+    page.locator("[data-testid=workshop-terminal]").click()
+    terminal = page.locator("[data-testid=terminal]")
+    expect(terminal.locator(".xterm-rows")).to_be_visible()
+    page.wait_for_timeout(500)  # the shell's prompt
+    terminal.click()
+    page.keyboard.type("echo hel''lo; id -u\n")
+
+    # then its output reaches the browser (the quotes keep "hello" out of the echo)
+    expect(terminal.locator(".xterm-rows")).to_contain_text("hello", timeout=15_000)
+    shot(page, "terminal")
+    uid = re.search(r"hello\s+(\d+)", terminal.locator(".xterm-rows").inner_text())
+    assert uid and int(uid.group(1)) not in (0,), "the workshop must not run as root"
+
+    # and another user's terminal connection to it is refused before it opens
+    other = browser.new_context(base_url=portal.url, locale="zh-CN")
+    try:
+        intruder = other.new_page()
+        _sign_up(intruder, portal)
+        intruder.goto("/overview/")
+        ws_path = workshop_path.replace("/workshops/", "/ws/workshops/") + "terminal/"
+        # Refused during the handshake (close before accept): the browser
+        # never sees an open socket and reports 1006.
+        assert intruder.evaluate(WS_CLOSE_CODE, ws_path) == 1006
+        assert intruder.goto(workshop_path).status == 404
+    finally:
+        other.close()

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from aladdin.accounts.services import notification_create
+from billing.services import subscription_create
+from storage import services
+
+from .conftest import GIB
+
+
+@pytest.fixture
+def trial_user(make_user, plans, driver):
+    user = make_user()
+    subscription_create(user=user, plan=plans["trial"])
+    services.volume_register(user_id=user.pk)
+    driver.usage[user.pk] = 40 * GIB
+    services.usage_sample(driver=driver)
+    return user
+
+
+def test_get_storage_reports_use_allowance_and_30_days(client, trial_user):
+    client.force_login(trial_user)
+    data = client.get("/api/v1/storage").json()
+    assert data["used_gib"] == 40.0
+    assert (data["allowance_gib"], data["free_gib"], data["max_gib"]) == (30, 30, 500)
+    assert data["over_allowance"] is True
+    assert data["can_expand"] is True
+    assert len(data["days"]) == 30
+    assert data["days"][-1]["peak_gib"] == 40.0
+
+
+def test_expand_through_the_api(client, trial_user):
+    client.force_login(trial_user)
+    response = client.post(
+        "/api/v1/storage/expand", {"allowance_gib": 100}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert response.json()["allowance_gib"] == 100
+    assert response.json()["over_allowance"] is False
+
+
+def test_expand_beyond_the_plan_gives_a_clear_400(client, trial_user):
+    client.force_login(trial_user)
+    response = client.post(
+        "/api/v1/storage/expand", {"allowance_gib": 9000}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "at most 500 GiB" in response.json()["detail"]
+
+
+def test_anonymous_storage_call_is_401(client, db):
+    assert client.get("/api/v1/storage").status_code == 401
+
+
+def test_the_dashboard_shows_use_warnings_and_the_form(client, trial_user):
+    client.force_login(trial_user)
+    page = client.get("/storage/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'data-testid="storage-over"' in page
+    assert 'data-testid="storage-expand"' in page
+    assert "storage-chart" in page
+
+    response = client.post("/storage/expand/", {"allowance_gib": 50})
+    assert response.status_code == 302
+    assert client.get("/api/v1/storage").json()["allowance_gib"] == 50
+
+
+def test_the_overview_shows_unread_notices(client, user):
+    notification_create(user=user, kind="storage_retention", title="Storage will be reclaimed")
+    client.force_login(user)
+    page = client.get("/overview/").content.decode()
+    assert "Storage will be reclaimed" in page
+
+
+def test_the_admin_reclaim_queue_lists_volumes_without_a_plan(client, make_user, plans, driver):
+    staff = make_user(is_staff=True, is_superuser=True)
+    lapsed = make_user()
+    services.volume_register(user_id=lapsed.pk)
+    client.force_login(staff)
+    response = client.get("/admin/storage/storageallowance/?queue=yes")
+    assert response.status_code == 200
+    assert lapsed.phone in response.content.decode()
+    assert client.get("/admin/storage/dailypeak/").status_code == 200
+    assert client.get("/admin/storage/reclamation/").status_code == 200
+
+
+def test_the_schema_describes_the_storage_endpoints(client, db):
+    paths = client.get("/api/schema/", {"format": "json"}).json()["paths"]
+    assert {"/api/v1/storage", "/api/v1/storage/expand"} <= set(paths)

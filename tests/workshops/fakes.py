@@ -1,0 +1,130 @@
+"""A tests-only ClusterDriver keeping workloads in memory (the real backends test themselves)."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+from aladdin.cluster.base import (
+    LABEL_KIND,
+    LABEL_USER,
+    ClusterDriver,
+    DriverError,
+    Phase,
+    Resources,
+    Terminal,
+    WorkloadSpec,
+    WorkloadStatus,
+)
+
+
+class FakeTerminal(Terminal):
+    def __init__(self, rows: int, cols: int):
+        self.size = (rows, cols)
+        self.written: list[bytes] = []
+        self.output: queue.Queue[bytes] = queue.Queue()
+        self.closed = False
+
+    def read(self, timeout: float | None = None) -> bytes:
+        # Blocks until output or close(); close() wakes it with b"" (the contract).
+        data = self.output.get(timeout=timeout)
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.output.put(b"echo:" + data)
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        self.size = (rows, cols)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.output.put(b"")
+
+
+class FakeDriver(ClusterDriver):
+    name = "fake"
+
+    def __init__(self):
+        self.workloads: dict[str, WorkloadStatus] = {}
+        self.specs: dict[str, WorkloadSpec] = {}
+        self.user_spaces: dict[int, tuple[int, Resources]] = {}
+        self.terminals: list[FakeTerminal] = []
+        self.start_calls = 0
+        self.fail_next: DriverError | None = None
+        self.start_phase = Phase.RUNNING
+
+    def health(self) -> dict:
+        return {"ok": True}
+
+    def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
+        self.user_spaces[user_id] = (storage_gib, quota)
+
+    def delete_user_space(self, *, user_id: int) -> None:
+        self.user_spaces.pop(user_id, None)
+
+    def storage_usage_bytes(self, *, user_id: int) -> int:
+        return 0
+
+    def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
+        self.start_calls += 1
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        if spec.name in self.workloads:
+            return self.workloads[spec.name]
+        status = WorkloadStatus(
+            name=spec.name,
+            phase=self.start_phase,
+            user_id=spec.user_id,
+            kind=spec.kind,
+            labels=dict(spec.labels),
+        )
+        self.workloads[spec.name] = status
+        self.specs[spec.name] = spec
+        return status
+
+    def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
+        self.workloads.pop(name, None)
+        return WorkloadStatus(name=name, phase=Phase.MISSING)
+
+    def workload_status(self, *, name: str) -> WorkloadStatus:
+        return self.workloads.get(name) or WorkloadStatus(name=name, phase=Phase.MISSING)
+
+    def forget_workload(self, *, name: str) -> None:
+        self.workloads.pop(name, None)
+
+    def list_workloads(self) -> list[WorkloadStatus]:
+        return list(self.workloads.values())
+
+    def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        yield b""
+
+    def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
+        if self.workloads.get(name, None) is None:
+            raise DriverError("no such workload")
+        terminal = FakeTerminal(rows, cols)
+        self.terminals.append(terminal)
+        return terminal
+
+    # helpers for tests
+    def set_phase(self, name: str, phase: str, reason: str = "") -> None:
+        old = self.workloads[name]
+        self.workloads[name] = WorkloadStatus(
+            name=name,
+            phase=phase,
+            user_id=old.user_id,
+            kind=old.kind,
+            reason=reason,
+            labels=old.labels,
+        )
+
+    def add_orphan(self, name: str, user_id: int) -> None:
+        self.workloads[name] = WorkloadStatus(
+            name=name,
+            phase=Phase.RUNNING,
+            user_id=user_id,
+            kind="workshop",
+            labels={LABEL_USER: str(user_id), LABEL_KIND: "workshop"},
+        )

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from billing import services as billing_services
+from workshops.choices import WorkshopState
+from workshops.models import Workshop, WorkshopEnvVar
+
+
+def test_create_form_creates_a_workshop_with_env(client, user, catalog, driver):
+    client.force_login(user)
+    page = client.get(reverse("workshops:create"))
+    assert "CPU:4 MEM:16G (recommended)" in page.content.decode()
+    response = client.post(
+        reverse("workshops:create"),
+        {
+            "name": "dev",
+            "image": catalog["image"].pk,
+            "preset": catalog["presets"]["2C/4G"].pk,
+            "env": "OPENAI_API_KEY=sk-abc\n# comment\n",
+        },
+    )
+    ws = Workshop.objects.get(user=user, name="dev")
+    assert response.status_code == 302
+    assert WorkshopEnvVar.objects.get(workshop=ws).plaintext() == "sk-abc"
+    detail = client.get(reverse("workshops:detail", args=[ws.pk])).content.decode()
+    assert "sk-abc" not in detail
+    assert "••••" in detail
+    assert "dev.bj1" in detail
+    assert "Workshop is waiting for creating." in detail
+    assert 'http-equiv="refresh"' in detail
+
+
+def test_create_form_shows_the_quota_message(client, user, catalog, driver, plans):
+    client.force_login(user)
+    response = client.post(
+        reverse("workshops:create"),
+        {"name": "big", "image": catalog["image"].pk, "preset": catalog["presets"]["16C/64G"].pk},
+    )
+    assert response.status_code == 200
+    assert "exceeded quota" in response.content.decode()
+    assert "shrink this one to 2 CPU / 4 GiB" in response.content.decode()
+
+
+def test_bad_env_line_is_a_form_error(client, user, catalog, driver):
+    client.force_login(user)
+    response = client.post(
+        reverse("workshops:create"),
+        {
+            "name": "dev",
+            "image": catalog["image"].pk,
+            "preset": catalog["presets"]["2C/4G"].pk,
+            "env": "no equals sign",
+        },
+    )
+    assert response.status_code == 200
+    assert not Workshop.objects.exists()
+
+
+def test_stop_and_start_buttons_work_without_js(client, user, make_workshop, driver):
+    client.force_login(user)
+    ws = make_workshop(user)
+    client.post(reverse("workshops:action", args=[ws.pk, "stop"]))
+    ws.refresh_from_db()
+    assert ws.state == WorkshopState.STOPPING
+
+
+def test_list_shows_created_status(client, user, make_workshop):
+    client.force_login(user)
+    make_workshop(user)
+    page = client.get(reverse("workshops:list")).content.decode()
+    assert "Workshop is created." in page
+    assert 'http-equiv="refresh"' not in page
+
+
+@pytest.mark.parametrize(
+    "name,args,method",
+    [
+        ("workshops:detail", [], "get"),
+        ("workshops:terminal", [], "get"),
+        ("workshops:resources", [], "post"),
+        ("workshops:env", [], "post"),
+        ("workshops:action", ["stop"], "post"),
+        ("workshops:action", ["start"], "post"),
+        ("workshops:action", ["delete"], "post"),
+    ],
+)
+def test_another_users_workshop_is_404(client, user, other_user, make_workshop, name, args, method):
+    ws = make_workshop(other_user)
+    client.force_login(user)
+    response = getattr(client, method)(reverse(name, args=[ws.pk, *args]))
+    assert response.status_code == 404
+    ws.refresh_from_db()
+    assert ws.state == WorkshopState.RUNNING
+
+
+def test_edit_resources_applies_on_restart(client, user, make_workshop, catalog, plans):
+    billing_services.subscription_create(user=user, plan=plans["trial"])
+    client.force_login(user)
+    ws = make_workshop(user)
+    client.post(
+        reverse("workshops:resources", args=[ws.pk]), {"preset": catalog["presets"]["4C/16G"].pk}
+    )
+    ws.refresh_from_db()
+    assert (ws.cpu_millicores, ws.applied_cpu_millicores) == (4000, 2000)
+    page = client.get(reverse("workshops:detail", args=[ws.pk])).content.decode()
+    assert "restarted" in page
+
+
+def test_terminal_page_loads_vendored_xterm_and_the_socket_path(client, user, make_workshop):
+    client.force_login(user)
+    ws = make_workshop(user)
+    page = client.get(reverse("workshops:terminal", args=[ws.pk])).content.decode()
+    assert "vendor/xterm/xterm.js" in page and "vendor/xterm/addon-fit.js" in page
+    assert f"/ws/workshops/{ws.pk}/terminal/" in page
+
+
+def test_nav_links_to_workshops(client, user):
+    client.force_login(user)
+    assert reverse("workshops:list") in client.get(reverse("overview")).content.decode()

@@ -1,0 +1,83 @@
+"""Back office for workshops: catalog (images, presets, platform env) and workshops."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .choices import WorkshopState
+from .models import Image, PlatformEnvVar, ResourcePreset, Workshop, WorkshopEvent
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["name", "tag", "is_active", "sort"]
+    list_editable = ["is_active", "sort"]
+    search_fields = ["name", "tag", "description"]
+
+
+@admin.register(ResourcePreset)
+class ResourcePresetAdmin(admin.ModelAdmin):
+    list_display = ["name", "label", "cpu_millicores", "memory_mib", "recommended", "is_active"]
+    list_editable = ["recommended", "is_active"]
+
+
+@admin.register(PlatformEnvVar)
+class PlatformEnvVarAdmin(admin.ModelAdmin):
+    list_display = ["key", "value", "description", "is_active", "sort"]
+    list_editable = ["is_active"]
+
+
+@admin.register(Workshop)
+class WorkshopAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "state", "image", "preset", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["name", "user__phone"]
+    list_select_related = ["user", "image", "preset"]
+    # Staff see and stop workshops; they never see ENV values (write-only, encrypted).
+    readonly_fields = [
+        "user",
+        "name",
+        "image",
+        "preset",
+        "cpu_millicores",
+        "memory_mib",
+        "applied_cpu_millicores",
+        "applied_memory_mib",
+        "state",
+        "reason",
+        "created_at",
+        "started_at",
+        "stopped_at",
+    ]
+    actions = ["stop_workshops"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description=_("Stop selected workshops"))
+    def stop_workshops(self, request, queryset):
+        stopped = 0
+        for workshop in queryset.filter(state__in=[WorkshopState.CREATING, WorkshopState.RUNNING]):
+            services.workshop_stop(workshop=workshop)
+            stopped += 1
+        self.message_user(
+            request, _("%(n)d workshop(s) stopping.") % {"n": stopped}, messages.SUCCESS
+        )
+
+
+@admin.register(WorkshopEvent)
+class WorkshopEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "name", "kind", "message", "workshop"]
+    list_filter = ["kind"]
+    search_fields = ["name", "message"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

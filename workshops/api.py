@@ -1,0 +1,256 @@
+"""Workshops REST API (SPEC §6) for the dashboard and the IDE plugin.
+
+Every workshop is looked up with ``user=request.user`` (DESIGN rule 2):
+another user's id is a 404 on every endpoint. ENV values are write-only.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aladdin.cluster.base import DriverError, QuotaExceeded
+
+from . import selectors, services
+from .forms import parse_env
+from .models import Image, ResourcePreset, Workshop, dns_label, env_key
+
+
+class QuotaRefused(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "quota_exceeded"
+    default_detail = _("Exceeded quota.")
+
+
+class StateConflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "state_conflict"
+    default_detail = _("Not allowed in the workshop's current state.")
+
+
+# --- serializers ------------------------------------------------------------------
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    ref = serializers.CharField(read_only=True, help_text='"name:tag", e.g. "torch:2.5.1-cu124".')
+
+    class Meta:
+        model = Image
+        fields = ["id", "name", "tag", "ref", "description"]
+
+
+class PresetSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True, help_text='e.g. "CPU:4 MEM:16G".')
+
+    class Meta:
+        model = ResourcePreset
+        fields = ["id", "name", "label", "cpu_millicores", "memory_mib", "recommended"]
+
+
+class EnvVarSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.CharField(default="••••", help_text="Always masked.")
+
+
+class WorkshopSerializer(serializers.ModelSerializer):
+    image = ImageSerializer(read_only=True)
+    preset = PresetSerializer(read_only=True)
+    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    host_alias = serializers.CharField(read_only=True)
+    resources_pending = serializers.BooleanField(
+        read_only=True, help_text="Edited resources that apply on the next start."
+    )
+    env = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Workshop
+        fields = [
+            "id",
+            "name",
+            "image",
+            "preset",
+            "cpu_millicores",
+            "memory_mib",
+            "applied_cpu_millicores",
+            "applied_memory_mib",
+            "resources_pending",
+            "state",
+            "state_display",
+            "reason",
+            "host_alias",
+            "env",
+            "created_at",
+            "started_at",
+            "stopped_at",
+        ]
+
+    @extend_schema_field(EnvVarSerializer(many=True))
+    def get_env(self, obj) -> list[dict]:
+        return [{"key": var.key, "value": var.masked} for var in obj.env_vars.all()]
+
+
+class WorkshopCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=40, validators=[dns_label])
+    image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.filter(is_active=True))
+    preset = serializers.PrimaryKeyRelatedField(
+        queryset=ResourcePreset.objects.filter(is_active=True)
+    )
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="Variables, write-only (stored encrypted).",
+    )
+
+    def validate_env(self, value):
+        for key in value:
+            try:
+                env_key(key)
+            except ValidationError as exc:
+                raise serializers.ValidationError(f"{key}: {exc.messages[0]}") from exc
+        return value
+
+
+class WorkshopPatchSerializer(serializers.Serializer):
+    preset = serializers.PrimaryKeyRelatedField(
+        queryset=ResourcePreset.objects.filter(is_active=True), required=False
+    )
+    env = serializers.CharField(
+        required=False, help_text="KEY=VALUE lines to set (added or replaced)."
+    )
+
+    def validate_env(self, value):
+        try:
+            return parse_env(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+
+def _own(request, pk) -> Workshop:
+    return get_object_or_404(selectors.workshops_for(request.user), pk=pk)
+
+
+def _call(service, **kwargs):
+    try:
+        return service(**kwargs)
+    except QuotaExceeded as exc:
+        raise QuotaRefused(str(exc)) from exc
+    except services.WorkshopError as exc:
+        raise StateConflict(str(exc)) from exc
+    except ValidationError as exc:
+        raise serializers.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        ) from exc
+    except DriverError as exc:
+        raise StateConflict(str(exc)) from exc
+
+
+# --- views ----------------------------------------------------------------------------
+
+
+class ImagesView(generics.ListAPIView):
+    """Images a workshop or job can use."""
+
+    serializer_class = ImageSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.active_images()
+
+
+class PresetsView(generics.ListAPIView):
+    """CPU/memory presets; "recommended" marks the default."""
+
+    serializer_class = PresetSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.active_presets()
+
+
+class WorkshopsView(APIView):
+    @extend_schema(operation_id="workshops_list", responses=WorkshopSerializer(many=True))
+    def get(self, request):
+        rows = selectors.workshops_for(request.user).prefetch_related("env_vars")
+        return Response(WorkshopSerializer(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="workshops_create",
+        request=WorkshopCreateSerializer,
+        responses={201: WorkshopSerializer},
+    )
+    def post(self, request):
+        data = WorkshopCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        workshop = _call(services.workshop_create, user=request.user, **data.validated_data)
+        return Response(WorkshopSerializer(workshop).data, status=status.HTTP_201_CREATED)
+
+
+class WorkshopView(APIView):
+    @extend_schema(operation_id="workshops_retrieve", responses=WorkshopSerializer)
+    def get(self, request, pk: int):
+        return Response(WorkshopSerializer(_own(request, pk)).data)
+
+    @extend_schema(
+        operation_id="workshops_update",
+        request=WorkshopPatchSerializer,
+        responses=WorkshopSerializer,
+        description="Change resources (they apply on the next start) or set ENV variables.",
+    )
+    def patch(self, request, pk: int):
+        workshop = _own(request, pk)
+        data = WorkshopPatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "preset" in data.validated_data:
+            _call(
+                services.workshop_update_resources,
+                workshop=workshop,
+                preset=data.validated_data["preset"],
+            )
+        for key, value in data.validated_data.get("env", {}).items():
+            services.workshop_env_set(workshop=workshop, key=key, value=value)
+        return Response(WorkshopSerializer(_own(request, pk)).data)
+
+    @extend_schema(operation_id="workshops_destroy", responses={202: WorkshopSerializer})
+    def delete(self, request, pk: int):
+        workshop = _call(services.workshop_delete, workshop=_own(request, pk))
+        return Response(WorkshopSerializer(workshop).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkshopActionView(APIView):
+    action_name = ""
+
+    @extend_schema(request=None, responses={202: WorkshopSerializer})
+    def post(self, request, pk: int):
+        service = {"start": services.workshop_start, "stop": services.workshop_stop}[
+            self.action_name
+        ]
+        workshop = _call(service, workshop=_own(request, pk))
+        return Response(WorkshopSerializer(workshop).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkshopStartView(WorkshopActionView):
+    """Start a stopped or failed workshop."""
+
+    action_name = "start"
+
+
+class WorkshopStopView(WorkshopActionView):
+    """Stop a workshop; files under /root stay."""
+
+    action_name = "stop"
+
+
+urlpatterns = [
+    path("images", ImagesView.as_view(), name="api-images"),
+    path("presets", PresetsView.as_view(), name="api-presets"),
+    path("workshops", WorkshopsView.as_view(), name="api-workshops"),
+    path("workshops/<int:pk>", WorkshopView.as_view(), name="api-workshop"),
+    path("workshops/<int:pk>/start", WorkshopStartView.as_view(), name="api-workshop-start"),
+    path("workshops/<int:pk>/stop", WorkshopStopView.as_view(), name="api-workshop-stop"),
+]

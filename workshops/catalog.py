@@ -1,0 +1,88 @@
+"""Catalog data of the workshops app (SPEC §6): images, presets, platform env defaults.
+
+``manage.py load_catalog`` calls :func:`load`. Idempotent: it creates what is
+missing and never overwrites a row staff have edited.
+"""
+
+from __future__ import annotations
+
+from .models import Image, PlatformEnvVar, ResourcePreset
+
+_EXTRAS = (
+    "datasets, transformers, scikit-learn, peft, tiktoken, blobfile, sentencepiece, "
+    "protobuf, deepspeed"
+)
+
+IMAGES = [
+    (
+        "torch",
+        "2.5.1-cu124",
+        f"torch 2.5.1, torchvision 0.20.1, torchaudio 2.5.1, CUDA 12.4; {_EXTRAS}",
+    ),
+    (
+        "torch",
+        "2.6.0-cu124",
+        f"torch 2.6.0, torchvision 0.21.0, torchaudio 2.6.0, CUDA 12.4; {_EXTRAS}",
+    ),
+    ("jupyter-lab", "4.4.2", "jupyterlab 4.4.2, torch 2.5.1+cu124, CUDA 12.4, conda"),
+    (
+        "llama-factory",
+        "v0.9.3.dev0-cuda12.4-cudnn9-devel",
+        "llamafactory 0.9.3, peft 0.15.1, trl 0.9.6, accelerate 1.6.0, transformers 4.51.3, "
+        "torch 2.7.0, CUDA 12.6, conda",
+    ),
+    (
+        "llama-factory",
+        "v0.9.3.dev0-cuda12.1-cudnn9-devel",
+        "llamafactory 0.9.3, peft 0.15.1, trl 0.9.6, accelerate 1.6.0, transformers 4.51.3, "
+        "torch 2.7.0, CUDA 12.1, conda",
+    ),
+    ("python", "3.10", "plain Python"),
+    ("python", "3.11", "plain Python"),
+    ("python", "3.12", "plain Python"),
+    ("python", "3.13", "plain Python"),
+    ("ubuntu", "22.04", "plain Ubuntu"),
+]
+
+# (name, cpu millicores, memory MiB, recommended)
+PRESETS = [
+    ("2C/4G", 2000, 4 * 1024, False),
+    ("4C/16G", 4000, 16 * 1024, True),
+    ("8C/32G", 8000, 32 * 1024, False),
+    ("16C/64G", 16000, 64 * 1024, False),
+]
+
+# Seeds only: staff edit these in the back office (SPEC §6 "academic acceleration").
+PLATFORM_ENV = [
+    ("HF_ENDPOINT", "https://hf-mirror.com", "Hugging Face mirror"),
+    ("GIT_CONFIG_COUNT", "1", "GitHub proxy: number of git config entries below"),
+    ("GIT_CONFIG_KEY_0", "url.https://ghproxy.net/https://github.com/.insteadOf", "GitHub proxy"),
+    ("GIT_CONFIG_VALUE_0", "https://github.com/", "GitHub proxy"),
+    ("PIP_INDEX_URL", "https://pypi.tuna.tsinghua.edu.cn/simple", "pip index"),
+]
+
+
+def load() -> str:
+    created = 0
+    for sort, (name, tag, contents) in enumerate(IMAGES):
+        _obj, new = Image.objects.get_or_create(
+            name=name, tag=tag, defaults={"description": contents, "sort": sort}
+        )
+        created += new
+    for sort, (name, cpu, mem, recommended) in enumerate(PRESETS):
+        _obj, new = ResourcePreset.objects.get_or_create(
+            name=name,
+            defaults={
+                "cpu_millicores": cpu,
+                "memory_mib": mem,
+                "recommended": recommended,
+                "sort": sort,
+            },
+        )
+        created += new
+    for sort, (key, value, description) in enumerate(PLATFORM_ENV):
+        _obj, new = PlatformEnvVar.objects.get_or_create(
+            key=key, defaults={"value": value, "description": description, "sort": sort}
+        )
+        created += new
+    return f"{created} row(s) created"

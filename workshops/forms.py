@@ -1,0 +1,85 @@
+"""Forms of the workshop pages."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from .models import Image, ResourcePreset, dns_label, env_key
+
+
+class PresetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: ResourcePreset) -> str:
+        if obj.recommended:
+            return _("%(label)s (recommended)") % {"label": obj.label}
+        return obj.label
+
+
+class ImageChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Image) -> str:
+        return obj.ref
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and lines starting with # are skipped."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValidationError(
+                _("Line %(n)s: write KEY=VALUE."), params={"n": number}, code="env"
+            )
+        try:
+            env_key(key)
+        except ValidationError as exc:
+            raise ValidationError(
+                _("Line %(n)s: %(error)s"), params={"n": number, "error": exc.messages[0]}
+            ) from exc
+        env[key] = value
+    return env
+
+
+def _presets():
+    return ResourcePreset.objects.filter(is_active=True)
+
+
+class WorkshopCreateForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=40,
+        validators=[dns_label],
+        help_text=_("Lowercase letters, digits and '-'; the SSH host alias is <name>.bj1."),
+    )
+    image = ImageChoiceField(
+        label=_("Environment"), queryset=Image.objects.filter(is_active=True), empty_label=None
+    )
+    preset = PresetChoiceField(label=_("Resource"), queryset=_presets(), empty_label=None)
+    env = forms.CharField(
+        label=_("ENV"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "OPENAI_API_KEY=sk-..."}),
+        help_text=_("One KEY=VALUE per line. Values are stored encrypted and never shown again."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        recommended = _presets().filter(recommended=True).first()
+        if recommended is not None:
+            self.fields["preset"].initial = recommended.pk
+
+    def clean_env(self) -> dict[str, str]:
+        return parse_env(self.cleaned_data.get("env") or "")
+
+
+class ResourcesForm(forms.Form):
+    preset = PresetChoiceField(label=_("Resource"), queryset=_presets(), empty_label=None)
+
+
+class EnvVarForm(forms.Form):
+    key = forms.CharField(label=_("Name"), max_length=128, validators=[env_key])
+    value = forms.CharField(label=_("Value"), required=False, widget=forms.PasswordInput)

@@ -1,0 +1,49 @@
+"""Celery tasks of the workshops app: thin, safe to run twice (DESIGN rule 4).
+
+Each loads the row by id and acts only if it is still in the state the user
+action left it in (the services' conditional updates are the claim).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from aladdin.cluster.base import DriverError
+
+from . import services
+
+_OPTS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (DriverError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 120,
+    "max_retries": 10,
+}
+
+
+@shared_task(name="workshops.start", **_OPTS)
+def start(workshop_id: int) -> None:
+    """Start the workload of a "creating" workshop; transient driver errors retry."""
+    services.workshop_start_apply(workshop_id=workshop_id)
+
+
+@shared_task(name="workshops.stop", **_OPTS)
+def stop(workshop_id: int) -> None:
+    services.workshop_stop_apply(workshop_id=workshop_id)
+
+
+@shared_task(name="workshops.delete", **_OPTS)
+def delete(workshop_id: int) -> None:
+    services.workshop_delete_apply(workshop_id=workshop_id)
+
+
+@shared_task(
+    name="workshops.reconcile", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def reconcile(as_of: str | None = None) -> dict[str, int]:
+    """Converge workshops with the cluster; beat runs it every 30 s without ``as_of``."""
+    from billing.tasks import parse_as_of
+
+    return services.workshops_reconcile(as_of=parse_as_of(as_of) if as_of else None)

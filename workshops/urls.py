@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "workshops"
+
+urlpatterns = [
+    path("", views.workshop_list, name="list"),
+    path("new/", views.workshop_create, name="create"),
+    path("<int:pk>/", views.workshop_detail, name="detail"),
+    path("<int:pk>/resources/", views.workshop_resources, name="resources"),
+    path("<int:pk>/env/", views.workshop_env, name="env"),
+    path("<int:pk>/terminal/", views.workshop_terminal, name="terminal"),
+    path("<int:pk>/<str:action>/", views.workshop_action, name="action"),
+]

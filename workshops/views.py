@@ -1,0 +1,154 @@
+"""Workshop pages (SPEC §6): list, create, detail with actions, open, terminal.
+
+Thin views (DESIGN rule 2): every workshop is fetched with
+``user=request.user``, so another user's id is a 404 on every page. Forms
+work without JavaScript; the list refreshes itself while a state is changing.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from aladdin.cluster.base import DriverError
+
+from . import selectors, services
+from .choices import WorkshopState
+from .forms import EnvVarForm, ResourcesForm, WorkshopCreateForm
+from .models import Workshop
+
+REFRESH_SECONDS = 3
+
+
+def _own(request, pk: int) -> Workshop:
+    return get_object_or_404(
+        Workshop.objects.select_related("image", "preset"), pk=pk, user=request.user
+    )
+
+
+@login_required
+def workshop_list(request):
+    workshops = list(selectors.workshops_for(request.user))
+    return render(
+        request,
+        "workshops/list.html",
+        {
+            "workshops": workshops,
+            "refresh": REFRESH_SECONDS if any(w.is_transitional for w in workshops) else None,
+        },
+    )
+
+
+@login_required
+def workshop_create(request):
+    form = WorkshopCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            workshop = services.workshop_create(
+                user=request.user,
+                name=data["name"],
+                image=data["image"],
+                preset=data["preset"],
+                env=data["env"],
+            )
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                form.add_error(None, exc)
+        except DriverError as exc:  # QuotaExceeded included
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Workshop is waiting for creating."))
+            return redirect("workshops:detail", pk=workshop.pk)
+    return render(request, "workshops/create.html", {"form": form})
+
+
+@login_required
+def workshop_detail(request, pk: int):
+    workshop = _own(request, pk)
+    return render(
+        request,
+        "workshops/detail.html",
+        {
+            "workshop": workshop,
+            "resources_form": ResourcesForm(initial={"preset": workshop.preset_id}),
+            "env_form": EnvVarForm(),
+            "env_vars": workshop.env_vars.all(),
+            "refresh": REFRESH_SECONDS if workshop.is_transitional else None,
+            "states": WorkshopState,
+        },
+    )
+
+
+_ACTIONS = {
+    "start": services.workshop_start,
+    "stop": services.workshop_stop,
+    "delete": services.workshop_delete,
+}
+
+
+@login_required
+@require_POST
+def workshop_action(request, pk: int, action: str):
+    workshop = _own(request, pk)
+    service = _ACTIONS.get(action)
+    if service is None:
+        raise Http404
+    try:
+        service(workshop=workshop)
+    except (services.WorkshopError, DriverError) as exc:
+        messages.error(request, str(exc))
+    if action == "delete":
+        return redirect("workshops:list")
+    return redirect("workshops:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def workshop_resources(request, pk: int):
+    workshop = _own(request, pk)
+    form = ResourcesForm(request.POST)
+    if form.is_valid():
+        try:
+            services.workshop_update_resources(
+                workshop=workshop, preset=form.cleaned_data["preset"]
+            )
+        except services.WorkshopError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, _("Saved. The new resources apply when the workshop starts."))
+    return redirect("workshops:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def workshop_env(request, pk: int):
+    workshop = _own(request, pk)
+    if "delete" in request.POST:
+        services.workshop_env_delete(workshop=workshop, key=request.POST["delete"])
+        messages.success(request, _("Variable removed. It applies when the workshop starts."))
+        return redirect("workshops:detail", pk=pk)
+    form = EnvVarForm(request.POST)
+    if form.is_valid():
+        services.workshop_env_set(
+            workshop=workshop, key=form.cleaned_data["key"], value=form.cleaned_data["value"]
+        )
+        messages.success(request, _("Variable saved. It applies when the workshop starts."))
+    else:
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+    return redirect("workshops:detail", pk=pk)
+
+
+@login_required
+def workshop_terminal(request, pk: int):
+    workshop = _own(request, pk)
+    return render(request, "workshops/terminal.html", {"workshop": workshop})
