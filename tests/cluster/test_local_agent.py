@@ -244,3 +244,12 @@ def test_a_job_ends_with_its_main_process_even_if_it_left_one_running(agent):
     assert output == "left-one-running\n"
     assert agent.driver.workload_status(name="job-9").phase == Phase.SUCCEEDED
     assert time.monotonic() - started < 30
+
+
+def test_storage_usage_counts_what_a_workload_wrote_to_root(agent):
+    before = agent.driver.storage_usage_bytes(user_id=1)
+
+    run_job(agent, "job-9", "head -c 3000000 /dev/urandom > /root/blob; sync")
+
+    grown = agent.driver.storage_usage_bytes(user_id=1) - before
+    assert 3_000_000 <= grown < 3_200_000  # allocated blocks, like du
