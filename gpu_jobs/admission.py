@@ -1,0 +1,182 @@
+"""Admission of a GPU job (SPEC §4.1, §7): cards, parallelism, quota, balance, storage.
+
+Each refusal is a :class:`JobRefused` whose message says what was asked, what
+is used, what is allowed and what to do (SPEC §7, "Quota errors say …").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from aladdin.cluster.base import Resources
+from billing import selectors as billing_selectors
+from storage import selectors as storage_selectors
+from workshops import quota
+
+from .choices import ACTIVE_STATES
+from .models import GpuType, Job
+
+MICRO = 1_000_000
+
+
+class JobRefused(ValidationError):
+    """A job that may not start; the message carries the numbers and the advice."""
+
+
+def _dcu(micro: int) -> str:
+    """µDCU as DCU text, exact (no float): 1_280_000 → "1.28"."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return sign + text
+
+
+def job_resources(gpu_type: GpuType, cards_per_worker: int, workers: int) -> Resources:
+    """CPU and memory follow the card preset (SPEC §7): per card × cards."""
+    cards = cards_per_worker * workers
+    return Resources(
+        cpu_millicores=gpu_type.cpu_millicores * cards,
+        memory_mib=gpu_type.memory_mib * cards,
+        gpus={gpu_type.code: cards},
+    )
+
+
+def minute_price_micro(gpu_type: GpuType, cards_per_worker: int, workers: int) -> int:
+    """One minute of the job's price in µDCU, rounded up (integer arithmetic)."""
+    per_hour = gpu_type.price_micro_per_hour * cards_per_worker * workers
+    return -(-per_hour // 60)
+
+
+def active_jobs(user):
+    return Job.objects.filter(user=user, state__in=ACTIVE_STATES).select_related("gpu_type")
+
+
+def parallelism_used(user, *, exclude_job_id: int | None = None) -> int:
+    rows = active_jobs(user)
+    if exclude_job_id is not None:
+        rows = rows.exclude(pk=exclude_job_id)
+    return sum(job.parallelism for job in rows)
+
+
+def jobs_usage(user, exclude_workshop_id: int | None = None) -> Resources:
+    """CPU/memory of the user's starting and running jobs, for workshops.quota.
+
+    Registered with ``workshops.quota.register_usage`` in GpuJobsConfig.ready;
+    ``exclude_workshop_id`` is the hook's signature and does not concern jobs.
+    """
+    total = Resources()
+    for job in active_jobs(user):
+        total = total + job_resources(job.gpu_type, job.cards_per_worker, job.workers)
+    return total
+
+
+def admit(
+    *,
+    user,
+    gpu_type: GpuType,
+    cards_per_worker: int,
+    workers: int,
+    at: datetime | None = None,
+    exclude_job_id: int | None = None,
+) -> None:
+    """Raise JobRefused unless the job may start now; return None when it may.
+
+    ``exclude_job_id``: a job already counted as starting (re-admitting it
+    must not count it twice).
+    """
+    at = at or timezone.now()
+    if cards_per_worker < 1 or workers < 1:
+        raise JobRefused(
+            _("A job needs at least one card per worker and one worker (asked: %(c)s × %(w)s).")
+            % {"c": cards_per_worker, "w": workers},
+            code="shape",
+        )
+
+    # 1. Card rule: 40G cards do not support multi-card jobs.
+    if cards_per_worker > 1 and not gpu_type.multi_card_allowed:
+        raise JobRefused(
+            _(
+                "%(card)s cards do not support multi-card jobs: you asked for %(asked)s cards "
+                "per worker, allowed is 1. Use 1 card per worker (add workers instead), "
+                "or choose a card that supports several cards per worker."
+            )
+            % {"card": gpu_type.name, "asked": cards_per_worker},
+            code="multi_card",
+        )
+
+    # 2. Parallelism: the running jobs' sum plus this one ≤ the plan's.
+    asked = cards_per_worker * workers * gpu_type.parallelism_weight
+    used = parallelism_used(user, exclude_job_id=exclude_job_id)
+    allowed = billing_selectors.gpu_parallelism(user, at)
+    if used + asked > allowed:
+        raise JobRefused(
+            _(
+                "Not enough GPU parallelism: this job needs %(asked)s (%(cards)s × %(card)s, "
+                "%(weight)s per card), your running jobs use %(used)s, your plan allows "
+                "%(allowed)s. Stop a running job, use fewer or smaller cards, "
+                "or upgrade your plan."
+            )
+            % {
+                "asked": asked,
+                "cards": cards_per_worker * workers,
+                "card": gpu_type.name,
+                "weight": gpu_type.parallelism_weight,
+                "used": used,
+                "allowed": allowed,
+            },
+            code="parallelism",
+        )
+
+    # 3. CPU/memory quota shared with workshops (jobs' own usage comes in
+    #    through the hook registered in apps.py).
+    requested = job_resources(gpu_type, cards_per_worker, workers)
+    limit = quota.limit_for(user)
+    in_use = quota.used_by(user)
+    if exclude_job_id is not None:
+        own = Job.objects.filter(pk=exclude_job_id, state__in=ACTIVE_STATES).first()
+        if own is not None:
+            mine = job_resources(own.gpu_type, own.cards_per_worker, own.workers)
+            in_use = Resources(
+                in_use.cpu_millicores - mine.cpu_millicores, in_use.memory_mib - mine.memory_mib
+            )
+    if not (in_use + requested).fits_within(limit):
+        raise JobRefused(
+            _(
+                "exceeded quota: requested: %(requested)s, used: %(used)s, limited: %(limit)s. "
+                "Stop a workshop or another job, or use fewer cards."
+            )
+            % {
+                "requested": requested.describe(),
+                "used": in_use.describe(),
+                "limit": limit.describe(),
+            },
+            code="quota",
+        )
+
+    # 4. Balance: at least one minute of the job's price.
+    minute = minute_price_micro(gpu_type, cards_per_worker, workers)
+    balance = billing_selectors.active_balance_micro(user, at)
+    if balance < minute:
+        raise JobRefused(
+            _(
+                "Not enough balance: one minute of this job costs %(minute)s DCU "
+                "(%(price)s DCU/h × %(cards)s cards), your active balance is %(balance)s DCU. "
+                "Top up or buy an extension pack, or use fewer cards."
+            )
+            % {
+                "minute": _dcu(minute),
+                "price": _dcu(gpu_type.price_micro_per_hour),
+                "cards": cards_per_worker * workers,
+                "balance": _dcu(balance),
+            },
+            code="balance",
+        )
+
+    # 5. Storage under its allowance.
+    ok, why = storage_selectors.workloads_allowed(user)
+    if not ok:
+        raise JobRefused(why, code="storage")

@@ -1,0 +1,25 @@
+"""Choices of the gpu_jobs app (SPEC §7)."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class JobKind(models.TextChoices):
+    RUN = "run", _("GPU Run")
+    DEBUG = "debug", _("GPU Debug")
+    SHELL = "shell", _("Run Shell")
+    TASK = "task", _("Run Task")
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    STARTING = "starting", _("Starting")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    STOPPED = "stopped", _("Stopped")
+
+
+# Jobs that hold (or are about to hold) cards, CPU and memory.
+ACTIVE_STATES = (JobState.STARTING, JobState.RUNNING)
+ENDED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)

@@ -1,0 +1,166 @@
+"""Per-second metering (SPEC §4.1): exact totals, one entry per started minute, idempotent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from billing import selectors as billing_selectors
+from billing import services as billing_services
+from billing.models import LedgerEntry
+from gpu_jobs.choices import JobState
+from gpu_jobs.metering import meter_due, meter_job, owed
+
+from .conftest import sh
+
+T0 = sh(2026, 3, 1, 8)
+START = T0 + timedelta(minutes=5, microseconds=250_000)
+
+
+@pytest.fixture(autouse=True)
+def _at_t0():
+    with time_machine.travel(T0, tick=False):
+        yield
+
+
+def charge_keys(job) -> list[str]:
+    # A charge spread over several grants has one entry per grant ("key#2"):
+    # count the charges by their key.
+    keys = LedgerEntry.objects.filter(
+        user=job.user, idempotency_key__startswith=f"gpu:job-{job.pk}:"
+    ).values_list("idempotency_key", flat=True)
+    return sorted({k.split("#")[0] for k in keys})
+
+
+def ledger_total(job) -> int:
+    rows = LedgerEntry.objects.filter(
+        user=job.user, idempotency_key__startswith=f"gpu:job-{job.pk}:"
+    ).values_list("delta_micro", flat=True)
+    return -sum(rows)
+
+
+def end(job, at, state=JobState.SUCCEEDED):
+    job.ended_at = at
+    job.state = state
+    job.save(update_fields=["ended_at", "state"])
+
+
+def test_owed_is_floored_from_whole_seconds_with_integers(user, make_job):
+    job = make_job(user, card="40g", started_at=START)
+    # 1.28 DCU/h: 1 s = 355.55… µDCU, floored; fractions of a second are not billed.
+    assert owed(job, START + timedelta(seconds=1, microseconds=999_999)) == 355
+    assert owed(job, START + timedelta(hours=1)) == 1_280_000
+    assert owed(job, START - timedelta(seconds=5)) == 0
+    end(job, START + timedelta(seconds=10))
+    assert owed(job, START + timedelta(hours=3)) == 3555  # capped at the release
+
+
+def test_a_2x80g_job_of_90_seconds_costs_exactly_its_price_with_one_entry_per_minute(
+    user, subscribe, make_job
+):
+    # given a Basic plan and a job on 2 × 80G cards allocated at START
+    subscribe(user, "basic", T0)
+    balance = billing_selectors.active_balance_micro(user, T0)
+    job = make_job(user, card="80g", cards_per_worker=2, started_at=START)
+
+    # when the meter runs after the first minute and at the end (90 s)
+    assert meter_job(job=job, at=START + timedelta(seconds=60)) is False
+    assert job.charged_micro == 85_333  # 5.12 DCU/h × 60 s, floored
+    end(job, START + timedelta(seconds=90))
+    assert meter_job(job=job, at=START + timedelta(seconds=90)) is False
+
+    # then 2 × 2.56 × 90 / 3600 DCU = 0.128 DCU in total, in two charges
+    assert 2 * 2_560_000 * 90 // 3600 == 128_000
+    job.refresh_from_db()
+    assert job.charged_micro == 128_000 and job.metering_closed
+    assert ledger_total(job) == 128_000
+    assert charge_keys(job) == [f"gpu:job-{job.pk}:0", f"gpu:job-{job.pk}:end"]
+    assert billing_selectors.active_balance_micro(user, T0) == balance - 128_000
+
+
+def test_metering_twice_at_the_same_time_charges_nothing(user, subscribe, make_job):
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="80g", cards_per_worker=2, started_at=START)
+    meter_job(job=job, at=START + timedelta(seconds=61))
+    meter_job(job=job, at=START + timedelta(seconds=61))
+    meter_job(job=job, at=START + timedelta(seconds=119))  # same minute: nothing new
+    assert ledger_total(job) == job.charged_micro == 85_333
+    assert len(charge_keys(job)) == 1
+    end(job, START + timedelta(seconds=119))
+    meter_job(job=job, at=START + timedelta(seconds=130))
+    meter_job(job=job, at=START + timedelta(seconds=200))
+    assert ledger_total(job) == job.charged_micro == 5_120_000 * 119 // 3600
+
+
+def test_a_replayed_key_changes_nothing(user, subscribe, make_job):
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="80g", started_at=START)
+    # The key is already in the ledger (e.g. charged by a run whose job-row
+    # update was lost): the meter leaves charged_micro as it is.
+    billing_services.charge(
+        user=user, kind="gpu", key=f"job-{job.pk}:0", amount_micro=42_666, reason="r", at=T0
+    )
+    meter_job(job=job, at=START + timedelta(seconds=60))
+    job.refresh_from_db()
+    assert job.charged_micro == 0
+    assert ledger_total(job) == 42_666
+
+
+def test_after_a_worker_is_killed_mid_run_the_total_is_still_exact(user, subscribe, make_job):
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="80g", cards_per_worker=2, started_at=START)
+    meter_job(job=job, at=START + timedelta(seconds=60))
+    # the meter's worker dies; nothing runs for minutes; the job keeps running
+    meter_job(job=job, at=START + timedelta(seconds=185, microseconds=700_000))
+    assert job.charged_micro == 5_120_000 * 180 // 3600
+    # the job ended while the meter was down; the reconciler recorded its end
+    end(job, START + timedelta(seconds=200, microseconds=900_000), state=JobState.FAILED)
+    meter_job(job=job, at=START + timedelta(minutes=30))
+    job.refresh_from_db()
+    assert job.charged_micro == ledger_total(job) == 5_120_000 * 200 // 3600 == 284_444
+    assert charge_keys(job) == [
+        f"gpu:job-{job.pk}:0",
+        f"gpu:job-{job.pk}:2",
+        f"gpu:job-{job.pk}:end",
+    ]
+
+
+def test_an_exhausted_balance_is_reported(user, subscribe, make_job):
+    subscribe(user, "trial", T0)  # 20 DCU
+    billing_services.charge(
+        user=user, kind="test", key="spend", amount_micro=20_000_000 - 10_000, reason="r", at=T0
+    )
+    job = make_job(user, card="80g", started_at=START)
+    assert meter_job(job=job, at=START + timedelta(seconds=60)) is True  # owes 42_666
+    assert job.charged_micro == 42_666
+    assert billing_selectors.active_balance_micro(user, T0) == 0
+
+
+def test_meter_due_charges_every_running_job_in_one_batch(
+    user, other_user, subscribe, make_job, cards
+):
+    subscribe(user, "basic", T0)
+    subscribe(other_user, "trial", T0)
+    billing_services.charge(
+        user=other_user, kind="test", key="spend", amount_micro=19_990_000, reason="r", at=T0
+    )
+    running = make_job(user, card="80g", cards_per_worker=2, started_at=START)
+    ended = make_job(user, card="40g", started_at=START)
+    end(ended, START + timedelta(seconds=30), state=JobState.STOPPED)
+    poor = make_job(other_user, card="80g", started_at=START)
+    queued = make_job(user, card="40g", state=JobState.QUEUED)
+
+    exhausted = meter_due(at=START + timedelta(seconds=90))
+    assert exhausted == {other_user.pk}
+    # and again at the same time: nothing new
+    assert meter_due(at=START + timedelta(seconds=90)) == set()
+
+    for job in (running, ended, poor, queued):
+        job.refresh_from_db()
+    assert running.charged_micro == ledger_total(running) == 85_333
+    assert ended.charged_micro == ledger_total(ended) == 1_280_000 * 30 // 3600
+    assert ended.metering_closed
+    assert poor.charged_micro == 42_666
+    assert queued.charged_micro == 0 and ledger_total(queued) == 0
