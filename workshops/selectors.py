@@ -17,3 +17,27 @@ def active_images() -> QuerySet[Image]:
 
 def active_presets() -> QuerySet[ResourcePreset]:
     return ResourcePreset.objects.filter(is_active=True)
+
+
+def isolation_notice() -> str:
+    """What users must know when workloads are not isolated (SPEC §9), or "".
+
+    The local backend without a sandbox serves one user only, or several
+    without isolation when the operator set ALADDIN_LOCAL_INSECURE=1.
+    """
+    from django.utils.translation import gettext as _
+
+    from aladdin import cluster
+
+    health = cluster.get_driver().health()
+    if health.get("sandbox", "bubblewrap") != "unavailable":
+        return ""
+    if health.get("insecure"):
+        return _(
+            "This host cannot isolate workloads and runs them for several users without a "
+            "sandbox (ALADDIN_LOCAL_INSECURE=1). Do not keep secrets in your workshops."
+        )
+    return _(
+        "This host cannot isolate workloads, so it serves a single user only; other users' "
+        "workshops will be refused."
+    )

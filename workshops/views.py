@@ -40,6 +40,7 @@ def workshop_list(request):
         {
             "workshops": workshops,
             "refresh": REFRESH_SECONDS if any(w.is_transitional for w in workshops) else None,
+            "isolation": selectors.isolation_notice(),
         },
     )
 

@@ -119,3 +119,25 @@ def test_terminal_page_loads_vendored_xterm_and_the_socket_path(client, user, ma
 def test_nav_links_to_workshops(client, user):
     client.force_login(user)
     assert reverse("workshops:list") in client.get(reverse("overview")).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        ({"ok": True, "sandbox": "bubblewrap"}, None),
+        ({"ok": True, "sandbox": "unavailable", "insecure": False}, "serves a single user only"),
+        ({"ok": True, "sandbox": "unavailable", "insecure": True}, "ALADDIN_LOCAL_INSECURE=1"),
+    ],
+)
+def test_the_list_says_when_workloads_are_not_isolated(
+    client, user, driver, monkeypatch, health, expected
+):
+    monkeypatch.setattr(driver, "health", lambda: health)
+    client.force_login(user)
+
+    html = client.get(reverse("workshops:list")).content.decode()
+
+    if expected is None:
+        assert 'data-testid="isolation-notice"' not in html
+    else:
+        assert 'data-testid="isolation-notice"' in html and expected in html
