@@ -124,6 +124,35 @@ def _entry(
     )
 
 
+def _debt_paid_by(
+    grant: Grant, amount: int, *, user_id: int, reason: str, keys: tuple[str, str], at
+) -> list[LedgerEntry]:
+    """The two entries of ``grant`` paying ``amount`` of debt: out of the grant, off the debt.
+
+    Debt entries have no grant, so the ledger sum stays Σ remaining − debt.
+    """
+    return [
+        _entry(
+            user_id=user_id,
+            grant=grant,
+            delta=-amount,
+            kind=LedgerKind.DEBT_SETTLE,
+            reason=reason,
+            key=keys[0],
+            at=at,
+        ),
+        _entry(
+            user_id=user_id,
+            grant=None,
+            delta=amount,
+            kind=LedgerKind.DEBT_SETTLE,
+            reason=reason,
+            key=keys[1],
+            at=at,
+        ),
+    ]
+
+
 def _new_grant(
     *,
     account: Account,
@@ -169,26 +198,14 @@ def _new_grant(
         account.debt_micro -= settle
         Account.objects.filter(pk=account.pk).update(debt_micro=account.debt_micro)
         text = _("%(amount)s DCU of arrears paid") % {"amount": format_micro(settle)}
-        entries += [
-            _entry(
-                user_id=account.user_id,
-                grant=grant,
-                delta=-settle,
-                kind=LedgerKind.DEBT_SETTLE,
-                reason=text,
-                key=f"{key}#settle",
-                at=at,
-            ),
-            _entry(
-                user_id=account.user_id,
-                grant=None,
-                delta=settle,
-                kind=LedgerKind.DEBT_SETTLE,
-                reason=text,
-                key=f"{key}#settle-debt",
-                at=at,
-            ),
-        ]
+        entries += _debt_paid_by(
+            grant,
+            settle,
+            user_id=account.user_id,
+            reason=text,
+            keys=(f"{key}#settle", f"{key}#settle-debt"),
+            at=at,
+        )
     LedgerEntry.objects.bulk_create(entries)
     return grant
 
@@ -901,22 +918,12 @@ def _cap_arrears(account: Account, *, at: datetime, key: str) -> None:
                 key=f"{key}#voucher",
                 at=at,
             ),
-            _entry(
+            *_debt_paid_by(
+                voucher,
+                excess,
                 user_id=account.user_id,
-                grant=voucher,
-                delta=-excess,
-                kind=LedgerKind.DEBT_SETTLE,
                 reason=text,
-                key=f"{key}#voucher-settle",
-                at=at,
-            ),
-            _entry(
-                user_id=account.user_id,
-                grant=None,
-                delta=excess,
-                kind=LedgerKind.DEBT_SETTLE,
-                reason=text,
-                key=f"{key}#voucher-debt",
+                keys=(f"{key}#voucher-settle", f"{key}#voucher-debt"),
                 at=at,
             ),
         ]
