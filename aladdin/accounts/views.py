@@ -6,6 +6,7 @@ at sign-up) that close two gaps; see the note above ConfirmLoginCode.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import time
 
@@ -176,12 +177,16 @@ def password_new(request):
 #    request caps the guesses at OTP_MAX_ATTEMPTS however they arrive.
 
 
-class _AtomicAttemptsMixin:
-    def _otp_process(self):
-        raise NotImplementedError
+class _AtomicAttemptsMixin(abc.ABC):
+    """Caps wrong code attempts per code request; each view says where its process is."""
 
+    @abc.abstractmethod
+    def _otp_process(self):
+        """The allauth code-verification process of this request."""
+
+    @abc.abstractmethod
     def _respond_too_many_attempts(self):
-        raise NotImplementedError
+        """The response once the attempts are used up (the code is dead)."""
 
     def post(self, request, *args, **kwargs):
         if self._action == "verify" and not self._take_attempt():
