@@ -7,6 +7,16 @@ PORT ?= 8000
 export PORT
 # honcho overrides PORT for each process it starts, so the web port travels as ALADDIN_WEB_PORT.
 export ALADDIN_WEB_PORT := $(PORT)
+# Job payloads that need PyTorch (the manual's CUDA check) run in their own venv,
+# made with Debian's /usr/bin/python3: its bin/python links to that interpreter,
+# and a sandbox sees /usr and the venv, never pyenv under the host's /root nor
+# this checkout (CI clones into a 0700 temp dir), hence a path under /opt.
+# torch==2.13.0 is the CPU build that pip takes from local disk here (any other
+# version downloads GBs of CUDA); numpy keeps torch from warning at import.
+PAYLOAD_VENV ?= $(or $(ALADDIN_PAYLOAD_VENV),/opt/aladdin/payload-venv)
+PAYLOAD_PACKAGES := torch==2.13.0 numpy==2.3.5
+# The portal's settings map the torch images to this venv's Python.
+export ALADDIN_PAYLOAD_VENV := $(PAYLOAD_VENV)
 
 # Processes started by `make run`; the bundled Redis only when REDIS_URL is unset.
 PROCS := web worker beat agent
@@ -29,6 +39,20 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 .PHONY: venv
 venv: $(BIN)/.installed ## Create .venv and install the requirements
 
+# Phony, with the installed pins in its stamp: a changed pin reinstalls.
+.PHONY: payload-venv
+payload-venv: ## Create the venv job payloads run in (torch CPU, numpy; PAYLOAD_VENV)
+	@if [ "$$(cat $(PAYLOAD_VENV)/.installed 2>/dev/null)" = "$(PAYLOAD_PACKAGES)" ]; then \
+		echo "Job-payload venv $(PAYLOAD_VENV) is up to date ($(PAYLOAD_PACKAGES))"; \
+	else \
+		set -e; umask 022; \
+		bash scripts/apt-ensure.sh python3 python3-venv; \
+		echo "Creating the job-payload venv $(PAYLOAD_VENV) with /usr/bin/python3: $(PAYLOAD_PACKAGES)"; \
+		test -x $(PAYLOAD_VENV)/bin/python || /usr/bin/python3 -m venv $(PAYLOAD_VENV); \
+		$(PAYLOAD_VENV)/bin/pip install --quiet $(PAYLOAD_PACKAGES); \
+		echo "$(PAYLOAD_PACKAGES)" > $(PAYLOAD_VENV)/.installed; \
+	fi
+
 .PHONY: system-run-deps
 system-run-deps: ## Install Debian packages the portal needs (bubblewrap)
 	@bash scripts/apt-ensure.sh bubblewrap
@@ -43,7 +67,7 @@ migrate: venv ## Apply database migrations and load catalog data
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_catalog
 
 .PHONY: run
-run: venv system-run-deps migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
+run: venv system-run-deps payload-venv migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
 	@echo ""
 	@echo "  Aladdin is starting at http://127.0.0.1:$(PORT)/  (processes: $(PROCS))"
 	@echo "  SMS codes are printed in this log (console SMS backend)."
@@ -51,7 +75,7 @@ run: venv system-run-deps migrate ## Start the whole portal in the foreground (C
 	DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/honcho --no-prefix -f Procfile.dev start $(PROCS) 2>&1 || true
 
 .PHONY: test
-test: venv system-test-deps ## Run the whole test suite (unit, PostgreSQL, browser)
+test: venv system-test-deps payload-venv ## Run the whole test suite (unit, PostgreSQL, browser)
 	$(BIN)/pytest
 
 .PHONY: lint

@@ -16,6 +16,8 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.cluster import gpus as _local_gpus
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -188,7 +190,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "aladdin:ch"},
+        # No socket timeout: redis-py's default (5 s) equals the layer's
+        # blocking-pop wait, so an idle consumer's read would time out.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": "aladdin:ch",
+        },
     }
 }
 
@@ -243,6 +250,19 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "workshops.reconcile",
         "schedule": 30.0,
         "options": {"expires": 25},
+    },
+    # GPU jobs (SPEC §4.1): each started minute is charged within 20 s of its
+    # end (the charge is the total owed so far, so a late tick is exact); the
+    # reconciler notices ended processes and bills them to their exit time.
+    "gpu-jobs-meter": {
+        "task": "gpu_jobs.meter",
+        "schedule": 20.0,
+        "options": {"expires": 18},
+    },
+    "gpu-jobs-reconcile": {
+        "task": "gpu_jobs.reconcile",
+        "schedule": 5.0,
+        "options": {"expires": 5},
     },
 }
 
@@ -433,6 +453,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several apps have a "kind" field: name each enum after its choices.
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "gpu_jobs.choices.JobKind",
+        "LedgerKindEnum": "billing.choices.LedgerKind",
+        "PlanKindEnum": "billing.choices.PlanKind",
+    },
 }
 
 # --- i18n -------------------------------------------------------------------
@@ -477,6 +503,13 @@ LOCAL_AGENT_SOCKET = Path(
 # A user's workloads run as uid LOCAL_UID_BASE + user id (never root, never
 # the portal's uid); the base itself is the agent's sandbox self-test uid.
 LOCAL_UID_BASE = _env_int("ALADDIN_LOCAL_UID_BASE", 20000, minimum=1000)
+# GPU cards of the local backend (aladdin/cluster/gpus.py): "auto" uses the
+# host's NVIDIA cards, or 4 × 40G + 4 × 80G virtual cards where there are none.
+LOCAL_GPUS = env.str("ALADDIN_LOCAL_GPUS", default="auto")
+try:
+    _local_gpus.parse_config(LOCAL_GPUS)
+except _local_gpus.GpuConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 
 def _image_map(raw: str) -> dict[str, str]:
@@ -492,8 +525,32 @@ def _image_map(raw: str) -> dict[str, str]:
     return mapping
 
 
-# Catalog image -> local interpreter; unmapped images use the host's /usr/bin/python3.
-LOCAL_IMAGE_MAP = _image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""))
+# The job-payload venv (`make payload-venv`): Debian's python3 with torch, the
+# CPU build, for job payloads that import torch on a host without real CUDA
+# environments. Under /opt, not in the checkout: a sandbox uid must be able
+# to traverse to it (docs/operations.md).
+PAYLOAD_VENV = Path(env.str("ALADDIN_PAYLOAD_VENV", default="/opt/aladdin/payload-venv"))
+if not PAYLOAD_VENV.is_absolute():
+    raise ImproperlyConfigured(f"ALADDIN_PAYLOAD_VENV must be an absolute path, got {PAYLOAD_VENV}")
+# Catalog images whose payloads import torch.
+PAYLOAD_VENV_IMAGES = ("torch", "jupyter-lab", "llama-factory")
+
+
+def _local_image_map(raw: str) -> dict[str, str]:
+    """The operator's map, then the torch images to the payload venv's Python if it exists."""
+    mapping = _image_map(raw)
+    payload_python = PAYLOAD_VENV / "bin" / "python"
+    if payload_python.exists():
+        # setdefault: the operator's entry (by name, or by name:tag, which
+        # interpreter_for looks up first) wins over this fallback.
+        for image in PAYLOAD_VENV_IMAGES:
+            mapping.setdefault(image, str(payload_python))
+    return mapping
+
+
+# Catalog image ("name:tag" or "name") -> local interpreter; images mapped to
+# nothing use the host's /usr/bin/python3.
+LOCAL_IMAGE_MAP = _local_image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""))
 
 # --- health -----------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS = 60

@@ -7,6 +7,7 @@ from aladdin import views
 from aladdin.accounts.api import MeView
 from aladdin.accounts.oauth import IDEAuthorizationView
 from billing import api as billing_api
+from gpu_jobs import api as gpu_jobs_api
 from storage import api as storage_api
 from workshops import api as workshops_api
 
@@ -24,6 +25,7 @@ api_v1 = [
     path("billing/ledger", billing_api.LedgerView.as_view(), name="api-billing-ledger"),
     *billing_api.order_urlpatterns,
     *workshops_api.urlpatterns,
+    *gpu_jobs_api.urlpatterns,
     *storage_api.urlpatterns,
 ]
 
@@ -34,6 +36,7 @@ urlpatterns = [
     path("", include("aladdin.accounts.urls")),
     path("billing/", include("billing.urls")),
     path("workshops/", include("workshops.urls")),
+    path("jobs/", include("gpu_jobs.urls")),
     path("storage/", include("storage.urls")),
     path("accounts/", include("allauth.urls")),
     path("o/", include((oauth_patterns, "oauth2_provider"))),

@@ -80,6 +80,16 @@ def _lock_account(user) -> Account:
     return account
 
 
+def account_lock(*, user) -> Account:
+    """Lock the user's account row for the current transaction (created if missing).
+
+    For services of higher apps (GPU job admission) that must decide on the
+    balance and write their effect before another request of the same user
+    can decide on the same balance.
+    """
+    return _lock_account(user)
+
+
 def _chunks(items: list, size: int = 500):
     # SQLite allows ~32k bound variables per statement; stay far below.
     for i in range(0, len(items), size):

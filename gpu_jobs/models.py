@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from workshops.models import decrypt_value, encrypt_value
+
 from .choices import JobKind, JobState
+
+
+class EncryptedEnvMixin(models.Model):
+    """ENV of a job or configuration: may hold secrets (API keys), so it is stored
+    encrypted (Fernet, like workshops' ENV) and only its names are ever shown back."""
+
+    env_encrypted = models.TextField(blank=True, help_text=_("Encrypted JSON object of ENV."))
+    env_keys = models.JSONField(default=list, blank=True, help_text=_("ENV names (not values)."))
+
+    class Meta:
+        abstract = True
+
+    def set_env(self, env: dict[str, str]) -> None:
+        clean = {str(k): str(v) for k, v in (env or {}).items()}
+        self.env_encrypted = encrypt_value(json.dumps(clean)) if clean else ""
+        self.env_keys = sorted(clean)
+
+    def get_env(self) -> dict[str, str]:
+        if not self.env_encrypted:
+            return {}
+        return json.loads(decrypt_value(self.env_encrypted))
 
 
 class GpuType(models.Model):
@@ -34,7 +59,7 @@ class GpuType(models.Model):
         return self.name
 
 
-class Job(models.Model):
+class Job(EncryptedEnvMixin):
     """A GPU job: what to run, on which cards, its state and what it was charged.
 
     ``started_at`` is when its resources were allocated and ``ended_at`` when
@@ -50,9 +75,6 @@ class Job(models.Model):
     )
     python_module = models.BooleanField(default=False, help_text=_("Run the entry as python -m."))
     args = models.JSONField(default=list, blank=True, help_text=_("Arguments, a list of strings."))
-    # Plain JSON for now; it may hold secrets, so it is never serialized back
-    # to clients (only its keys) — to be encrypted like workshops' ENV later.
-    env = models.JSONField(default=dict, blank=True)
     workdir = models.CharField(max_length=1024, blank=True)
     image = models.CharField(max_length=255, blank=True, help_text=_("Image reference."))
     interpreter = models.CharField(
@@ -74,14 +96,48 @@ class Job(models.Model):
     metering_closed = models.BooleanField(
         default=False, help_text=_("The final charge (to ended_at) is in the ledger.")
     )
+    gpu_devices = models.JSONField(
+        default=list, blank=True, help_text=_("Cards the cluster assigned (CUDA_VISIBLE_DEVICES).")
+    )
+    ports = models.JSONField(default=list, blank=True, help_text=_("External HTTP ports."))
+    idempotency_key = models.CharField(max_length=64, blank=True)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Last time the reconciler saw the workload running.")
+    )
+    stop_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("A stop was asked for (by the user or for balance).")
+    )
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Deleted by the user: hidden, logs gone, row kept.")
+    )
+    logs_deleted = models.BooleanField(
+        default=False, help_text=_("The kept output was removed from the cluster.")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "state"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="gpu_jobs_job_unique_idempotency_key",
+            )
+        ]
 
     def __str__(self) -> str:
+        return self.workload_name
+
+    @property
+    def workload_name(self) -> str:
+        """Deterministic cluster name (DESIGN rule 7)."""
         return f"job-{self.pk}"
+
+    @property
+    def display_name(self) -> str:
+        return self.entry.rsplit("/", 1)[-1] or self.workload_name
 
     @property
     def cards(self) -> int:
@@ -92,7 +148,7 @@ class Job(models.Model):
         return self.cards * self.gpu_type.parallelism_weight
 
 
-class JobConfiguration(models.Model):
+class JobConfiguration(EncryptedEnvMixin):
     """A saved set of launch parameters ("Save as configuration"), named per user."""
 
     user = models.ForeignKey(
@@ -103,8 +159,6 @@ class JobConfiguration(models.Model):
     entry = models.CharField(max_length=1024, blank=True)
     python_module = models.BooleanField(default=False)
     args = models.JSONField(default=list, blank=True)
-    # Same caveat as Job.env: never exposed back in full.
-    env = models.JSONField(default=dict, blank=True)
     workdir = models.CharField(max_length=1024, blank=True)
     image = models.CharField(max_length=255, blank=True)
     interpreter = models.CharField(max_length=1024, blank=True)

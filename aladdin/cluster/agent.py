@@ -13,7 +13,18 @@ Protocol. A Unix socket (``LOCAL_AGENT_SOCKET``; directory 0700, socket
 JSON. Each request is one line ``{"op": ..., ...}``, each answer one line
 ``{"ok": true, ...}`` or ``{"ok": false, "error": text, "permanent": bool}``.
 Operations: health, ensure_user_space, delete_user_space, usage, start,
-stop, status, forget, list, logs, terminal.
+stop, status, forget, list, logs, delete_logs, follow, terminal.
+
+Following output. ``logs`` answers one chunk (``{"data": <base64>,
+"offset", "ended"}``) and is for reading what is there. ``{"op": "follow",
+"name", "offset"}`` streams instead: after ``{"ok": true}`` the agent sends
+``{"data": <base64>, "offset": <byte offset after it>}`` as the log file
+grows (it looks every FOLLOW_POLL_SECONDS and batches what it finds, up to
+64 KiB a message), and finally ``{"end": true, "offset": N}`` once the
+workload has ended (or has no record) and everything was sent. The client
+sends nothing more; closing its end stops the agent's thread.
+``delete_logs`` removes a workload's log file (refused while it runs;
+missing is success).
 
 Terminals. After ``{"op": "terminal", "name", "rows", "cols"}`` and the
 ``{"ok": true}`` answer the connection carries the PTY, still as JSON
@@ -61,6 +72,7 @@ from pathlib import Path
 
 from aladdin.lib.diskusage import tree_bytes
 
+from . import gpus as gpu_cards
 from . import sandbox
 
 log = logging.getLogger("aladdin.cluster.agent")
@@ -69,6 +81,11 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HEARTBEAT_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 3  # honcho kills what is still running 5 s after Ctrl-C
 ENDED = {"succeeded", "failed"}
+# `follow`: how often a quiet log file is looked at again, and the most one
+# message carries. 20 ms keeps a line's way to a browser well under the
+# issue's 250 ms at the cost of ~50 cheap read() calls a second per follower.
+FOLLOW_POLL_SECONDS = 0.02
+FOLLOW_CHUNK = 65536
 
 
 class AgentError(Exception):
@@ -85,6 +102,7 @@ def _public(rec: dict) -> dict:
     keys = (
         "name", "phase", "user_id", "kind", "exit_code", "reason", "started_at",
         "finished_at", "labels", "pid", "sandbox_pid", "pid_namespace", "sandboxed", "image",
+        "gpu_devices",
     )  # fmt: skip
     return {k: rec.get(k) for k in keys}
 
@@ -99,6 +117,7 @@ class Agent:
         uid_base: int = 20000,
         image_map: dict[str, str] | None = None,
         insecure: bool = False,
+        gpus: str = "auto",
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -109,6 +128,8 @@ class Agent:
         self.uid_base = uid_base
         self.image_map = image_map or {}
         self.insecure = insecure
+        self.gpus_config = gpus
+        self.inventory = gpu_cards.Inventory([])
         self.sandbox_ok = False
         self.sandbox_reason = ""
         self.single_user_id: int | None = None
@@ -118,6 +139,7 @@ class Agent:
         self._ended: dict[str, threading.Event] = {}
         self._env: dict[str, dict] = {}
         self._watch: dict[str, int] = {}  # write ends of each sandbox's guard pipe
+        self._cards: dict[str, list] = {}  # cards each running workload holds
         self._jobs: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._server: socketserver.ThreadingUnixStreamServer | None = None
@@ -135,6 +157,8 @@ class Agent:
         # as the uid) but not list it.
         os.chmod(self.volumes_dir, 0o711)
         self.sandbox_ok, self.sandbox_reason = sandbox.probe(self.uid_base, self.volumes_dir)
+        self.inventory = gpu_cards.Inventory(gpu_cards.discover(self.gpus_config))
+        log.info("GPU cards: %s", self.inventory.summary())
         if not self.sandbox_ok:
             log.warning("cannot sandbox: %s", self.sandbox_reason)
         self._load_journal()
@@ -284,6 +308,15 @@ class Agent:
                 # Deterministic names: a retried create finds its own workload.
                 return {"status": _public(self._records[name])}
             self._check_single_user(user_id)
+            wanted = {
+                str(k): int(v) for k, v in ((spec.get("resources") or {}).get("gpus") or {}).items()
+            }
+            cards = []
+            if wanted and not spec.get("gpu_devices"):
+                try:
+                    cards = self.inventory.allocate(name, wanted)
+                except gpu_cards.NoFreeCards as exc:
+                    raise AgentError(str(exc), permanent=False) from exc
             rec = {
                 "name": name,
                 "user_id": user_id,
@@ -298,7 +331,10 @@ class Agent:
                 "reason": "",
                 "pid": None,
                 "sandbox_pid": None,
+                "gpu_devices": [c.visible_id for c in cards],
             }
+            # Device numbers (for the sandbox's device nodes) and what CUDA sees.
+            self._cards[name] = cards
             self._records[name] = rec
             self._ended[name] = threading.Event()
         self.op_ensure_user_space(user_id)
@@ -320,6 +356,7 @@ class Agent:
             with self._lock:
                 rec.update(phase="failed", reason=f"could not start: {exc}", finished_at=_now())
                 self._ended[name].set()
+                self._release_cards(name)
             self._save()
         return {"status": _public(rec)}
 
@@ -328,8 +365,15 @@ class Agent:
         uid = self.uid_for(user_id)
         volume = self.volume_for(user_id)
         interpreter = sandbox.interpreter_for(rec["image"], self.image_map)
-        gpus = tuple(str(g) for g in spec.get("gpu_devices") or ())
+        cards = self._cards.get(name) or []
+        gpus = tuple(c.index for c in cards) or tuple(str(g) for g in spec.get("gpu_devices") or ())
         env = sandbox.workload_env(spec.get("env") or {}, interpreter=interpreter, gpu_devices=gpus)
+        if cards:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(c.visible_id for c in cards)
+            if any(c.virtual for c in cards):
+                # No GPU on this host: the cards are accounted for, CUDA is absent.
+                env["ALADDIN_VIRTUAL_GPUS"] = "1"
+                gpus = ()  # no device nodes to bind
         command = [str(c) for c in spec["command"]]
         as_user = {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
         logfile = open(self.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -400,6 +444,10 @@ class Agent:
         self._save()
         threading.Thread(target=self._wait, args=(name, proc), daemon=True).start()
 
+    def _release_cards(self, name: str) -> None:
+        self._cards.pop(name, None)
+        self.inventory.release(name)
+
     @staticmethod
     def _read_info(fd: int) -> dict:
         """bwrap's --info-fd JSON (the sandbox's host pid and namespaces); {} if it failed early."""
@@ -449,6 +497,7 @@ class Agent:
                 rec.update(phase=phase, exit_code=rc, reason=reason, finished_at=_now())
             self._procs.pop(name, None)
             self._env.pop(name, None)
+            self._release_cards(name)
             watch = self._watch.pop(name, None)
         if watch is not None:
             os.close(watch)
@@ -548,6 +597,24 @@ class Agent:
             "ended": ended,
         }
 
+    def workload_ended(self, name: str) -> bool:
+        """True when ``name`` has ended or has no record (its log can no longer grow)."""
+        with self._lock:
+            rec = self._records.get(name)
+            return rec is None or rec["phase"] in ENDED
+
+    def op_delete_logs(self, name: str, **_) -> dict:
+        if not NAME_RE.match(name):
+            raise AgentError(f"invalid workload name {name!r}", permanent=True)
+        # Under the lock: a start of the same name cannot slip in between the
+        # check and the unlink (it opens a fresh file once it gets the lock).
+        with self._lock:
+            if not self.workload_ended(name):
+                raise AgentError(f"{name} is still running; stop it first", permanent=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.logs_dir / f"{name}.log").unlink()
+        return {}
+
     def op_health(self, **_) -> dict:
         with self._lock:
             running = sum(1 for r in self._records.values() if r["phase"] not in ENDED)
@@ -558,6 +625,7 @@ class Agent:
             "single_user_id": None if self.sandbox_ok or self.insecure else self.single_user_id,
             "running": running,
             "pid": os.getpid(),
+            "gpus": self.inventory.summary(),
         }
 
     # --- terminals ----------------------------------------------------------
@@ -638,6 +706,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 if op == "terminal":
                     self.terminal(agent, **request)
                     return
+                if op == "follow":
+                    self.follow(agent, **request)
+                    return
                 method = getattr(agent, f"op_{op}", None)
                 if method is None:
                     raise AgentError(f"unknown operation {op!r}", permanent=True)
@@ -653,6 +724,45 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.send(answer)
             except OSError:
                 return
+
+    def follow(self, agent: Agent, name: str, offset: int = 0, **_) -> None:
+        """Stream ``name``'s log from ``offset`` until it ended and all was sent (see the protocol)."""
+        if not NAME_RE.match(name):
+            raise AgentError(f"invalid workload name {name!r}", permanent=True)
+        offset = int(offset)
+        if offset < 0:
+            raise AgentError("offset must be >= 0", permanent=True)
+        path = agent.logs_dir / f"{name}.log"
+        self.send({"ok": True})
+        logfile = None
+        try:
+            while True:
+                if logfile is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        logfile = path.open("rb")
+                        logfile.seek(offset)
+                # Whether it had ended is read *before* the file: a workload
+                # that had ended then has written everything the read finds.
+                ended = agent.workload_ended(name)
+                data = logfile.read(FOLLOW_CHUNK) if logfile is not None else b""
+                if data:
+                    offset += len(data)
+                    self.send({"data": base64.b64encode(data).decode(), "offset": offset})
+                    continue  # drain what is there before waiting
+                if ended:
+                    self.send({"end": True, "offset": offset})
+                    return
+                # The wait doubles as the hang-up check: the client sends
+                # nothing, so a readable socket means it closed (or broke
+                # the protocol); either way this thread ends.
+                readable, _, _ = select.select([self.request], [], [], FOLLOW_POLL_SECONDS)
+                if readable:
+                    return
+        except OSError:
+            return  # the client went away mid-send
+        finally:
+            if logfile is not None:
+                logfile.close()
 
     def terminal(self, agent: Agent, name: str, rows: int = 24, cols: int = 80, **_) -> None:
         master, proc = agent.open_pty(name, rows, cols)

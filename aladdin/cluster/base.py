@@ -138,6 +138,8 @@ class WorkloadStatus:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Cards the backend assigned (local: CUDA_VISIBLE_DEVICES ids), for display.
+    gpu_devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,26 @@ class ClusterDriver(abc.ABC):
 
     @abc.abstractmethod
     def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
-        """Yield the workload's output from byte ``offset``; with ``follow``, until it ends."""
+        """Yield the workload's output from byte ``offset``; with ``follow``, until it ends.
+
+        Without ``follow``: what is there now, then the iterator ends. With
+        it: each chunk as soon as the workload has written it (a push from
+        the backend, not a poll by the caller; the local agent looks every
+        20 ms), ending once the workload has ended (or is missing) and all
+        of its output was yielded. Chunks are arbitrary byte slices: a line
+        or a UTF-8 character may be split between two. The returned
+        iterator has a ``close()`` that another thread may call to stop a
+        follow that is waiting for output (the iterator then ends).
+        Raises DriverError (backend unreachable, or the stream broke).
+        """
+
+    @abc.abstractmethod
+    def delete_logs(self, *, name: str) -> None:
+        """Drop the workload's kept output. Missing = success.
+
+        Raises DriverError (permanent) while the workload is running: stop
+        it first.
+        """
 
     @abc.abstractmethod
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:

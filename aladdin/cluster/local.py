@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 import tempfile
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
@@ -33,7 +33,6 @@ from .base import ClusterDriver, DriverError, Resources, Terminal, WorkloadSpec,
 AGENT_DOWN = "the local agent is not running (make run starts it)"
 CONNECT_TIMEOUT = 2
 CALL_TIMEOUT = 15
-LOG_POLL_SECONDS = 0.5
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -51,6 +50,7 @@ def _status(data: dict) -> WorkloadStatus:
         started_at=_parse_time(data.get("started_at")),
         finished_at=_parse_time(data.get("finished_at")),
         labels=dict(data.get("labels") or {}),
+        gpu_devices=tuple(str(d) for d in data.get("gpu_devices") or ()),
     )
 
 
@@ -138,6 +138,77 @@ class LocalTerminal(Terminal):
         with contextlib.suppress(OSError):
             self._conn.send({"close": True})
         self._conn.close()
+
+
+class LogStream(Iterator[bytes]):
+    """A workload's output as the agent pushes it (its ``follow`` op); see ``follow_logs``.
+
+    :meth:`close` may be called from any thread: it shuts the socket down,
+    which wakes a ``__next__`` blocked in ``recv`` (it then ends), and the
+    agent's thread sees the hang-up and ends too. A stream that breaks
+    without the agent's end message raises DriverError.
+    """
+
+    def __init__(self, connection: _Connection):
+        self._conn = connection
+        self._lock = threading.Lock()
+        self._closed = False
+        self._reading = False
+        self.offset: int | None = None  # the agent's byte offset after the last chunk
+
+    def __iter__(self) -> LogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._closed:
+                raise StopIteration
+            self._reading = True
+        try:
+            while True:
+                try:
+                    message = self._conn.receive()
+                except (OSError, ValueError) as exc:
+                    if self._closed:
+                        raise StopIteration from None
+                    raise DriverError(f"the log stream broke: {exc!r}") from exc
+                if message is None:
+                    if self._closed:
+                        raise StopIteration
+                    raise DriverError(f"{AGENT_DOWN}: it closed the log stream", permanent=False)
+                self.offset = message.get("offset", self.offset)
+                if message.get("end"):
+                    self._finish()
+                    raise StopIteration
+                data = base64.b64decode(message.get("data") or "")
+                if data:
+                    return data
+        except BaseException:
+            self._finish()
+            raise
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._closed:
+                    self._conn.close()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed and not self._reading:
+                return
+            self._closed = True
+            reading = self._reading
+        if reading:
+            # Never close the fd under a thread blocked on it (it could be
+            # reused); shutdown wakes that thread, which closes it.
+            with contextlib.suppress(OSError):
+                self._conn.sock.shutdown(socket.SHUT_RDWR)
+        else:
+            self._conn.close()
 
 
 class LocalDriver(ClusterDriver):
@@ -240,22 +311,37 @@ class LocalDriver(ClusterDriver):
         return [_status(w) for w in self._call("list")["workloads"]]
 
     def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        if not follow:
+            return self._read_logs(name=name, offset=offset)
+        # One connection for the whole follow: the agent pushes each chunk as
+        # it finds it (its `follow` op) instead of being asked every 0.5 s.
+        conn = _Connection(self.socket_path, CALL_TIMEOUT)
+        try:
+            conn.send({"op": "follow", "name": name, "offset": int(offset)})
+            answer = conn.receive()
+        except (OSError, ValueError) as exc:
+            conn.close()
+            raise DriverError(f"{AGENT_DOWN}: {exc!r}", permanent=False) from exc
+        if not answer or not answer.get("ok"):
+            conn.close()
+            raise DriverError(
+                (answer or {}).get("error", AGENT_DOWN),
+                permanent=(answer or {}).get("permanent", False),
+            )
+        conn.sock.settimeout(None)  # a quiet workload may print nothing for hours
+        return LogStream(conn)
+
+    def _read_logs(self, *, name: str, offset: int) -> Iterator[bytes]:
         while True:
             answer = self._call("logs", name=name, offset=offset)
             data = base64.b64decode(answer["data"])
+            if not data:
+                return
             offset = answer["offset"]
-            if data:
-                yield data
-                continue
-            if not follow:
-                return
-            if answer["ended"]:
-                # One more read: output written just before the end.
-                tail = base64.b64decode(self._call("logs", name=name, offset=offset)["data"])
-                if tail:
-                    yield tail
-                return
-            time.sleep(LOG_POLL_SECONDS)
+            yield data
+
+    def delete_logs(self, *, name: str) -> None:
+        self._call("delete_logs", name=name)
 
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
         conn = _Connection(self.socket_path, CALL_TIMEOUT)

@@ -107,6 +107,26 @@ def interpreter_for(image: str, image_map: dict[str, str]) -> str | None:
     return DEFAULT_INTERPRETER if os.path.exists(DEFAULT_INTERPRETER) else None
 
 
+def interpreter_prefixes(interpreter: str | None) -> list[Path]:
+    """The host directories a sandbox needs, read-only, to run ``interpreter`` (none under /usr).
+
+    An operator's environment (/opt/envs/torch/bin/python) is bound at its
+    own path so that its shebangs keep working. A venv's ``bin/python`` is a
+    symlink to the interpreter it was made with: Debian's /usr/bin/python3
+    (``make payload-venv``) is in the sandbox already, any other base (a
+    Python built under /opt) is bound too, or the symlink would dangle.
+    """
+    if not interpreter:
+        return []
+    prefixes = []
+    for path in (Path(interpreter), Path(os.path.realpath(interpreter))):
+        prefix = path.parent.parent
+        if path.is_relative_to("/usr") or prefix in prefixes:
+            continue
+        prefixes.append(prefix)
+    return prefixes
+
+
 def check_traversable(path: Path, uid: int) -> Path | None:
     """The first ancestor of ``path`` that ``uid`` cannot enter (bwrap would fail), else None."""
     for directory in [*reversed(path.parents), path]:
@@ -160,10 +180,7 @@ def bwrap_argv(
         host = Path("/etc") / name
         if host.exists():
             argv += ["--ro-bind", str(host), str(host)]
-    if interpreter and not interpreter.startswith("/usr/"):
-        # An operator's environment (/opt/envs/torch/bin/python): bind its
-        # prefix, read-only, at the same path so its shebangs keep working.
-        prefix = Path(interpreter).parent.parent
+    for prefix in interpreter_prefixes(interpreter):
         argv += ["--ro-bind", str(prefix), str(prefix)]
     for device in gpu_devices:
         for node in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 
 from aladdin.cluster.base import (
@@ -43,6 +44,39 @@ class FakeTerminal(Terminal):
             self.output.put(b"")
 
 
+class FakeLogStream(Iterator[bytes]):
+    """``follow_logs`` of the fake: what ``logs[name]`` holds past the offset, polled.
+
+    Ends (with follow) once the workload is missing or has ended and all was
+    yielded; ``close()`` from another thread ends it too.
+    """
+
+    POLL_SECONDS = 0.01
+
+    def __init__(self, driver: FakeDriver, name: str, offset: int, follow: bool):
+        self.driver, self.name, self.offset, self.follow = driver, name, offset, follow
+        self.closed = threading.Event()
+
+    def __iter__(self) -> FakeLogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.closed.is_set():
+            status = self.driver.workloads.get(self.name)
+            ended = status is None or status.phase in (Phase.SUCCEEDED, Phase.FAILED)
+            data = self.driver.logs.get(self.name, b"")[self.offset :]
+            if data:
+                self.offset += len(data)
+                return data
+            if ended or not self.follow:
+                break
+            self.closed.wait(self.POLL_SECONDS)
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
 class FakeDriver(ClusterDriver):
     name = "fake"
 
@@ -54,6 +88,7 @@ class FakeDriver(ClusterDriver):
         self.start_calls = 0
         self.fail_next: DriverError | None = None
         self.start_phase = Phase.RUNNING
+        self.logs: dict[str, bytes] = {}  # each workload's output so far (write_log)
 
     def health(self) -> dict:
         return {"ok": True}
@@ -99,7 +134,17 @@ class FakeDriver(ClusterDriver):
         return list(self.workloads.values())
 
     def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
-        yield b""
+        return FakeLogStream(self, name, offset, follow)
+
+    def delete_logs(self, *, name: str) -> None:
+        status = self.workloads.get(name)
+        if status is not None and status.phase in (Phase.PENDING, Phase.RUNNING):
+            raise DriverError(f"{name} is still running; stop it first", permanent=True)
+        self.logs.pop(name, None)
+
+    def write_log(self, name: str, data: bytes) -> None:
+        """Test helper: the workload ``name`` printed ``data``."""
+        self.logs[name] = self.logs.get(name, b"") + data
 
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
         if self.workloads.get(name, None) is None:

@@ -31,6 +31,7 @@ class Command(BaseCommand):
             uid_base=settings.LOCAL_UID_BASE,
             image_map=settings.LOCAL_IMAGE_MAP,
             insecure=settings.ALADDIN_LOCAL_INSECURE,
+            gpus=settings.LOCAL_GPUS,
         )
         # honcho sends SIGTERM (and a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.

@@ -1,0 +1,629 @@
+"""GPU jobs REST API (SPEC §4.1, §7) for the IDE plugin and the dashboard.
+
+Every job and configuration is looked up through ``selectors.jobs_for`` /
+``configurations_for`` (DESIGN rule 2): another user's id, and a deleted
+job, are a 404 on every endpoint. ENV values are write-only: responses carry
+``env_keys`` (names) only.
+
+Errors use the project's format (``aladdin.lib.api``). An admission refusal
+(``admission.JobRefused``) is **409** with the refusal's code
+(``multi_card``, ``parallelism``, ``quota``, ``balance``, ``storage``; ``shape``
+cannot happen here: the serializer asks for at least one card) and the
+message with the numbers — 409 like workshops' quota refusal: the request is
+well-formed, the account's state (plan, balance, running jobs) refuses it.
+Bad input (``services.JobError`` with fields) is 400; stopping a job that is
+not running is 409 ``state_conflict``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpResponse
+from django.urls import path
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import exceptions, generics, renderers, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aladdin.cluster.base import DriverError
+from billing.api import ErrorSerializer
+from billing.units import format_micro
+
+from . import logs, selectors, services
+from .admission import JobRefused
+from .choices import JobKind, JobState
+from .models import GpuType, Job, JobConfiguration
+
+IDEMPOTENCY_KEY_MAX = Job._meta.get_field("idempotency_key").max_length
+
+
+class Refused(exceptions.APIException):
+    """An admission refusal: ``code`` is the rule, ``detail`` says the numbers and what to do."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "refused"
+    default_detail = gettext_lazy("The job may not start now.")
+
+
+class StateConflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "state_conflict"
+    default_detail = gettext_lazy("Not allowed in the job's current state.")
+
+
+class LogsUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "logs_unavailable"
+    default_detail = gettext_lazy("The job's output cannot be read right now. Try again shortly.")
+
+
+# --- serializers ------------------------------------------------------------------
+
+
+class GpuTypeSerializer(serializers.ModelSerializer):
+    price_dcu_per_hour = serializers.SerializerMethodField(help_text='Per card, e.g. "2.56".')
+
+    class Meta:
+        model = GpuType
+        fields = [
+            "code",
+            "name",
+            "memory_gb",
+            "price_micro_per_hour",
+            "price_dcu_per_hour",
+            "parallelism_weight",
+            "cpu_millicores",
+            "memory_mib",
+            "multi_card_allowed",
+        ]
+
+    def get_price_dcu_per_hour(self, obj) -> str:
+        return format_micro(obj.price_micro_per_hour)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    gpu_type_name = serializers.CharField(source="gpu_type.name", read_only=True)
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    name = serializers.CharField(source="display_name", read_only=True)
+    active = serializers.SerializerMethodField(help_text="Starting or running (holds cards).")
+    cards = serializers.IntegerField(read_only=True, help_text="Cards per worker × workers.")
+    parallelism = serializers.IntegerField(read_only=True)
+    env_keys = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="ENV names; values never."
+    )
+    price_micro_per_hour = serializers.SerializerMethodField(
+        help_text="The job's price (all its cards), in µDCU per hour."
+    )
+    price_dcu_per_hour = serializers.SerializerMethodField()
+    charged_dcu = serializers.SerializerMethodField()
+    billed_so_far_micro = serializers.SerializerMethodField(
+        help_text="Owed from allocation to now (or to the release), in µDCU; "
+        "charged_micro is what the ledger already has."
+    )
+    billed_so_far_dcu = serializers.SerializerMethodField()
+    logs_url = serializers.SerializerMethodField(
+        help_text="Websocket of the live output (ws:// or wss://); add ?offset=<bytes> to resume."
+    )
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "kind_display",
+            "entry",
+            "python_module",
+            "args",
+            "env_keys",
+            "workdir",
+            "image",
+            "interpreter",
+            "gpu_type",
+            "gpu_type_name",
+            "cards_per_worker",
+            "workers",
+            "cards",
+            "parallelism",
+            "ports",
+            "state",
+            "state_display",
+            "active",
+            "reason",
+            "exit_code",
+            "gpu_devices",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "stop_requested_at",
+            "price_micro_per_hour",
+            "price_dcu_per_hour",
+            "charged_micro",
+            "charged_dcu",
+            "billed_so_far_micro",
+            "billed_so_far_dcu",
+            "logs_url",
+        ]
+        read_only_fields = fields
+
+    def _billing(self, obj) -> selectors.JobBilling:
+        cache = self.context.setdefault("_billing", {})
+        if obj.pk not in cache:
+            cache[obj.pk] = selectors.job_billing(obj)
+        return cache[obj.pk]
+
+    def get_active(self, obj) -> bool:
+        return selectors.is_active(obj)
+
+    def get_price_micro_per_hour(self, obj) -> int:
+        return self._billing(obj).price_micro_per_hour
+
+    def get_price_dcu_per_hour(self, obj) -> str:
+        return format_micro(self._billing(obj).price_micro_per_hour)
+
+    def get_charged_dcu(self, obj) -> str:
+        return format_micro(obj.charged_micro)
+
+    def get_billed_so_far_micro(self, obj) -> int:
+        return self._billing(obj).billed_so_far_micro
+
+    def get_billed_so_far_dcu(self, obj) -> str:
+        return format_micro(self._billing(obj).billed_so_far_micro)
+
+    def get_logs_url(self, obj) -> str:
+        request = self.context.get("request")
+        ws_path = f"/ws/jobs/{obj.pk}/logs/"
+        if request is None:
+            return ws_path
+        scheme = "wss" if request.is_secure() else "ws"
+        return f"{scheme}://{request.get_host()}{ws_path}"
+
+
+class LaunchFieldsSerializer(serializers.Serializer):
+    """The launch parameters shared by jobs and configurations (SPEC §7)."""
+
+    kind = serializers.ChoiceField(
+        choices=JobKind.choices,
+        default=JobKind.RUN,
+        help_text="run or shell now; debug and task are refused until they are available.",
+    )
+    entry = serializers.CharField(
+        max_length=1024,
+        help_text="A Python file or shell script (relative paths are under /root), "
+        "or a module name with python_module.",
+    )
+    python_module = serializers.BooleanField(default=False, help_text="Run as python -m entry.")
+    args = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        default=list,
+        help_text="Arguments, a list of strings.",
+    )
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        default=dict,
+        write_only=True,
+        help_text="ENV variables as an object; write-only (stored encrypted).",
+    )
+    workdir = serializers.CharField(max_length=1024, default="", allow_blank=True)
+    image = serializers.CharField(
+        max_length=255,
+        default="",
+        allow_blank=True,
+        help_text='A catalog image "name:tag" (GET /images); default python:3.11.',
+    )
+    interpreter = serializers.CharField(
+        max_length=1024,
+        default="",
+        allow_blank=True,
+        help_text="A conda python under /root; wins over the image.",
+    )
+    gpu_type = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=GpuType.objects.all(),
+        help_text='Card preset code: "40g" or "80g" (GET /gpu-types).',
+    )
+    cards_per_worker = serializers.IntegerField(min_value=1, max_value=64, default=1)
+    workers = serializers.IntegerField(min_value=1, max_value=64, default=1)
+    ports = serializers.ListField(
+        child=serializers.IntegerField(), default=list, help_text="External HTTP ports."
+    )
+
+
+class JobCreateSerializer(LaunchFieldsSerializer):
+    pass
+
+
+class ConfigurationSerializer(serializers.ModelSerializer):
+    gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    env_keys = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = JobConfiguration
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "entry",
+            "python_module",
+            "args",
+            "env_keys",
+            "workdir",
+            "image",
+            "interpreter",
+            "gpu_type",
+            "cards_per_worker",
+            "workers",
+            "ports",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ConfigurationWriteSerializer(LaunchFieldsSerializer):
+    name = serializers.CharField(max_length=100)
+    entry = serializers.CharField(max_length=1024, default="", allow_blank=True)
+    gpu_type = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=GpuType.objects.all(),
+        allow_null=True,
+        default=None,
+        help_text='Card preset code: "40g" or "80g".',
+    )
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=JobState.choices, required=False)
+    kind = serializers.ChoiceField(choices=JobKind.choices, required=False)
+    active = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class LogQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=logs.MAX_CHUNK, default=logs.MAX_CHUNK)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _own_job(request, pk) -> Job:
+    job = selectors.jobs_for(request.user).filter(pk=pk).first()
+    if job is None:
+        raise exceptions.NotFound()
+    return job
+
+
+def _own_configuration(request, pk) -> JobConfiguration:
+    config = selectors.configurations_for(request.user).filter(pk=pk).first()
+    if config is None:
+        raise exceptions.NotFound()
+    return config
+
+
+def _call(service, **kwargs):
+    """Run a service; refusals become 409 with their code, bad input 400 with fields."""
+    try:
+        return service(**kwargs)
+    except JobRefused as exc:
+        raise Refused(detail=" ".join(exc.messages), code=exc.code or "refused") from exc
+    except services.JobError as exc:
+        if hasattr(exc, "error_dict"):
+            raise serializers.ValidationError(exc.message_dict) from exc
+        raise StateConflict(" ".join(exc.messages)) from exc
+
+
+def _job_data(request, job: Job) -> dict:
+    return JobSerializer(job, context={"request": request}).data
+
+
+_REFUSAL_CODES = "multi_card, parallelism, quota, balance, storage"
+
+
+# --- views ------------------------------------------------------------------------------
+
+
+class GpuTypesView(generics.ListAPIView):
+    """Card presets: price per card and hour, parallelism weight, CPU/memory per card."""
+
+    serializer_class = GpuTypeSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.gpu_types()
+
+    @extend_schema(operation_id="gpu_types_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class JobsView(generics.GenericAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        query = JobListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.job_list(self.request.user, **query.validated_data)
+
+    @extend_schema(
+        operation_id="jobs_list",
+        parameters=[
+            OpenApiParameter("state", str, enum=JobState.values, description="Only this state."),
+            OpenApiParameter("kind", str, enum=JobKind.values, description="Only this kind."),
+            OpenApiParameter(
+                "active", bool, description="1: only starting/running jobs; 0: only ended ones."
+            ),
+        ],
+        responses=JobSerializer(many=True),
+    )
+    def get(self, request):
+        """The user's jobs (not deleted), newest first, paginated."""
+        rows = self.get_queryset()
+        page = self.paginate_queryset(rows)
+        data = JobSerializer(page, many=True, context={"request": request}).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="jobs_create",
+        request=JobCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="A client-chosen unique key (up to 64 characters); a retry with "
+                "it returns the same job with 200 instead of starting another.",
+            )
+        ],
+        responses={
+            201: OpenApiResponse(JobSerializer, description="A new job, starting or running."),
+            200: OpenApiResponse(JobSerializer, description="The job of this key (a retry)."),
+            400: OpenApiResponse(ErrorSerializer, description="Bad input; fields say where."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description=f"Refused by admission; code is one of {_REFUSAL_CODES}, "
+                "detail says what was asked, used, allowed and what to do.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Run a file on one 80G card",
+                value={
+                    "kind": "run",
+                    "entry": "/root/train.py",
+                    "args": ["--epochs", "3"],
+                    "env": {"WANDB_API_KEY": "..."},
+                    "gpu_type": "80g",
+                    "cards_per_worker": 1,
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        """Launch a job (GPU Run or Run Shell): admitted, then started on the cluster."""
+        body = JobCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            raise serializers.ValidationError(
+                _("The Idempotency-Key header is longer than %(n)d characters.")
+                % {"n": IDEMPOTENCY_KEY_MAX}
+            )
+        existed = bool(key) and Job.objects.filter(user=request.user, idempotency_key=key).exists()
+        job = _call(
+            services.job_create, user=request.user, idempotency_key=key, **body.validated_data
+        )
+        # The start task ran at commit (or will): answer with the row as it is now.
+        job.refresh_from_db()
+        return Response(
+            _job_data(request, job),
+            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        )
+
+
+class JobView(APIView):
+    @extend_schema(
+        operation_id="jobs_retrieve", responses={200: JobSerializer, 404: ErrorSerializer}
+    )
+    def get(self, request, pk: int):
+        """One job: state, reason, exit code, times, cards, price and billing so far."""
+        return Response(_job_data(request, _own_job(request, pk)))
+
+    @extend_schema(
+        operation_id="jobs_destroy",
+        request=None,
+        responses={204: OpenApiResponse(description="Deleted."), 404: ErrorSerializer},
+    )
+    def delete(self, request, pk: int):
+        """Delete a job: a running job is stopped and released first, then its logs go.
+
+        The job disappears from the API at once (later requests are 404).
+        """
+        _call(services.job_delete, job=_own_job(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobStopView(APIView):
+    @extend_schema(
+        operation_id="jobs_stop",
+        request=None,
+        responses={
+            202: JobSerializer,
+            404: ErrorSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="state_conflict: not running."),
+        },
+    )
+    def post(self, request, pk: int):
+        """Stop a starting or running job; billing ends when its cards are released."""
+        job = _call(services.job_stop, job=_own_job(request, pk))
+        job.refresh_from_db()
+        return Response(_job_data(request, job), status=status.HTTP_202_ACCEPTED)
+
+
+class PlainTextRenderer(renderers.BaseRenderer):
+    """text/plain for the log endpoint; error bodies (dicts) are written as JSON text."""
+
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        if isinstance(data, str):
+            return data.encode(self.charset)
+        return json.dumps(data).encode(self.charset)
+
+
+class JobLogsView(APIView):
+    # JSON first: errors answer in the API's format unless the client asks
+    # for text/plain only; the log itself is always text.
+    renderer_classes = [renderers.JSONRenderer, PlainTextRenderer]
+
+    @extend_schema(
+        operation_id="jobs_logs",
+        parameters=[
+            OpenApiParameter("offset", int, description="Byte offset to read from (default 0)."),
+            OpenApiParameter("limit", int, description="At most this many bytes (≤ 1 MiB)."),
+        ],
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The output from offset. Headers: X-Log-Offset (the offset to "
+                "ask next), X-Log-Ended (true once the job ended and nothing follows).",
+            ),
+            404: ErrorSerializer,
+            503: ErrorSerializer,
+        },
+    )
+    def get(self, request, pk: int):
+        """A chunk of the job's output as text (the websocket streams it live)."""
+        job = _own_job(request, pk)
+        query = LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            chunk = logs.read_logs(job, **query.validated_data)
+        except DriverError as exc:
+            raise LogsUnavailable() from exc
+        response = HttpResponse(chunk.data, content_type="text/plain; charset=utf-8")
+        response["X-Log-Offset"] = str(chunk.offset)
+        response["X-Log-Ended"] = "true" if chunk.ended else "false"
+        return response
+
+
+class ConfigurationsView(generics.GenericAPIView):
+    serializer_class = ConfigurationSerializer
+
+    def get_queryset(self):
+        return selectors.configurations_for(self.request.user)
+
+    @extend_schema(operation_id="job_configurations_list")
+    def get(self, request):
+        """The user's saved launch configurations, by name."""
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ConfigurationSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="job_configurations_create",
+        request=ConfigurationWriteSerializer,
+        responses={201: ConfigurationSerializer, 400: ErrorSerializer},
+    )
+    def post(self, request):
+        """Save a named configuration ("Save as configuration"); names are unique per user."""
+        body = ConfigurationWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = _call(services.configuration_save, user=request.user, **body.validated_data)
+        return Response(ConfigurationSerializer(config).data, status=status.HTTP_201_CREATED)
+
+
+def _configuration_values(config: JobConfiguration) -> dict:
+    return {
+        "name": config.name,
+        "kind": config.kind,
+        "entry": config.entry,
+        "python_module": config.python_module,
+        "args": config.args,
+        "env": config.get_env(),
+        "workdir": config.workdir,
+        "image": config.image,
+        "interpreter": config.interpreter,
+        "gpu_type": config.gpu_type,
+        "cards_per_worker": config.cards_per_worker,
+        "workers": config.workers,
+        "ports": config.ports,
+    }
+
+
+class ConfigurationView(APIView):
+    @extend_schema(
+        operation_id="job_configurations_retrieve",
+        responses={200: ConfigurationSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request, pk: int):
+        return Response(ConfigurationSerializer(_own_configuration(request, pk)).data)
+
+    def _save(self, request, pk: int, *, partial: bool):
+        config = _own_configuration(request, pk)
+        body = ConfigurationWriteSerializer(data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        values = _configuration_values(config) if partial else {}
+        values.update(body.validated_data)
+        config = _call(
+            services.configuration_save, user=request.user, configuration=config, **values
+        )
+        return Response(ConfigurationSerializer(config).data)
+
+    @extend_schema(
+        operation_id="job_configurations_update",
+        request=ConfigurationWriteSerializer,
+        responses={200: ConfigurationSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        description="Replace every field; omitted fields take their defaults (env included).",
+    )
+    def put(self, request, pk: int):
+        return self._save(request, pk, partial=False)
+
+    @extend_schema(
+        operation_id="job_configurations_partial_update",
+        request=ConfigurationWriteSerializer,
+        responses={200: ConfigurationSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        description="Change the given fields; env, when given, replaces the whole ENV.",
+    )
+    def patch(self, request, pk: int):
+        return self._save(request, pk, partial=True)
+
+    @extend_schema(
+        operation_id="job_configurations_destroy",
+        responses={204: OpenApiResponse(description="Deleted."), 404: ErrorSerializer},
+    )
+    def delete(self, request, pk: int):
+        services.configuration_delete(configuration=_own_configuration(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Mounted under /api/v1/ by aladdin/urls.py. "jobs/configurations" comes
+# before "jobs/<int:pk>" (the int converter would not match it anyway).
+urlpatterns = [
+    path("gpu-types", GpuTypesView.as_view(), name="api-gpu-types"),
+    path("jobs", JobsView.as_view(), name="api-jobs"),
+    path("jobs/configurations", ConfigurationsView.as_view(), name="api-job-configurations"),
+    path(
+        "jobs/configurations/<int:pk>",
+        ConfigurationView.as_view(),
+        name="api-job-configuration",
+    ),
+    path("jobs/<int:pk>", JobView.as_view(), name="api-job"),
+    path("jobs/<int:pk>/stop", JobStopView.as_view(), name="api-job-stop"),
+    path("jobs/<int:pk>/logs", JobLogsView.as_view(), name="api-job-logs"),
+]

@@ -1,0 +1,183 @@
+"""A job's live output over a websocket (SPEC §7 "View Log"): ``ws/jobs/<pk>/logs/``.
+
+Consumers stay dumb (DESIGN rule 8): aladdin.wsauth has set scope["user"];
+ownership is checked *before* accept, so another user's job (or a deleted
+one) is refused with 4404 before any byte flows, an anonymous client with
+4401.
+
+Frames (text, JSON), server to client only:
+
+- ``{"type": "log", "data": <text>, "offset": <bytes>}``: output, decoded
+  as UTF-8 incrementally (a character split between two chunks is held back
+  until it is whole; invalid bytes become U+FFFD). ``offset`` is the byte
+  offset just after this text: a client that reconnects with
+  ``?offset=<it>`` gets exactly the rest.
+- ``{"type": "end", "offset": N, "state": <job state>}`` once the job's
+  workload has ended and all its output was sent (the end is recorded
+  first, so ``state`` is final); then the server closes with 1000.
+
+A job that has not started yet (queued, starting) is waited for: its state
+is looked at every WAIT_SECONDS until its workload has output or the job
+has ended. A driver failure while the job runs closes with 4502 (the client
+may reconnect with its offset).
+
+The driver's follow blocks, so one thread per socket runs it (not the
+shared to_thread pool, which a few dozen quiet jobs would exhaust) and hands
+each chunk to the event loop, waiting for the send (backpressure). A
+disconnect closes the driver's stream, which wakes that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import logging
+import threading
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import connections
+
+from aladdin.cluster.base import DriverError
+
+from . import logs, services
+from .choices import JobState
+from .models import Job
+
+CLOSE_NORMAL = 1000
+CLOSE_ANONYMOUS = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_DRIVER = 4502
+WAIT_SECONDS = 0.5
+WAITING_STATES = (JobState.QUEUED, JobState.STARTING)
+
+log = logging.getLogger(__name__)
+
+
+@database_sync_to_async
+def _job_for(user, pk) -> Job | None:
+    return Job.objects.filter(pk=pk, user=user, deleted_at__isnull=True).first()
+
+
+def _offset_from(scope) -> int:
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    try:
+        return max(0, int(query.get("offset", ["0"])[0]))
+    except ValueError:
+        return 0
+
+
+def _record_end(job: Job) -> str:
+    """The workload has ended: record it now (the reconciler would within seconds),
+    so that a page reloading on the end frame already shows the final state."""
+    try:
+        return services.job_sync(job_id=job.pk)
+    except DriverError:
+        log.warning("could not record the end of %s", job.workload_name, exc_info=True)
+        return Job.objects.filter(pk=job.pk).values_list("state", flat=True).first() or ""
+
+
+class JobLogConsumer(AsyncWebsocketConsumer):
+    # No groups, so no channel layer: it would cost a Redis channel per
+    # socket and a blocking pop every 5 s. (With redis-py 8 that pop also
+    # races its default 5 s socket timeout and kills the consumer after 5 s
+    # of channel silence unless CHANNEL_LAYERS sets a longer socket_timeout.)
+    channel_layer_alias = None
+    pump: threading.Thread | None = None
+
+    async def connect(self):
+        self.stopped = threading.Event()
+        self.stream = None
+        self.stream_lock = threading.Lock()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_ANONYMOUS)
+            return
+        job = await _job_for(user, self.scope["url_route"]["kwargs"]["pk"])
+        if job is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        subprotocols = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol="bearer" if subprotocols[:1] == ["bearer"] else None)
+        self.pump = threading.Thread(
+            target=self._pump,
+            args=(job, _offset_from(self.scope), asyncio.get_running_loop()),
+            name=f"logs-{job.workload_name}",
+            daemon=True,
+        )
+        self.pump.start()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass  # nothing to say to a log: clients only listen
+
+    async def disconnect(self, code):
+        self.stopped.set()
+        with self.stream_lock:
+            stream = self.stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    # --- the pump thread --------------------------------------------------
+    def _pump(self, job: Job, offset: int, loop: asyncio.AbstractEventLoop) -> None:
+        def call(coroutine):
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        read = offset  # bytes taken from the driver; offset = bytes fully sent
+        close_code = CLOSE_NORMAL
+        try:
+            while not self.stopped.is_set():
+                state = Job.objects.filter(pk=job.pk).values_list("state", flat=True).first()
+                waiting = state in WAITING_STATES
+                try:
+                    stream = logs.follow(job, offset=read)
+                    with self.stream_lock:
+                        self.stream = stream
+                    if self.stopped.is_set():
+                        stream.close()
+                    for chunk in stream:
+                        if self.stopped.is_set():
+                            break
+                        read += len(chunk)
+                        text = decoder.decode(chunk)
+                        if text:
+                            # Bytes still in the decoder are not sent yet.
+                            offset = read - len(decoder.getstate()[0])
+                            call(self._send_json({"type": "log", "data": text, "offset": offset}))
+                except DriverError:
+                    # A job not started yet may have no workload: not an error.
+                    if not waiting:
+                        log.warning("log stream of %s broke", job.workload_name, exc_info=True)
+                        close_code = CLOSE_DRIVER
+                        break
+                finally:
+                    with self.stream_lock:
+                        stream, self.stream = self.stream, None
+                    if stream is not None:
+                        with contextlib.suppress(Exception):
+                            stream.close()
+                if not waiting:
+                    # The workload had started before this follow, so the
+                    # driver's end is the end of the output.
+                    break
+                self.stopped.wait(WAIT_SECONDS)
+            if self.stopped.is_set():
+                return
+            if close_code == CLOSE_NORMAL:
+                text = decoder.decode(b"", final=True)
+                if text:
+                    call(self._send_json({"type": "log", "data": text, "offset": read}))
+                call(self._send_json({"type": "end", "offset": read, "state": _record_end(job)}))
+            call(self.close(code=close_code))
+        except Exception:  # a socket or loop gone ends the pump
+            log.debug("log pump of %s ended", job.workload_name, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    async def _send_json(self, message: dict) -> None:
+        if not self.stopped.is_set():
+            await self.send(text_data=json.dumps(message, ensure_ascii=False))

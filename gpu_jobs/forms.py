@@ -1,0 +1,154 @@
+"""Forms of the GPU job pages (SPEC §7's launch parameters)."""
+
+from __future__ import annotations
+
+import shlex
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from billing.units import format_micro
+from workshops.forms import parse_env
+from workshops.models import Image
+
+from . import services
+from .choices import JobKind, JobState
+from .models import GpuType, JobConfiguration
+
+# What the launch form offers now; GPU Debug and Run Task come later.
+LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.SHELL)]
+
+
+class GpuTypeChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: GpuType) -> str:
+        return _("%(name)s — %(price)s DCU/h per card (%(cpu)s CPU, %(mem)s GiB per card)") % {
+            "name": obj.name,
+            "price": format_micro(obj.price_micro_per_hour),
+            "cpu": f"{obj.cpu_millicores / 1000:g}",
+            "mem": f"{obj.memory_mib / 1024:g}",
+        }
+
+
+def _image_choices():
+    refs = [image.ref for image in Image.objects.filter(is_active=True)]
+    default = services.DEFAULT_IMAGE
+    choices = [(ref, ref) for ref in refs]
+    if default not in refs:
+        return [("", _("Default (%(image)s)") % {"image": default}), *choices]
+    return choices
+
+
+def format_args(args: list[str]) -> str:
+    """The inverse of ``clean_args``: a list shown as one shell-quoted line."""
+    return shlex.join(args or [])
+
+
+class JobLaunchForm(forms.Form):
+    """Launch a job, or save its parameters as a named configuration.
+
+    ``configuration`` (hidden) is the configuration the form was loaded from:
+    its ENV values are never sent to the browser, so they are carried over on
+    the server, with the ENV field's lines added on top.
+    """
+
+    configuration = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    kind = forms.ChoiceField(
+        label=_("Kind"),
+        choices=LAUNCH_KINDS,
+        initial=JobKind.RUN,
+        help_text=_("GPU Debug and Run Task are coming later."),
+    )
+    entry = forms.CharField(
+        label=_("Entry"),
+        max_length=1024,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "/root/train.py"}),
+        help_text=_("A Python file or shell script under /root, or a module name with -m."),
+    )
+    python_module = forms.BooleanField(label=_("Python module (-m)"), required=False)
+    args = forms.CharField(
+        label=_("Args"),
+        required=False,
+        max_length=8192,
+        widget=forms.TextInput(attrs={"placeholder": "--epochs 3 --lr 1e-4"}),
+        help_text=_("One line, split like a shell does (quotes keep spaces)."),
+    )
+    env = forms.CharField(
+        label=_("ENV"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "WANDB_API_KEY=..."}),
+        help_text=_("One NAME=value per line. Values are stored encrypted and never shown again."),
+    )
+    workdir = forms.CharField(
+        label=_("Work dir"),
+        required=False,
+        max_length=1024,
+        help_text=_("Under /root; by default the entry file's directory."),
+    )
+    image = forms.ChoiceField(label=_("Environment (image)"), required=False, choices=())
+    interpreter = forms.CharField(
+        label=_("Interpreter"),
+        required=False,
+        max_length=1024,
+        widget=forms.TextInput(attrs={"placeholder": "/root/miniconda3/envs/myenv/bin/python"}),
+        help_text=_("Optional: a conda python under /root. When set, the image is ignored."),
+    )
+    gpu_type = GpuTypeChoiceField(
+        label=_("Card"), queryset=GpuType.objects.all(), to_field_name="code", empty_label=None
+    )
+    cards_per_worker = forms.IntegerField(
+        label=_("Cards per worker"), min_value=1, max_value=64, initial=1
+    )
+    save_name = forms.CharField(
+        label=_("Configuration name"),
+        required=False,
+        max_length=100,
+        help_text=_("Saving under an existing name updates that configuration."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].choices = _image_choices()
+        if not self.is_bound and not self.initial.get("image"):
+            self.fields["image"].initial = services.DEFAULT_IMAGE
+
+    def clean_args(self) -> list[str]:
+        try:
+            return shlex.split(self.cleaned_data.get("args") or "")
+        except ValueError as exc:
+            raise ValidationError(
+                _("Args could not be split: %(error)s."), params={"error": str(exc)}
+            ) from exc
+
+    def clean_env(self) -> dict[str, str]:
+        return parse_env(self.cleaned_data.get("env") or "")
+
+    @classmethod
+    def initial_from(cls, config: JobConfiguration) -> dict:
+        """Initial values of a loaded configuration; its ENV values stay on the server."""
+        initial = {
+            "configuration": config.pk,
+            "kind": config.kind if config.kind in dict(LAUNCH_KINDS) else JobKind.RUN,
+            "entry": config.entry,
+            "python_module": config.python_module,
+            "args": format_args(config.args),
+            "workdir": config.workdir,
+            "interpreter": config.interpreter,
+            "cards_per_worker": config.cards_per_worker,
+            "save_name": config.name,
+        }
+        if config.image:
+            initial["image"] = config.image
+        if config.gpu_type_id:
+            initial["gpu_type"] = config.gpu_type.code
+        return initial
+
+
+class JobFilterForm(forms.Form):
+    state = forms.ChoiceField(
+        label=_("State"), required=False, choices=[("", _("All states")), *JobState.choices]
+    )
+    kind = forms.ChoiceField(
+        label=_("Kind"), required=False, choices=[("", _("All kinds")), *JobKind.choices]
+    )

@@ -1,0 +1,77 @@
+"""Reads of the gpu_jobs app: the user's jobs and configurations, card presets, billing so far.
+
+Every user-facing read goes through ``jobs_for`` / ``configurations_for``, so a
+view that fetches by id with them turns another user's id (or a deleted job)
+into a 404 (DESIGN rule 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from . import metering
+from .choices import ACTIVE_STATES, JobKind
+from .models import GpuType, Job, JobConfiguration
+
+# Kinds that run in development mode (SPEC §7): their server may never exit
+# on its own, so they bill until deleted.
+DEV_KINDS = (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)
+
+
+def jobs_for(user) -> QuerySet[Job]:
+    """The user's jobs that were not deleted, newest first."""
+    return Job.objects.filter(user=user, deleted_at__isnull=True).select_related("gpu_type")
+
+
+def job_list(
+    user, *, state: str | None = None, kind: str | None = None, active: bool | None = None
+) -> QuerySet[Job]:
+    rows = jobs_for(user)
+    if state:
+        rows = rows.filter(state=state)
+    if kind:
+        rows = rows.filter(kind=kind)
+    if active is True:
+        rows = rows.filter(state__in=ACTIVE_STATES)
+    elif active is False:
+        rows = rows.exclude(state__in=ACTIVE_STATES)
+    return rows
+
+
+def configurations_for(user) -> QuerySet[JobConfiguration]:
+    return JobConfiguration.objects.filter(user=user).select_related("gpu_type")
+
+
+def gpu_types() -> QuerySet[GpuType]:
+    return GpuType.objects.all()
+
+
+@dataclass(frozen=True)
+class JobBilling:
+    """What a job costs: its price, what the ledger has, and what it owes up to now."""
+
+    price_micro_per_hour: int
+    charged_micro: int
+    billed_so_far_micro: int
+
+
+def job_billing(job: Job, at: datetime | None = None) -> JobBilling:
+    """``billed_so_far_micro``: owed from allocation to now (or to the release)."""
+    at = at or timezone.now()
+    return JobBilling(
+        price_micro_per_hour=metering.price_micro_per_hour(job),
+        charged_micro=job.charged_micro,
+        billed_so_far_micro=metering.owed(job, at),
+    )
+
+
+def is_active(job: Job) -> bool:
+    return job.state in ACTIVE_STATES
+
+
+def is_dev(job: Job) -> bool:
+    return job.kind in DEV_KINDS

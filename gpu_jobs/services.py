@@ -1,0 +1,693 @@
+"""Writes of the gpu_jobs app (DESIGN rules 1, 3, 4, 7; SPEC §4.1, §7).
+
+User actions (``job_create``, ``job_stop``, ``job_delete``, configurations)
+change rows in a transaction and hand the cluster work to a Celery task after
+commit. The ``*_apply`` functions are what those tasks run: they talk to the
+driver outside any transaction and finish with conditional updates, so a
+retried or duplicated task is harmless. ``jobs_reconcile`` converges rows
+with what the driver reports; metering (``gpu_jobs.metering``) bills from the
+allocation time to the release time the driver recorded, so a job that ended
+while the portal was down is billed exactly to its end.
+
+States: a job is created ``starting`` (it already counts against the user's
+parallelism and quota, so two concurrent submissions cannot both pass
+admission), becomes ``running`` when the driver reports its process started
+(``started_at``: the allocation time), and ends ``succeeded``/``failed`` when
+its process exits or ``stopped`` when the user or an exhausted balance
+stopped it (``ended_at``: the release time).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from aladdin import cluster
+from aladdin.accounts.services import notification_create
+from aladdin.cluster.base import (
+    LABEL_KIND,
+    LABEL_OWNER,
+    LABEL_USER,
+    DriverError,
+    Phase,
+    QuotaExceeded,
+    WorkloadSpec,
+    WorkloadStatus,
+)
+from billing import services as billing_services
+from storage import selectors as storage_selectors
+from storage import services as storage_services
+from workshops import quota
+from workshops.models import Image
+from workshops.services import platform_env
+
+from . import admission, metering
+from .choices import ACTIVE_STATES, JobKind, JobState
+from .models import GpuType, Job, JobConfiguration
+
+log = logging.getLogger(__name__)
+
+WORKLOAD_KIND = "job"
+# Kinds that run now; GPU Debug and Run Task come with their own issues.
+SUPPORTED_KINDS = (JobKind.RUN, JobKind.SHELL)
+DEFAULT_IMAGE = "python:3.11"
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ARGS = 256
+MAX_ENV = 200
+MAX_PORTS = 8
+# A starting job whose workload has not appeared after this long gets its
+# start task dispatched again by the reconciler (the task is idempotent).
+START_REDISPATCH_AFTER = timedelta(seconds=30)
+# Driver errors that mean "wait for a free card": the job stays starting.
+NO_CAPACITY_MARK = "no free"
+
+
+class JobError(ValidationError):
+    """A user action that is not allowed now; the message is for the user."""
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def _clean_path(value: str, *, field: str, must_be_under_root: bool) -> str:
+    value = (value or "").strip()
+    if "\x00" in value or "\n" in value:
+        raise JobError({field: _("This path contains characters that are not allowed.")})
+    if not value:
+        return value
+    if not value.startswith("/"):
+        value = posixpath.join("/root", value)
+    value = posixpath.normpath(value)
+    if must_be_under_root and not (value == "/root" or value.startswith("/root/")):
+        raise JobError(
+            {field: _("Must be under /root (your storage), got %(path)s.") % {"path": value}}
+        )
+    return value
+
+
+def _clean_env(env: dict | None) -> dict[str, str]:
+    env = env or {}
+    if not isinstance(env, dict):
+        raise JobError({"env": _("ENV must be NAME=value pairs.")})
+    if len(env) > MAX_ENV:
+        raise JobError({"env": _("At most %(n)s ENV variables.") % {"n": MAX_ENV}})
+    clean = {}
+    for key, value in env.items():
+        key = str(key)
+        if not ENV_KEY_RE.match(key):
+            raise JobError(
+                {
+                    "env": _(
+                        "%(key)s is not a valid variable name: use letters, digits and _, "
+                        "not starting with a digit."
+                    )
+                    % {"key": key}
+                }
+            )
+        clean[key] = "" if value is None else str(value)
+    return clean
+
+
+def _clean_args(args) -> list[str]:
+    if args is None:
+        return []
+    if isinstance(args, str):
+        raise JobError({"args": _("Args must be a list of strings.")})
+    args = [str(a) for a in args]
+    if len(args) > MAX_ARGS:
+        raise JobError({"args": _("At most %(n)s arguments.") % {"n": MAX_ARGS}})
+    if any("\x00" in a for a in args):
+        raise JobError({"args": _("Arguments may not contain NUL characters.")})
+    return args
+
+
+def _clean_ports(ports) -> list[int]:
+    ports = list(ports or [])
+    if len(ports) > MAX_PORTS:
+        raise JobError({"ports": _("At most %(n)s external ports.") % {"n": MAX_PORTS}})
+    clean = []
+    for port in ports:
+        try:
+            number = int(port)
+        except (TypeError, ValueError):
+            raise JobError(
+                {"ports": _("%(port)s is not a port number.") % {"port": port}}
+            ) from None
+        if not 1024 <= number <= 65535:
+            raise JobError(
+                {"ports": _("Ports must be between 1024 and 65535, got %(port)s.") % {"port": port}}
+            )
+        if number not in clean:
+            clean.append(number)
+    return clean
+
+
+def _clean_image(image: str) -> str:
+    image = (image or "").strip() or DEFAULT_IMAGE
+    name, _sep, tag = image.partition(":")
+    if not Image.objects.filter(name=name, tag=tag, is_active=True).exists():
+        raise JobError({"image": _("%(image)s is not in the image catalog.") % {"image": image}})
+    return image
+
+
+def _clean_entry(kind: str, entry: str, python_module: bool) -> str:
+    entry = (entry or "").strip()
+    if not entry:
+        raise JobError({"entry": _("Say what to run: a Python file, a shell script or a module.")})
+    if len(entry) > 1024 or "\x00" in entry or "\n" in entry:
+        raise JobError({"entry": _("This entry is not a valid file or module name.")})
+    if python_module:
+        if kind != JobKind.RUN:
+            raise JobError({"python_module": _("Only GPU Run runs a Python module (-m).")})
+        if not re.match(r"^[A-Za-z_][\w.]*$", entry):
+            raise JobError(
+                {"entry": _("%(entry)s is not a Python module name.") % {"entry": entry}}
+            )
+        return entry
+    return _clean_path(entry, field="entry", must_be_under_root=True)
+
+
+# --- user actions ------------------------------------------------------------------
+
+
+def _dispatch(task_name: str, job_id: int) -> None:
+    from . import tasks
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(lambda: task.delay(job_id))
+
+
+@transaction.atomic
+def job_create(
+    *,
+    user,
+    kind: str = JobKind.RUN,
+    entry: str,
+    gpu_type: GpuType,
+    cards_per_worker: int = 1,
+    workers: int = 1,
+    python_module: bool = False,
+    args=None,
+    env: dict | None = None,
+    workdir: str = "",
+    image: str = "",
+    interpreter: str = "",
+    ports=None,
+    idempotency_key: str = "",
+    at: datetime | None = None,
+) -> Job:
+    """Admit and start a job. Raises JobError (bad input) or admission.JobRefused.
+
+    With ``idempotency_key``, a repeated call (a retried HTTP request) returns
+    the job the first call created instead of creating another.
+    """
+    at = at or timezone.now()
+    if kind not in SUPPORTED_KINDS:
+        raise JobError(
+            {
+                "kind": _("%(kind)s is not available yet; use GPU Run or Run Shell.")
+                % {"kind": JobKind(kind).label if kind in JobKind.values else kind}
+            }
+        )
+    if workers != 1:
+        raise JobError({"workers": _("GPU Run and Run Shell use one worker.")})
+    idempotency_key = (idempotency_key or "").strip()[:64]
+    # Serialise admissions of this user: the balance, parallelism and quota
+    # read below stay true until this job's row is committed.
+    billing_services.account_lock(user=user)
+    if idempotency_key:
+        existing = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    job = Job(
+        user=user,
+        kind=kind,
+        entry=_clean_entry(kind, entry, python_module),
+        python_module=bool(python_module),
+        args=_clean_args(args),
+        workdir=_clean_path(workdir, field="workdir", must_be_under_root=True),
+        image=_clean_image(image),
+        interpreter=_clean_path(interpreter, field="interpreter", must_be_under_root=True),
+        gpu_type=gpu_type,
+        cards_per_worker=int(cards_per_worker),
+        workers=int(workers),
+        ports=_clean_ports(ports),
+        idempotency_key=idempotency_key,
+        state=JobState.STARTING,
+    )
+    job.set_env(_clean_env(env))
+    admission.admit(
+        user=user,
+        gpu_type=gpu_type,
+        cards_per_worker=job.cards_per_worker,
+        workers=job.workers,
+        at=at,
+    )
+    try:
+        with transaction.atomic():
+            job.save()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # The same key raced past the check (a second database connection
+        # without our lock, e.g. SQLite's deferred mode): answer with the first.
+        existing = Job.objects.filter(user=user, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return existing
+    _dispatch("start", job.pk)
+    return job
+
+
+def _lock(job: Job) -> Job:
+    return Job.objects.select_for_update().select_related("gpu_type").get(pk=job.pk)
+
+
+@transaction.atomic
+def job_stop(*, job: Job, reason: str = "", at: datetime | None = None) -> Job:
+    """Stop a starting or running job; billing ends when its resources are released."""
+    job = _lock(job)
+    if job.state not in ACTIVE_STATES or job.deleted_at is not None:
+        raise JobError(_("Only a starting or running job can be stopped."))
+    if job.stop_requested_at is None:
+        job.stop_requested_at = at or timezone.now()
+        job.reason = reason or _("Stopped by you.")
+        job.save(update_fields=["stop_requested_at", "reason", "updated_at"])
+    _dispatch("stop", job.pk)
+    return job
+
+
+@transaction.atomic
+def job_delete(*, job: Job, at: datetime | None = None) -> Job:
+    """Delete a job: a running one is stopped and released first; its logs go.
+
+    The row stays (hidden) because the ledger names it; it is what the
+    user was charged for.
+    """
+    job = _lock(job)
+    if job.deleted_at is not None:
+        return job
+    now = at or timezone.now()
+    job.deleted_at = now
+    fields = ["deleted_at", "updated_at"]
+    if job.state in ACTIVE_STATES and job.stop_requested_at is None:
+        job.stop_requested_at = now
+        job.reason = _("Deleted by you.")
+        fields += ["stop_requested_at", "reason"]
+    job.save(update_fields=fields)
+    _dispatch("delete", job.pk)
+    return job
+
+
+def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
+    """Stop every active job of a user whose balance ran out, and tell the user once."""
+    now = at or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Job.objects.select_for_update()
+            .filter(user_id=user_id, state__in=ACTIVE_STATES, stop_requested_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        if not ids:
+            return 0
+        Job.objects.filter(pk__in=ids).update(
+            stop_requested_at=now,
+            reason=_("Stopped: your compute balance is used up."),
+            updated_at=now,
+        )
+        user = Job.objects.get(pk=ids[0]).user
+        notification_create(
+            user=user,
+            kind="job-balance",
+            title=_("Your GPU jobs were stopped: your compute balance is used up"),
+            body=_("%(n)s job(s) were stopped. Buy a plan or an extension pack to run jobs again.")
+            % {"n": len(ids)},
+            at=now,
+        )
+        for job_id in ids:
+            _dispatch("stop", job_id)
+    return len(ids)
+
+
+# --- configurations ----------------------------------------------------------------
+
+
+@transaction.atomic
+def configuration_save(
+    *,
+    user,
+    name: str,
+    kind: str = JobKind.RUN,
+    entry: str = "",
+    python_module: bool = False,
+    args=None,
+    env: dict | None = None,
+    workdir: str = "",
+    image: str = "",
+    interpreter: str = "",
+    gpu_type: GpuType | None = None,
+    cards_per_worker: int = 1,
+    workers: int = 1,
+    ports=None,
+    configuration: JobConfiguration | None = None,
+) -> JobConfiguration:
+    """Create (or, given ``configuration``, update) a named launch configuration."""
+    name = (name or "").strip()
+    if not name:
+        raise JobError({"name": _("Give the configuration a name.")})
+    clash = JobConfiguration.objects.filter(user=user, name=name)
+    if configuration is not None:
+        clash = clash.exclude(pk=configuration.pk)
+    if clash.exists():
+        raise JobError(
+            {"name": _("You already have a configuration named %(name)s.") % {"name": name}}
+        )
+    config = configuration or JobConfiguration(user=user)
+    if kind not in JobKind.values:
+        raise JobError({"kind": _("Unknown job kind %(kind)s.") % {"kind": kind}})
+    config.name = name[:100]
+    config.kind = kind
+    config.entry = _clean_entry(kind, entry, python_module) if entry else ""
+    config.python_module = bool(python_module)
+    config.args = _clean_args(args)
+    config.workdir = _clean_path(workdir, field="workdir", must_be_under_root=True)
+    config.image = _clean_image(image) if image else ""
+    config.interpreter = _clean_path(interpreter, field="interpreter", must_be_under_root=True)
+    config.gpu_type = gpu_type
+    config.cards_per_worker = max(1, int(cards_per_worker))
+    config.workers = max(1, int(workers))
+    config.ports = _clean_ports(ports)
+    config.set_env(_clean_env(env))
+    config.save()
+    return config
+
+
+@transaction.atomic
+def configuration_delete(*, configuration: JobConfiguration) -> None:
+    configuration.delete()
+
+
+# --- the cluster side (run by tasks) -------------------------------------------------
+
+
+def job_command(job: Job) -> list[str]:
+    """The command the workload runs (SPEC §7: a file, a module with -m, or a script)."""
+    if job.kind == JobKind.SHELL:
+        return ["bash", job.entry, *job.args]
+    # The job's interpreter (a conda python under /root) wins over the image:
+    # the image's interpreter is first on PATH otherwise.
+    python = job.interpreter or "python3"
+    if job.python_module:
+        return [python, "-u", "-m", job.entry, *job.args]
+    return [python, "-u", job.entry, *job.args]
+
+
+def workload_env(job: Job) -> dict[str, str]:
+    """Platform defaults, then the user's ENV (the user's win), then what the job needs."""
+    env = platform_env()
+    env.update(job.get_env())
+    env.setdefault("PYTHONUNBUFFERED", "1")  # logs stream live (SPEC §7)
+    env["ALADDIN_JOB_ID"] = str(job.pk)
+    return env
+
+
+def workload_spec(job: Job) -> WorkloadSpec:
+    workdir = job.workdir
+    if not workdir:
+        # A file's own directory, as an IDE runs it; /root for a module.
+        workdir = posixpath.dirname(job.entry) if job.entry.startswith("/") else "/root"
+    return WorkloadSpec(
+        name=job.workload_name,
+        user_id=job.user_id,
+        kind=WORKLOAD_KIND,
+        image=job.image or DEFAULT_IMAGE,
+        command=job_command(job),
+        env=workload_env(job),
+        resources=admission.job_resources(job.gpu_type, job.cards_per_worker, job.workers),
+        workdir=workdir or "/root",
+        labels={
+            LABEL_USER: str(job.user_id),
+            LABEL_KIND: WORKLOAD_KIND,
+            LABEL_OWNER: job.workload_name,
+        },
+    )
+
+
+def _notify_end(job: Job) -> None:
+    titles = {
+        JobState.SUCCEEDED: _("Job %(name)s (#%(id)s) finished"),
+        JobState.FAILED: _("Job %(name)s (#%(id)s) failed"),
+        JobState.STOPPED: _("Job %(name)s (#%(id)s) was stopped"),
+    }
+    title = titles[job.state] % {"name": job.display_name, "id": job.pk}
+    body = job.reason
+    if job.exit_code is not None:
+        body = (_("Exit code %(code)s.") % {"code": job.exit_code}) + (f" {body}" if body else "")
+    notification_create(user=job.user, kind=f"job-{job.state}", title=title, body=body)
+
+
+def _fail_unstarted(job_id: int, reason: str) -> None:
+    """A job that never got its resources: it ends failed and is never billed."""
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
+        state=JobState.FAILED, reason=reason, ended_at=now, metering_closed=True, updated_at=now
+    )
+    if changed:
+        _notify_end(Job.objects.select_related("user").get(pk=job_id))
+
+
+def _end_state(job: Job, status: WorkloadStatus) -> tuple[str, str]:
+    if job.stop_requested_at is not None:
+        return JobState.STOPPED, job.reason
+    if status.phase == Phase.SUCCEEDED:
+        return JobState.SUCCEEDED, ""
+    return JobState.FAILED, status.reason or _("The job's process failed.")
+
+
+def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
+    """Bring the row up to what the driver says; returns the job's state afterwards."""
+    now = timezone.now()
+    job = Job.objects.select_related("gpu_type", "user").get(pk=job_id)
+    if job.state not in ACTIVE_STATES:
+        return job.state
+    started_at = job.started_at or status.started_at
+    if status.phase == Phase.RUNNING:
+        Job.objects.filter(pk=job_id, state__in=ACTIVE_STATES).update(
+            state=JobState.RUNNING,
+            started_at=started_at or now,
+            last_seen_at=now,
+            gpu_devices=list(status.gpu_devices) or job.gpu_devices,
+            reason="" if job.stop_requested_at is None else job.reason,
+            updated_at=now,
+        )
+        return JobState.RUNNING
+    if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+        state, reason = _end_state(job, status)
+        ended_at = status.finished_at or now
+        if started_at is not None and ended_at < started_at:
+            ended_at = started_at
+        with transaction.atomic():
+            changed = Job.objects.filter(pk=job_id, state__in=ACTIVE_STATES).update(
+                state=state,
+                reason=reason,
+                exit_code=status.exit_code,
+                started_at=started_at,
+                ended_at=ended_at,
+                metering_closed=started_at is None,
+                updated_at=now,
+            )
+            if changed:
+                job.refresh_from_db()
+                if started_at is not None:
+                    # The final charge: exactly to the release time.
+                    metering.meter_job(job=job, at=max(now, ended_at))
+                _notify_end(job)
+        if changed and driver is not None:
+            _forget_quietly(driver, job.workload_name)
+        return state
+    return job.state
+
+
+def _forget_quietly(driver, name: str) -> None:
+    try:
+        driver.forget_workload(name=name)
+    except DriverError:
+        log.warning("could not forget %s; the reconciler will", name, exc_info=True)
+
+
+def job_start_apply(*, job_id: int) -> None:
+    """Start the workload of a starting job. Raises DriverError when worth a retry."""
+    job = (
+        Job.objects.select_related("gpu_type", "user")
+        .filter(pk=job_id, state=JobState.STARTING, stop_requested_at__isnull=True)
+        .first()
+    )
+    if job is None:
+        return  # stopped, deleted or already handled
+    driver = cluster.get_driver()
+    try:
+        driver.ensure_user_space(
+            user_id=job.user_id,
+            storage_gib=storage_selectors.allowance_gib(job.user),
+            quota=quota.limit_for(job.user),
+        )
+        storage_services.volume_register(user_id=job.user_id)
+        status = driver.start_workload(workload_spec(job))
+    except QuotaExceeded as exc:
+        _fail_unstarted(job_id, str(exc))
+        return
+    except DriverError as exc:
+        if exc.permanent:
+            _fail_unstarted(job_id, str(exc))
+            return
+        if NO_CAPACITY_MARK in str(exc):
+            # Every card of this type on the host is taken: wait (the job is
+            # not billed until it gets its cards); the retry or the
+            # reconciler starts it when one is free.
+            Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
+                reason=str(exc), updated_at=timezone.now()
+            )
+        raise
+    _apply_status(job_id, status, driver=driver)
+
+
+def job_stop_apply(*, job_id: int) -> None:
+    """Stop (release) a job whose stop was asked for; record the release time."""
+    job = Job.objects.filter(pk=job_id, stop_requested_at__isnull=False).first()
+    if job is None:
+        return
+    driver = cluster.get_driver()
+    if job.state in ACTIVE_STATES:
+        status = driver.stop_workload(name=job.workload_name)
+        if status.phase == Phase.MISSING or status.phase == Phase.RUNNING:
+            # Never started (or the driver lost it): released now.
+            status = WorkloadStatus(
+                name=status.name,
+                phase=Phase.FAILED,
+                started_at=status.started_at,
+                finished_at=status.finished_at or timezone.now(),
+            )
+        _apply_status(job_id, status, driver=driver)
+
+
+def job_delete_apply(*, job_id: int) -> None:
+    """Release a deleted job, then remove its kept output."""
+    job = Job.objects.filter(pk=job_id, deleted_at__isnull=False, logs_deleted=False).first()
+    if job is None:
+        return
+    if job.state in ACTIVE_STATES:
+        job_stop_apply(job_id=job_id)
+    driver = cluster.get_driver()
+    driver.delete_logs(name=job.workload_name)
+    _forget_quietly(driver, job.workload_name)
+    Job.objects.filter(pk=job_id).update(logs_deleted=True, updated_at=timezone.now())
+
+
+def job_sync(*, job_id: int) -> str:
+    """Ask the driver about one job now (e.g. when its log stream ended)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.state not in ACTIVE_STATES:
+        return job.state if job else ""
+    driver = cluster.get_driver()
+    status = driver.workload_status(name=job.workload_name)
+    if status.phase == Phase.MISSING:
+        return job.state
+    return _apply_status(job_id, status, driver=driver)
+
+
+# --- metering and reconciling (periodic) ------------------------------------------
+
+
+def jobs_meter(*, as_of: datetime | None = None) -> dict[str, int]:
+    """Charge every running job up to ``as_of``; stop the jobs of users who ran out."""
+    at = as_of or timezone.now()
+    exhausted = metering.meter_due(at=at)
+    stopped = 0
+    for user_id in sorted(exhausted):
+        stopped += jobs_stop_for_balance(user_id=user_id, at=at)
+    return {"exhausted_users": len(exhausted), "stopped": stopped}
+
+
+def _quietly(func, **kwargs) -> bool:
+    # One unreachable workload must not stop the reconciler converging the rest.
+    try:
+        func(**kwargs)
+    except DriverError:
+        log.warning("reconcile: %s(%s) failed", func.__name__, kwargs, exc_info=True)
+        return False
+    return True
+
+
+def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
+    """Converge job rows with the driver's workloads (level-triggered, DESIGN rule 7).
+
+    - starting: running → running; ended → its end; missing for a while →
+      the start task is dispatched again (idempotent: deterministic names).
+    - running: ended → its end, billed to the driver's finish time; missing
+      (the cluster lost it) → failed, billed to the last time it was seen.
+    - a stop or delete asked for → applied again until done.
+    - workloads with no active job (orphans) → stopped, or forgotten if ended.
+    """
+    now = as_of or timezone.now()
+    driver = cluster.get_driver()
+    statuses = {
+        s.name: s
+        for s in driver.list_workloads()
+        if (s.kind or s.labels.get(LABEL_KIND)) == WORKLOAD_KIND
+    }
+    counts = {"running": 0, "ended": 0, "lost": 0, "restarted": 0, "orphans": 0, "deleted": 0}
+    active = {
+        j.workload_name: j
+        for j in Job.objects.filter(state__in=ACTIVE_STATES).select_related("gpu_type")
+    }
+    for name, job in active.items():
+        status = statuses.get(name)
+        phase = status.phase if status else Phase.MISSING
+        if job.stop_requested_at is not None:
+            if _quietly(job_stop_apply, job_id=job.pk):
+                counts["ended"] += 1
+            continue
+        if phase in (Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED):
+            state = _apply_status(job.pk, status, driver=driver)
+            counts["running" if state == JobState.RUNNING else "ended"] += 1
+        elif phase == Phase.PENDING:
+            continue
+        elif job.state == JobState.STARTING:
+            if job.updated_at < now - START_REDISPATCH_AFTER:
+                Job.objects.filter(pk=job.pk).update(updated_at=now)
+                _dispatch("start", job.pk)
+                counts["restarted"] += 1
+        else:
+            # Running in the database, unknown to the cluster: lost. It was
+            # billed while seen; it ends at the last time it was seen.
+            ended_at = job.last_seen_at or job.started_at or now
+            lost = WorkloadStatus(
+                name=name,
+                phase=Phase.FAILED,
+                reason=_("The job's workload was lost by the cluster."),
+                started_at=job.started_at,
+                finished_at=ended_at,
+            )
+            _apply_status(job.pk, lost)
+            counts["lost"] += 1
+    for name, status in statuses.items():
+        if name in active:
+            continue
+        if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            _quietly(driver.forget_workload, name=name)
+        elif _quietly(driver.stop_workload, name=name):
+            log.warning("reconcile: stopped orphaned workload %s", name)
+            counts["orphans"] += 1
+    for job_id in Job.objects.filter(deleted_at__isnull=False, logs_deleted=False).values_list(
+        "pk", flat=True
+    ):
+        if _quietly(job_delete_apply, job_id=job_id):
+            counts["deleted"] += 1
+    return counts

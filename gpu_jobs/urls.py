@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "gpu_jobs"
+
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("new/", views.job_launch, name="launch"),
+    path("configurations/", views.configuration_list, name="configurations"),
+    path(
+        "configurations/<int:pk>/delete/",
+        views.configuration_delete,
+        name="configuration_delete",
+    ),
+    path("<int:pk>/", views.job_detail, name="detail"),
+    path("<int:pk>/status/", views.job_status, name="status"),
+    path("<int:pk>/stop/", views.job_stop, name="stop"),
+    path("<int:pk>/delete/", views.job_delete, name="delete"),
+]

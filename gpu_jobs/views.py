@@ -1,0 +1,233 @@
+"""GPU job pages (SPEC §7): launch, list, detail with live logs, configurations.
+
+Thin views (DESIGN rule 2): jobs and configurations are fetched through
+``selectors.jobs_for`` / ``configurations_for``, so another user's id (and a
+deleted job) is a 404 on every page. Forms work without JavaScript; the
+detail page's logs and status refresh come from ``static/js/job-logs.js``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .admission import JobRefused
+from .choices import JobState
+from .forms import JobFilterForm, JobLaunchForm
+from .models import Job, JobConfiguration
+
+LIST_REFRESH_SECONDS = 5
+STATUS_POLL_SECONDS = 10
+PAGE_SIZE = 50
+
+
+def _own_job(request, pk: int) -> Job:
+    job = selectors.jobs_for(request.user).filter(pk=pk).first()
+    if job is None:
+        raise Http404
+    return job
+
+
+def _own_configuration(request, pk) -> JobConfiguration:
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    config = selectors.configurations_for(request.user).filter(pk=pk).first()
+    if config is None:
+        raise Http404
+    return config
+
+
+def _add_errors(form, exc: ValidationError, *, rename: dict[str, str] | None = None) -> None:
+    """Put a service's ValidationError on the form: on its field when the form has one."""
+    rename = rename or {}
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            field = rename.get(field, field)
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, " ".join(exc.messages))
+
+
+def _launch_values(form: JobLaunchForm, loaded: JobConfiguration | None) -> dict:
+    data = form.cleaned_data
+    env = loaded.get_env() if loaded is not None else {}
+    env.update(data["env"])
+    return {
+        "kind": data["kind"],
+        "entry": data["entry"],
+        "python_module": data["python_module"],
+        "args": data["args"],
+        "env": env,
+        "workdir": data["workdir"],
+        "image": data["image"],
+        "interpreter": data["interpreter"],
+        "gpu_type": data["gpu_type"],
+        "cards_per_worker": data["cards_per_worker"],
+    }
+
+
+@login_required
+def job_launch(request):
+    """The launch form; ``?configuration=<id>`` loads a saved configuration into it."""
+    configurations = list(selectors.configurations_for(request.user))
+    loaded = None
+    if request.method == "POST":
+        form = JobLaunchForm(request.POST)
+        if request.POST.get("configuration"):
+            loaded = _own_configuration(request, request.POST["configuration"])
+        if form.is_valid():
+            if "save" in request.POST:
+                response = _save_configuration(request, form, loaded)
+            else:
+                response = _launch(request, form, loaded)
+            if response is not None:
+                return response
+    else:
+        initial = {}
+        if request.GET.get("configuration"):
+            loaded = _own_configuration(request, request.GET["configuration"])
+            initial = JobLaunchForm.initial_from(loaded)
+        form = JobLaunchForm(initial=initial)
+    return render(
+        request,
+        "gpu_jobs/launch.html",
+        {
+            "form": form,
+            "configurations": configurations,
+            "loaded": loaded,
+            "gpu_types": list(selectors.gpu_types()),
+        },
+    )
+
+
+def _launch(request, form: JobLaunchForm, loaded: JobConfiguration | None):
+    try:
+        job = services.job_create(user=request.user, **_launch_values(form, loaded))
+    except JobRefused as exc:
+        form.add_error(None, " ".join(exc.messages))
+        return None
+    except ValidationError as exc:  # services.JobError
+        _add_errors(form, exc)
+        return None
+    messages.success(request, _("Job #%(id)s is starting.") % {"id": job.pk})
+    return redirect("gpu_jobs:detail", pk=job.pk)
+
+
+def _save_configuration(request, form: JobLaunchForm, loaded: JobConfiguration | None):
+    name = form.cleaned_data["save_name"].strip()
+    if not name:
+        form.add_error("save_name", _("Give the configuration a name."))
+        return None
+    existing = selectors.configurations_for(request.user).filter(name=name).first()
+    values = _launch_values(form, loaded)
+    try:
+        config = services.configuration_save(
+            user=request.user, name=name, configuration=existing, **values
+        )
+    except ValidationError as exc:
+        _add_errors(form, exc, rename={"name": "save_name"})
+        return None
+    messages.success(request, _("Configuration %(name)s saved.") % {"name": config.name})
+    return redirect(f"{reverse('gpu_jobs:launch')}?configuration={config.pk}")
+
+
+@login_required
+def job_list(request):
+    filters = JobFilterForm(request.GET or None)
+    state = kind = None
+    if filters.is_valid():
+        state = filters.cleaned_data["state"] or None
+        kind = filters.cleaned_data["kind"] or None
+    rows = selectors.job_list(request.user, state=state, kind=kind)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    jobs = list(page.object_list)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "gpu_jobs/list.html",
+        {
+            "jobs": jobs,
+            "page": page,
+            "query": query.urlencode(),
+            "filters": filters,
+            # Refresh while a job waits for its cards.
+            "refresh": LIST_REFRESH_SECONDS
+            if any(j.state == JobState.STARTING for j in jobs)
+            else None,
+        },
+    )
+
+
+def _status_context(job: Job) -> dict:
+    return {
+        "job": job,
+        "billing": selectors.job_billing(job),
+        "active": selectors.is_active(job),
+        "dev": selectors.is_dev(job),
+    }
+
+
+@login_required
+def job_detail(request, pk: int):
+    job = _own_job(request, pk)
+    context = _status_context(job)
+    context["poll_seconds"] = STATUS_POLL_SECONDS
+    return render(request, "gpu_jobs/detail.html", context)
+
+
+@login_required
+def job_status(request, pk: int):
+    """The status card alone, for the detail page's script to swap in."""
+    job = _own_job(request, pk)
+    return render(request, "gpu_jobs/_status.html", _status_context(job))
+
+
+@login_required
+@require_POST
+def job_stop(request, pk: int):
+    job = _own_job(request, pk)
+    try:
+        services.job_stop(job=job)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Stopping. Billing ends when the cards are released."))
+    return redirect("gpu_jobs:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def job_delete(request, pk: int):
+    job = _own_job(request, pk)
+    services.job_delete(job=job)
+    messages.success(request, _("Job #%(id)s deleted.") % {"id": job.pk})
+    return redirect("gpu_jobs:list")
+
+
+@login_required
+def configuration_list(request):
+    return render(
+        request,
+        "gpu_jobs/configurations.html",
+        {"configurations": list(selectors.configurations_for(request.user))},
+    )
+
+
+@login_required
+@require_POST
+def configuration_delete(request, pk: int):
+    config = _own_configuration(request, pk)
+    services.configuration_delete(configuration=config)
+    messages.success(request, _("Configuration %(name)s deleted.") % {"name": config.name})
+    return redirect("gpu_jobs:configurations")

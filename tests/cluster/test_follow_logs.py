@@ -1,0 +1,140 @@
+"""The agent's push-based `follow` and `delete_logs`, through LocalDriver, with a real agent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from aladdin.cluster.base import DriverError, Phase
+
+from .conftest import spec
+
+
+def start_job(agent, name: str, script: str, *, user_id: int = 1) -> None:
+    agent.driver.ensure_user_space(user_id=user_id, storage_gib=1, quota=None)
+    agent.driver.start_workload(
+        spec(name, user_id=user_id, kind="job", command=["sh", "-c", script])
+    )
+
+
+def agent_threads(agent) -> int:
+    return len(os.listdir(f"/proc/{agent.proc.pid}/task"))
+
+
+def wait_until(predicate, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_follow_pushes_each_line_while_the_job_still_runs(agent):
+    start_job(agent, "job-1", "echo first; sleep 2; echo second")
+
+    stream = agent.driver.follow_logs(name="job-1")
+    started = time.monotonic()
+    first = next(stream)
+    waited = time.monotonic() - started
+    rest = b"".join(stream)
+
+    assert first == b"first\n"
+    assert waited < 1.5  # long before the job ends
+    assert rest == b"second\n"
+    assert stream.offset == len(b"first\nsecond\n")
+
+
+def test_follow_from_an_offset_gives_only_the_rest(agent):
+    start_job(agent, "job-2", "echo one; echo two; echo three")
+    assert b"".join(agent.driver.follow_logs(name="job-2")) == b"one\ntwo\nthree\n"
+
+    assert b"".join(agent.driver.follow_logs(name="job-2", offset=4)) == b"two\nthree\n"
+    assert b"".join(agent.driver.follow_logs(name="job-2", offset=14)) == b""
+
+
+def test_a_large_output_arrives_whole_in_bounded_chunks(agent):
+    start_job(agent, "job-3", "head -c 1000000 /dev/zero | tr '\\0' x")
+
+    chunks = list(agent.driver.follow_logs(name="job-3"))
+
+    assert b"".join(chunks) == b"x" * 1_000_000
+    assert max(len(c) for c in chunks) <= 65536
+
+
+def test_following_a_missing_workload_ends_at_once(agent):
+    assert list(agent.driver.follow_logs(name="job-404")) == []
+
+
+def test_closing_the_stream_from_another_thread_ends_it_and_the_agents_thread(agent):
+    start_job(agent, "job-4", "echo hello; sleep 60")
+    time.sleep(0.5)  # the start's request thread has ended
+    before = agent_threads(agent)
+    stream = agent.driver.follow_logs(name="job-4")
+    assert next(stream) == b"hello\n"
+    assert agent_threads(agent) == before + 1  # the follow's thread
+    rest: list[bytes] = []
+    reader = threading.Thread(target=lambda: rest.extend(stream))
+    reader.start()
+
+    time.sleep(0.2)
+    stream.close()
+    reader.join(5)
+
+    assert not reader.is_alive()
+    assert rest == []
+    assert wait_until(lambda: agent_threads(agent) == before)
+    agent.driver.stop_workload(name="job-4", grace_seconds=1)
+
+
+def test_an_agent_stopping_ends_the_stream_after_the_workloads_end(agent):
+    start_job(agent, "job-5", "trap 'echo bye; exit 0' TERM; echo hello; sleep 60 & wait")
+    stream = agent.driver.follow_logs(name="job-5")
+    assert next(stream) == b"hello\n"
+
+    agent.stop()  # SIGTERM: it stops its workloads first
+
+    assert b"".join(stream) == b"bye\n"
+
+
+def test_a_stream_broken_by_a_killed_agent_is_a_driver_error(agent):
+    start_job(agent, "job-5", "echo hello; sleep 60")
+    stream = agent.driver.follow_logs(name="job-5")
+    assert next(stream) == b"hello\n"
+
+    agent.stop(signal.SIGKILL)
+
+    with pytest.raises(DriverError):
+        next(stream)
+
+
+def test_delete_logs_is_refused_while_running_and_removes_them_after(agent):
+    start_job(agent, "job-6", "echo kept; sleep 60")
+    log_file = agent.state_dir / "logs" / "job-6.log"
+    assert wait_until(log_file.exists)
+
+    with pytest.raises(DriverError) as refused:
+        agent.driver.delete_logs(name="job-6")
+    assert refused.value.permanent
+    assert log_file.exists()
+
+    agent.driver.stop_workload(name="job-6", grace_seconds=1)
+    agent.driver.delete_logs(name="job-6")
+
+    assert not log_file.exists()
+    assert list(agent.driver.follow_logs(name="job-6")) == []
+    agent.driver.delete_logs(name="job-6")  # missing = success
+
+
+def test_delete_logs_of_an_ended_workload_that_is_still_recorded(agent):
+    start_job(agent, "job-7", "echo done")
+    assert b"".join(agent.driver.follow_logs(name="job-7")) == b"done\n"
+    assert agent.driver.workload_status(name="job-7").phase == Phase.SUCCEEDED
+
+    agent.driver.delete_logs(name="job-7")
+
+    assert list(agent.driver.follow_logs(name="job-7", follow=False)) == []

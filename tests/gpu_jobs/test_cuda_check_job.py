@@ -1,0 +1,89 @@
+"""The manual's CUDA check as a GPU Run job, end to end (issue 6, "Done when").
+
+A user launches ``test.py`` (the manual's script, verbatim) as a GPU Run job
+on a 40G card with a torch image; the local backend runs it in the user's
+sandbox with torch 2.13.0 (CPU) from the job-payload venv; its output
+reaches a websocket client of ``ws/jobs/<id>/logs/``; the job ends
+succeeded and is billed to its exit. No GPU here: the script reports that
+CUDA is unavailable and trains on the CPU, as it does on such a machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from billing.models import LedgerEntry
+from gpu_jobs import services
+from gpu_jobs.choices import JobState
+from gpu_jobs.metering import owed
+from tests.cluster.conftest import REPO, start_agent  # noqa: F401
+from tests.gpu_jobs.test_logs import collect, cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
+
+
+@pytest.fixture
+def torch_agent(start_agent, monkeypatch):  # noqa: F811 - the imported fixture
+    venv = settings.PAYLOAD_VENV
+    if not (venv / "bin" / "python").exists():
+        message = f"no job-payload venv at {venv}: run `make payload-venv`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    agent = start_agent(ALADDIN_PAYLOAD_VENV=str(venv), ALADDIN_LOCAL_IMAGE_MAP="")
+    if not agent.health["sandbox"]:
+        pytest.skip(f"cannot sandbox here: {agent.health['sandbox_reason']}")
+    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
+    return agent
+
+
+def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket(
+    torch_agent, client, user, cards, subscribe
+):
+    from workshops import catalog
+
+    catalog.load()
+    subscribe(user, "basic", timezone.now())
+    # given: the script in the user's storage, as the IDE uploads it
+    torch_agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
+    target = torch_agent.volumes_dir / str(user.pk) / "test.py"
+    shutil.copy(CUDA_CHECK, target)
+    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+
+    # when: GPU Run on a 40G card with a torch image
+    job = services.job_create(
+        user=user, kind="run", entry="test.py", image="torch:2.6.0-cu124", gpu_type=cards["40g"]
+    )
+
+    # then: its output reaches a websocket client, to the end
+    frames, code = collect([cookie(client, user)], job.pk, timeout=120)
+    assert code == 1000 and frames[-1]["type"] == "end"
+    text = "".join(f["data"] for f in frames if f["type"] == "log")
+    for line in (
+        "======= CUDA 测试 =======",
+        "PyTorch CUDA 可用: ❌否",
+        "⚠️ GPU 不可用，跳过测试",
+        "使用设备: CPU",
+        "Epoch 5, Loss:",
+        "总训练时间:",
+    ):
+        assert line in text, text
+
+    # and: the job ends succeeded, billed exactly from allocation to exit
+    services.jobs_reconcile()
+    job.refresh_from_db()
+    assert (job.state, job.exit_code) == (JobState.SUCCEEDED, 0), job.reason
+    assert job.metering_closed and len(job.gpu_devices) == 1
+    charged = -sum(
+        LedgerEntry.objects.filter(idempotency_key__startswith=f"gpu:job-{job.pk}:").values_list(
+            "delta_micro", flat=True
+        )
+    )
+    assert charged == job.charged_micro == owed(job, job.ended_at)
