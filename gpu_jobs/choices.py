@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class JobKind(models.TextChoices):
@@ -12,7 +13,8 @@ class JobKind(models.TextChoices):
 
 
 class JobState(models.TextChoices):
-    QUEUED = "queued", _("Queued")
+    # A context of its own: billing's "Queued" (a period not yet in effect) reads differently.
+    QUEUED = "queued", pgettext_lazy("job state", "Queued")
     STARTING = "starting", _("Starting")
     RUNNING = "running", _("Running")
     SUCCEEDED = "succeeded", _("Succeeded")

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import re
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -45,133 +43,32 @@ from billing import services as billing_services
 from storage import selectors as storage_selectors
 from storage import services as storage_services
 from workshops import quota
-from workshops.models import Image
 from workshops.services import platform_env
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration
+from .validation import (
+    DEFAULT_IMAGE,
+    JobError,
+    clean_args,
+    clean_entry,
+    clean_env,
+    clean_image,
+    clean_path,
+    clean_ports,
+)
 
 log = logging.getLogger(__name__)
 
 WORKLOAD_KIND = "job"
 # Kinds that run now; GPU Debug and Run Task come with their own issues.
 SUPPORTED_KINDS = (JobKind.RUN, JobKind.SHELL)
-DEFAULT_IMAGE = "python:3.11"
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_ARGS = 256
-MAX_ENV = 200
-MAX_PORTS = 8
 # A starting job whose workload has not appeared after this long gets its
 # start task dispatched again by the reconciler (the task is idempotent).
 START_REDISPATCH_AFTER = timedelta(seconds=30)
 # Driver errors that mean "wait for a free card": the job stays starting.
 NO_CAPACITY_MARK = "no free"
-
-
-class JobError(ValidationError):
-    """A user action that is not allowed now; the message is for the user."""
-
-
-# --- validation ------------------------------------------------------------------
-
-
-def _clean_path(value: str, *, field: str, must_be_under_root: bool) -> str:
-    value = (value or "").strip()
-    if "\x00" in value or "\n" in value:
-        raise JobError({field: _("This path contains characters that are not allowed.")})
-    if not value:
-        return value
-    if not value.startswith("/"):
-        value = posixpath.join("/root", value)
-    value = posixpath.normpath(value)
-    if must_be_under_root and not (value == "/root" or value.startswith("/root/")):
-        raise JobError(
-            {field: _("Must be under /root (your storage), got %(path)s.") % {"path": value}}
-        )
-    return value
-
-
-def _clean_env(env: dict | None) -> dict[str, str]:
-    env = env or {}
-    if not isinstance(env, dict):
-        raise JobError({"env": _("ENV must be NAME=value pairs.")})
-    if len(env) > MAX_ENV:
-        raise JobError({"env": _("At most %(n)s ENV variables.") % {"n": MAX_ENV}})
-    clean = {}
-    for key, value in env.items():
-        key = str(key)
-        if not ENV_KEY_RE.match(key):
-            raise JobError(
-                {
-                    "env": _(
-                        "%(key)s is not a valid variable name: use letters, digits and _, "
-                        "not starting with a digit."
-                    )
-                    % {"key": key}
-                }
-            )
-        clean[key] = "" if value is None else str(value)
-    return clean
-
-
-def _clean_args(args) -> list[str]:
-    if args is None:
-        return []
-    if isinstance(args, str):
-        raise JobError({"args": _("Args must be a list of strings.")})
-    args = [str(a) for a in args]
-    if len(args) > MAX_ARGS:
-        raise JobError({"args": _("At most %(n)s arguments.") % {"n": MAX_ARGS}})
-    if any("\x00" in a for a in args):
-        raise JobError({"args": _("Arguments may not contain NUL characters.")})
-    return args
-
-
-def _clean_ports(ports) -> list[int]:
-    ports = list(ports or [])
-    if len(ports) > MAX_PORTS:
-        raise JobError({"ports": _("At most %(n)s external ports.") % {"n": MAX_PORTS}})
-    clean = []
-    for port in ports:
-        try:
-            number = int(port)
-        except (TypeError, ValueError):
-            raise JobError(
-                {"ports": _("%(port)s is not a port number.") % {"port": port}}
-            ) from None
-        if not 1024 <= number <= 65535:
-            raise JobError(
-                {"ports": _("Ports must be between 1024 and 65535, got %(port)s.") % {"port": port}}
-            )
-        if number not in clean:
-            clean.append(number)
-    return clean
-
-
-def _clean_image(image: str) -> str:
-    image = (image or "").strip() or DEFAULT_IMAGE
-    name, _sep, tag = image.partition(":")
-    if not Image.objects.filter(name=name, tag=tag, is_active=True).exists():
-        raise JobError({"image": _("%(image)s is not in the image catalog.") % {"image": image}})
-    return image
-
-
-def _clean_entry(kind: str, entry: str, python_module: bool) -> str:
-    entry = (entry or "").strip()
-    if not entry:
-        raise JobError({"entry": _("Say what to run: a Python file, a shell script or a module.")})
-    if len(entry) > 1024 or "\x00" in entry or "\n" in entry:
-        raise JobError({"entry": _("This entry is not a valid file or module name.")})
-    if python_module:
-        if kind != JobKind.RUN:
-            raise JobError({"python_module": _("Only GPU Run runs a Python module (-m).")})
-        if not re.match(r"^[A-Za-z_][\w.]*$", entry):
-            raise JobError(
-                {"entry": _("%(entry)s is not a Python module name.") % {"entry": entry}}
-            )
-        return entry
-    return _clean_path(entry, field="entry", must_be_under_root=True)
 
 
 # --- user actions ------------------------------------------------------------------
@@ -229,20 +126,20 @@ def job_create(
     job = Job(
         user=user,
         kind=kind,
-        entry=_clean_entry(kind, entry, python_module),
+        entry=clean_entry(kind, entry, python_module),
         python_module=bool(python_module),
-        args=_clean_args(args),
-        workdir=_clean_path(workdir, field="workdir", must_be_under_root=True),
-        image=_clean_image(image),
-        interpreter=_clean_path(interpreter, field="interpreter", must_be_under_root=True),
+        args=clean_args(args),
+        workdir=clean_path(workdir, field="workdir", must_be_under_root=True),
+        image=clean_image(image),
+        interpreter=clean_path(interpreter, field="interpreter", must_be_under_root=True),
         gpu_type=gpu_type,
         cards_per_worker=int(cards_per_worker),
         workers=int(workers),
-        ports=_clean_ports(ports),
+        ports=clean_ports(ports),
         idempotency_key=idempotency_key,
         state=JobState.STARTING,
     )
-    job.set_env(_clean_env(env))
+    job.set_env(clean_env(env))
     admission.admit(
         user=user,
         gpu_type=gpu_type,
@@ -374,17 +271,17 @@ def configuration_save(
         raise JobError({"kind": _("Unknown job kind %(kind)s.") % {"kind": kind}})
     config.name = name[:100]
     config.kind = kind
-    config.entry = _clean_entry(kind, entry, python_module) if entry else ""
+    config.entry = clean_entry(kind, entry, python_module) if entry else ""
     config.python_module = bool(python_module)
-    config.args = _clean_args(args)
-    config.workdir = _clean_path(workdir, field="workdir", must_be_under_root=True)
-    config.image = _clean_image(image) if image else ""
-    config.interpreter = _clean_path(interpreter, field="interpreter", must_be_under_root=True)
+    config.args = clean_args(args)
+    config.workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
+    config.image = clean_image(image) if image else ""
+    config.interpreter = clean_path(interpreter, field="interpreter", must_be_under_root=True)
     config.gpu_type = gpu_type
     config.cards_per_worker = max(1, int(cards_per_worker))
     config.workers = max(1, int(workers))
-    config.ports = _clean_ports(ports)
-    config.set_env(_clean_env(env))
+    config.ports = clean_ports(ports)
+    config.set_env(clean_env(env))
     config.save()
     return config
 
@@ -647,6 +544,7 @@ def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
         j.workload_name: j
         for j in Job.objects.filter(state__in=ACTIVE_STATES).select_related("gpu_type")
     }
+    seen_running: list[int] = []
     for name, job in active.items():
         status = statuses.get(name)
         phase = status.phase if status else Phase.MISSING
@@ -654,7 +552,11 @@ def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
             if _quietly(job_stop_apply, job_id=job.pk):
                 counts["ended"] += 1
             continue
-        if phase in (Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED):
+        if phase == Phase.RUNNING and job.state == JobState.RUNNING:
+            # The common case, batched: one UPDATE for every job still running.
+            seen_running.append(job.pk)
+            counts["running"] += 1
+        elif phase in (Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED):
             state = _apply_status(job.pk, status, driver=driver)
             counts["running" if state == JobState.RUNNING else "ended"] += 1
         elif phase == Phase.PENDING:
@@ -677,6 +579,8 @@ def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
             )
             _apply_status(job.pk, lost)
             counts["lost"] += 1
+    if seen_running:
+        Job.objects.filter(pk__in=seen_running, state=JobState.RUNNING).update(last_seen_at=now)
     for name, status in statuses.items():
         if name in active:
             continue

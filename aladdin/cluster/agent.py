@@ -79,6 +79,7 @@ log = logging.getLogger("aladdin.cluster.agent")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HEARTBEAT_SECONDS = 5
+TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTERM
 SHUTDOWN_GRACE_SECONDS = 3  # honcho kills what is still running 5 s after Ctrl-C
 ENDED = {"succeeded", "failed"}
 # `follow`: how often a quiet log file is looked at again, and the most one
@@ -530,16 +531,39 @@ class Agent:
         if proc is None or rec is None:
             return
         # The sandbox's init (bwrap, pid 1 inside) ignores SIGTERM from
-        # outside, so the processes it runs get it directly.
+        # outside, so the processes it runs get it directly. A workload
+        # stopped in its first milliseconds may have only the guard (which
+        # ignores TERM) so far: processes that appear during the grace get
+        # the signal too, or the stop would wait out the whole grace.
+        deadline = time.monotonic() + grace
+        ended = False
         if rec.get("sandbox_pid"):
-            targets = self._sandbox_members(rec["sandbox_pid"])
-            for pid in targets:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGTERM)
+            # pid → its executable when signalled: a process caught between
+            # fork and exec still has the guard's trap and shrugs TERM off,
+            # so it gets TERM again once it is the command.
+            signalled: dict[int, str] = {}
+            while True:
+                for pid in self._sandbox_members(rec["sandbox_pid"]):
+                    try:
+                        exe = os.readlink(f"/proc/{pid}/exe")
+                    except OSError:
+                        exe = ""
+                    if signalled.get(pid) == exe:
+                        continue
+                    signalled[pid] = exe
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+                remaining = deadline - time.monotonic()
+                if event is None or remaining <= 0:
+                    break
+                if event.wait(min(TERM_RESCAN_SECONDS, remaining)):
+                    ended = True
+                    break
         else:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        if event and not event.wait(grace):
+            ended = bool(event and event.wait(grace))
+        if event and not ended and not event.is_set():
             with contextlib.suppress(OSError):
                 if rec.get("sandbox_pid"):
                     proc.kill()  # --die-with-parent takes the whole sandbox down

@@ -253,3 +253,15 @@ def test_storage_usage_counts_what_a_workload_wrote_to_root(agent):
 
     grown = agent.driver.storage_usage_bytes(user_id=1) - before
     assert 3_000_000 <= grown < 3_200_000  # allocated blocks, like du
+
+
+def test_a_workload_stopped_right_after_it_started_ends_gracefully_at_once(agent):
+    # The stop arrives while the sandbox may hold only its guard: the command
+    # that starts a moment later must get SIGTERM too, not wait out the grace.
+    for i in range(3):
+        name = f"job-early-{i}"
+        agent.driver.start_workload(spec(name, kind="job", command=["sleep", "600"]))
+        started = time.monotonic()
+        status = agent.driver.stop_workload(name=name, grace_seconds=8)
+        assert time.monotonic() - started < 4, status
+        assert status.exit_code != -9, status
