@@ -40,10 +40,7 @@ from aladdin.cluster.base import (
     WorkloadStatus,
 )
 from billing import services as billing_services
-from storage import selectors as storage_selectors
-from storage import services as storage_services
-from workshops import quota
-from workshops.services import platform_env
+from workshops.services import platform_env, user_space_prepare
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, JobKind, JobState
@@ -430,12 +427,7 @@ def job_start_apply(*, job_id: int) -> None:
         return  # stopped, deleted or already handled
     driver = cluster.get_driver()
     try:
-        driver.ensure_user_space(
-            user_id=job.user_id,
-            storage_gib=storage_selectors.allowance_gib(job.user),
-            quota=quota.limit_for(job.user),
-        )
-        storage_services.volume_register(user_id=job.user_id)
+        user_space_prepare(user=job.user, driver=driver)
         status = driver.start_workload(workload_spec(job))
     except QuotaExceeded as exc:
         _fail_unstarted(job_id, str(exc))

@@ -210,6 +210,20 @@ def workload_env(workshop: Workshop) -> dict[str, str]:
     return env
 
 
+def user_space_prepare(*, user, driver) -> None:
+    """The user's volume (sized to the allowance) and quota on the cluster, before a workload.
+
+    Shared by every workload app (workshops, GPU jobs). Raises DriverError.
+    """
+    driver.ensure_user_space(
+        user_id=user.pk,
+        storage_gib=storage_selectors.allowance_gib(user),
+        quota=quota.limit_for(user),
+    )
+    # From now on the volume is sampled, charged and subject to retention.
+    storage_services.volume_register(user_id=user.pk)
+
+
 def workload_spec(workshop: Workshop) -> WorkloadSpec:
     return WorkloadSpec(
         name=workshop.workload_name,
@@ -251,13 +265,7 @@ def workshop_start_apply(*, workshop_id: int) -> None:
         return  # stopped, deleted or already handled
     driver = cluster.get_driver()
     try:
-        driver.ensure_user_space(
-            user_id=workshop.user_id,
-            storage_gib=storage_selectors.allowance_gib(workshop.user),
-            quota=quota.limit_for(workshop.user),
-        )
-        # From now on the volume is sampled, charged and subject to retention.
-        storage_services.volume_register(user_id=workshop.user_id)
+        user_space_prepare(user=workshop.user, driver=driver)
         status = driver.start_workload(workload_spec(workshop))
     except QuotaExceeded as exc:
         _transition(workshop_id, from_states=[WorkshopState.CREATING], to="failed", reason=str(exc))
