@@ -13,7 +13,7 @@ from billing.units import format_micro
 
 from . import services
 from .choices import ACTIVE_STATES
-from .models import GpuType, Job, JobConfiguration
+from .models import GpuType, Job, JobConfiguration, JobWorker
 
 
 @admin.register(GpuType)
@@ -81,6 +81,24 @@ _JOB_FIELDS = [
 ]
 
 
+class JobWorkerInline(admin.TabularInline):
+    """Each worker's allocation window and what it was charged (the metering's rows)."""
+
+    model = JobWorker
+    fields = readonly_fields = [
+        "index",
+        "started_at",
+        "ended_at",
+        "charged_micro",
+        "metering_closed",
+    ]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
@@ -104,6 +122,7 @@ class JobAdmin(admin.ModelAdmin):
     fields = _JOB_FIELDS
     readonly_fields = _JOB_FIELDS
     actions = ["stop_jobs"]
+    inlines = [JobWorkerInline]
 
     @admin.display(description=_("charged (DCU)"), ordering="charged_micro")
     def charged(self, obj: Job) -> str:
@@ -116,7 +135,13 @@ class JobAdmin(admin.ModelAdmin):
         # The ledger names jobs: rows stay.
         return False
 
-    @admin.action(description=_("Stop selected jobs"))
+    def has_change_permission(self, request, obj=None):
+        # View only: a save of the whole row could write back a charged_micro
+        # that the meter has moved on since the page was read. Staff act on
+        # jobs through the stop action (a service).
+        return False
+
+    @admin.action(description=_("Stop selected jobs"), permissions=["view"])
     def stop_jobs(self, request, queryset):
         stopped = 0
         for job in queryset.filter(state__in=ACTIVE_STATES, deleted_at__isnull=True):

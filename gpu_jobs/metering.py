@@ -1,13 +1,14 @@
 """Per-second metering of GPU jobs (SPEC §4.1, DESIGN rules 4–6).
 
-A job is billed from ``started_at`` (allocation) to ``ended_at`` (release).
-The ledger gets one charge per started minute while it runs and a final one
-at the end. Each charge is the total owed so far minus what was already
-charged, so rounding never accumulates and a meter that was down for a while
-catches up exactly. Keys are deterministic — ``job-<id>:<minute>`` for the
-minute being closed, ``job-<id>:end`` for the last charge — and the job's
-``charged_micro`` moves in the same transaction as the ledger entry, so
-running a meter twice charges nothing the second time.
+Each worker of a job (:class:`JobWorker`) is billed from its ``started_at``
+(allocation) to its ``ended_at`` (release). The ledger gets one charge per
+started minute while it runs and a final one at the end. Each charge is the
+total owed so far minus what was already charged, so rounding never
+accumulates and a meter that was down for a while catches up exactly. Keys
+are deterministic, ``(job, worker, interval)``: ``job-<id>:w<index>:<minute>``
+for the minute being closed, ``job-<id>:w<index>:end`` for the last charge.
+The worker's and the job's ``charged_micro`` move in the same transaction
+as the ledger entry, so running a meter twice charges nothing the second time.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import services as billing_services
 
-from .models import Job
+from .models import Job, JobWorker
 
 KIND = "gpu"
 
@@ -31,20 +33,33 @@ def price_micro_per_hour(job: Job) -> int:
     return job.gpu_type.price_micro_per_hour * job.cards_per_worker * job.workers
 
 
-def billed_seconds(job: Job, until: datetime) -> int:
-    """Whole seconds from allocation to ``until`` (capped at the release), never negative."""
-    if job.started_at is None:
+def worker_price_micro_per_hour(job: Job) -> int:
+    """One worker's price in µDCU per hour: card price × cards per worker."""
+    return job.gpu_type.price_micro_per_hour * job.cards_per_worker
+
+
+def billed_seconds(window, until: datetime) -> int:
+    """Whole seconds from ``window.started_at`` to ``until`` (capped at ``window.ended_at``).
+
+    ``window`` is a worker (or anything with those two attributes); never negative.
+    """
+    if window.started_at is None:
         return 0
-    end = until if job.ended_at is None else min(until, job.ended_at)
-    delta = end - job.started_at
+    end = until if window.ended_at is None else min(until, window.ended_at)
+    delta = end - window.started_at
     # Integer arithmetic on timedelta parts: no float anywhere.
     seconds = delta.days * 86_400 + delta.seconds
     return max(seconds, 0)
 
 
+def worker_owed(worker: JobWorker, job: Job, until: datetime) -> int:
+    """What one worker owes from its allocation to ``until``, in µDCU, floored."""
+    return worker_price_micro_per_hour(job) * billed_seconds(worker, until) // 3600
+
+
 def owed(job: Job, until: datetime) -> int:
-    """Total owed from allocation to ``until``, in µDCU, floored (exact integers)."""
-    return price_micro_per_hour(job) * billed_seconds(job, until) // 3600
+    """Total the job owes (all its workers) up to ``until``, in µDCU."""
+    return sum(worker_owed(w, job, until) for w in job.worker_rows.all())
 
 
 @dataclass(frozen=True)
@@ -57,27 +72,28 @@ class _Due:
     final: bool
 
 
-def _due(job: Job, at: datetime) -> _Due | None:
-    """The next charge for ``job`` at ``at``, or None when nothing is due yet.
+def _due(worker: JobWorker, job: Job, at: datetime) -> _Due | None:
+    """The next charge for ``worker`` at ``at``, or None when nothing is due yet.
 
-    While the job runs only whole minutes are charged (the key and its
-    amount are then a function of the minute, so a retry within the same
-    minute replays the same key with the same amount); once it has ended
-    (``ended_at <= at``) the rest is charged under the ``end`` key.
+    While it runs only whole minutes are charged (the key and its amount are
+    then a function of the minute, so a retry within the same minute replays
+    the same key with the same amount); once it has ended (``ended_at <=
+    at``) the rest is charged under the ``end`` key.
     """
-    if job.started_at is None or job.metering_closed:
+    if worker.started_at is None or worker.metering_closed:
         return None
-    if job.ended_at is not None and job.ended_at <= at:
-        target = owed(job, job.ended_at)
-        return _Due(f"job-{job.pk}:end", target, target - job.charged_micro, final=True)
-    minutes = billed_seconds(job, at) // 60
+    prefix = f"job-{job.pk}:w{worker.index}"
+    if worker.ended_at is not None and worker.ended_at <= at:
+        target = worker_owed(worker, job, worker.ended_at)
+        return _Due(f"{prefix}:end", target, target - worker.charged_micro, final=True)
+    minutes = billed_seconds(worker, at) // 60
     if minutes == 0:
         return None
-    target = owed(job, job.started_at + timedelta(minutes=minutes))
-    if target <= job.charged_micro:
+    target = worker_owed(worker, job, worker.started_at + timedelta(minutes=minutes))
+    if target <= worker.charged_micro:
         return None
     # ``minutes - 1`` is the index of the started minute being closed.
-    return _Due(f"job-{job.pk}:{minutes - 1}", target, target - job.charged_micro, final=False)
+    return _Due(f"{prefix}:{minutes - 1}", target, target - worker.charged_micro, final=False)
 
 
 def _reason(job: Job) -> str:
@@ -88,96 +104,113 @@ def _reason(job: Job) -> str:
     }
 
 
-def _apply(job: Job, due: _Due, result: billing_services.ChargeResult) -> None:
+def _close(worker: JobWorker) -> None:
+    """Mark the worker's metering closed, and the job's once no worker is open."""
+    JobWorker.objects.filter(pk=worker.pk).update(metering_closed=True)
+    worker.metering_closed = True
+    if not JobWorker.objects.filter(job_id=worker.job_id, metering_closed=False).exists():
+        Job.objects.filter(pk=worker.job_id).update(metering_closed=True)
+
+
+def _apply(worker: JobWorker, due: _Due, result: billing_services.ChargeResult) -> None:
     if result.replayed:
-        # The ledger already has this key (its effect committed with the job
-        # row before): nothing changes.
+        # The ledger already has this key (its effect committed with the
+        # rows before): nothing changes.
         return
-    fields = {"charged_micro": due.target_micro}
+    delta = due.target_micro - worker.charged_micro
+    JobWorker.objects.filter(pk=worker.pk).update(charged_micro=due.target_micro)
+    Job.objects.filter(pk=worker.job_id).update(charged_micro=F("charged_micro") + delta)
+    worker.charged_micro = due.target_micro
     if due.final:
-        fields["metering_closed"] = True
-    Job.objects.filter(pk=job.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(job, name, value)
+        _close(worker)
+
+
+def _plan(workers: list[JobWorker], at: datetime):
+    """The charges due now, and the workers to close without a charge."""
+    plan: list[tuple[JobWorker, _Due]] = []
+    for worker in workers:
+        due = _due(worker, worker.job, at)
+        if due is None:
+            continue
+        if due.amount_micro <= 0:
+            # Nothing left to charge (the end fell inside an already charged
+            # second): still close the metering.
+            if due.final:
+                _close(worker)
+            continue
+        plan.append((worker, due))
+    return plan
+
+
+def _locked_workers(**filters) -> list[JobWorker]:
+    return list(
+        JobWorker.objects.select_for_update()
+        .select_related("job__gpu_type", "job__user")
+        .filter(**filters)
+        .order_by("job_id", "index")
+    )
+
+
+def _refresh(job: Job) -> None:
+    fresh = Job.objects.filter(pk=job.pk).values("charged_micro", "metering_closed").get()
+    job.charged_micro, job.metering_closed = fresh["charged_micro"], fresh["metering_closed"]
 
 
 @transaction.atomic
 def meter_job(*, job: Job, at: datetime | None = None) -> bool:
-    """Charge what ``job`` owes up to ``at``; return whether the balance ran out.
+    """Charge what ``job``'s workers owe up to ``at``; return whether the balance ran out.
 
     The caller stops the user's jobs (and tells the user) when it returns True.
     ``job`` is refreshed in place with the new ``charged_micro``.
     """
     at = at or timezone.now()
-    locked = Job.objects.select_for_update().select_related("gpu_type").get(pk=job.pk)
-    due = _due(locked, at)
-    if due is None:
-        job.charged_micro, job.metering_closed = locked.charged_micro, locked.metering_closed
-        return False
-    if due.amount_micro <= 0:
-        # Nothing left to charge (the end fell inside an already charged
-        # second); still close the metering.
-        if due.final:
-            Job.objects.filter(pk=locked.pk).update(metering_closed=True)
-            job.metering_closed = True
-        job.charged_micro = locked.charged_micro
-        return False
-    result = billing_services.charge(
-        user=locked.user,
-        kind=KIND,
-        key=due.key,
-        amount_micro=due.amount_micro,
-        reason=_reason(locked),
-        at=at,
-    )
-    _apply(locked, due, result)
-    job.charged_micro, job.metering_closed = locked.charged_micro, locked.metering_closed
-    return result.exhausted
+    Job.objects.select_for_update().filter(pk=job.pk).first()
+    exhausted = False
+    for worker, due in _plan(_locked_workers(job_id=job.pk), at):
+        result = billing_services.charge(
+            user=worker.job.user,
+            kind=KIND,
+            key=due.key,
+            amount_micro=due.amount_micro,
+            reason=_reason(worker.job),
+            at=at,
+        )
+        _apply(worker, due, result)
+        exhausted = exhausted or result.exhausted
+    _refresh(job)
+    return exhausted
 
 
 @transaction.atomic
 def meter_due(*, at: datetime | None = None) -> set[int]:
-    """Meter every job that holds, or held and was not fully charged for, its cards.
+    """Meter every worker that holds, or held and was not fully charged for, its cards.
 
-    One charge_batch for the whole tick. Catches up jobs that ended while
+    One charge_batch for the whole tick. Catches up workers that ended while
     the meter was down (their ``end`` charge). Returns the ids of users
     whose balance ran out, so the caller stops their jobs and tells them.
     """
     at = at or timezone.now()
-    jobs = list(
-        Job.objects.select_for_update()
-        .select_related("gpu_type")
-        .filter(started_at__isnull=False, started_at__lte=at, metering_closed=False)
-        .order_by("pk")
+    plan = _plan(
+        _locked_workers(started_at__isnull=False, started_at__lte=at, metering_closed=False), at
     )
-    plan: list[tuple[Job, _Due]] = []
-    requests: list[billing_services.ChargeRequest] = []
-    for job in jobs:
-        due = _due(job, at)
-        if due is None:
-            continue
-        if due.amount_micro <= 0:
-            if due.final:
-                Job.objects.filter(pk=job.pk).update(metering_closed=True)
-            continue
-        plan.append((job, due))
-        requests.append(
-            billing_services.ChargeRequest(
-                user_id=job.user_id,
-                kind=KIND,
-                key=due.key,
-                amount_micro=due.amount_micro,
-                reason=_reason(job),
-            )
-        )
-    if not requests:
+    if not plan:
         return set()
+    requests = [
+        billing_services.ChargeRequest(
+            user_id=worker.job.user_id,
+            kind=KIND,
+            key=due.key,
+            amount_micro=due.amount_micro,
+            reason=_reason(worker.job),
+        )
+        for worker, due in plan
+    ]
     results = billing_services.charge_batch(requests=requests, at=at)
     exhausted: set[int] = set()
-    for job, due in plan:
+    for worker, due in plan:
         # charge_batch answers by full key, "<kind>:<key>".
         result = results[f"{KIND}:{due.key}"]
-        _apply(job, due, result)
+        _apply(worker, due, result)
         if result.exhausted:
-            exhausted.add(job.user_id)
+            exhausted.add(worker.job.user_id)
     return exhausted

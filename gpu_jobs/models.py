@@ -91,10 +91,10 @@ class Job(EncryptedEnvMixin):
     started_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources allocated."))
     ended_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources released."))
     charged_micro = models.BigIntegerField(
-        default=0, help_text=_("Total charged to the ledger so far, in µDCU.")
+        default=0, help_text=_("Total charged to the ledger so far (all workers), in µDCU.")
     )
     metering_closed = models.BooleanField(
-        default=False, help_text=_("The final charge (to ended_at) is in the ledger.")
+        default=False, help_text=_("Every worker's final charge is in the ledger.")
     )
     gpu_devices = models.JSONField(
         default=list, blank=True, help_text=_("Cards the cluster assigned (CUDA_VISIBLE_DEVICES).")
@@ -146,6 +146,39 @@ class Job(EncryptedEnvMixin):
     @property
     def parallelism(self) -> int:
         return self.cards * self.gpu_type.parallelism_weight
+
+
+class JobWorker(models.Model):
+    """One worker of a job: its own allocation window, metered on its own (SPEC §4.1).
+
+    A Run Task's workers (``job-<id>-<index>``, pods of an indexed Job on
+    Kubernetes) may get and release their cards at different times; each is
+    billed from its allocation to its release, with ledger keys
+    ``job-<id>:w<index>:<minute>`` and ``job-<id>:w<index>:end``. GPU Run and
+    Run Shell have one worker, whose window is the job's. ``Job.charged_micro``
+    is the sum of its workers' and moves in the same transaction.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="worker_rows")
+    index = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True, help_text=_("Cards allocated."))
+    ended_at = models.DateTimeField(null=True, blank=True, help_text=_("Cards released."))
+    charged_micro = models.BigIntegerField(
+        default=0, help_text=_("Charged to the ledger for this worker, in µDCU.")
+    )
+    metering_closed = models.BooleanField(
+        default=False, help_text=_("The final charge (to ended_at) is in the ledger.")
+    )
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="gpu_jobs_worker_unique_index")
+        ]
+        indexes = [models.Index(fields=["metering_closed", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"job-{self.job_id}:w{self.index}"
 
 
 class JobConfiguration(EncryptedEnvMixin):

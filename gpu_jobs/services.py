@@ -44,7 +44,7 @@ from workshops.services import platform_env, user_space_prepare
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, JobKind, JobState
-from .models import GpuType, Job, JobConfiguration
+from .models import GpuType, Job, JobConfiguration, JobWorker
 from .validation import (
     DEFAULT_IMAGE,
     JobError,
@@ -147,6 +147,7 @@ def job_create(
     try:
         with transaction.atomic():
             job.save()
+            JobWorker.objects.bulk_create([JobWorker(job=job, index=i) for i in range(job.workers)])
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -350,9 +351,14 @@ def _notify_end(job: Job) -> None:
 def _fail_unstarted(job_id: int, reason: str) -> None:
     """A job that never got its resources: it ends failed and is never billed."""
     now = timezone.now()
-    changed = Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
-        state=JobState.FAILED, reason=reason, ended_at=now, metering_closed=True, updated_at=now
-    )
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
+            state=JobState.FAILED, reason=reason, ended_at=now, metering_closed=True, updated_at=now
+        )
+        if changed:
+            JobWorker.objects.filter(job_id=job_id, started_at__isnull=True).update(
+                metering_closed=True
+            )
     if changed:
         _notify_end(Job.objects.select_related("user").get(pk=job_id))
 
@@ -365,6 +371,20 @@ def _end_state(job: Job, status: WorkloadStatus) -> tuple[str, str]:
     return JobState.FAILED, status.reason or _("The job's process failed.")
 
 
+def _set_window(job_id: int, *, started_at: datetime | None, ended_at: datetime | None) -> None:
+    """The workers' allocation window. GPU Run and Run Shell are one workload, so
+    their (single) worker's window is the job's; Run Task will set each worker's
+    from its own workload."""
+    workers = JobWorker.objects.filter(job_id=job_id)
+    if started_at is not None:
+        workers.filter(started_at__isnull=True).update(started_at=started_at)
+    if ended_at is not None:
+        workers.filter(ended_at__isnull=True).update(ended_at=ended_at)
+    if started_at is None and ended_at is not None:
+        # Never allocated: nothing to bill.
+        workers.filter(started_at__isnull=True).update(metering_closed=True)
+
+
 def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
     """Bring the row up to what the driver says; returns the job's state afterwards."""
     now = timezone.now()
@@ -373,14 +393,17 @@ def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
         return job.state
     started_at = job.started_at or status.started_at
     if status.phase == Phase.RUNNING:
-        Job.objects.filter(pk=job_id, state__in=ACTIVE_STATES).update(
-            state=JobState.RUNNING,
-            started_at=started_at or now,
-            last_seen_at=now,
-            gpu_devices=list(status.gpu_devices) or job.gpu_devices,
-            reason="" if job.stop_requested_at is None else job.reason,
-            updated_at=now,
-        )
+        with transaction.atomic():
+            changed = Job.objects.filter(pk=job_id, state__in=ACTIVE_STATES).update(
+                state=JobState.RUNNING,
+                started_at=started_at or now,
+                last_seen_at=now,
+                gpu_devices=list(status.gpu_devices) or job.gpu_devices,
+                reason="" if job.stop_requested_at is None else job.reason,
+                updated_at=now,
+            )
+            if changed:
+                _set_window(job_id, started_at=started_at or now, ended_at=None)
         return JobState.RUNNING
     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
         state, reason = _end_state(job, status)
@@ -398,6 +421,7 @@ def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
                 updated_at=now,
             )
             if changed:
+                _set_window(job_id, started_at=started_at, ended_at=ended_at)
                 job.refresh_from_db()
                 if started_at is not None:
                     # The final charge: exactly to the release time.

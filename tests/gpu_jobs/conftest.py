@@ -54,11 +54,11 @@ def subscribe(plans):
 @pytest.fixture
 def make_job(cards):
     from gpu_jobs.choices import JobState
-    from gpu_jobs.models import Job
+    from gpu_jobs.models import Job, JobWorker
 
     def _make(user, card="80g", cards_per_worker=1, workers=1, **extra):
         extra.setdefault("state", JobState.RUNNING)
-        return Job.objects.create(
+        job = Job.objects.create(
             user=user,
             entry="train.py",
             gpu_type=cards[card],
@@ -66,5 +66,11 @@ def make_job(cards):
             workers=workers,
             **extra,
         )
+        # Every worker shares the job's window, as a GPU Run's single worker does.
+        JobWorker.objects.bulk_create(
+            JobWorker(job=job, index=i, started_at=job.started_at, ended_at=job.ended_at)
+            for i in range(workers)
+        )
+        return job
 
     return _make

@@ -42,9 +42,11 @@ def ledger_total(job) -> int:
 
 
 def end(job, at, state=JobState.SUCCEEDED):
+    """The job's (single) worker released its cards at ``at``, as the reconciler records it."""
     job.ended_at = at
     job.state = state
     job.save(update_fields=["ended_at", "state"])
+    job.worker_rows.update(ended_at=at)
 
 
 def test_owed_is_floored_from_whole_seconds_with_integers(user, make_job):
@@ -76,7 +78,7 @@ def test_a_2x80g_job_of_90_seconds_costs_exactly_its_price_with_one_entry_per_mi
     job.refresh_from_db()
     assert job.charged_micro == 128_000 and job.metering_closed
     assert ledger_total(job) == 128_000
-    assert charge_keys(job) == [f"gpu:job-{job.pk}:0", f"gpu:job-{job.pk}:end"]
+    assert charge_keys(job) == [f"gpu:job-{job.pk}:w0:0", f"gpu:job-{job.pk}:w0:end"]
     assert billing_selectors.active_balance_micro(user, T0) == balance - 128_000
 
 
@@ -100,7 +102,7 @@ def test_a_replayed_key_changes_nothing(user, subscribe, make_job):
     # The key is already in the ledger (e.g. charged by a run whose job-row
     # update was lost): the meter leaves charged_micro as it is.
     billing_services.charge(
-        user=user, kind="gpu", key=f"job-{job.pk}:0", amount_micro=42_666, reason="r", at=T0
+        user=user, kind="gpu", key=f"job-{job.pk}:w0:0", amount_micro=42_666, reason="r", at=T0
     )
     meter_job(job=job, at=START + timedelta(seconds=60))
     job.refresh_from_db()
@@ -121,9 +123,9 @@ def test_after_a_worker_is_killed_mid_run_the_total_is_still_exact(user, subscri
     job.refresh_from_db()
     assert job.charged_micro == ledger_total(job) == 5_120_000 * 200 // 3600 == 284_444
     assert charge_keys(job) == [
-        f"gpu:job-{job.pk}:0",
-        f"gpu:job-{job.pk}:2",
-        f"gpu:job-{job.pk}:end",
+        f"gpu:job-{job.pk}:w0:0",
+        f"gpu:job-{job.pk}:w0:2",
+        f"gpu:job-{job.pk}:w0:end",
     ]
 
 
@@ -164,3 +166,35 @@ def test_meter_due_charges_every_running_job_in_one_batch(
     assert ended.metering_closed
     assert poor.charged_micro == 42_666
     assert queued.charged_micro == 0 and ledger_total(queued) == 0
+
+
+def test_each_worker_is_billed_for_its_own_window_under_its_own_keys(user, subscribe, make_job):
+    # given a 2-worker job (a Run Task's shape) whose workers got their cards
+    # 10 s apart and released them 30 s apart
+    subscribe(user, "advanced", T0)
+    job = make_job(user, card="40g", workers=2, started_at=START)
+    first, second = job.worker_rows.order_by("index")
+    second.started_at = START + timedelta(seconds=10)
+    second.save()
+
+    meter_due(at=START + timedelta(seconds=75))
+    # (as the reconciler records ends: an update of the window only)
+    job.worker_rows.filter(pk=first.pk).update(ended_at=START + timedelta(seconds=100))
+    job.worker_rows.filter(pk=second.pk).update(ended_at=START + timedelta(seconds=130))
+    meter_due(at=START + timedelta(seconds=131))
+
+    # then each is billed exactly for its own seconds, with (job, worker, interval) keys
+    job.refresh_from_db()
+    per_second = 1_280_000
+    assert (
+        job.charged_micro
+        == ledger_total(job)
+        == (per_second * 100 // 3600 + per_second * 120 // 3600)
+    )
+    assert job.metering_closed
+    assert charge_keys(job) == [
+        f"gpu:job-{job.pk}:w0:0",
+        f"gpu:job-{job.pk}:w0:end",
+        f"gpu:job-{job.pk}:w1:0",
+        f"gpu:job-{job.pk}:w1:end",
+    ]
