@@ -267,6 +267,8 @@ class LocalDriver(ClusterDriver):
             agent_pid=agent["pid"],
             sandbox="bubblewrap" if agent["sandbox"] else "unavailable",
             running_workloads=agent["running"],
+            # {"virtual": bool, "models": {"80g": {"total": 4, "free": 2}, ...}}
+            gpus=agent.get("gpus"),
         )
         if not agent["sandbox"]:
             # The dashboard says so (SPEC §9): single user, or insecure.

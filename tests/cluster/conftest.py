@@ -56,6 +56,9 @@ class RunningAgent:
             "ALADDIN_LOCAL_INSECURE": "0",
             # Must not reach any workload: only the spec's env does.
             "AGENT_ONLY_PROBE": "agent-environment",
+            # The default virtual cards on every machine (a GPU host's own
+            # cards would change what the tests count); a test may override.
+            "ALADDIN_LOCAL_GPUS": "virtual:40g=4,80g=4",
             **self.env,
         }
         with self.log.open("ab") as out:

@@ -221,6 +221,11 @@ def test_health_reports_the_agent_and_the_sandbox(agent, settings):
     assert health["ok"] is True
     assert health["agent"] == "running"
     assert health["sandbox"] == "bubblewrap"
+    # The test agent's virtual cards (auto's default where there is no GPU), all free.
+    assert health["gpus"] == {
+        "virtual": True,
+        "models": {"40g": {"total": 4, "free": 4}, "80g": {"total": 4, "free": 4}},
+    }
 
     agent.stop()
     health = agent.driver.health()
