@@ -42,6 +42,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
 
 from aladdin.cluster.base import DriverError
+from workshops.consumers import CLOSE_NOT_RUNNING, TerminalConsumer
 
 from . import logs, services
 from .choices import JobState
@@ -181,3 +182,19 @@ class JobLogConsumer(AsyncWebsocketConsumer):
     async def _send_json(self, message: dict) -> None:
         if not self.stopped.is_set():
             await self.send(text_data=json.dumps(message, ensure_ascii=False))
+
+
+class JobTerminalConsumer(TerminalConsumer):
+    """A shell in a running job (SPEC §7 "Terminal"), as the job's user, in its sandbox.
+
+    Same frames as the workshop terminal; refused (before accept) with 4404
+    for another user's or a deleted job, 4409 when the job is not running.
+    """
+
+    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+        job = await _job_for(user, pk)
+        if job is None:
+            return None, CLOSE_NOT_FOUND
+        if job.state != JobState.RUNNING:
+            return None, CLOSE_NOT_RUNNING
+        return job.workload_name, None

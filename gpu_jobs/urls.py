@@ -15,6 +15,7 @@ urlpatterns = [
     ),
     path("<int:pk>/", views.job_detail, name="detail"),
     path("<int:pk>/status/", views.job_status, name="status"),
+    path("<int:pk>/terminal/", views.job_terminal, name="terminal"),
     path("<int:pk>/stop/", views.job_stop, name="stop"),
     path("<int:pk>/delete/", views.job_delete, name="delete"),
 ]

@@ -187,6 +187,21 @@ def job_detail(request, pk: int):
 
 
 @login_required
+def job_terminal(request, pk: int):
+    """A shell in the running job (SPEC §7 "Terminal"); the websocket refuses if it is not."""
+    job = _own_job(request, pk)
+    return render(
+        request,
+        "workshops/terminal.html",
+        {
+            "title": _("Job #%(id)s · %(name)s") % {"id": job.pk, "name": job.display_name},
+            "back_url": reverse("gpu_jobs:detail", args=[job.pk]),
+            "ws_path": f"/ws/jobs/{job.pk}/terminal/",
+        },
+    )
+
+
+@login_required
 def job_status(request, pk: int):
     """The status card alone, for the detail page's script to swap in."""
     job = _own_job(request, pk)

@@ -43,26 +43,32 @@ def _workshop_for(user, pk) -> Workshop | None:
 
 
 class TerminalConsumer(AsyncWebsocketConsumer):
+    """A shell in a running workload; subclasses say which workload (see :meth:`workload_for`)."""
+
     terminal: Terminal | None = None
     reader: threading.Thread | None = None
+
+    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+        """(the workload's name, None), or (None, the close code) when refused."""
+        workshop = await _workshop_for(user, pk)
+        if workshop is None:
+            return None, CLOSE_NOT_FOUND
+        if workshop.state != WorkshopState.RUNNING:
+            return None, CLOSE_NOT_RUNNING
+        return workshop.workload_name, None
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_ANONYMOUS)
             return
-        workshop = await _workshop_for(user, self.scope["url_route"]["kwargs"]["pk"])
-        if workshop is None:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        if workshop.state != WorkshopState.RUNNING:
-            await self.close(code=CLOSE_NOT_RUNNING)
+        name, refused = await self.workload_for(user, self.scope["url_route"]["kwargs"]["pk"])
+        if name is None:
+            await self.close(code=refused)
             return
         driver = cluster.get_driver()
         try:
-            self.terminal = await asyncio.to_thread(
-                driver.open_terminal, name=workshop.workload_name
-            )
+            self.terminal = await asyncio.to_thread(driver.open_terminal, name=name)
         except DriverError:
             await self.close(code=CLOSE_DRIVER)
             return
@@ -74,7 +80,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.reader = threading.Thread(
             target=self._pump_output,
             args=(self.terminal, asyncio.get_running_loop()),
-            name=f"terminal-{workshop.workload_name}",
+            name=f"terminal-{name}",
             daemon=True,
         )
         self.reader.start()

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -152,4 +153,12 @@ def workshop_env(request, pk: int):
 @login_required
 def workshop_terminal(request, pk: int):
     workshop = _own(request, pk)
-    return render(request, "workshops/terminal.html", {"workshop": workshop})
+    return render(
+        request,
+        "workshops/terminal.html",
+        {
+            "title": workshop.name,
+            "back_url": reverse("workshops:detail", args=[workshop.pk]),
+            "ws_path": f"/ws/workshops/{workshop.pk}/terminal/",
+        },
+    )

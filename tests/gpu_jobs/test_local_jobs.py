@@ -129,3 +129,21 @@ def test_a_job_whose_process_is_killed_is_billed_exactly_to_its_end(local, ready
         )
     )
     assert charged == job.charged_micro == expected > 0
+
+
+def test_a_terminal_in_a_running_job_sees_its_cards_and_its_storage(local, ready_user, cards):
+    write_script(local, ready_user, "wait.py", "import time\ntime.sleep(60)\n")
+    job = services.job_create(user=ready_user, entry="wait.py", gpu_type=cards["40g"])
+    job = wait_for(lambda: job_running(job.pk))
+    terminal = local.driver.open_terminal(name=job.workload_name)
+    try:
+        terminal.write(b"echo cards=$CUDA_VISIBLE_DEVICES; ls /root; exit\n")
+        seen = b""
+        while b"wait.py" not in seen or b"cards=" + job.gpu_devices[0].encode() not in seen:
+            chunk = terminal.read(timeout=10)
+            assert chunk, seen
+            seen += chunk
+    finally:
+        terminal.close()
+        services.job_stop(job=job)
+        services.job_stop_apply(job_id=job.pk)
