@@ -506,6 +506,9 @@ LOCAL_UID_BASE = _env_int("ALADDIN_LOCAL_UID_BASE", 20000, minimum=1000)
 # GPU cards of the local backend (aladdin/cluster/gpus.py): "auto" uses the
 # host's NVIDIA cards, or 4 × 40G + 4 × 80G virtual cards where there are none.
 LOCAL_GPUS = env.str("ALADDIN_LOCAL_GPUS", default="auto")
+# A workload's kept output (its log file) stops growing at this size; the
+# rest is dropped with a note and the workload runs on (the host's disk).
+LOCAL_LOG_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_MAX_MIB", 256, minimum=1)
 try:
     _local_gpus.parse_config(LOCAL_GPUS)
 except _local_gpus.GpuConfigError as exc:

@@ -301,10 +301,11 @@ class Portal:
         )
         url = f"ws://127.0.0.1:{self.web_port}/ws/jobs/{job.pk}/logs/"
         receipts = asyncio.run(read_stream(url, portal=True, headers={"Cookie": self.cookie}))
-        status = self.driver.workload_status(name=name)
-        if status.phase != "succeeded":
-            raise SystemExit(f"the payload failed: {status}")
-        self.driver.forget_workload(name=name)
+        # The consumer records the end before its end frame (and the
+        # workload is then forgotten by the portal): read the job's state.
+        job.refresh_from_db()
+        if job.state != "succeeded":
+            raise SystemExit(f"the payload failed: {job.state} {job.reason}")
         if len(receipts.latencies) != count:
             raise SystemExit(f"portal: {len(receipts.latencies)} lines of {count}")
         return receipts

@@ -39,7 +39,10 @@ State. ``<state_dir>/journal.json`` holds every workload record (not its
 environment, which may hold secrets) and is rewritten on each change;
 ``<state_dir>/heartbeat`` is touched every few seconds so that, after an
 agent that was killed outright, the end of its workloads is known to within
-that interval. Output goes to ``<state_dir>/logs/<name>.log`` (appended).
+that interval. Output goes through a pipe that the agent copies to
+``<state_dir>/logs/<name>.log`` (appended), up to ``log_max_bytes``
+(``ALADDIN_LOCAL_LOG_MAX_MIB``): beyond it the rest is dropped with a note,
+so a job printing in a loop cannot fill the host's disk.
 
 Threads. ``bwrap --die-with-parent`` uses PR_SET_PDEATHSIG, which fires
 when the *thread* that forked it exits; every workload is therefore spawned
@@ -79,6 +82,8 @@ log = logging.getLogger("aladdin.cluster.agent")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HEARTBEAT_SECONDS = 5
+DEFAULT_LOG_MAX_BYTES = 256 * 2**20  # ALADDIN_LOCAL_LOG_MAX_MIB
+PUMP_JOIN_SECONDS = 5  # a process left outside a sandbox may hold the pipe open
 TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTERM
 SHUTDOWN_GRACE_SECONDS = 3  # honcho kills what is still running 5 s after Ctrl-C
 ENDED = {"succeeded", "failed"}
@@ -119,6 +124,7 @@ class Agent:
         image_map: dict[str, str] | None = None,
         insecure: bool = False,
         gpus: str = "auto",
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -130,6 +136,7 @@ class Agent:
         self.image_map = image_map or {}
         self.insecure = insecure
         self.gpus_config = gpus
+        self.log_max_bytes = int(log_max_bytes)
         self.inventory = gpu_cards.Inventory([])
         self.sandbox_ok = False
         self.sandbox_reason = ""
@@ -141,6 +148,7 @@ class Agent:
         self._env: dict[str, dict] = {}
         self._watch: dict[str, int] = {}  # write ends of each sandbox's guard pipe
         self._cards: dict[str, list] = {}  # cards each running workload holds
+        self._pumps: dict[str, threading.Thread] = {}  # output copiers
         self._jobs: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._server: socketserver.ThreadingUnixStreamServer | None = None
@@ -377,8 +385,12 @@ class Agent:
                 gpus = ()  # no device nodes to bind
         command = [str(c) for c in spec["command"]]
         as_user = {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
-        logfile = open(self.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        to_close = [logfile]
+        # Output goes through a pipe that the agent copies into the log file,
+        # up to log_max_bytes: a job printing in a loop cannot fill the host's
+        # disk (the rest is dropped, with a note, and the job runs on).
+        out_r, out_w = os.pipe()
+        logfile = out_w
+        to_close = [out_w]
         try:
             if self.sandbox_ok:
                 info_r, info_w = os.pipe()
@@ -435,10 +447,21 @@ class Agent:
                     start_new_session=True,
                     **as_user,
                 )
+        except BaseException:
+            os.close(out_r)
+            raise
         finally:
-            for f in to_close:
-                f.close()
+            for fd in to_close:
+                os.close(fd)
+        pump = threading.Thread(
+            target=self._copy_output,
+            args=(out_r, self.logs_dir / f"{name}.log"),
+            daemon=True,
+            name=f"output-{name}",
+        )
+        pump.start()
         with self._lock:
+            self._pumps[name] = pump
             self._procs[name] = proc
             self._env[name] = env
             rec.update(phase="running", pid=proc.pid)
@@ -481,12 +504,49 @@ class Agent:
             if os.readlink(f"/proc/{pid}/ns/pid") == f"pid:[{ns}]":
                 os.kill(pid, signal.SIGKILL)
 
+    def _copy_output(self, fd: int, path: Path) -> None:
+        """Append what the workload writes to its log file, up to ``log_max_bytes``."""
+        try:
+            with path.open("ab") as log_file:
+                written = log_file.tell()
+                dropped = False
+                while True:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return
+                    room = self.log_max_bytes - written
+                    if room > 0:
+                        chunk = data[:room]
+                        log_file.write(chunk)
+                        log_file.flush()
+                        written += len(chunk)
+                    elif not dropped:
+                        dropped = True
+                        log_file.write(
+                            f"\n[aladdin: output beyond {self.log_max_bytes // 2**20} MiB "
+                            "was dropped; the job runs on]\n".encode()
+                        )
+                        log_file.flush()
+        finally:
+            os.close(fd)
+
     def _wait(self, name: str, proc: subprocess.Popen) -> None:
         rc = proc.wait()
+        finished_at = _now()  # the release: billing ends here, not after the flush below
         with self._lock:
             rec = self._records.get(name)
             if rec is not None:
                 self._kill_sandbox(rec)
+            pump = self._pumps.pop(name, None)
+        if pump is not None:
+            # The sandbox is gone, so the pipe reaches EOF: the last output is
+            # in the file before the workload reads as ended (followers rely on it).
+            pump.join(PUMP_JOIN_SECONDS)
+        with self._lock:
+            rec = self._records.get(name)
             if rec is not None and rec.get("pid") == proc.pid:
                 reason = rec.pop("end_reason", None)
                 if reason:
@@ -495,7 +555,7 @@ class Agent:
                     phase, reason = "succeeded", ""
                 else:
                     phase, reason = "failed", sandbox.describe_exit(rc)
-                rec.update(phase=phase, exit_code=rc, reason=reason, finished_at=_now())
+                rec.update(phase=phase, exit_code=rc, reason=reason, finished_at=finished_at)
             self._procs.pop(name, None)
             self._env.pop(name, None)
             self._release_cards(name)

@@ -138,3 +138,20 @@ def test_delete_logs_of_an_ended_workload_that_is_still_recorded(agent):
     agent.driver.delete_logs(name="job-7")
 
     assert list(agent.driver.follow_logs(name="job-7", follow=False)) == []
+
+
+def test_output_beyond_the_cap_is_dropped_with_a_note_and_the_workload_runs_on(start_agent):
+    # given an agent that keeps at most 1 MiB of a workload's output
+    running = start_agent(ALADDIN_LOCAL_LOG_MAX_MIB="1")
+    if not running.health["sandbox"]:
+        pytest.skip(f"cannot sandbox here: {running.health['sandbox_reason']}")
+    # when a job prints 3 MiB and then says it is done
+    script = "yes x | head -c 3145728; echo finished >&2; exit 0"
+    running.driver.start_workload(spec("job-loud", kind="job", command=["sh", "-c", script]))
+    output = b"".join(running.driver.follow_logs(name="job-loud"))
+    # then 1 MiB is kept, then a note; the job ran to its end and succeeded
+    assert output[: 2**20] == b"x\n" * 2**19
+    assert b"output beyond 1 MiB was dropped" in output[2**20 :]
+    assert b"finished" not in output
+    status = running.driver.workload_status(name="job-loud")
+    assert (status.phase, status.exit_code) == ("succeeded", 0)
