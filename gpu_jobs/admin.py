@@ -150,24 +150,7 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, _("%(n)d job(s) stopping.") % {"n": stopped}, messages.SUCCESS)
 
 
-_CONFIG_FIELDS = [
-    "user",
-    "name",
-    "kind",
-    "entry",
-    "python_module",
-    "args",
-    "env_keys",
-    "workdir",
-    "image",
-    "interpreter",
-    "gpu_type",
-    "cards_per_worker",
-    "workers",
-    "ports",
-    "created_at",
-    "updated_at",
-]
+_CONFIG_FIELDS = ["user", *JobConfiguration.SHOWN_FIELDS]
 
 
 @admin.register(JobConfiguration)

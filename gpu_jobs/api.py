@@ -250,24 +250,7 @@ class ConfigurationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobConfiguration
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "entry",
-            "python_module",
-            "args",
-            "env_keys",
-            "workdir",
-            "image",
-            "interpreter",
-            "gpu_type",
-            "cards_per_worker",
-            "workers",
-            "ports",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *JobConfiguration.SHOWN_FIELDS]
         read_only_fields = fields
 
 

@@ -204,6 +204,13 @@ class JobConfiguration(EncryptedEnvMixin):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What a configuration holds (the API and the admin show these; never env values).
+    SHOWN_FIELDS = (
+        "name", "kind", "entry", "python_module", "args", "env_keys", "workdir", "image",
+        "interpreter", "gpu_type", "cards_per_worker", "workers", "ports", "created_at",
+        "updated_at",
+    )  # fmt: skip
+
     class Meta:
         ordering = ["name"]
         constraints = [
