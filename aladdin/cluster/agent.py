@@ -402,29 +402,37 @@ class Agent:
                     os.write(w, content)
                     os.close(w)
                     etc_fds[filename] = r
-                argv = sandbox.bwrap_argv(
-                    volume=volume,
-                    command=sandbox.guarded(command),
-                    workdir=spec.get("workdir") or "/root",
-                    interpreter=interpreter,
-                    gpu_devices=gpus,
-                    etc_fds=etc_fds,
-                    info_fd=info_w,
-                )
+                options_fd = None
                 try:
+                    # The student's variables go to the sandboxed process
+                    # only (--clearenv/--setenv, inside the --args memfd);
+                    # bwrap itself runs by absolute path with HOST_ENV.
+                    options_fd = sandbox.args_fd(
+                        sandbox.bwrap_options(
+                            volume=volume,
+                            env=env,
+                            workdir=spec.get("workdir") or "/root",
+                            interpreter=interpreter,
+                            gpu_devices=gpus,
+                            etc_fds=etc_fds,
+                            info_fd=info_w,
+                        )
+                    )
                     proc = subprocess.Popen(
-                        argv,
+                        sandbox.bwrap_argv(options_fd, sandbox.guarded(command)),
                         stdin=watch_r,
                         stdout=logfile,
                         stderr=subprocess.STDOUT,
-                        env=env,
-                        pass_fds=(info_w, *etc_fds.values()),
+                        env=sandbox.HOST_ENV,
+                        pass_fds=(info_w, options_fd, *etc_fds.values()),
                         start_new_session=True,  # Ctrl-C reaches the agent, which stops it
                         **as_user,
                     )
                 finally:
                     os.close(info_w)
                     os.close(watch_r)
+                    if options_fd is not None:
+                        os.close(options_fd)
                     for fd in etc_fds.values():
                         os.close(fd)
                 try:
@@ -732,15 +740,20 @@ class Agent:
                     if Path(f"/proc/{pid}/uid_map").read_text().strip():
                         break
                 time.sleep(0.05)
-            argv = sandbox.nsenter_argv(
-                pid, uid, ["/bin/sh", "-c", 'cd /root 2>/dev/null; exec "$@"', "sh", *shell]
-            )
-            cwd = None
+            env["TERM"] = env.get("TERM") or "xterm-256color"
+            # nsenter runs as root on the host: by absolute path, with
+            # HOST_ENV; the shell it starts inside reads the workload's
+            # variables from a descriptor (sandbox.ENV_LOADER).
+            loader_fd = sandbox.env_fd(env)
+            argv = sandbox.nsenter_argv(pid, uid, shell, env_fd=loader_fd)
+            env, cwd, pass_fds = sandbox.HOST_ENV, None, (loader_fd,)
         else:
-            argv, cwd = shell, self.volume_for(rec["user_id"])
+            # No sandbox (single user or insecure): the shell is the
+            # student's own process, as their uid, as the workload is.
+            argv, cwd, pass_fds = shell, self.volume_for(rec["user_id"]), ()
             if os.geteuid() == 0:
                 as_user = {"user": uid, "group": uid, "extra_groups": []}
-        env["TERM"] = env.get("TERM") or "xterm-256color"
+            env["TERM"] = env.get("TERM") or "xterm-256color"
         master, slave = os.openpty()
         set_winsize(master, rows, cols)
 
@@ -756,6 +769,7 @@ class Agent:
                 stderr=slave,
                 env=env,
                 cwd=cwd,
+                pass_fds=pass_fds,
                 preexec_fn=controlling_tty,  # noqa: PLW1509 - only setsid + ioctl
                 **as_user,
             )
@@ -764,6 +778,8 @@ class Agent:
             raise
         finally:
             os.close(slave)
+            for fd in pass_fds:
+                os.close(fd)
         return master, proc
 
 

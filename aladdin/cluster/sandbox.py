@@ -17,7 +17,20 @@ the kernel, not our code, keeps it away from everything it should not see:
   namespaces. The network namespace has loopback only: workloads cannot
   reach the internet yet (the Hugging Face mirror / pip index of SPEC §6
   need a later decision: slirp4netns or pasta);
-- ``--die-with-parent`` ties it to the agent: stopping the agent stops it.
+- ``--die-with-parent`` ties it to the agent: stopping the agent stops it;
+- ``--disable-userns``: no nested user namespace (``unshare -Ur`` would give
+  uid 0 in a child namespace, a kernel attack surface we do not need).
+
+What a student controls never reaches a host program. bwrap and nsenter run
+by absolute path with :data:`HOST_ENV`, a fixed environment: the workload's
+own variables (``PATH``, ``LD_PRELOAD``, ``LD_LIBRARY_PATH``, ...) would
+otherwise choose the host binary or be honoured by the host's dynamic
+loader, running the student's code outside the sandbox (as root, for
+nsenter). They reach only the process inside: bwrap gets ``--clearenv``
+and ``--setenv`` pairs, the terminal's shell reads them from a descriptor.
+bwrap's arguments (host paths, those variables) come from a memfd through
+``--args FD``, so neither ``/proc/1/cmdline`` inside nor ``ps`` on the host
+shows them.
 
 bwrap resolves the paths it binds *as the sandbox uid*, so the volumes
 directory and its ancestors must be traversable (``o+x``) by other users;
@@ -28,13 +41,28 @@ reveals nothing: the uid only ever runs inside the sandbox.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 from pathlib import Path
 
-BWRAP = "bwrap"
+# Host programs are looked up here only, never on an inherited PATH.
+HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# The whole environment of every host program the agent starts for a workload.
+HOST_ENV = {"PATH": HOST_PATH, "LANG": "C.UTF-8"}
+
+
+def host_program(name: str) -> str:
+    """``name``'s absolute path in :data:`HOST_PATH` (``/usr/bin/<name>`` if absent, to fail clearly)."""
+    return shutil.which(name, path=HOST_PATH) or f"/usr/bin/{name}"
+
+
+BWRAP = host_program("bwrap")
+NSENTER = host_program("nsenter")
+# A variable name a workload may set (the portal's rule too, workshops.models.env_key).
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Where an image's interpreter is looked for when the operator mapped none:
 # the host's system Python. Not `which python3`: on a developer's machine that
 # is often under the host's /root (pyenv) or the project's venv, neither of
@@ -142,25 +170,40 @@ def check_traversable(path: Path, uid: int) -> Path | None:
     return None
 
 
-def bwrap_argv(
+def check_env(env: dict[str, str]) -> None:
+    """Refuse variables no process can have: a bad name, or a NUL (it would split ``--args``)."""
+    for key, value in env.items():
+        if not ENV_NAME_RE.match(key):
+            raise ValueError(f"invalid environment variable name {key!r}")
+        if "\0" in value:
+            raise ValueError(f"the value of {key} contains a NUL byte")
+
+
+def bwrap_options(
     *,
     volume: Path,
-    command: list[str],
+    env: dict[str, str],
     workdir: str = "/root",
     interpreter: str | None = None,
     gpu_devices: tuple[str, ...] = (),
     etc_fds: dict[str, int] | None = None,
     info_fd: int | None = None,
 ) -> list[str]:
-    """The bwrap command line that runs ``command`` with ``volume`` as /root.
+    """bwrap's options (not the command) to run with ``volume`` as /root and exactly ``env``.
 
+    They go to bwrap through :func:`args_fd` (see the module docstring).
     ``etc_fds`` maps a file name of the generated /etc to a readable fd (a
     pipe holding :func:`etc_files`); the caller passes those fds on.
     ``info_fd`` receives bwrap's JSON with the sandboxed child's host pid.
     """
+    check_env(env)
+    workdir = workdir or "/root"
+    if "\0" in workdir:
+        raise ValueError("the working directory contains a NUL byte")
     argv = [
-        BWRAP,
         "--unshare-all",
+        "--unshare-user",  # implied for a non-setuid bwrap; explicit, as --disable-userns needs it
+        "--disable-userns",
         "--die-with-parent",
         "--new-session",  # no TIOCSTI into a terminal the workload does not own
         "--ro-bind", "/usr", "/usr",
@@ -191,10 +234,30 @@ def bwrap_argv(
         ):
             if os.path.exists(node):
                 argv += ["--dev-bind", node, node]
-    argv += ["--bind", str(volume), "/root", "--chdir", workdir or "/root"]
+    argv += ["--bind", str(volume), "/root", "--chdir", workdir]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
-    return [*argv, *command]
+    argv.append("--clearenv")
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    return argv
+
+
+def args_fd(options: list[str]) -> int:
+    """A readable memfd holding ``options`` NUL-separated, for ``bwrap --args FD``; caller closes it."""
+    fd = os.memfd_create("bwrap-args")
+    try:
+        os.write(fd, b"".join(o.encode() + b"\0" for o in options))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def bwrap_argv(args_fd_number: int, command: list[str]) -> list[str]:
+    """The host command line: bwrap by absolute path, its options behind ``--args``, then ``command``."""
+    return [BWRAP, "--args", str(args_fd_number), *command]
 
 
 def workload_env(
@@ -214,18 +277,39 @@ def workload_env(
     return env
 
 
-def nsenter_argv(target_pid: int, uid: int, command: list[str]) -> list[str]:
-    """Run ``command`` inside the sandbox of ``target_pid`` as ``uid`` (terminals, SFTP later).
+# Run inside the sandbox by nsenter: read the workload's variables from the
+# descriptor named in $1 (NUL-separated NAME=value, see env_fd), close it, go
+# home and exec the rest. nsenter itself ran with HOST_ENV: only this shell,
+# already inside the sandbox, takes the student's variables.
+ENV_LOADER = r"""
+fd=$1; shift
+while IFS= read -r -d '' kv; do export "$kv" 2>/dev/null; done <&"$fd"
+eval "exec $fd<&-"
+cd /root 2>/dev/null
+exec "$@"
+"""
+
+
+def env_fd(env: dict[str, str]) -> int:
+    """A readable memfd with ``env`` as NUL-separated NAME=value, for :data:`ENV_LOADER`."""
+    check_env(env)
+    return args_fd([f"{k}={v}" for k, v in env.items()])
+
+
+def nsenter_argv(target_pid: int, uid: int, command: list[str], *, env_fd: int) -> list[str]:
+    """Run ``command`` inside the sandbox of ``target_pid`` as ``uid``, with the env read from ``env_fd``.
 
     Every namespace of the workload is entered (same /tmp, same processes,
     same loopback), root and working directory included; ``-S``/``-G``
-    switch to the uid mapped inside the sandbox's user namespace.
+    switch to the uid mapped inside the sandbox's user namespace. The caller
+    starts it with :data:`HOST_ENV` and passes ``env_fd`` on.
     """
     return [
-        "nsenter", "--target", str(target_pid),
+        NSENTER, "--target", str(target_pid),
         "--user", "--mount", "--pid", "--net", "--ipc", "--uts",
         "--setuid", str(uid), "--setgid", str(uid),
         "--root", "--wd",
+        "/bin/bash", "-c", ENV_LOADER, "aladdin-env", str(env_fd),
         *command,
     ]  # fmt: skip
 
@@ -234,25 +318,29 @@ def probe(uid: int, volume: Path, *, timeout: float = 10) -> tuple[bool, str]:
     """Can this host sandbox? Run ``true`` in a sandbox as ``uid``. Returns (ok, why not)."""
     if os.environ.get("ALADDIN_LOCAL_SANDBOX", "").lower() in {"off", "0", "false", "no"}:
         return False, "sandboxing turned off by ALADDIN_LOCAL_SANDBOX=off"
-    if shutil.which(BWRAP) is None:
+    if not os.access(BWRAP, os.X_OK):
         return False, "bubblewrap (bwrap) is not installed"
     if os.geteuid() != 0:
         return False, "the agent is not root, so it cannot run workloads as their own uids"
     blocked = check_traversable(volume, uid)
     if blocked is not None:
         return False, f"{blocked} is not traversable by sandbox uids (chmod o+x)"
+    fd = args_fd(bwrap_options(volume=volume, env={"PATH": SANDBOX_PATH}))
     try:
         result = subprocess.run(
-            bwrap_argv(volume=volume, command=["true"]),
+            bwrap_argv(fd, ["true"]),
             user=uid,
             group=uid,
             extra_groups=[],
-            env={"PATH": SANDBOX_PATH},
+            env=HOST_ENV,
+            pass_fds=(fd,),
             capture_output=True,
             timeout=timeout,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"bwrap failed: {exc}"
+    finally:
+        os.close(fd)
     if result.returncode != 0:
         return False, f"bwrap failed: {result.stderr.decode(errors='replace').strip()[-300:]}"
     return True, ""
