@@ -268,9 +268,12 @@ CELERY_BEAT_SCHEDULE: dict = {
 
 # --- auth -------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# No oauth2_provider.backends.OAuth2Backend: it authenticates any request
+# carrying a token (header, query or form field), so a login form posted with
+# an IDE token and a wrong password opened a full browser session as the
+# token's owner. The API checks tokens itself (aladdin.lib.api_auth).
 AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
-    "oauth2_provider.backends.OAuth2Backend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -419,6 +422,9 @@ OAUTH2_PROVIDER = {
     # Tokens are stored as SHA-256 checksums only, never in plaintext.
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "OAUTH2_SERVER_CLASS": "aladdin.accounts.oauth.S256OnlyServer",
+    # Tokens only in the Authorization header, never in the query string
+    # (RFC 9700 §4.3.2); aladdin.lib.api_auth refuses the form field too.
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
 }
 
 # --- REST API ---------------------------------------------------------------
@@ -565,5 +571,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Both log refresh tokens and codes at DEBUG ("Validating refresh
+        # token %s"): never below INFO, whatever LOG_LEVEL says.
+        "oauthlib": {"level": "INFO"},
+        "oauth2_provider": {"level": "INFO"},
+    },
 }

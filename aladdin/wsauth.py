@@ -37,18 +37,28 @@ def _checksum(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+# Stands for a token sent somewhere other than the Authorization header.
+_REFUSED_TOKEN = ""
+
+
 def _bearer_from_scope(scope) -> str | None:
+    """The token of the Authorization header; ``_REFUSED_TOKEN`` for one sent elsewhere.
+
+    Only the header counts, as in the REST API (aladdin.lib.api_auth): the IDE
+    plugin sets it, browsers use the session cookie. A token offered as a
+    subprotocol (``Sec-WebSocket-Protocol: bearer, <token>``, accepted before;
+    docs/api.md, Changelog) is refused rather than ignored, so a client still
+    sending it gets 4401 instead of a socket that works only while a browser
+    session happens to ride along.
+    """
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
-    # Browsers cannot set headers on a websocket; IDE clients can, but some
-    # websocket libraries cannot either, so a subprotocol carries it too:
-    # Sec-WebSocket-Protocol: bearer, <token>
     protocols = scope.get("subprotocols") or []
-    if len(protocols) >= 2 and protocols[0] == "bearer":
-        return protocols[1]
+    if protocols[:1] == ["bearer"]:
+        return _REFUSED_TOKEN
     return None
 
 
@@ -61,7 +71,7 @@ class BearerTokenMiddleware:
     async def __call__(self, scope, receive, send):
         token = _bearer_from_scope(scope)
         if token is not None:
-            user = await _user_for_token(token)
+            user = await _user_for_token(token) if token != _REFUSED_TOKEN else None
             scope = dict(scope, user=user or AnonymousUser(), auth_method="bearer")
         return await self.inner(scope, receive, send)
 

@@ -42,7 +42,12 @@ agent that was killed outright, the end of its workloads is known to within
 that interval. Output goes through a pipe that the agent copies to
 ``<state_dir>/logs/<name>.log`` (appended), up to ``log_max_bytes``
 (``ALADDIN_LOCAL_LOG_MAX_MIB``): beyond it the rest is dropped with a note,
-so a job printing in a loop cannot fill the host's disk.
+so a job printing in a loop cannot fill the host's disk. All of one user's
+logs together are bounded too (``log_user_max_bytes``,
+``ALADDIN_LOCAL_LOG_USER_MAX_MIB``): a new write first makes room by
+emptying that user's oldest logs of ended workloads (each keeps a one-line
+note saying why), and what still does not fit is dropped. The journal
+records whose each log is (``logs``), so the bound survives restarts.
 
 Threads. ``bwrap --die-with-parent`` uses PR_SET_PDEATHSIG, which fires
 when the *thread* that forked it exits; every workload is therefore spawned
@@ -83,6 +88,7 @@ log = logging.getLogger("aladdin.cluster.agent")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HEARTBEAT_SECONDS = 5
 DEFAULT_LOG_MAX_BYTES = 256 * 2**20  # ALADDIN_LOCAL_LOG_MAX_MIB
+DEFAULT_LOG_USER_MAX_BYTES = 1024 * 2**20  # ALADDIN_LOCAL_LOG_USER_MAX_MIB
 PUMP_JOIN_SECONDS = 5  # a process left outside a sandbox may hold the pipe open
 TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTERM
 SHUTDOWN_GRACE_SECONDS = 3  # honcho kills what is still running 5 s after Ctrl-C
@@ -125,6 +131,7 @@ class Agent:
         insecure: bool = False,
         gpus: str = "auto",
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        log_user_max_bytes: int = DEFAULT_LOG_USER_MAX_BYTES,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -137,6 +144,11 @@ class Agent:
         self.insecure = insecure
         self.gpus_config = gpus
         self.log_max_bytes = int(log_max_bytes)
+        self.log_user_max_bytes = int(log_user_max_bytes)
+        # Whose each kept log is (name -> user id), and each user's total:
+        # the per-user bound on output kept on the host.
+        self._log_owner: dict[str, int] = {}
+        self._log_bytes: dict[int, int] = {}
         self.inventory = gpu_cards.Inventory([])
         self.sandbox_ok = False
         self.sandbox_reason = ""
@@ -232,6 +244,11 @@ class Agent:
         except (OSError, ValueError):
             return
         self.single_user_id = data.get("single_user_id")
+        for name, user_id in (data.get("logs") or {}).items():
+            if NAME_RE.match(name):
+                self._log_owner[name] = int(user_id)
+                size = self._log_size(name)
+                self._log_bytes[int(user_id)] = self._log_bytes.get(int(user_id), 0) + size
         try:
             beat = datetime.fromtimestamp(self.heartbeat_path.stat().st_mtime, UTC).isoformat()
         except OSError:
@@ -255,6 +272,7 @@ class Agent:
             data = {
                 "single_user_id": self.single_user_id,
                 "workloads": {n: _public(r) for n, r in self._records.items()},
+                "logs": dict(self._log_owner),
             }
             tmp = self.journal_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1))
@@ -461,9 +479,13 @@ class Agent:
         finally:
             for fd in to_close:
                 os.close(fd)
+        with self._lock:
+            if self._log_owner.get(name) != user_id:
+                self._log_owner[name] = user_id
+                self._log_bytes[user_id] = self._log_bytes.get(user_id, 0) + self._log_size(name)
         pump = threading.Thread(
             target=self._copy_output,
-            args=(out_r, self.logs_dir / f"{name}.log"),
+            args=(out_r, name, user_id),
             daemon=True,
             name=f"output-{name}",
         )
@@ -512,10 +534,51 @@ class Agent:
             if os.readlink(f"/proc/{pid}/ns/pid") == f"pid:[{ns}]":
                 os.kill(pid, signal.SIGKILL)
 
-    def _copy_output(self, fd: int, path: Path) -> None:
-        """Append what the workload writes to its log file, up to ``log_max_bytes``."""
+    def _log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def _log_size(self, name: str) -> int:
         try:
-            with path.open("ab") as log_file:
+            return self._log_path(name).stat().st_size
+        except OSError:
+            return 0
+
+    def _user_log_room(self, user_id: int, wanted: int, writing: str) -> int:
+        """Bytes ``writing`` may add now within the user's bound, emptying their oldest ended logs first.
+
+        Called under the lock; counts what it grants as written.
+        """
+        total = self._log_bytes.get(user_id, 0)
+        if total + wanted > self.log_user_max_bytes:
+            ended = [
+                n
+                for n, owner in self._log_owner.items()
+                if owner == user_id and n != writing and self.workload_ended(n)
+            ]
+            ended.sort(key=lambda n: self._log_path(n).stat().st_mtime if self._log_size(n) else 0)
+            note = (
+                f"[aladdin: this output was removed: the output kept for your jobs is "
+                f"limited to {self.log_user_max_bytes // 2**20} MiB in all, and the oldest "
+                "goes first]\n"
+            ).encode()
+            for name in ended:
+                if total + wanted <= self.log_user_max_bytes:
+                    break
+                size = self._log_size(name)
+                if size <= len(note):
+                    continue
+                with self._log_path(name).open("wb") as f:
+                    f.write(note)
+                # The note itself is not counted: a line per job, not output.
+                total -= size
+        granted = max(0, min(wanted, self.log_user_max_bytes - total))
+        self._log_bytes[user_id] = total + granted
+        return granted
+
+    def _copy_output(self, fd: int, name: str, user_id: int) -> None:
+        """Append what the workload writes to its log, within ``log_max_bytes`` and the user's bound."""
+        try:
+            with self._log_path(name).open("ab") as log_file:
                 written = log_file.tell()
                 dropped = False
                 while True:
@@ -527,16 +590,23 @@ class Agent:
                         return
                     room = self.log_max_bytes - written
                     if room > 0:
+                        with self._lock:
+                            room = self._user_log_room(user_id, min(room, len(data)), name)
+                    if room > 0:
                         chunk = data[:room]
                         log_file.write(chunk)
                         log_file.flush()
                         written += len(chunk)
-                    elif not dropped:
+                    if room < len(data) and not dropped:
                         dropped = True
-                        log_file.write(
-                            f"\n[aladdin: output beyond {self.log_max_bytes // 2**20} MiB "
-                            "was dropped; the job runs on]\n".encode()
-                        )
+                        if written >= self.log_max_bytes:
+                            why = f"output beyond {self.log_max_bytes // 2**20} MiB was dropped"
+                        else:
+                            why = (
+                                "output was dropped: the output kept for your jobs reached "
+                                f"{self.log_user_max_bytes // 2**20} MiB in all"
+                            )
+                        log_file.write(f"\n[aladdin: {why}; the job runs on]\n".encode())
                         log_file.flush()
         finally:
             os.close(fd)
@@ -703,8 +773,13 @@ class Agent:
         with self._lock:
             if not self.workload_ended(name):
                 raise AgentError(f"{name} is still running; stop it first", permanent=True)
+            size = self._log_size(name)
             with contextlib.suppress(FileNotFoundError):
-                (self.logs_dir / f"{name}.log").unlink()
+                self._log_path(name).unlink()
+            owner = self._log_owner.pop(name, None)
+            if owner is not None:
+                self._log_bytes[owner] = max(0, self._log_bytes.get(owner, 0) - size)
+        self._save()
         return {}
 
     def op_health(self, **_) -> dict:

@@ -1,8 +1,27 @@
 """API authentication (kept apart from api.py: DRF imports it while loading its views)."""
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.contrib.django_oauth_toolkit import DjangoOAuthToolkitScheme
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from rest_framework import exceptions
+from rest_framework import exceptions, status
+
+# RFC 6750 §2.2 and §2.3 also let a client send the token as a form field or a
+# query parameter named access_token. RFC 9700 §4.3.2 forbids the query: it is
+# written to access logs, proxies' logs, browser history and Referer headers.
+# The form field is the same secret in a place no client of ours uses. So the
+# Authorization header is the only way in (docs/api.md), here and on websockets.
+TOKEN_PARAMETER = "access_token"
+
+
+class TokenOutsideHeader(exceptions.APIException):
+    """A token sent in the URL or the body: refused, never looked up (RFC 6750 §3.1)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_request"
+    default_detail = _(
+        "Send the access token in the Authorization header (Authorization: Bearer <token>), "
+        "never in the URL or the request body."
+    )
 
 
 def _presents_bearer_token(request) -> bool:
@@ -10,24 +29,39 @@ def _presents_bearer_token(request) -> bool:
     return scheme.lower() == "bearer" and bool(token.strip())
 
 
+def _token_outside_header(request) -> bool:
+    if TOKEN_PARAMETER in request.query_params:
+        return True
+    # Only form bodies: django-oauth-toolkit reads its body parameters from
+    # request.POST, which stays empty (and the body unread) for JSON.
+    return TOKEN_PARAMETER in request._request.POST
+
+
 class ActivityOAuth2Authentication(OAuth2Authentication):
-    """Bearer-token authentication that notes the call as user activity.
+    """Bearer-token authentication (header only) that notes the call as user activity.
 
     SPEC §4.2: an API call with the plugin's token restarts storage retention.
     """
 
     def authenticate(self, request):
+        if _token_outside_header(request):
+            # Refused even beside a valid header or session (RFC 6750 §2: one
+            # method per request), so that a client sending it learns at once
+            # instead of working by accident through a cookie.
+            raise TokenOutsideHeader()
+        if not _presents_bearer_token(request):
+            # No token: the session (the next class) decides. Never ask
+            # django-oauth-toolkit, which would look in the query and the body.
+            return None
         result = super().authenticate(request)
         if result is None:
-            if _presents_bearer_token(request):
-                # A request that presents a token is judged by that token alone
-                # (RFC 6750 §3.1 invalid_token). Otherwise DRF would fall through
-                # to the session cookie, and a revoked token would keep working
-                # in any browser that is also logged in to the portal.
-                raise exceptions.AuthenticationFailed(
-                    _("The access token is invalid, expired or revoked."), code="invalid_token"
-                )
-            return None
+            # A request that presents a token is judged by that token alone
+            # (RFC 6750 §3.1 invalid_token). Otherwise DRF would fall through
+            # to the session cookie, and a revoked token would keep working
+            # in any browser that is also logged in to the portal.
+            raise exceptions.AuthenticationFailed(
+                _("The access token is invalid, expired or revoked."), code="invalid_token"
+            )
         user, _token = result
         if not user.is_active:
             raise exceptions.AuthenticationFailed(
@@ -37,3 +71,19 @@ class ActivityOAuth2Authentication(OAuth2Authentication):
 
         user_record_activity(user=user)
         return result
+
+
+class ActivityOAuth2Scheme(DjangoOAuthToolkitScheme):
+    """The OpenAPI security scheme of :class:`ActivityOAuth2Authentication`.
+
+    drf-spectacular matches authentication classes exactly, not by subclass:
+    without this the schema would not say how to authenticate, and
+    `manage.py check --deploy` would warn on every API view.
+    """
+
+    target_class = ActivityOAuth2Authentication
+
+    def get_security_requirement(self, auto_schema):
+        # The views check IsAuthenticated, not TokenHasScope (the base class
+        # lists only those): any valid token of the portal's one scope works.
+        return {self.name: []}

@@ -317,6 +317,54 @@ def test_a_code_can_be_exchanged_only_once(client, en_user, ide_client_app):
     assert second.json()["error"] == "invalid_grant"
 
 
+def _code_for(client, user) -> tuple[str, str]:
+    """A fresh authorization code for ``user`` and its verifier; the client is logged out."""
+    client.force_login(user)
+    verifier, challenge = pkce_pair()
+    code = query_of(
+        return_link(authorize(client, code_challenge=challenge, code_challenge_method="S256"))
+    )["code"]
+    client.logout()
+    return code, verifier
+
+
+def test_replaying_a_code_revokes_the_tokens_of_its_first_exchange(client, en_user, ide_client_app):
+    # given a code that was exchanged once
+    code, verifier = _code_for(client, en_user)
+    first = exchange(client, code=code, verifier=verifier).json()
+    assert me(client, first["access_token"]).status_code == 200
+
+    # when it is presented again (a stolen code, RFC 6749 §4.1.2)
+    replay = exchange(client, code=code, verifier=verifier)
+
+    # then the replay is refused and the first exchange's tokens stop working
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    assert me(client, first["access_token"]).status_code == 401
+    assert refresh(client, first["refresh_token"]).status_code == 400
+
+
+def test_replaying_a_code_also_revokes_the_tokens_refreshed_since(client, en_user, ide_client_app):
+    code, verifier = _code_for(client, en_user)
+    first = exchange(client, code=code, verifier=verifier).json()
+    renewed = refresh(client, first["refresh_token"]).json()
+
+    exchange(client, code=code, verifier=verifier)
+
+    assert me(client, renewed["access_token"]).status_code == 401
+    assert refresh(client, renewed["refresh_token"]).status_code == 400
+
+
+def test_replaying_a_code_leaves_the_users_other_logins_alone(client, en_user, ide_client_app):
+    code, verifier = _code_for(client, en_user)
+    exchange(client, code=code, verifier=verifier)
+    other_login = ide_login(client, en_user)
+
+    exchange(client, code=code, verifier=verifier)
+
+    assert me(client, other_login["access_token"]).status_code == 200
+
+
 def test_loopback_login_exchanges_with_the_same_port(client, en_user, ide_client_app):
     tokens = ide_login(client, en_user, redirect_uri=LOOPBACK_REDIRECT)
 

@@ -98,18 +98,6 @@ def test_a_bearer_token_connects_without_an_origin_header(client, user):
     assert message == {"type": "hello", "user_id": user.pk}
 
 
-def test_a_bearer_token_in_the_subprotocol_connects_and_is_echoed(client, user):
-    tokens = ide_login(client, user)
-
-    connected, subprotocol, message = whoami(
-        [SAME_ORIGIN], subprotocols=["bearer", tokens["access_token"]]
-    )
-
-    assert connected
-    assert subprotocol == "bearer"
-    assert message == {"type": "hello", "user_id": user.pk}
-
-
 def test_an_invalid_bearer_token_is_refused(db):
     connected, code, _message = whoami([bearer("not-a-real-token"), SAME_ORIGIN])
 

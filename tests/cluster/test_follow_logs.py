@@ -155,3 +155,41 @@ def test_output_beyond_the_cap_is_dropped_with_a_note_and_the_workload_runs_on(s
     assert b"finished" not in output
     status = running.driver.workload_status(name="job-loud")
     assert (status.phase, status.exit_code) == ("succeeded", 0)
+
+
+def test_a_users_kept_output_is_bounded_in_all_and_their_oldest_goes_first(start_agent):
+    # given an agent that keeps 1 MiB per job and 2 MiB per user in all
+    running = start_agent(ALADDIN_LOCAL_LOG_MAX_MIB="1", ALADDIN_LOCAL_LOG_USER_MAX_MIB="2")
+    if not running.health["sandbox"]:
+        pytest.skip(f"cannot sandbox here: {running.health['sandbox_reason']}")
+    driver = running.driver
+    driver.ensure_user_space(user_id=1, storage_gib=1, quota=None)
+    driver.ensure_user_space(user_id=2, storage_gib=1, quota=None)
+    mib = "yes x | head -c 1048576"
+
+    def run(name: str, user_id: int = 1) -> bytes:
+        driver.start_workload(spec(name, user_id=user_id, kind="job", command=["sh", "-c", mib]))
+        return b"".join(driver.follow_logs(name=name))
+
+    # when user 1 runs three jobs of 1 MiB each, and user 2 one
+    assert len(run("job-1")) == 2**20
+    assert len(run("job-2")) == 2**20
+    assert len(run("job-3")) == 2**20
+    assert len(run("job-9", user_id=2)) == 2**20
+
+    # then user 1's oldest output made room for the newest and says why
+    first = b"".join(driver.follow_logs(name="job-1", follow=False))
+    assert first.startswith(b"[aladdin: this output was removed")
+    assert b"2 MiB in all" in first
+    assert len(b"".join(driver.follow_logs(name="job-2", follow=False))) == 2**20
+    # and another user's output was never touched
+    assert len(b"".join(driver.follow_logs(name="job-9", follow=False))) == 2**20
+    kept = sum(p.stat().st_size for p in (running.state_dir / "logs").glob("job-[123].log"))
+    assert kept <= 2 * 2**20 + 200  # and the one-line note
+
+    # and the bound holds across a restart (the journal knows whose each log is)
+    running.restart()
+    assert len(run("job-4")) == 2**20
+    assert b"".join(driver.follow_logs(name="job-2", follow=False)).startswith(b"[aladdin:")
+    kept = sum(p.stat().st_size for p in (running.state_dir / "logs").glob("job-[1234].log"))
+    assert kept <= 2 * 2**20 + 2 * 200  # and the notes

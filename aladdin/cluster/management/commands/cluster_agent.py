@@ -33,6 +33,7 @@ class Command(BaseCommand):
             insecure=settings.ALADDIN_LOCAL_INSECURE,
             gpus=settings.LOCAL_GPUS,
             log_max_bytes=settings.LOCAL_LOG_MAX_MIB * 2**20,
+            log_user_max_bytes=settings.LOCAL_LOG_USER_MAX_MIB * 2**20,
         )
         # honcho sends SIGTERM (and a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.
