@@ -515,6 +515,8 @@ LOCAL_GPUS = env.str("ALADDIN_LOCAL_GPUS", default="auto")
 # A workload's kept output (its log file) stops growing at this size; the
 # rest is dropped with a note and the workload runs on (the host's disk).
 LOCAL_LOG_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_MAX_MIB", 256, minimum=1)
+# All of one user's kept output together (their oldest ended logs are emptied first).
+LOCAL_LOG_USER_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_USER_MAX_MIB", 1024, minimum=1)
 try:
     _local_gpus.parse_config(LOCAL_GPUS)
 except _local_gpus.GpuConfigError as exc:
