@@ -82,7 +82,9 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Number of reverse proxies in front of the portal whose X-Forwarded-For we
 # trust. 0 (default): the header is ignored and REMOTE_ADDR is the client,
-# so a forged X-Forwarded-For cannot dodge per-IP rate limits.
+# so a forged X-Forwarded-For cannot dodge per-IP rate limits. This is the
+# only switch: aladdin.lib.client_address rewrites REMOTE_ADDR from it, and
+# the servers (daphne, uvicorn) never read the header themselves.
 TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -140,6 +142,9 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
+    # First: everything after it (allauth, SMS limits, DRF throttles) sees the
+    # client's address in REMOTE_ADDR, derived from TRUSTED_PROXY_COUNT.
+    "aladdin.lib.client_address.ClientAddressMiddleware",
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -333,7 +338,9 @@ ACCOUNT_RATE_LIMITS = {
     "request_login_code": "20/m/ip,3/m/key",
     "verify_phone": "3/m/key,10/m/ip",
 }
-ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+# 0, not TRUSTED_PROXY_COUNT: ClientAddressMiddleware already put the client
+# in REMOTE_ADDR; trusting the header again would pick an address further left.
+ALLAUTH_TRUSTED_PROXY_COUNT = 0
 
 # SMS provider: "console" (default; logs the message) or "aliyun".
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")
@@ -446,7 +453,9 @@ REST_FRAMEWORK = {
         "user": env.str("API_THROTTLE_USER", default="600/min"),
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),
     },
-    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    # 0: REMOTE_ADDR is already the client (ClientAddressMiddleware); None
+    # would make DRF's throttles trust the whole X-Forwarded-For header.
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Aladdin API",

@@ -230,7 +230,7 @@ def test_a_forged_x_forwarded_for_is_ignored_by_default(make_user, clock):
     assert ask_code(second.phone, ip="10.9.0.1", x_forwarded_for="2.2.2.2") == 429
 
 
-@override_settings(ALLAUTH_TRUSTED_PROXY_COUNT=1)
+@override_settings(TRUSTED_PROXY_COUNT=1)
 def test_behind_one_trusted_proxy_the_last_hop_is_the_client(make_user, clock):
     first, second, third = make_user(), make_user(), make_user()
     proxy = "10.9.0.2"
