@@ -2,17 +2,75 @@
 
 Consumers stay dumb (DESIGN rule 8): by the time a consumer runs,
 ``scope["user"]`` is set here, and it only checks ownership.
+
+Refusals (docs/api.md): every consumer refuses with :func:`refuse`, which
+accepts the handshake and then closes with one of the 44xx codes below. A
+close *before* accept refuses the handshake itself: daphne answers it with
+HTTP 403, browsers report a bare 1006, and a client cannot tell "not signed
+in" from a dropped connection, so it retries forever.
 """
 
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+
+# Close codes of the portal's websockets (docs/api.md, "Websockets").
+CLOSE_ANONYMOUS = 4401  # not signed in (no session, bad or revoked token)
+CLOSE_FORBIDDEN = 4403  # signed in but not allowed (banned), or another site's page
+CLOSE_NOT_FOUND = 4404  # no such object, another user's, or deleted
+CLOSE_NOT_RUNNING = 4409  # the workload is not running (terminal)
+CLOSE_DRIVER = 4502  # the cluster failed; the client may reconnect
+
+
+def accepted_subprotocol(scope) -> str | None:
+    """``"bearer"`` when the client offered subprotocols ``bearer, <token>``, else None.
+
+    Such a token is refused (4401, see ``_bearer_from_scope``), but a client
+    that offered subprotocols fails a handshake whose answer names none and
+    would see 1006 instead of the code: the answer names it all the same.
+    """
+    subprotocols = scope.get("subprotocols") or []
+    return "bearer" if subprotocols[:1] == ["bearer"] else None
+
+
+async def refuse(consumer: AsyncWebsocketConsumer, code: int) -> None:
+    """Accept, then close with ``code``: the client receives the code (see the module doc).
+
+    Nothing is sent between the two, so accepting first leaks nothing.
+    """
+    await consumer.accept(subprotocol=accepted_subprotocol(consumer.scope))
+    await consumer.close(code=code)
+
+
+def user_refusal(user) -> int | None:
+    """The close code for a user who may not open any socket, or None when they may."""
+    if user is None or not user.is_authenticated:
+        return CLOSE_ANONYMOUS
+    # A ban disables the account and ends its sessions and tokens, so a banned
+    # user normally arrives anonymous; this catches a session or token that
+    # outlived the ban (e.g. a ban in progress).
+    if getattr(user, "banned_at", None) is not None:
+        return CLOSE_FORBIDDEN
+    return None
+
+
+class RefusingConsumer(AsyncWebsocketConsumer):
+    """Refuses every connection with ``code`` (``RefusingConsumer.as_asgi(code=…)``)."""
+
+    code = CLOSE_FORBIDDEN
+    # No channel layer: a refusal needs no Redis channel.
+    channel_layer_alias = None
+
+    async def connect(self):
+        await refuse(self, self.code)
 
 
 @database_sync_to_async
@@ -99,7 +157,28 @@ class PortalOriginValidator(OriginValidator):
             allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
         super().__init__(application, allowed_hosts)
 
+    async def __call__(self, scope, receive, send):
+        # Channels' OriginValidator refuses before accept (an HTTP 403): refuse
+        # with 4403 instead, so a client learns why (see the module doc).
+        if scope["type"] == "websocket" and not self.valid_origin(_origin(scope)):
+            return await _refuse_origin(scope, receive, send)
+        return await self.application(scope, receive, send)
+
     def valid_origin(self, parsed_origin):
         if parsed_origin is None:
             return True
         return self.validate_origin(parsed_origin)
+
+
+_refuse_origin = RefusingConsumer.as_asgi(code=CLOSE_FORBIDDEN)
+
+
+def _origin(scope):
+    """The parsed Origin header, None when absent (or undecodable), as Channels parses it."""
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            try:
+                return urlparse(value.decode("latin1"))
+            except UnicodeDecodeError:
+                return None
+    return None

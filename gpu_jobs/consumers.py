@@ -1,9 +1,10 @@
 """A job's live output over a websocket (SPEC §7 "View Log"): ``ws/jobs/<pk>/logs/``.
 
 Consumers stay dumb (DESIGN rule 8): aladdin.wsauth has set scope["user"];
-ownership is checked *before* accept, so another user's job (or a deleted
-one) is refused with 4404 before any byte flows, an anonymous client with
-4401.
+ownership is checked before any byte flows: another user's job (or a
+deleted one) is accepted and closed at once with 4404, an anonymous client
+with 4401, a banned one with 4403 (aladdin.wsauth.refuse says why a refusal
+is not a refused handshake).
 
 Frames (text, JSON), server to client only:
 
@@ -42,16 +43,21 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
 
 from aladdin.cluster.base import DriverError
-from workshops.consumers import CLOSE_NOT_RUNNING, TerminalConsumer
+from aladdin.wsauth import (
+    CLOSE_DRIVER,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_RUNNING,
+    accepted_subprotocol,
+    refuse,
+    user_refusal,
+)
+from workshops.consumers import TerminalConsumer
 
 from . import logs, services
 from .choices import JobState
 from .models import Job
 
 CLOSE_NORMAL = 1000
-CLOSE_ANONYMOUS = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_DRIVER = 4502
 WAIT_SECONDS = 0.5
 WAITING_STATES = (JobState.QUEUED, JobState.STARTING)
 
@@ -94,15 +100,15 @@ class JobLogConsumer(AsyncWebsocketConsumer):
         self.stream = None
         self.stream_lock = threading.Lock()
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_ANONYMOUS)
+        refused = user_refusal(user)
+        if refused is not None:
+            await refuse(self, refused)
             return
         job = await _job_for(user, self.scope["url_route"]["kwargs"]["pk"])
         if job is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse(self, CLOSE_NOT_FOUND)
             return
-        subprotocols = self.scope.get("subprotocols") or []
-        await self.accept(subprotocol="bearer" if subprotocols[:1] == ["bearer"] else None)
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
         self.pump = threading.Thread(
             target=self._pump,
             args=(job, _offset_from(self.scope), asyncio.get_running_loop()),
@@ -187,8 +193,9 @@ class JobLogConsumer(AsyncWebsocketConsumer):
 class JobTerminalConsumer(TerminalConsumer):
     """A shell in a running job (SPEC §7 "Terminal"), as the job's user, in its sandbox.
 
-    Same frames as the workshop terminal; refused (before accept) with 4404
-    for another user's or a deleted job, 4409 when the job is not running.
+    Same frames as the workshop terminal; refused (accepted, then closed at
+    once) with 4404 for another user's or a deleted job, 4409 when the job is
+    not running.
     """
 
     async def workload_for(self, user, pk) -> tuple[str | None, int | None]:

@@ -1,8 +1,10 @@
 """The web terminal: a websocket pumping bytes to and from a PTY in the workshop.
 
 Consumers stay dumb (DESIGN rule 8): aladdin.wsauth has set scope["user"];
-here ownership and state are checked *before* accept, so another user's
-workshop is refused before any byte flows. Frames: binary or text frames are
+here ownership and state are checked before any byte flows: a refusal is
+accepted and closed at once with its code (aladdin.wsauth.refuse): 4401
+anonymous, 4403 banned, 4404 another user's workshop, 4409 not running, 4502
+the cluster could not open a shell. Frames: binary or text frames are
 keystrokes; a text frame holding JSON ``{"type": "resize", "rows", "cols"}``
 resizes the window. Output goes out as binary frames.
 
@@ -24,14 +26,18 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from aladdin import cluster
 from aladdin.cluster.base import DriverError, Terminal
+from aladdin.wsauth import (
+    CLOSE_DRIVER,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_RUNNING,
+    accepted_subprotocol,
+    refuse,
+    user_refusal,
+)
 
 from .choices import WorkshopState
 from .models import Workshop
 
-CLOSE_ANONYMOUS = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_NOT_RUNNING = 4409
-CLOSE_DRIVER = 4502
 MAX_DIMENSION = 1000
 
 log = logging.getLogger(__name__)
@@ -59,21 +65,21 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_ANONYMOUS)
+        refused = user_refusal(user)
+        if refused is not None:
+            await refuse(self, refused)
             return
         name, refused = await self.workload_for(user, self.scope["url_route"]["kwargs"]["pk"])
         if name is None:
-            await self.close(code=refused)
+            await refuse(self, refused)
             return
         driver = cluster.get_driver()
         try:
             self.terminal = await asyncio.to_thread(driver.open_terminal, name=name)
         except DriverError:
-            await self.close(code=CLOSE_DRIVER)
+            await refuse(self, CLOSE_DRIVER)
             return
-        subprotocols = self.scope.get("subprotocols") or []
-        await self.accept(subprotocol="bearer" if subprotocols[:1] == ["bearer"] else None)
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
         # One thread per terminal (not the shared to_thread pool, which a few
         # dozen idle terminals would exhaust): it blocks in read() and hands
         # each chunk to the event loop, waiting for the send (backpressure).

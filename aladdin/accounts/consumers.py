@@ -1,5 +1,7 @@
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from aladdin.wsauth import accepted_subprotocol, refuse, user_refusal
+
 
 class WhoAmIConsumer(AsyncJsonWebsocketConsumer):
     """Tells a connected client who it is; proves websocket authentication.
@@ -9,9 +11,9 @@ class WhoAmIConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        refused = user_refusal(user)
+        if refused is not None:
+            await refuse(self, refused)
             return
-        subprotocols = self.scope.get("subprotocols") or []
-        await self.accept(subprotocol="bearer" if subprotocols[:1] == ["bearer"] else None)
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
         await self.send_json({"type": "hello", "user_id": user.pk})

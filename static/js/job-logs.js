@@ -7,6 +7,11 @@
  * and nothing is shown twice. On {"type":"end"} it stops, and reloads the
  * status card (state, exit code, billing) from data-status-url; the card is
  * also refreshed every data-poll-seconds while the job is active.
+ *
+ * A refusal (close codes 4400-4499, docs/api.md: not signed in, forbidden,
+ * not found, not running) is final: retrying cannot change it, so it says
+ * why and stops. Any other close (1006 when the network or the server went
+ * away, 4502 when the cluster's stream broke) reconnects with backoff.
  */
 (function () {
   "use strict";
@@ -20,9 +25,20 @@
   var retries = 0;
   var pollMs = (parseInt(pre.dataset.pollSeconds, 10) || 0) * 1000;
   var pollTimer = null;
+  // Close code -> the note's data-* message (unknown 44xx: data-refused).
+  var REFUSALS = {4401: "signedOut", 4403: "forbidden", 4404: "missing", 4409: "notRunning"};
 
   function say(key) {
-    if (note) { note.textContent = key ? (note.dataset[key] || "") : ""; }
+    if (!note) { return; }
+    note.textContent = key ? (note.dataset[key] || "") : "";
+    note.dataset.state = key || "";
+  }
+
+  function stopPolling() {
+    if (pollTimer !== null) {
+      clearInterval(pollTimer);
+      pollTimer = null;
+    }
   }
 
   function append(text) {
@@ -46,10 +62,7 @@
       return response.ok && !response.redirected ? response.text() : null;
     }).then(function (html) {
       if (html !== null) { slot.innerHTML = html; }
-      if (!jobActive() && pollTimer !== null) {
-        clearInterval(pollTimer);
-        pollTimer = null;
-      }
+      if (!jobActive()) { stopPolling(); }
     }).catch(function () { /* the next poll tries again */ });
   }
 
@@ -70,8 +83,9 @@
     };
     ws.onclose = function (event) {
       if (ended) { return; }
-      if (event.code === 4404 || event.code === 4403 || event.code === 4401) {
-        say("missing");
+      if (event.code >= 4400 && event.code < 4500) {
+        say(REFUSALS[event.code] || "refused");
+        stopPolling();
         return;
       }
       // Dropped: back off (1 s, 2 s, 4 s … 30 s) and resume from the offset.

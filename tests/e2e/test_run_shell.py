@@ -96,7 +96,7 @@ def test_a_run_shell_jobs_output_reaches_the_browser(browser, page, portal, shot
         _sign_up(intruder, portal)
         intruder.goto("/overview/")
         ws_path = job_path.replace("/jobs/", "/ws/jobs/") + "logs/"
-        assert intruder.evaluate(WS_CLOSE_CODE, ws_path) == 1006
+        assert intruder.evaluate(WS_CLOSE_CODE, ws_path) == 4404
         assert intruder.goto(job_path).status == 404
     finally:
         other.close()

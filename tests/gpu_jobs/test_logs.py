@@ -22,6 +22,7 @@ from aladdin.cluster.base import DriverError, Phase
 from gpu_jobs import logs
 from gpu_jobs.choices import JobState
 from tests.cluster.conftest import agent, spec, start_agent  # noqa: F401
+from tests.wsclient import refusal_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,30 +138,30 @@ def test_resuming_from_an_offset_gives_only_the_rest(client, user, make_job, por
     assert code == 1000
 
 
-def test_another_users_job_is_refused_before_any_output(
+def test_another_users_job_is_refused_with_4404_before_any_output(
     client, user, other_user, make_job, portal_driver
 ):
     job = make_job(other_user)
     run_workload(portal_driver, job, "echo secret")
     wait_for_end(portal_driver, job)
 
-    assert collect([cookie(client, user), ORIGIN], job.pk) == (False, 4404)
+    assert refusal_code(f"/ws/jobs/{job.pk}/logs/", [cookie(client, user), ORIGIN]) == 4404
 
 
-def test_a_missing_job_is_refused(client, user, portal_driver):
-    assert collect([cookie(client, user), ORIGIN], 999999) == (False, 4404)
+def test_a_missing_job_is_refused_with_4404(client, user, portal_driver):
+    assert refusal_code("/ws/jobs/999999/logs/", [cookie(client, user), ORIGIN]) == 4404
 
 
-def test_a_deleted_job_is_refused(client, user, make_job, portal_driver):
+def test_a_deleted_job_is_refused_with_4404(client, user, make_job, portal_driver):
     job = make_job(user, state=JobState.SUCCEEDED, deleted_at=timezone.now())
 
-    assert collect([cookie(client, user), ORIGIN], job.pk) == (False, 4404)
+    assert refusal_code(f"/ws/jobs/{job.pk}/logs/", [cookie(client, user), ORIGIN]) == 4404
 
 
-def test_anonymous_is_refused(user, make_job, portal_driver):
+def test_anonymous_is_refused_with_4401(user, make_job, portal_driver):
     job = make_job(user)
 
-    assert collect([ORIGIN], job.pk) == (False, 4401)
+    assert refusal_code(f"/ws/jobs/{job.pk}/logs/", [ORIGIN]) == 4401
 
 
 def test_a_utf8_character_split_between_chunks_arrives_whole(client, user, make_job, portal_driver):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from aladdin.asgi import application
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
+from tests.wsclient import refusal_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,17 +56,21 @@ def test_the_owner_gets_a_shell_in_the_running_job(client, user, running_job, dr
     assert driver.terminals[0].written == [b"nvidia-smi\r"] and driver.terminals[0].closed
 
 
-def test_another_users_job_is_refused_before_accept(client, other_user, running_job, driver):
-    assert session([cookie(client, other_user), ORIGIN], running_job.pk)[:2] == (False, 4404)
+def test_another_users_job_is_refused_with_4404(client, other_user, running_job, driver):
+    path = f"/ws/jobs/{running_job.pk}/terminal/"
+    assert refusal_code(path, [cookie(client, other_user), ORIGIN]) == 4404
     assert driver.terminals == []
 
 
-def test_anonymous_and_ended_or_deleted_jobs_are_refused(client, user, running_job, driver):
-    assert session([ORIGIN], running_job.pk)[:2] == (False, 4401)
+def test_anonymous_and_ended_or_deleted_jobs_are_refused_with_their_codes(
+    client, user, running_job, driver
+):
+    path = f"/ws/jobs/{running_job.pk}/terminal/"
+    assert refusal_code(path, [ORIGIN]) == 4401
     type(running_job).objects.filter(pk=running_job.pk).update(state=JobState.SUCCEEDED)
-    assert session([cookie(client, user), ORIGIN], running_job.pk)[:2] == (False, 4409)
+    assert refusal_code(path, [cookie(client, user), ORIGIN]) == 4409
     type(running_job).objects.filter(pk=running_job.pk).update(deleted_at=timezone.now())
-    assert session([cookie(client, user), ORIGIN], running_job.pk)[:2] == (False, 4404)
+    assert refusal_code(path, [cookie(client, user), ORIGIN]) == 4404
     assert driver.terminals == []
 
 

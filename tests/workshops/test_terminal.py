@@ -13,6 +13,8 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from aladdin.asgi import application
+from aladdin.cluster.base import DriverError
+from tests.wsclient import refusal_code
 from workshops import services
 from workshops.choices import WorkshopState
 
@@ -26,38 +28,39 @@ def cookie(client, user):
     return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
-def connect(headers, pk):
-    async def run():
-        communicator = WebsocketCommunicator(
-            application, f"/ws/workshops/{pk}/terminal/", headers=headers
-        )
-        connected, code = await communicator.connect(timeout=5)
-        if connected:
-            await communicator.disconnect()
-        return connected, code
-
-    return async_to_sync(run)()
-
-
-def test_another_users_workshop_is_refused_before_accept(
+def test_another_users_workshop_is_refused_with_4404(
     client, user, other_user, make_workshop, driver
 ):
     ws = make_workshop(other_user)
-    connected, code = connect([cookie(client, user), ORIGIN], ws.pk)
-    assert (connected, code) == (False, 4404)
+    path = f"/ws/workshops/{ws.pk}/terminal/"
+    assert refusal_code(path, [cookie(client, user), ORIGIN]) == 4404
     assert driver.terminals == []
 
 
-def test_anonymous_is_refused(client, user, make_workshop, driver):
+def test_anonymous_is_refused_with_4401(client, user, make_workshop, driver):
     ws = make_workshop(user)
-    assert connect([ORIGIN], ws.pk) == (False, 4401)
+    assert refusal_code(f"/ws/workshops/{ws.pk}/terminal/", [ORIGIN]) == 4401
     assert driver.terminals == []
 
 
-def test_a_stopped_workshop_is_refused(client, user, make_workshop, driver):
+def test_a_stopped_workshop_is_refused_with_4409(client, user, make_workshop, driver):
     ws = make_workshop(user)
     services.workshop_stop(workshop=ws)
-    assert connect([cookie(client, user), ORIGIN], ws.pk) == (False, 4409)
+    path = f"/ws/workshops/{ws.pk}/terminal/"
+    assert refusal_code(path, [cookie(client, user), ORIGIN]) == 4409
+
+
+def test_a_shell_the_cluster_cannot_open_is_refused_with_4502(
+    client, user, make_workshop, driver, monkeypatch
+):
+    ws = make_workshop(user)
+
+    def broken(**_):
+        raise DriverError("agent unreachable")
+
+    monkeypatch.setattr(driver, "open_terminal", broken)
+    path = f"/ws/workshops/{ws.pk}/terminal/"
+    assert refusal_code(path, [cookie(client, user), ORIGIN]) == 4502
 
 
 def test_bytes_flow_both_ways_and_resize_and_close(client, user, make_workshop, driver):
