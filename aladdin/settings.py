@@ -8,6 +8,7 @@ The README lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -118,6 +119,8 @@ INSTALLED_APPS = [
     "workshops",
     "storage",
     "gpu_jobs",
+    # The platform's own health (/metrics, task heartbeats): reads every app above.
+    "aladdin.ops",
 ]
 
 MIDDLEWARE = [
@@ -575,6 +578,20 @@ LOCAL_IMAGE_MAP = _local_image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""
 # --- health -----------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS = 60
 HEALTH_BEAT_MAX_AGE_SECONDS = 60
+
+# --- monitoring: /metrics (Prometheus text format; docs/operations.md) -------
+# Addresses or networks (CIDR) that may scrape without a token; every address
+# a request names (peer and X-Forwarded-For entries) must be in the list.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_network!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+        ) from None
+# With a token set, "Authorization: Bearer <token>" is allowed from anywhere.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ from oauth2_provider import views as oauth2_views
 from aladdin import views
 from aladdin.accounts.api import MeView
 from aladdin.accounts.oauth import IDEAuthorizationView
+from aladdin.ops import views as ops_views
 from billing import api as billing_api
 from gpu_jobs import api as gpu_jobs_api
 from storage import api as storage_api
@@ -33,6 +34,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("overview/", views.overview, name="overview"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("", include("aladdin.accounts.urls")),
     path("billing/", include("billing.urls")),
     path("workshops/", include("workshops.urls")),
