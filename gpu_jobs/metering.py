@@ -1,10 +1,14 @@
 """Per-second metering of GPU jobs (SPEC §4.1, DESIGN rules 4–6).
 
 Each worker of a job (:class:`JobWorker`) is billed from its ``started_at``
-(allocation) to its ``ended_at`` (release). The ledger gets one charge per
-started minute while it runs and a final one at the end. Each charge is the
-total owed so far minus what was already charged, so rounding never
-accumulates and a meter that was down for a while catches up exactly. Keys
+(allocation) to its ``ended_at`` (release), for every *started* second: 0.4 s
+bills 1 s, 60.2 s bills 61 s (SPEC §4.1: no run is free). The ledger gets one
+charge per whole minute while it runs and a final one at the end. Each
+charge is the total owed so far minus what was already charged: the minute
+charges cover whole seconds only (a minute boundary is a whole second), so
+the final charge, on the whole allocation, takes the last started second
+once, rounding never accumulates, and a meter that was down for a while
+catches up exactly. Keys
 are deterministic, ``(job, worker, interval)``: ``job-<id>:w<index>:<minute>``
 for the minute being closed, ``job-<id>:w<index>:end`` for the last charge.
 The worker's and the job's ``charged_micro`` move in the same transaction
@@ -38,22 +42,45 @@ def worker_price_micro_per_hour(job: Job) -> int:
     return job.gpu_type.price_micro_per_hour * job.cards_per_worker
 
 
-def billed_seconds(window, until: datetime) -> int:
-    """Whole seconds from ``window.started_at`` to ``until`` (capped at ``window.ended_at``).
+_MICROS = 1_000_000
 
-    ``window`` is a worker (or anything with those two attributes); never negative.
+
+def _elapsed_micros(window, until: datetime) -> int | None:
+    """Microseconds from ``window.started_at`` to ``until`` (capped at ``window.ended_at``).
+
+    None before the allocation (or without one). Integer arithmetic on the
+    timedelta's parts: no float anywhere.
     """
     if window.started_at is None:
-        return 0
+        return None
     end = until if window.ended_at is None else min(until, window.ended_at)
     delta = end - window.started_at
-    # Integer arithmetic on timedelta parts: no float anywhere.
-    seconds = delta.days * 86_400 + delta.seconds
-    return max(seconds, 0)
+    micros = (delta.days * 86_400 + delta.seconds) * _MICROS + delta.microseconds
+    return micros if micros >= 0 else None
+
+
+def elapsed_seconds(window, until: datetime) -> int:
+    """Whole seconds of the allocation up to ``until``: what the minute charges count."""
+    micros = _elapsed_micros(window, until)
+    return 0 if micros is None else micros // _MICROS
+
+
+def billed_seconds(window, until: datetime) -> int:
+    """Started seconds of the allocation up to ``until`` (capped at its release).
+
+    Each started second counts: ceil of the elapsed time, and at least one
+    second once the cards were allocated (a zero-length window still held
+    them). ``window`` is a worker (or anything with ``started_at`` and
+    ``ended_at``); 0 before the allocation.
+    """
+    micros = _elapsed_micros(window, until)
+    if micros is None:
+        return 0
+    return max(1, -(-micros // _MICROS))
 
 
 def worker_owed(worker: JobWorker, job: Job, until: datetime) -> int:
-    """What one worker owes from its allocation to ``until``, in µDCU, floored."""
+    """What one worker owes for its started seconds up to ``until``, in µDCU, floored."""
     return worker_price_micro_per_hour(job) * billed_seconds(worker, until) // 3600
 
 
@@ -77,8 +104,10 @@ def _due(worker: JobWorker, job: Job, at: datetime) -> _Due | None:
 
     While it runs only whole minutes are charged (the key and its amount are
     then a function of the minute, so a retry within the same minute replays
-    the same key with the same amount); once it has ended (``ended_at <=
-    at``) the rest is charged under the ``end`` key.
+    the same key with the same amount; a minute boundary is a whole second,
+    so its started seconds are exactly its elapsed ones); once it has ended
+    (``ended_at <= at``) the rest, up to the last started second, is charged
+    under the ``end`` key.
     """
     if worker.started_at is None or worker.metering_closed:
         return None
@@ -86,7 +115,7 @@ def _due(worker: JobWorker, job: Job, at: datetime) -> _Due | None:
     if worker.ended_at is not None and worker.ended_at <= at:
         target = worker_owed(worker, job, worker.ended_at)
         return _Due(f"{prefix}:end", target, target - worker.charged_micro, final=True)
-    minutes = billed_seconds(worker, at) // 60
+    minutes = elapsed_seconds(worker, at) // 60
     if minutes == 0:
         return None
     target = worker_owed(worker, job, worker.started_at + timedelta(minutes=minutes))
@@ -133,8 +162,8 @@ def _plan(workers: list[JobWorker], at: datetime):
         if due is None:
             continue
         if due.amount_micro <= 0:
-            # Nothing left to charge (the end fell inside an already charged
-            # second): still close the metering.
+            # Nothing left to charge (the release was recorded at or before
+            # the end of a minute already charged): still close the metering.
             if due.final:
                 _close(worker)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -121,7 +122,9 @@ def test_a_job_whose_process_is_killed_is_billed_exactly_to_its_end(local, ready
     job.refresh_from_db()
     assert job.state == JobState.FAILED and job.metering_closed
     assert status.started_at is not None and job.ended_at > job.started_at
-    seconds = int((job.ended_at - job.started_at).total_seconds())
+    # Every started second is billed (SPEC §4.1).
+    micros = (job.ended_at - job.started_at) // timedelta(microseconds=1)
+    seconds = -(-micros // 1_000_000)
     expected = 2 * 2_560_000 * seconds // 3600
     charged = -sum(
         LedgerEntry.objects.filter(idempotency_key__startswith=f"gpu:job-{job.pk}:").values_list(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import hypothesis
 import pytest
 import time_machine
+from hypothesis import strategies as st
 
 from billing import selectors as billing_selectors
 from billing import services as billing_services
@@ -49,10 +51,13 @@ def end(job, at, state=JobState.SUCCEEDED):
     job.worker_rows.update(ended_at=at)
 
 
-def test_owed_is_floored_from_whole_seconds_with_integers(user, make_job):
+def test_owed_counts_every_started_second_with_integers(user, make_job):
     job = make_job(user, card="40g", started_at=START)
-    # 1.28 DCU/h: 1 s = 355.55… µDCU, floored; fractions of a second are not billed.
-    assert owed(job, START + timedelta(seconds=1, microseconds=999_999)) == 355
+    # 1.28 DCU/h: 1 s = 355.55… µDCU, floored; a started second is a whole second.
+    assert owed(job, START) == 355
+    assert owed(job, START + timedelta(microseconds=1)) == 355
+    assert owed(job, START + timedelta(seconds=1)) == 355
+    assert owed(job, START + timedelta(seconds=1, microseconds=1)) == 711
     assert owed(job, START + timedelta(hours=1)) == 1_280_000
     assert owed(job, START - timedelta(seconds=5)) == 0
     end(job, START + timedelta(seconds=10))
@@ -121,12 +126,117 @@ def test_after_a_worker_is_killed_mid_run_the_total_is_still_exact(user, subscri
     end(job, START + timedelta(seconds=200, microseconds=900_000), state=JobState.FAILED)
     meter_job(job=job, at=START + timedelta(minutes=30))
     job.refresh_from_db()
-    assert job.charged_micro == ledger_total(job) == 5_120_000 * 200 // 3600 == 284_444
+    # 200.9 s: 201 started seconds
+    assert job.charged_micro == ledger_total(job) == 5_120_000 * 201 // 3600 == 285_866
     assert charge_keys(job) == [
         f"gpu:job-{job.pk}:w0:0",
         f"gpu:job-{job.pk}:w0:2",
         f"gpu:job-{job.pk}:w0:end",
     ]
+
+
+def test_a_run_of_0_4_seconds_bills_one_second(user, subscribe, make_job):
+    # given a Run Shell whose process ran for 0.4 s on a 40G card
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="40g", started_at=START)
+    end(job, START + timedelta(milliseconds=400))
+
+    # when the reconciler's final meter runs
+    meter_job(job=job, at=START + timedelta(seconds=2))
+
+    # then one second is billed: 1.28 DCU/h × 1 s, floored
+    job.refresh_from_db()
+    assert job.charged_micro == ledger_total(job) == 1_280_000 // 3600 == 355
+    assert job.metering_closed
+    assert charge_keys(job) == [f"gpu:job-{job.pk}:w0:end"]
+
+
+def test_a_window_of_no_length_still_bills_its_started_second(user, subscribe, make_job):
+    # The cards were allocated and released at the same recorded instant
+    # (the release is clamped to the allocation): no run is free.
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="40g", started_at=START)
+    end(job, START)
+
+    meter_due(at=START + timedelta(seconds=1))
+
+    job.refresh_from_db()
+    assert job.charged_micro == ledger_total(job) == 355 and job.metering_closed
+
+
+def test_a_run_of_60_2_seconds_bills_61_seconds_across_two_charges(user, subscribe, make_job):
+    # given a job on a 40G card, charged for its first minute while it ran
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="40g", started_at=START)
+    meter_due(at=START + timedelta(seconds=60, milliseconds=100))
+    job.refresh_from_db()
+    assert job.charged_micro == 1_280_000 * 60 // 3600
+
+    # when it ends at 60.2 s and the meters run, again and again
+    end(job, START + timedelta(seconds=60, milliseconds=200))
+    meter_job(job=job, at=START + timedelta(seconds=61))
+    for late in (61, 90, 3600):
+        meter_due(at=START + timedelta(seconds=late))
+        meter_job(job=job, at=START + timedelta(seconds=late))
+
+    # then 61 seconds in all, the last started second once, under two keys
+    job.refresh_from_db()
+    assert job.charged_micro == ledger_total(job) == 1_280_000 * 61 // 3600 == 21_688
+    assert charge_keys(job) == [f"gpu:job-{job.pk}:w0:0", f"gpu:job-{job.pk}:w0:end"]
+    assert job.metering_closed
+
+
+def test_a_replayed_end_charge_bills_nothing_twice(user, subscribe, make_job):
+    # The end charge is in the ledger but the worker's row update was lost
+    # (a crash between them cannot happen, they commit together; a replay
+    # of the same key from another meter can): the ledger keeps one charge.
+    subscribe(user, "basic", T0)
+    job = make_job(user, card="40g", started_at=START)
+    end(job, START + timedelta(milliseconds=400))
+    billing_services.charge(
+        user=user, kind="gpu", key=f"job-{job.pk}:w0:end", amount_micro=355, reason="r", at=T0
+    )
+
+    meter_job(job=job, at=START + timedelta(seconds=1))
+    meter_due(at=START + timedelta(seconds=2))
+
+    assert ledger_total(job) == 355
+    assert charge_keys(job) == [f"gpu:job-{job.pk}:w0:end"]
+
+
+@hypothesis.settings(
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(
+    duration_ms=st.integers(min_value=0, max_value=200_000),
+    ticks_ms=st.lists(st.integers(min_value=0, max_value=260_000), max_size=6),
+)
+def test_whatever_the_ticks_a_run_bills_its_started_seconds_once(
+    user, subscribe, make_job, duration_ms, ticks_ms
+):
+    # given a 40G job that ran ``duration_ms``, metered at arbitrary times
+    # (while it ran and after), then by the final meter
+    if not billing_selectors.active_balance_micro(user, T0):
+        subscribe(user, "basic", T0)
+    job = make_job(user, card="40g", started_at=START)
+    released = START + timedelta(milliseconds=duration_ms)
+    for tick in sorted(ticks_ms):
+        at = START + timedelta(milliseconds=tick)
+        if at >= released and job.ended_at is None:
+            end(job, released)
+        meter_due(at=at)
+    if job.ended_at is None:
+        end(job, released)
+    meter_job(job=job, at=released + timedelta(seconds=1))
+
+    # then exactly its started seconds (at least one) are billed
+    seconds = max(1, -(-duration_ms // 1000))
+    job.refresh_from_db()
+    assert job.charged_micro == ledger_total(job) == 1_280_000 * seconds // 3600
+    assert job.metering_closed
 
 
 def test_an_exhausted_balance_is_reported(user, subscribe, make_job):
