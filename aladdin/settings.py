@@ -124,6 +124,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (allauth, SMS limits, DRF throttles) sees the
+    # client's address in REMOTE_ADDR, derived from TRUSTED_PROXY_COUNT.
+    "aladdin.lib.client_address.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -145,9 +148,6 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
-    # First: everything after it (allauth, SMS limits, DRF throttles) sees the
-    # client's address in REMOTE_ADDR, derived from TRUSTED_PROXY_COUNT.
-    "aladdin.lib.client_address.ClientAddressMiddleware",
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
