@@ -127,6 +127,9 @@ MIDDLEWARE = [
     # First: everything after it (allauth, SMS limits, DRF throttles) sees the
     # client's address in REMOTE_ADDR, derived from TRUSTED_PROXY_COUNT.
     "aladdin.lib.client_address.ClientAddressMiddleware",
+    # Early, so that errors of the middleware below it (a bad Host header)
+    # under /api/ are answered in the API's JSON too.
+    "aladdin.lib.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,13 +1,26 @@
-"""Shared REST API pieces: one error format, pagination, token authentication."""
+"""Shared REST API pieces: one error format (for every /api/ path), pagination."""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
-from rest_framework import exceptions, pagination
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+API_PREFIX = "/api/"
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every API error (docs/api.md, Conventions)."""
+
+    code = serializers.CharField(help_text='Machine-readable, e.g. "not_found", "invalid".')
+    detail = serializers.CharField(help_text="Human-readable, in the request's language.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per input field (400 invalid); empty otherwise.",
+    )
 
 
 def _flatten(detail) -> str:
@@ -70,3 +83,61 @@ class Pagination(pagination.PageNumberPagination):
 
     def get_paginated_response_schema(self, schema):
         return super().get_paginated_response_schema(schema)
+
+
+def _exception_for(request, status_code: int) -> exceptions.APIException:
+    # DRF's own exceptions, so codes and (translated) messages match its errors.
+    known = {
+        status.HTTP_400_BAD_REQUEST: exceptions.ParseError,
+        status.HTTP_403_FORBIDDEN: exceptions.PermissionDenied,
+        status.HTTP_404_NOT_FOUND: exceptions.NotFound,
+    }
+    if status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        return exceptions.MethodNotAllowed(request.method)
+    return known.get(status_code, exceptions.APIException)()
+
+
+def error_response(request, status_code: int) -> JsonResponse:
+    """The API's error body for a bare status code, in the active language."""
+    exc = _exception_for(request, status_code)
+    return JsonResponse(
+        {"code": exc.get_codes(), "detail": str(exc.detail), "fields": {}},
+        status=status_code,
+        json_dumps_params={"ensure_ascii": False},
+    )
+
+
+class ApiErrorMiddleware:
+    """Every error under /api/ is the API's JSON, never Django's HTML page.
+
+    DRF formats errors raised in its views (``exception_handler`` above), but
+    some never reach a view: a path that no URL matches (``/api/v1/nope``,
+    ``/api/v1/jobs/-1``), an unhandled exception, a bad Host header or an
+    oversized body are answered by Django's 404/500/400 handlers in HTML (the
+    debug pages under DEBUG), and an IDE client would have to parse a page to
+    learn that an id does not exist. Django has logged the error and sent its
+    signals by the time the response comes back here; only the body changes.
+    Other paths keep their pages.
+
+    Listed before CommonMiddleware (which refuses bad Host headers) so that
+    its errors pass through here; the language that LocaleMiddleware chose
+    is still active on the way back, so messages follow the request.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and request.path_info.startswith(API_PREFIX)
+            # DRF's own responses already carry the API's format.
+            and not isinstance(response, Response)
+        ):
+            replaced = error_response(request, response.status_code)
+            for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+                if header in response:
+                    replaced[header] = response[header]
+            return replaced
+        return response
