@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
-# honcho overrides PORT for each process it starts, so the web port travels as ALADDIN_WEB_PORT.
+# The web port travels as ALADDIN_WEB_PORT (Procfile.dev, settings): Procfile runners
+# such as honcho set PORT per process, so PORT alone could not name it.
 export ALADDIN_WEB_PORT := $(PORT)
 # Job payloads that need PyTorch (the manual's CUDA check) run in their own venv,
 # made with Debian's /usr/bin/python3: its bin/python links to that interpreter,
@@ -63,8 +64,8 @@ system-test-deps: ## Install Debian packages the tests need (chromium, CJK font,
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_catalog
+	umask 077; DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	umask 077; DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_catalog
 
 .PHONY: run
 run: venv system-run-deps payload-venv migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
@@ -72,7 +73,8 @@ run: venv system-run-deps payload-venv migrate ## Start the whole portal in the 
 	@echo "  Aladdin is starting at http://127.0.0.1:$(PORT)/  (processes: $(PROCS))"
 	@echo "  SMS codes are printed in this log (console SMS backend)."
 	@echo ""
-	DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/honcho --no-prefix -f Procfile.dev start $(PROCS) 2>&1 || true
+	@# supervisord (scripts/supervise.py) restarts a crashed process alone; umask 077: var/ is private.
+	umask 077; DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/python scripts/supervise.py $(PROCS) 2>&1
 
 .PHONY: test
 test: venv system-test-deps payload-venv ## Run the whole test suite (unit, PostgreSQL, browser)

@@ -8,6 +8,7 @@ The README lists every variable.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
 from pathlib import Path
@@ -51,10 +52,23 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-# Everything a run writes (database, volumes, logs, dev keys) lives here.
+def _chmod(path: Path, mode: int) -> None:
+    # A path owned by another user (a shared parent, an operator's choice) is
+    # left as it is: tightening it is the owner's business, not a start-up error.
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        os.chmod(path, mode)
+
+
+# Everything a run writes (database, volumes, logs, dev keys) lives here, and
+# only the portal's user may read it: the processes run with umask 077, and
+# what settings create here is made private explicitly. VAR_DIR itself is
+# 0711, not 0700: the local agent keeps users' volumes under VAR_DIR/volumes
+# by default, and a sandbox runs as the user's own uid, which must traverse
+# VAR_DIR to reach its volume (bwrap binds it as that uid); it cannot list it.
 VAR_DIR = Path(env.str("ALADDIN_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+_chmod(VAR_DIR, 0o711)
 DEBUG = _env_bool("DEBUG", False)
 
 
@@ -70,8 +84,11 @@ def _secret_key() -> str:
     # survive restarts of `make run`.
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created 0600, never readable by others even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+    _chmod(path, 0o600)
     return path.read_text().strip()
 
 
@@ -90,7 +107,7 @@ TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# honcho rewrites PORT per process; the Makefile passes the web port on as ALADDIN_WEB_PORT.
+# Procfile runners may rewrite PORT per process; the Makefile passes the web port on as ALADDIN_WEB_PORT.
 PORT = _env_int("ALADDIN_WEB_PORT", _env_int("PORT", 8000, minimum=1), minimum=1)
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 
@@ -180,6 +197,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     DATABASES["default"]["TEST"] = {"NAME": env.str("ALADDIN_TEST_DB", default="") or None}
 else:
+    _db_file = str(DATABASES["default"]["NAME"])
+    if _db_file and _db_file != ":memory:" and not _db_file.startswith("file:"):
+        # SQLite creates a new database with the process's umask (0644 under
+        # the usual 022) and gives its -wal and -shm files the database's own
+        # mode: an empty file is a valid empty database, so create it 0600
+        # first; an older, wider one is tightened.
+        with contextlib.suppress(OSError):
+            os.close(os.open(_db_file, os.O_WRONLY | os.O_CREAT, 0o600))
+        for _suffix in ("", "-wal", "-shm", "-journal"):
+            _chmod(Path(_db_file + _suffix), 0o600)
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -319,6 +346,18 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_PHONE_VERIFICATION_ENABLED = True
 ACCOUNT_LOGIN_BY_CODE_ENABLED = True
 ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
+# --- HTTPS (production: TLS ends at the proxy, docs/operations.md) -----------
+# Secure by default whenever DEBUG is off (`manage.py check --deploy` is clean);
+# each can be relaxed from the environment, e.g. SECURE_SSL_REDIRECT=0 where
+# the proxy already redirects. Behind a proxy, TRUSTED_PROXY_COUNT > 0 makes
+# X-Forwarded-Proto tell Django that the request came over HTTPS.
+SECURE_SSL_REDIRECT = not DEBUG and _env_bool("SECURE_SSL_REDIRECT", True)
+# Load balancers and probes ask the server itself for /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = 0 if DEBUG else _env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", True)
+
 OTP_LENGTH = 6
 OTP_TTL_SECONDS = 10 * 60
 OTP_MAX_ATTEMPTS = 5
@@ -446,11 +485,24 @@ REST_FRAMEWORK = {
         "aladdin.lib.api_auth.ActivityOAuth2Authentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # RFC 9700 (OAuth 2.0 Security BCP): the IDE uses only the authorization
+    # code grant with S256 PKCE; refuse what it never needs (check --deploy).
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "aladdin.lib.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "aladdin.lib.api.exception_handler",
+SILENCED_SYSTEM_CHECKS = [
+    # "http redirect URIs are allowed": the only http URI registered is the
+    # RFC 8252 §7.3 loopback (http://127.0.0.1/callback) of the IDE plugin,
+    # which a native app needs; redirect URIs are matched against the
+    # application's registered list, so no other http URI is accepted.
+    "oauth2_provider.W008",
+]
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
@@ -484,6 +536,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- i18n -------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
+    # How the IDE gets its bearer token (aladdin.lib.api_auth.ActivityOAuth2Scheme).
+    "OAUTH2_FLOWS": ["authorizationCode"],
+    "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    "OAUTH2_TOKEN_URL": "/o/token/",
+    "OAUTH2_REFRESH_URL": "/o/token/",
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
@@ -494,7 +551,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(mode=0o700, exist_ok=True)
+_chmod(STATIC_ROOT, 0o700)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -516,6 +574,11 @@ LOCAL_VOLUMES_DIR = Path(
 ).resolve()
 ALADDIN_LOCAL_INSECURE = _env_bool("ALADDIN_LOCAL_INSECURE", False)
 # The agent (manage.py cluster_agent) owns local workloads; web and workers
+# Django chmods what it saves (uploads, invoices, collectstatic's copies) to
+# 0644 by default, whatever the umask: keep them to the portal's user, which
+# serves them itself (whitenoise, views).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # reach it through this socket. Its journal and workload logs live beside it.
 LOCAL_AGENT_DIR = Path(env.str("ALADDIN_LOCAL_AGENT_DIR", default=str(VAR_DIR / "agent"))).resolve()
 LOCAL_AGENT_SOCKET = Path(

@@ -137,7 +137,7 @@ class Portal:
         log = self.var_dir / f"{name}.log"
         self.logs[name] = log
         with log.open("ab") as out:
-            # As honcho does: the Procfile line through /bin/sh; exec so the
+            # As `make run` does: the Procfile line through /bin/sh; exec so the
             # pid is the process's own, in a group of its own.
             self.procs[name] = subprocess.Popen(
                 ["/bin/sh", "-c", f"exec {command}"],

@@ -22,7 +22,9 @@ def redis_server_binary() -> str:
 
 
 def argv(port: int, data_dir: Path) -> list[str]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Redis's data is the portal's alone (the rest of var/ is private too).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     return [
         redis_server_binary(),
         "--port",
@@ -46,7 +48,7 @@ def main() -> None:
     args = argv(port, var / "redis")
     sys.stdout.write(f"bundled redis-server on 127.0.0.1:{port}\n")
     sys.stdout.flush()
-    # exec: honcho's signals reach redis-server itself, so Ctrl-C stops it.
+    # exec: the supervisor's signals reach redis-server itself, so Ctrl-C stops it.
     os.execv(args[0], args)
 
 

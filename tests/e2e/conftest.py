@@ -242,7 +242,7 @@ def portal(tmp_path_factory):
             log = var_dir / f"{name}.log"
             portal.logs[name] = log
             with log.open("wb") as out:
-                # As honcho does: the Procfile line through /bin/sh, which
+                # As scripts/supervise.py does: the Procfile line through /bin/sh, which
                 # expands ${ALADDIN_WEB_PORT:-8000} and friends; exec so the
                 # pid is daphne's or celery's own.
                 portal.processes[name] = subprocess.Popen(

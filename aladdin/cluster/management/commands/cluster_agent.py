@@ -35,7 +35,7 @@ class Command(BaseCommand):
             log_max_bytes=settings.LOCAL_LOG_MAX_MIB * 2**20,
             log_user_max_bytes=settings.LOCAL_LOG_USER_MAX_MIB * 2**20,
         )
-        # honcho sends SIGTERM (and a terminal's Ctrl-C SIGINT): stop the
+        # supervisord and systemd send SIGTERM (a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.
         signal.signal(signal.SIGTERM, agent.shutdown)
         signal.signal(signal.SIGINT, agent.shutdown)
