@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import secrets
 from pathlib import Path
 
@@ -67,8 +68,8 @@ def _chmod(path: Path, mode: int) -> None:
 # VAR_DIR to reach its volume (bwrap binds it as that uid); it cannot list it.
 VAR_DIR = Path(env.str("ALADDIN_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-
 _chmod(VAR_DIR, 0o711)
+
 DEBUG = _env_bool("DEBUG", False)
 
 
@@ -196,7 +197,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     DATABASES["default"]["TEST"] = {"NAME": env.str("ALADDIN_TEST_DB", default="") or None}
-else:
     _db_file = str(DATABASES["default"]["NAME"])
     if _db_file and _db_file != ":memory:" and not _db_file.startswith("file:"):
         # SQLite creates a new database with the process's umask (0644 under
@@ -207,6 +207,7 @@ else:
             os.close(os.open(_db_file, os.O_WRONLY | os.O_CREAT, 0o600))
         for _suffix in ("", "-wal", "-shm", "-journal"):
             _chmod(Path(_db_file + _suffix), 0o600)
+else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -334,18 +335,6 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG and _env_bool("SESSION_COOKIE_SECURE", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
-# django-allauth: phone identity. Every OTP rule of the foundation issue is
-# set explicitly here because allauth's defaults differ (9-character codes,
-# 3 attempts, 3-minute validity).
-ACCOUNT_ADAPTER = "aladdin.accounts.adapter.AccountAdapter"
-ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
-ACCOUNT_USER_MODEL_EMAIL_FIELD = None
-ACCOUNT_LOGIN_METHODS = {"phone", "username"}
-ACCOUNT_SIGNUP_FIELDS = ["phone*", "username", "password1*"]
-ACCOUNT_EMAIL_VERIFICATION = "none"
-ACCOUNT_PHONE_VERIFICATION_ENABLED = True
-ACCOUNT_LOGIN_BY_CODE_ENABLED = True
-ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
 # --- HTTPS (production: TLS ends at the proxy, docs/operations.md) -----------
 # Secure by default whenever DEBUG is off (`manage.py check --deploy` is clean);
 # each can be relaxed from the environment, e.g. SECURE_SSL_REDIRECT=0 where
@@ -358,6 +347,18 @@ SECURE_HSTS_SECONDS = 0 if DEBUG else _env_int("SECURE_HSTS_SECONDS", 365 * 24 *
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", True)
 
+# django-allauth: phone identity. Every OTP rule of the foundation issue is
+# set explicitly here because allauth's defaults differ (9-character codes,
+# 3 attempts, 3-minute validity).
+ACCOUNT_ADAPTER = "aladdin.accounts.adapter.AccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_USER_MODEL_EMAIL_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"phone", "username"}
+ACCOUNT_SIGNUP_FIELDS = ["phone*", "username", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_PHONE_VERIFICATION_ENABLED = True
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
 OTP_LENGTH = 6
 OTP_TTL_SECONDS = 10 * 60
 OTP_MAX_ATTEMPTS = 5
@@ -473,29 +474,17 @@ OAUTH2_PROVIDER = {
     "REQUEST_APPROVAL_PROMPT": "auto",
     # Tokens are stored as SHA-256 checksums only, never in plaintext.
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
-    "OAUTH2_SERVER_CLASS": "aladdin.accounts.oauth.S256OnlyServer",
-    # Tokens only in the Authorization header, never in the query string
-    # (RFC 9700 §4.3.2); aladdin.lib.api_auth refuses the form field too.
-    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
-}
-
-# --- REST API ---------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "aladdin.lib.api_auth.ActivityOAuth2Authentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
     # RFC 9700 (OAuth 2.0 Security BCP): the IDE uses only the authorization
     # code grant with S256 PKCE; refuse what it never needs (check --deploy).
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "aladdin.lib.api.Pagination",
-    "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "aladdin.lib.api.exception_handler",
+    "OAUTH2_SERVER_CLASS": "aladdin.accounts.oauth.S256OnlyServer",
+    # Tokens only in the Authorization header, never in the query string
+    # (RFC 9700 §4.3.2); aladdin.lib.api_auth refuses the form field too.
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+}
 SILENCED_SYSTEM_CHECKS = [
     # "http redirect URIs are allowed": the only http URI registered is the
     # RFC 8252 §7.3 loopback (http://127.0.0.1/callback) of the IDE plugin,
@@ -503,6 +492,18 @@ SILENCED_SYSTEM_CHECKS = [
     # application's registered list, so no other http URI is accepted.
     "oauth2_provider.W008",
 ]
+
+# --- REST API ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "aladdin.lib.api_auth.ActivityOAuth2Authentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "aladdin.lib.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "aladdin.lib.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
@@ -524,6 +525,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
+    # How the IDE gets its bearer token (aladdin.lib.api_auth.ActivityOAuth2Scheme).
+    "OAUTH2_FLOWS": ["authorizationCode"],
+    "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    "OAUTH2_TOKEN_URL": "/o/token/",
+    "OAUTH2_REFRESH_URL": "/o/token/",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several apps have a "kind" field: name each enum after its choices.
@@ -536,11 +542,6 @@ SPECTACULAR_SETTINGS = {
 
 # --- i18n -------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
-    # How the IDE gets its bearer token (aladdin.lib.api_auth.ActivityOAuth2Scheme).
-    "OAUTH2_FLOWS": ["authorizationCode"],
-    "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
-    "OAUTH2_TOKEN_URL": "/o/token/",
-    "OAUTH2_REFRESH_URL": "/o/token/",
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
@@ -562,6 +563,11 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = VAR_DIR / "media"
+# Django chmods what it saves (uploads, invoices, collectstatic's copies) to
+# 0644 by default, whatever the umask: keep them to the portal's user, which
+# serves them itself (whitenoise, views).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # --- cluster ----------------------------------------------------------------
 CLUSTER_DRIVER = env.str("CLUSTER_DRIVER", default="local")
@@ -574,11 +580,6 @@ LOCAL_VOLUMES_DIR = Path(
 ).resolve()
 ALADDIN_LOCAL_INSECURE = _env_bool("ALADDIN_LOCAL_INSECURE", False)
 # The agent (manage.py cluster_agent) owns local workloads; web and workers
-# Django chmods what it saves (uploads, invoices, collectstatic's copies) to
-# 0644 by default, whatever the umask: keep them to the portal's user, which
-# serves them itself (whitenoise, views).
-FILE_UPLOAD_PERMISSIONS = 0o600
-FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # reach it through this socket. Its journal and workload logs live beside it.
 LOCAL_AGENT_DIR = Path(env.str("ALADDIN_LOCAL_AGENT_DIR", default=str(VAR_DIR / "agent"))).resolve()
 LOCAL_AGENT_SOCKET = Path(
