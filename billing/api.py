@@ -196,12 +196,14 @@ class BalanceView(APIView):
         return Response(BalanceSerializer(data).data)
 
 
-class PlansView(APIView):
+class PlansView(generics.GenericAPIView):
     """Plans for sale with this user's price and what buying each now would do."""
+
+    serializer_class = PlanOfferSerializer
 
     @extend_schema(responses=PlanOfferSerializer(many=True), operation_id="billing_plans")
     def get(self, request):
-        offers = selectors.plan_offers(request.user, at=timezone.now())
+        offers = self.paginate_queryset(selectors.plan_offers(request.user, at=timezone.now()))
         data = [
             {
                 "code": o.plan.code,
@@ -221,7 +223,7 @@ class PlansView(APIView):
             }
             for o in offers
         ]
-        return Response(PlanOfferSerializer(data, many=True).data)
+        return self.get_paginated_response(PlanOfferSerializer(data, many=True).data)
 
 
 class LedgerView(generics.ListAPIView):

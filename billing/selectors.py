@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -175,15 +176,26 @@ def daily_usage_micro(user, *, days: int = 30, at: datetime | None = None) -> li
 def subscription_preview(*, user, plan: Plan, at: datetime | None = None) -> dict:
     """What buying ``plan`` would do now: ``{"effect": "now"|"queued"|"pack", "starts_at"}``."""
     at = at or timezone.now()
-    current = current_subscription(user, at)
+    return _preview(
+        plan, at=at, current=current_subscription(user, at), last_end=lambda: _last_end(user)
+    )
+
+
+def _last_end(user) -> datetime | None:
+    """When the user's last active or queued period ends (a new one would start then)."""
+    return Subscription.objects.filter(
+        user_id=user.pk, state__in=[SubscriptionState.ACTIVE, SubscriptionState.QUEUED]
+    ).aggregate(last=Max("ends_at"))["last"]
+
+
+def _preview(plan: Plan, *, at: datetime, current: Subscription | None, last_end) -> dict:
+    # ``last_end`` is called only for a queued effect, so a preview of one plan
+    # reads it only when needed and a list of offers (plan_offers) reads it once.
     if plan.kind == PlanKind.EXTENSION:
         return {"effect": "pack", "starts_at": at, "allowed": current is not None}
     if current is None or plan.tier > current.plan.tier:
         return {"effect": "now", "starts_at": at, "allowed": True}
-    last_end = Subscription.objects.filter(
-        user_id=user.pk, state__in=[SubscriptionState.ACTIVE, SubscriptionState.QUEUED]
-    ).aggregate(last=Max("ends_at"))["last"]
-    return {"effect": "queued", "starts_at": last_end, "allowed": True}
+    return {"effect": "queued", "starts_at": last_end(), "allowed": True}
 
 
 def plans_for_sale() -> QuerySet[Plan]:
@@ -210,12 +222,14 @@ class PlanOffer:
 
 def plan_offers(user, *, at: datetime | None = None) -> list[PlanOffer]:
     at = at or timezone.now()
+    # The user's periods are read once for all plans, not once per plan.
     current = current_subscription(user, at)
+    last_end = functools.cache(lambda: _last_end(user))
     return [
         PlanOffer(
             plan=plan,
             your_price_fen=price_for(user, plan),
-            effect=subscription_preview(user=user, plan=plan, at=at),
+            effect=_preview(plan, at=at, current=current, last_end=last_end),
             is_current=current is not None and current.plan_id == plan.pk,
         )
         for plan in plans_for_sale()

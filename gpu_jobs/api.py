@@ -320,7 +320,6 @@ class GpuTypesView(generics.ListAPIView):
     """Card presets: price per card and hour, parallelism weight, CPU/memory per card."""
 
     serializer_class = GpuTypeSerializer
-    pagination_class = None
 
     def get_queryset(self):
         return selectors.gpu_types()
@@ -512,7 +511,9 @@ class ConfigurationsView(generics.GenericAPIView):
     def get_queryset(self):
         return selectors.configurations_for(self.request.user)
 
-    @extend_schema(operation_id="job_configurations_list")
+    @extend_schema(
+        operation_id="job_configurations_list", responses=ConfigurationSerializer(many=True)
+    )
     def get(self, request):
         """The user's saved launch configurations, by name."""
         page = self.paginate_queryset(self.get_queryset())

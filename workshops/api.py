@@ -157,7 +157,6 @@ class ImagesView(generics.ListAPIView):
     """Images a workshop or job can use."""
 
     serializer_class = ImageSerializer
-    pagination_class = None
 
     def get_queryset(self):
         return selectors.active_images()
@@ -167,17 +166,19 @@ class PresetsView(generics.ListAPIView):
     """CPU/memory presets; "recommended" marks the default."""
 
     serializer_class = PresetSerializer
-    pagination_class = None
 
     def get_queryset(self):
         return selectors.active_presets()
 
 
-class WorkshopsView(APIView):
+class WorkshopsView(generics.GenericAPIView):
+    serializer_class = WorkshopSerializer
+
     @extend_schema(operation_id="workshops_list", responses=WorkshopSerializer(many=True))
     def get(self, request):
         rows = selectors.workshops_for(request.user).prefetch_related("env_vars")
-        return Response(WorkshopSerializer(rows, many=True).data)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(WorkshopSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="workshops_create",

@@ -124,8 +124,10 @@ def test_balance_with_a_plan_and_a_queued_renewal(api, user, plans):
 
 
 def test_plans_list_the_plans_for_sale_with_prices_and_effects(api, plans):
-    data = api.get("/api/v1/billing/plans").json()
+    body = api.get("/api/v1/billing/plans").json()
+    data = body["results"]
 
+    assert body["count"] == 4 and body["next"] is None
     assert [p["code"] for p in data] == ["trial", "basic", "advanced", "extension"]
     trial = data[0]
     assert trial == {
@@ -150,7 +152,7 @@ def test_plans_list_the_plans_for_sale_with_prices_and_effects(api, plans):
 
 def test_education_users_are_quoted_the_education_price(client, make_user, plans):
     client.force_login(make_user(education_status="staff"))
-    data = {p["code"]: p for p in client.get("/api/v1/billing/plans").json()}
+    data = {p["code"]: p for p in client.get("/api/v1/billing/plans").json()["results"]}
 
     assert data["basic"]["your_price_fen"] == 32_500
     assert data["basic"]["price_fen"] == 36_500
@@ -159,7 +161,7 @@ def test_education_users_are_quoted_the_education_price(client, make_user, plans
 
 def test_plan_effects_follow_the_current_subscription(api, user, plans):
     services.subscription_create(user=user, plan=plans["basic"], at=sh(2026, 5, 1, 9))
-    data = {p["code"]: p["effect"] for p in api.get("/api/v1/billing/plans").json()}
+    data = {p["code"]: p["effect"] for p in api.get("/api/v1/billing/plans").json()["results"]}
 
     assert data["trial"] == {
         "effect": "queued",

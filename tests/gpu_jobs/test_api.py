@@ -172,7 +172,7 @@ def test_bad_input_is_400_with_fields(client, ready, override, field):
 
 def test_gpu_types_lists_the_card_presets(client, user, cards):
     client.force_login(user)
-    rows = {g["code"]: g for g in client.get("/api/v1/gpu-types").json()}
+    rows = {g["code"]: g for g in client.get("/api/v1/gpu-types").json()["results"]}
     assert rows["40g"]["price_dcu_per_hour"] == "1.28"
     assert rows["80g"]["price_micro_per_hour"] == 2_560_000
     assert (rows["40g"]["parallelism_weight"], rows["80g"]["parallelism_weight"]) == (1, 2)

@@ -8,9 +8,9 @@ from workshops.models import Workshop, WorkshopEnvVar
 
 def test_images_and_presets(client, user, catalog):
     client.force_login(user)
-    images = client.get("/api/v1/images").json()
+    images = client.get("/api/v1/images").json()["results"]
     assert {"torch:2.5.1-cu124", "ubuntu:22.04"} <= {i["ref"] for i in images}
-    presets = client.get("/api/v1/presets").json()
+    presets = client.get("/api/v1/presets").json()["results"]
     assert [p["label"] for p in presets if p["recommended"]] == ["CPU:4 MEM:16G"]
 
 
@@ -32,7 +32,7 @@ def test_create_list_stop_start_delete(client, user, catalog, driver):
     assert body["env"] == [{"key": "TOKEN", "value": "••••"}]
     assert "t0p-secret" not in created.content.decode()
     pk = body["id"]
-    assert [w["id"] for w in client.get("/api/v1/workshops").json()] == [pk]
+    assert [w["id"] for w in client.get("/api/v1/workshops").json()["results"]] == [pk]
     Workshop.objects.filter(pk=pk).update(state=WorkshopState.RUNNING)
     assert client.post(f"/api/v1/workshops/{pk}/stop").json()["state"] == "stopping"
     Workshop.objects.filter(pk=pk).update(state=WorkshopState.STOPPED)
