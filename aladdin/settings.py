@@ -305,6 +305,17 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+# --- GPU jobs: dev job output on the host (SPEC §7, issue 11) ---------------
+# A dev job's output kept on the host is removed this many days after the job
+# ends; an hourly task (it catches up whatever is due) removes it and marks
+# the job, so its page says so instead of showing an empty log.
+JOB_LOG_RETENTION_DAYS = _env_int("ALADDIN_JOB_LOG_RETENTION_DAYS", 7, minimum=1)
+CELERY_BEAT_SCHEDULE["gpu-jobs-expire-logs"] = {
+    "task": "gpu_jobs.expire_logs",
+    "schedule": crontab(minute=40),
+    "options": {"expires": 3000},
+}
+
 # --- auth -------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 # No oauth2_provider.backends.OAuth2Backend: it authenticates any request

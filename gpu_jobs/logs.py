@@ -35,9 +35,14 @@ class LogChunk:
 
 
 def read_logs(job: Job, *, offset: int = 0, limit: int = MAX_CHUNK) -> LogChunk:
-    """Up to ``limit`` bytes (at most 1 MiB) of the job's output from ``offset``. Raises DriverError."""
+    """Up to ``limit`` bytes (at most 1 MiB) of the job's output from ``offset``. Raises DriverError.
+
+    Output removed (the job was deleted, or its output expired): nothing, ended.
+    """
     offset = max(0, int(offset))
     limit = max(1, min(int(limit), MAX_CHUNK))
+    if job.logs_deleted:
+        return LogChunk(data=b"", offset=offset, ended=True)
     # Whether it had ended is read first: output read after that is complete.
     ended = job.state in ENDED_STATES
     data = b""
@@ -60,11 +65,19 @@ def follow(job: Job, *, offset: int = 0) -> Iterator[bytes]:
     """The job's output from ``offset`` as it is written, until its workload ends.
 
     The driver's iterator: its ``close()`` may be called from another thread.
-    Raises DriverError (e.g. the agent is unreachable).
+    Raises DriverError (e.g. the agent is unreachable). Output removed:
+    nothing (the driver is not asked).
     """
+    if job.logs_deleted:
+        return _nothing()
     return cluster.get_driver().follow_logs(
         name=job.workload_name, offset=max(0, int(offset)), follow=True
     )
+
+
+def _nothing() -> Iterator[bytes]:
+    # A generator, so that it has the close() the callers may call.
+    yield from ()
 
 
 def delete_logs(job: Job) -> None:

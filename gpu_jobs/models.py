@@ -113,6 +113,14 @@ class Job(EncryptedEnvMixin):
     logs_deleted = models.BooleanField(
         default=False, help_text=_("The kept output was removed from the cluster.")
     )
+    logs_expired_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the kept output was removed for age (ALADDIN_JOB_LOG_RETENTION_DAYS "
+            "after the end); the job page says so instead of showing an empty log."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

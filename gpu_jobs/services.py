@@ -23,6 +23,7 @@ import logging
 import posixpath
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -43,8 +44,9 @@ from billing import services as billing_services
 from workshops.services import platform_env, user_space_prepare
 
 from . import admission, metering
-from .choices import ACTIVE_STATES, JobKind, JobState
+from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration, JobWorker
+from .selectors import DEV_KINDS
 from .validation import (
     DEFAULT_IMAGE,
     JobError,
@@ -526,6 +528,43 @@ def jobs_meter(*, as_of: datetime | None = None) -> dict[str, int]:
     for user_id in sorted(exhausted):
         stopped += jobs_stop_for_balance(user_id=user_id, at=at)
     return {"exhausted_users": len(exhausted), "stopped": stopped}
+
+
+def jobs_expire_logs(*, as_of: datetime | None = None) -> dict[str, int]:
+    """Remove the host output of dev jobs that ended more than JOB_LOG_RETENTION_DAYS ago.
+
+    SPEC §7: a dev job's output is kept on the host so it can be read after
+    the end, and removed a set number of days after it. Each job is marked
+    (``logs_deleted``, ``logs_expired_at``) only once the driver removed its
+    output (missing = success), so a run that fails half-way, or that beat
+    skipped, is caught up by the next: everything ended before the cutoff
+    and not yet removed is due, whenever the task runs. Deleted jobs are the
+    reconciler's (``job_delete_apply``).
+    """
+    at = as_of or timezone.now()
+    cutoff = at - timedelta(days=settings.JOB_LOG_RETENTION_DAYS)
+    due = (
+        Job.objects.filter(
+            kind__in=DEV_KINDS,
+            state__in=ENDED_STATES,
+            ended_at__lt=cutoff,
+            logs_deleted=False,
+            deleted_at__isnull=True,
+        )
+        .order_by("ended_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    driver = cluster.get_driver()
+    counts = {"removed": 0, "failed": 0}
+    for job_id in list(due):
+        if not _quietly(driver.delete_logs, name=Job(pk=job_id).workload_name):
+            counts["failed"] += 1
+            continue
+        # Conditional: a run racing this one (or a delete) marks it only once.
+        counts["removed"] += Job.objects.filter(pk=job_id, logs_deleted=False).update(
+            logs_deleted=True, logs_expired_at=at, updated_at=timezone.now()
+        )
+    return counts
 
 
 def _quietly(func, **kwargs) -> bool:

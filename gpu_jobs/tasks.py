@@ -54,3 +54,11 @@ def reconcile(as_of: str | None = None) -> dict[str, int]:
     from billing.tasks import parse_as_of
 
     return services.jobs_reconcile(as_of=parse_as_of(as_of) if as_of else None)
+
+
+@shared_task(name="gpu_jobs.expire_logs", **_PERIODIC)
+def expire_logs(as_of: str | None = None) -> dict[str, int]:
+    """Remove dev jobs' host output N days after their end (beat: hourly; catches up)."""
+    from billing.tasks import parse_as_of
+
+    return services.jobs_expire_logs(as_of=parse_as_of(as_of) if as_of else None)

@@ -8,6 +8,7 @@ detail page's logs and status refresh come from ``static/js/job-logs.js``.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -183,6 +184,7 @@ def job_detail(request, pk: int):
     job = _own_job(request, pk)
     context = _status_context(job)
     context["poll_seconds"] = STATUS_POLL_SECONDS
+    context["log_retention_days"] = settings.JOB_LOG_RETENTION_DAYS
     return render(request, "gpu_jobs/detail.html", context)
 
 
