@@ -26,6 +26,8 @@ from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aladdin.lib.api import ErrorSerializer
+from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.timeutil import day_start
 
 from . import alipay, payments, selectors
@@ -201,7 +203,10 @@ class PlansView(generics.GenericAPIView):
 
     serializer_class = PlanOfferSerializer
 
-    @extend_schema(responses=PlanOfferSerializer(many=True), operation_id="billing_plans")
+    @extend_schema(
+        responses={200: PlanOfferSerializer(many=True), **LIST_ERRORS},
+        operation_id="billing_plans",
+    )
     def get(self, request):
         offers = self.paginate_queryset(selectors.plan_offers(request.user, at=timezone.now()))
         data = [
@@ -238,6 +243,11 @@ class LedgerView(generics.ListAPIView):
 
     @extend_schema(
         operation_id="billing_ledger",
+        responses={
+            200: LedgerEntrySerializer(many=True),
+            **LIST_ERRORS,
+            **error_responses({400: "A bad kind, since or until; fields say which."}),
+        },
         parameters=[
             OpenApiParameter("kind", str, enum=LedgerKind.values, description="Only this kind."),
             OpenApiParameter(
@@ -265,12 +275,6 @@ class PaymentUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "payment_unavailable"
     default_detail = "Alipay cannot take the payment right now. Try again shortly."
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
 
 
 class OrderCreateSerializer(serializers.Serializer):
@@ -428,7 +432,7 @@ class OrderDetailView(APIView):
 
     @extend_schema(
         operation_id="billing_order",
-        responses={200: OrderSerializer, 404: ErrorSerializer},
+        responses={200: OrderSerializer, **error_responses({404: NOT_FOUND})},
     )
     def get(self, request, pk: int):
         order = get_object_or_404(Order.objects.select_related("plan"), pk=pk, user=request.user)

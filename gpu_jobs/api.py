@@ -35,7 +35,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.cluster.base import DriverError
-from billing.api import ErrorSerializer
+from aladdin.lib.api import ErrorSerializer
+from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from billing.units import format_micro
 
 from . import logs, selectors, services
@@ -324,7 +325,9 @@ class GpuTypesView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.gpu_types()
 
-    @extend_schema(operation_id="gpu_types_list")
+    @extend_schema(
+        operation_id="gpu_types_list", responses={200: GpuTypeSerializer(many=True), **LIST_ERRORS}
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -346,7 +349,11 @@ class JobsView(generics.GenericAPIView):
                 "active", bool, description="1: only starting/running jobs; 0: only ended ones."
             ),
         ],
-        responses=JobSerializer(many=True),
+        responses={
+            200: JobSerializer(many=True),
+            **LIST_ERRORS,
+            **error_responses({400: "A bad state, kind or active; fields say which."}),
+        },
     )
     def get(self, request):
         """The user's jobs (not deleted), newest first, paginated."""
@@ -417,7 +424,8 @@ class JobsView(generics.GenericAPIView):
 
 class JobView(APIView):
     @extend_schema(
-        operation_id="jobs_retrieve", responses={200: JobSerializer, 404: ErrorSerializer}
+        operation_id="jobs_retrieve",
+        responses={200: JobSerializer, **error_responses({404: NOT_FOUND})},
     )
     def get(self, request, pk: int):
         """One job: state, reason, exit code, times, cards, price and billing so far."""
@@ -426,7 +434,10 @@ class JobView(APIView):
     @extend_schema(
         operation_id="jobs_destroy",
         request=None,
-        responses={204: OpenApiResponse(description="Deleted."), 404: ErrorSerializer},
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            **error_responses({404: NOT_FOUND}),
+        },
     )
     def delete(self, request, pk: int):
         """Delete a job: a running job is stopped and released first, then its logs go.
@@ -443,8 +454,9 @@ class JobStopView(APIView):
         request=None,
         responses={
             202: JobSerializer,
-            404: ErrorSerializer,
-            409: OpenApiResponse(ErrorSerializer, description="state_conflict: not running."),
+            **error_responses(
+                {404: NOT_FOUND, 409: "state_conflict: the job is not starting or running."}
+            ),
         },
     )
     def post(self, request, pk: int):
@@ -486,8 +498,13 @@ class JobLogsView(APIView):
                 description="The output from offset. Headers: X-Log-Offset (the offset to "
                 "ask next), X-Log-Ended (true once the job ended and nothing follows).",
             ),
-            404: ErrorSerializer,
-            503: ErrorSerializer,
+            **error_responses(
+                {
+                    400: "A bad offset or limit (negative, too large, not a number).",
+                    404: NOT_FOUND,
+                    503: "logs_unavailable: the cluster cannot read the output right now.",
+                }
+            ),
         },
     )
     def get(self, request, pk: int):
@@ -512,7 +529,8 @@ class ConfigurationsView(generics.GenericAPIView):
         return selectors.configurations_for(self.request.user)
 
     @extend_schema(
-        operation_id="job_configurations_list", responses=ConfigurationSerializer(many=True)
+        operation_id="job_configurations_list",
+        responses={200: ConfigurationSerializer(many=True), **LIST_ERRORS},
     )
     def get(self, request):
         """The user's saved launch configurations, by name."""
@@ -522,7 +540,10 @@ class ConfigurationsView(generics.GenericAPIView):
     @extend_schema(
         operation_id="job_configurations_create",
         request=ConfigurationWriteSerializer,
-        responses={201: ConfigurationSerializer, 400: ErrorSerializer},
+        responses={
+            201: ConfigurationSerializer,
+            **error_responses({400: "Bad input or a name already used; fields say where."}),
+        },
     )
     def post(self, request):
         """Save a named configuration ("Save as configuration"); names are unique per user."""
@@ -550,10 +571,15 @@ def _configuration_values(config: JobConfiguration) -> dict:
     }
 
 
+_CONFIGURATION_WRITE_ERRORS = error_responses(
+    {400: "Bad input or a name already used; fields say where.", 404: NOT_FOUND}
+)
+
+
 class ConfigurationView(APIView):
     @extend_schema(
         operation_id="job_configurations_retrieve",
-        responses={200: ConfigurationSerializer, 404: ErrorSerializer},
+        responses={200: ConfigurationSerializer, **error_responses({404: NOT_FOUND})},
     )
     def get(self, request, pk: int):
         return Response(ConfigurationSerializer(_own_configuration(request, pk)).data)
@@ -572,7 +598,7 @@ class ConfigurationView(APIView):
     @extend_schema(
         operation_id="job_configurations_update",
         request=ConfigurationWriteSerializer,
-        responses={200: ConfigurationSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: ConfigurationSerializer, **_CONFIGURATION_WRITE_ERRORS},
         description="Replace every field; omitted fields take their defaults (env included).",
     )
     def put(self, request, pk: int):
@@ -581,7 +607,7 @@ class ConfigurationView(APIView):
     @extend_schema(
         operation_id="job_configurations_partial_update",
         request=ConfigurationWriteSerializer,
-        responses={200: ConfigurationSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: ConfigurationSerializer, **_CONFIGURATION_WRITE_ERRORS},
         description="Change the given fields; env, when given, replaces the whole ENV.",
     )
     def patch(self, request, pk: int):
@@ -589,7 +615,10 @@ class ConfigurationView(APIView):
 
     @extend_schema(
         operation_id="job_configurations_destroy",
-        responses={204: OpenApiResponse(description="Deleted."), 404: ErrorSerializer},
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            **error_responses({404: NOT_FOUND}),
+        },
     )
     def delete(self, request, pk: int):
         services.configuration_delete(configuration=_own_configuration(request, pk))

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aladdin.lib.api_schema import error_responses
 from billing import selectors as billing_selectors
 from billing.units import format_micro
 
@@ -81,7 +82,17 @@ class ExpandView(APIView):
     """Set the allowance, up to the plan's maximum; the free tier cannot expand."""
 
     @extend_schema(
-        request=ExpandSerializer, responses=StorageSerializer, operation_id="storage_expand"
+        request=ExpandSerializer,
+        responses={
+            200: StorageSerializer,
+            **error_responses(
+                {
+                    400: "Refused: the free tier, above the plan's maximum, below the free "
+                    "storage or below the current use; detail says which, with the numbers."
+                }
+            ),
+        },
+        operation_id="storage_expand",
     )
     def post(self, request):
         form = ExpandSerializer(data=request.data)

@@ -10,12 +10,13 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.cluster.base import DriverError, QuotaExceeded
+from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 
 from . import selectors, services
 from .forms import parse_env
@@ -153,6 +154,14 @@ def _call(service, **kwargs):
 # --- views ----------------------------------------------------------------------------
 
 
+# The refusals of _call, for the schema.
+_CONFLICT = (
+    "quota_exceeded: CPU/memory over the plan's quota; state_conflict: not allowed in the "
+    "workshop's state (or storage over the allowance, or the cluster refused)."
+)
+
+
+@extend_schema_view(get=extend_schema(responses={200: ImageSerializer(many=True), **LIST_ERRORS}))
 class ImagesView(generics.ListAPIView):
     """Images a workshop or job can use."""
 
@@ -162,6 +171,7 @@ class ImagesView(generics.ListAPIView):
         return selectors.active_images()
 
 
+@extend_schema_view(get=extend_schema(responses={200: PresetSerializer(many=True), **LIST_ERRORS}))
 class PresetsView(generics.ListAPIView):
     """CPU/memory presets; "recommended" marks the default."""
 
@@ -174,7 +184,10 @@ class PresetsView(generics.ListAPIView):
 class WorkshopsView(generics.GenericAPIView):
     serializer_class = WorkshopSerializer
 
-    @extend_schema(operation_id="workshops_list", responses=WorkshopSerializer(many=True))
+    @extend_schema(
+        operation_id="workshops_list",
+        responses={200: WorkshopSerializer(many=True), **LIST_ERRORS},
+    )
     def get(self, request):
         rows = selectors.workshops_for(request.user).prefetch_related("env_vars")
         page = self.paginate_queryset(rows)
@@ -183,7 +196,10 @@ class WorkshopsView(generics.GenericAPIView):
     @extend_schema(
         operation_id="workshops_create",
         request=WorkshopCreateSerializer,
-        responses={201: WorkshopSerializer},
+        responses={
+            201: WorkshopSerializer,
+            **error_responses({400: "Bad input; fields say where.", 409: _CONFLICT}),
+        },
     )
     def post(self, request):
         data = WorkshopCreateSerializer(data=request.data)
@@ -193,14 +209,22 @@ class WorkshopsView(generics.GenericAPIView):
 
 
 class WorkshopView(APIView):
-    @extend_schema(operation_id="workshops_retrieve", responses=WorkshopSerializer)
+    @extend_schema(
+        operation_id="workshops_retrieve",
+        responses={200: WorkshopSerializer, **error_responses({404: NOT_FOUND})},
+    )
     def get(self, request, pk: int):
         return Response(WorkshopSerializer(_own(request, pk)).data)
 
     @extend_schema(
         operation_id="workshops_update",
         request=WorkshopPatchSerializer,
-        responses=WorkshopSerializer,
+        responses={
+            200: WorkshopSerializer,
+            **error_responses(
+                {400: "Bad input; fields say where.", 404: NOT_FOUND, 409: _CONFLICT}
+            ),
+        },
         description="Change resources (they apply on the next start) or set ENV variables.",
     )
     def patch(self, request, pk: int):
@@ -217,7 +241,10 @@ class WorkshopView(APIView):
             services.workshop_env_set(workshop=workshop, key=key, value=value)
         return Response(WorkshopSerializer(_own(request, pk)).data)
 
-    @extend_schema(operation_id="workshops_destroy", responses={202: WorkshopSerializer})
+    @extend_schema(
+        operation_id="workshops_destroy",
+        responses={202: WorkshopSerializer, **error_responses({404: NOT_FOUND, 409: _CONFLICT})},
+    )
     def delete(self, request, pk: int):
         workshop = _call(services.workshop_delete, workshop=_own(request, pk))
         return Response(WorkshopSerializer(workshop).data, status=status.HTTP_202_ACCEPTED)
@@ -226,7 +253,10 @@ class WorkshopView(APIView):
 class WorkshopActionView(APIView):
     action_name = ""
 
-    @extend_schema(request=None, responses={202: WorkshopSerializer})
+    @extend_schema(
+        request=None,
+        responses={202: WorkshopSerializer, **error_responses({404: NOT_FOUND, 409: _CONFLICT})},
+    )
     def post(self, request, pk: int):
         service = {"start": services.workshop_start, "stop": services.workshop_stop}[
             self.action_name

@@ -1,7 +1,7 @@
 """API authentication (kept apart from api.py: DRF imports it while loading its views)."""
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.contrib.django_oauth_toolkit import DjangoOAuthToolkitScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions, status
 
@@ -73,17 +73,25 @@ class ActivityOAuth2Authentication(OAuth2Authentication):
         return result
 
 
-class ActivityOAuth2Scheme(DjangoOAuthToolkitScheme):
-    """The OpenAPI security scheme of :class:`ActivityOAuth2Authentication`.
+class ActivityOAuth2Scheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of :class:`ActivityOAuth2Authentication`: HTTP bearer.
 
     drf-spectacular matches authentication classes exactly, not by subclass:
     without this the schema would not say how to authenticate, and
-    `manage.py check --deploy` would warn on every API view.
+    `manage.py check --deploy` would warn on every API view. Declared as
+    ``http``/``bearer`` (the one way a token is accepted) rather than as
+    drf-spectacular's OAuth2 flow scheme, whose description says nothing of
+    where the token goes; the description names the login flow instead.
     """
 
     target_class = ActivityOAuth2Authentication
+    name = "bearerAuth"
 
-    def get_security_requirement(self, auto_schema):
-        # The views check IsAuthenticated, not TokenHasScope (the base class
-        # lists only those): any valid token of the portal's one scope works.
-        return {self.name: []}
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The IDE plugin's OAuth 2.0 access token (authorization code + "
+            "PKCE S256 at /o/authorize/ and /o/token/, docs/api.md), sent as "
+            "`Authorization: Bearer <token>`; never in the URL or a form field.",
+        }

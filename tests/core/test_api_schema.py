@@ -1,0 +1,101 @@
+"""The OpenAPI schema (/api/schema/) says what the server does: auth, errors, shapes.
+
+The IDE plugin is generated from and tested against the schema, so an error
+the server answers must be in it, with the shared error body, and the way to
+authenticate must be declared.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ERROR_REF = "#/components/schemas/Error"
+
+
+@pytest.fixture
+def schema(client, user):
+    client.force_login(user)
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(schema):
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            yield path, method, operation
+
+
+def error_ref(operation, status: str) -> str | None:
+    response = operation["responses"].get(status)
+    if response is None:
+        return None
+    return response["content"]["application/json"]["schema"].get("$ref")
+
+
+def test_the_bearer_token_and_the_session_cookie_are_declared(schema):
+    schemes = schema["components"]["securitySchemes"]
+
+    assert schemes["bearerAuth"]["type"] == "http"
+    assert schemes["bearerAuth"]["scheme"] == "bearer"
+    assert schemes["cookieAuth"] == {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+def test_every_operation_accepts_the_bearer_token_or_the_session(schema):
+    for path, method, operation in operations(schema):
+        assert {"bearerAuth": []} in operation["security"], (method, path)
+        assert {"cookieAuth": []} in operation["security"], (method, path)
+
+
+def test_the_error_body_is_code_detail_and_fields(schema):
+    error = schema["components"]["schemas"]["Error"]
+
+    assert set(error["properties"]) == {"code", "detail", "fields"}
+    assert set(error["required"]) == {"code", "detail", "fields"}
+
+
+def test_every_operation_on_an_id_documents_its_404(schema):
+    for path, method, operation in operations(schema):
+        if "{id}" in path:
+            assert error_ref(operation, "404") == ERROR_REF, (method, path)
+
+
+def test_every_operation_with_a_body_documents_its_400(schema):
+    for path, method, operation in operations(schema):
+        if operation.get("requestBody"):
+            assert error_ref(operation, "400") == ERROR_REF, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/jobs"),
+        ("post", "/api/v1/jobs/{id}/stop"),
+        ("post", "/api/v1/workshops"),
+        ("patch", "/api/v1/workshops/{id}"),
+        ("delete", "/api/v1/workshops/{id}"),
+        ("post", "/api/v1/workshops/{id}/start"),
+        ("post", "/api/v1/workshops/{id}/stop"),
+    ],
+)
+def test_refusals_are_documented_as_409(schema, method, path):
+    assert error_ref(schema["paths"][path][method], "409") == ERROR_REF
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/jobs"),
+        ("get", "/api/v1/billing/ledger"),
+        ("get", "/api/v1/jobs/{id}/logs"),
+    ],
+)
+def test_bad_query_parameters_are_documented_as_400(schema, method, path):
+    assert error_ref(schema["paths"][path][method], "400") == ERROR_REF
+
+
+def test_every_documented_error_uses_the_shared_error_body(schema):
+    for path, method, operation in operations(schema):
+        for status in operation["responses"]:
+            if int(status) >= 400:
+                assert error_ref(operation, status) == ERROR_REF, (method, path, status)
