@@ -154,7 +154,7 @@ def admit(
                 "used": in_use.describe(),
                 "limit": limit.describe(),
             },
-            code="quota",
+            code=quota.REFUSAL_CODE,
         )
 
     # 4. Balance: at least one minute of the job's price.

@@ -7,7 +7,7 @@ job, are a 404 on every endpoint. ENV values are write-only: responses carry
 
 Errors use the project's format (``aladdin.lib.api``). An admission refusal
 (``admission.JobRefused``) is **409** with the refusal's code
-(``multi_card``, ``parallelism``, ``quota``, ``balance``, ``storage``; ``shape``
+(``multi_card``, ``parallelism``, ``quota_exceeded``, ``balance``, ``storage``; ``shape``
 cannot happen here: the serializer asks for at least one card) and the
 message with the numbers — 409 like workshops' quota refusal: the request is
 well-formed, the account's state (plan, balance, running jobs) refuses it.
@@ -311,7 +311,7 @@ def _job_data(request, job: Job) -> dict:
     return JobSerializer(job, context={"request": request}).data
 
 
-_REFUSAL_CODES = "multi_card, parallelism, quota, balance, storage"
+_REFUSAL_CODES = "multi_card, parallelism, quota_exceeded, balance, storage"
 
 
 # --- views ------------------------------------------------------------------------------

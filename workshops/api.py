@@ -18,14 +18,14 @@ from rest_framework.views import APIView
 from aladdin.cluster.base import DriverError, QuotaExceeded
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 
-from . import selectors, services
+from . import quota, selectors, services
 from .forms import parse_env
 from .models import Image, ResourcePreset, Workshop, dns_label, env_key
 
 
 class QuotaRefused(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_code = "quota_exceeded"
+    default_code = quota.REFUSAL_CODE
     default_detail = _("Exceeded quota.")
 
 

@@ -123,7 +123,8 @@ def _storage(user, **_):
     [
         ("multi_card", _multi_card),
         ("parallelism", _parallelism),
-        ("quota", _quota),
+        # The code of workshops' quota refusal too (one code per meaning).
+        ("quota_exceeded", _quota),
         ("balance", _balance),
         ("storage", _storage),
     ],

@@ -76,3 +76,19 @@ def test_another_users_workshop_is_404(client, user, other_user, make_workshop, 
 
 def test_anonymous_is_refused(client, db):
     assert client.get("/api/v1/workshops").status_code in (401, 403)
+
+
+def test_a_quota_refusal_is_409_quota_exceeded_as_for_jobs(client, user, catalog, make_workshop):
+    # The free tier's quota is one 2 CPU / 4 GiB workshop, and one is running.
+    make_workshop(user, name="one", preset="2C/4G")
+    client.force_login(user)
+
+    response = client.post(
+        "/api/v1/workshops",
+        {"name": "two", "image": catalog["image"].pk, "preset": catalog["presets"]["2C/4G"].pk},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "quota_exceeded"
+    assert "exceeded quota" in response.json()["detail"]
