@@ -273,8 +273,16 @@ class JobListQuerySerializer(serializers.Serializer):
     active = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
+# No job's output reaches 1 TiB (the local agent keeps at most
+# ALADDIN_LOCAL_LOG_MAX_MIB of it, Kubernetes rotates container logs long
+# before), so a larger offset cannot exist. Passed on, it made the host's file
+# seek fail (ext4 refuses past 16 TiB) and came back as a 503, as if the
+# cluster were down; it is bad input.
+LOG_OFFSET_MAX = 2**40
+
+
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=LOG_OFFSET_MAX, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=logs.MAX_CHUNK, default=logs.MAX_CHUNK)
 
 
@@ -489,7 +497,11 @@ class JobLogsView(APIView):
     @extend_schema(
         operation_id="jobs_logs",
         parameters=[
-            OpenApiParameter("offset", int, description="Byte offset to read from (default 0)."),
+            OpenApiParameter(
+                "offset",
+                int,
+                description=f"Byte offset to read from (default 0, at most {LOG_OFFSET_MAX}).",
+            ),
             OpenApiParameter("limit", int, description="At most this many bytes (≤ 1 MiB)."),
         ],
         responses={
