@@ -208,7 +208,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         for _suffix in ("", "-wal", "-shm", "-journal"):
             _chmod(Path(_db_file + _suffix), 0o600)
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    # A pool per process, not persistent connections: under ASGI each request
+    # runs its sync code in a thread of its own, and a connection kept by a
+    # thread that is gone is never reused nor closed ("too many clients" at
+    # a few dozen concurrent requests, bench/load_portal.py); a new
+    # connection per request costs more than the request. The pool needs
+    # CONN_MAX_AGE = 0: Django hands the connection back at the request's end.
+    _pool_max = _env_int("DATABASE_POOL_MAX_SIZE", 10)
+    if _pool_max:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _pool_max,
+            "timeout": 10,
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, rate limits, Celery broker, channel layer -----------------

@@ -39,6 +39,8 @@ def user_record_activity(*, user: User, at: datetime | None = None) -> None:
     """
     at = at or timezone.now()
     threshold = at - timezone.timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
+    if user.last_activity_at is not None and user.last_activity_at >= threshold:
+        return  # recent enough as loaded: no query at all on most API calls
     from django.db.models import Q
 
     User.objects.filter(pk=user.pk).filter(
