@@ -1,0 +1,427 @@
+"""Load: a few hundred students on the production server setup, open loop, against a bare view.
+
+    .venv/bin/pip install -r bench/requirements.txt   # locust, websocket-client
+    .venv/bin/python bench/load_portal.py [--students 300] [--pacing 10] [--seconds 60]
+                                          [--saturate-seconds 20] [--no-record]
+
+Starts the portal as docs/operations.md runs it in production, on this
+machine, in a temporary directory: PostgreSQL (tests/pg.py: a private
+server), Redis (the bundled binary), ``migrate``, ``load_catalog``,
+``collectstatic``, then the ASGI server exactly as documented (uvicorn,
+``--workers 2``: this machine has 2 cores), one Celery worker, one beat and
+the local agent, with DEBUG off. The settings module is bench/load_settings.py:
+the portal's own settings with one more route, ``/bench/bare`` (a view that
+returns "ok" and touches nothing), the baseline served by the same server.
+
+It seeds --students users (the Advanced plan, a browser session, an IDE
+token, an ended job for the log websocket, a small script in their volume)
+and runs locust (bench/locustfile_portal.py) three times:
+
+1. ``mix`` for --seconds: every student acts once every --pacing seconds
+   (open loop: arrivals do not wait for answers), on dashboard pages, API
+   lists, a job submission and its stop, the job-log websocket, and the
+   bare view at the same rate. Per kind: requests a second, p50/p95, errors,
+   and p95 as a ratio to the bare view's p95 in the same run.
+2. ``saturate-api`` then ``saturate-bare`` for --saturate-seconds each, closed
+   loop without waits: the most requests a second for ``GET /api/v1/jobs``
+   and for the bare view; their ratio (goal: ≥ 50 %).
+
+Prints one result line per kind and records the run in docs/benchmarks.md
+(its own section) unless --no-record. The goal (issue 11): p95 < 300 ms for
+pages and API at that load, 0 errors, API lists ≥ 50 % of the bare view's
+throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DOCS = REPO / "docs" / "benchmarks.md"
+SECTION = "## Load: a few hundred students on the production server, against a bare view"
+VENV_BIN = REPO / ".venv" / "bin"
+GOAL_P95_MS = 300
+SATURATE_USERS = 16
+SCRIPT = b"print('load')\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """PostgreSQL, Redis, the ASGI server, a worker, beat and the agent; ``stop`` ends them all."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.var_dir = base / "var"
+        self.var_dir.mkdir(mode=0o711)
+        self.port = free_port()
+        self.redis_port = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.pg = None
+        self.env: dict[str, str] = {}
+
+    def start(self) -> None:
+        from tests import pg
+
+        self.pg = pg.start()
+        database = self.pg.create_database("aladdin")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALADDIN_", "CELERY_"))}
+        for name in ("DATABASE_URL", "REDIS_URL", "PASSWORD_HASHERS", "PORT", "ALIPAY_APP_ID"):
+            env.pop(name, None)
+        env.update(
+            {
+                "DEBUG": "0",
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DATABASE_URL": database,
+                "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "ALADDIN_REDIS_PORT": str(self.redis_port),
+                "ALADDIN_VAR_DIR": str(self.var_dir),
+                # No TLS on loopback: the proxy would end it in production.
+                "SECURE_SSL_REDIRECT": "0",
+                "DJANGO_SETTINGS_MODULE": "bench.load_settings",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.env = env
+        self._spawn("redis", [sys.executable, "-m", "aladdin.lib.devredis"])
+        self._wait_port(self.redis_port)
+        for step in (["migrate", "--noinput"], ["load_catalog"], ["collectstatic", "--noinput"]):
+            self._manage(step)
+        # The production processes (docs/operations.md), with DEBUG off.
+        self._spawn(
+            "web",
+            [
+                str(VENV_BIN / "uvicorn"), "aladdin.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", "2", "--no-proxy-headers", "--no-access-log",
+                "--lifespan", "off",
+            ],
+        )  # fmt: skip
+        self._spawn(
+            "worker",
+            [str(VENV_BIN / "celery"), "-A", "aladdin", "worker", "--concurrency", "1",
+             "--loglevel", "WARNING"],
+        )  # fmt: skip
+        self._spawn(
+            "beat",
+            [str(VENV_BIN / "celery"), "-A", "aladdin", "beat", "--loglevel", "WARNING",
+             "--pidfile=", "--schedule", str(self.var_dir / "celerybeat-schedule")],
+        )  # fmt: skip
+        self._spawn("agent", [sys.executable, "manage.py", "cluster_agent"])
+        self._wait_healthy()
+
+    def _manage(self, step: list[str]) -> None:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *step],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {step[0]} failed:\n{done.stdout}\n{done.stderr}")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with (self.base / f"{name}.log").open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def _check_alive(self) -> None:
+        dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"processes exited: {dead}\n{self.tail()}")
+
+    def _wait_port(self, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nothing listens on {port}\n{self.tail()}")
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 120
+        body = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=3)
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                body = json.loads(response.read())
+                conn.close()
+                if response.status == 200:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"/healthz not 200: {body}\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        parts = []
+        for name in self.procs:
+            with contextlib.suppress(OSError):
+                text = (self.base / f"{name}.log").read_text(errors="replace").splitlines()
+                parts.append(f"----- {name} -----\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self.pg is not None:
+            from tests import pg
+
+            pg.stop(self.pg)
+
+
+def seed(stack: Stack, students: int) -> list[dict]:
+    """Users on the Advanced plan with a session, a token, an ended job and a script; as JSON."""
+    os.environ.update(stack.env)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken, Application
+
+    from aladdin.accounts.models import User
+    from aladdin.cluster.local import LocalDriver
+    from billing import services as billing_services
+    from billing.models import Plan
+    from gpu_jobs.choices import JobState
+    from gpu_jobs.models import GpuType, Job
+
+    now = timezone.now()
+    plan = Plan.objects.get(code="advanced")
+    app = Application.objects.get(client_id=settings.OAUTH_IDE_CLIENT_ID)
+    card = GpuType.objects.get(code="40g")
+    driver = LocalDriver(socket_path=settings.LOCAL_AGENT_SOCKET)
+    people = []
+    for n in range(students):
+        user = User.objects.create_user(
+            phone=f"+86137{n:08d}",
+            password=secrets.token_urlsafe(16),
+            phone_verified=True,
+            language="en",
+        )
+        billing_services.subscription_create(user=user, plan=plan, at=now)
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.create()
+        token = secrets.token_urlsafe(32)
+        AccessToken.objects.create(
+            user=user, application=app, token=token, expires=now + timedelta(hours=6), scope="ide"
+        )
+        job = Job.objects.create(
+            user=user,
+            entry="load.py",
+            gpu_type=card,
+            state=JobState.SUCCEEDED,
+            started_at=now - timedelta(minutes=5),
+            ended_at=now - timedelta(minutes=4),
+        )
+        driver._call("ensure_user_space", user_id=user.pk)
+        uid = settings.LOCAL_UID_BASE + user.pk
+        entry = settings.LOCAL_VOLUMES_DIR / str(user.pk) / "load.py"
+        entry.write_bytes(SCRIPT)
+        os.chown(entry, uid, uid)
+        people.append({"session": session.session_key, "token": token, "job": job.pk})
+    return people
+
+
+def locust(stack: Stack, users_file: Path, mode: str, users: int, seconds: int, pacing: float):
+    """Run locust headless; its per-name stats rows (the CSV, after the ramp)."""
+    prefix = stack.base / f"locust-{mode}"
+    env = {
+        **os.environ,
+        "ALADDIN_LOAD_USERS": str(users_file),
+        "ALADDIN_LOAD_MODE": mode,
+        "ALADDIN_LOAD_PACING": str(pacing),
+    }
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "locust"), "-f", str(REPO / "bench" / "locustfile_portal.py"),
+            "--headless", "--host", f"http://127.0.0.1:{stack.port}",
+            "--users", str(users), "--spawn-rate", str(max(users // 5, 1)),
+            "--run-time", f"{seconds}s", "--tags", mode, "--reset-stats",
+            "--csv", str(prefix), "--only-summary", "--stop-timeout", "15",
+            "--exit-code-on-error", "0", "--loglevel", "WARNING",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + 180,
+    )  # fmt: skip
+    stats = Path(f"{prefix}_stats.csv")
+    if not stats.exists():
+        raise RuntimeError(f"locust failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    with stats.open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    failures = Path(f"{prefix}_failures.csv")
+    with failures.open() as f:
+        failed = [f"{r['Name']}: {r['Error']} ×{r['Occurrences']}" for r in csv.DictReader(f)]
+    return rows, failed
+
+
+def kind_of(name: str) -> str:
+    if name == "bare view":
+        return "bare"
+    if name.startswith("page "):
+        return "pages"
+    if name.startswith("ws "):
+        return "websocket"
+    if name in ("api submit job", "api stop job"):
+        return "submissions"
+    return "api"
+
+
+def summarise(rows: dict[str, dict], seconds: int) -> dict[str, dict]:
+    """Per kind: requests, rps, failures and the worst (highest) p50/p95 among its names."""
+    kinds: dict[str, dict] = {}
+    for name, row in rows.items():
+        if name == "Aggregated":
+            continue
+        k = kinds.setdefault(
+            kind_of(name), {"requests": 0, "failures": 0, "p50": 0.0, "p95": 0.0, "worst": ""}
+        )
+        k["requests"] += int(row["Request Count"])
+        k["failures"] += int(row["Failure Count"])
+        k["p50"] = max(k["p50"], float(row["50%"] or 0))
+        if float(row["95%"] or 0) >= k["p95"]:
+            k["p95"], k["worst"] = float(row["95%"] or 0), name
+    for k in kinds.values():
+        k["rps"] = k["requests"] / seconds
+    return kinds
+
+
+def record(lines: list[str], command: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        f"{SECTION}\n\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{stamp}. Command: `{command}`.\n"
+        "Server: uvicorn `--workers 2` (DEBUG off), PostgreSQL, Redis, one Celery worker, beat "
+        "and the agent, all on this machine with locust itself (2 cores in all).\n\n"
+        "```\n" + "\n".join(lines) + "\n```\n"
+    )
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    DOCS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--students", type=int, default=300)
+    parser.add_argument("--pacing", type=float, default=10.0)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--saturate-seconds", type=int, default=20)
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the stack running after the run (debugging)"
+    )
+    args = parser.parse_args()
+    if not (VENV_BIN / "locust").exists():
+        raise SystemExit("locust is missing: .venv/bin/pip install -r bench/requirements.txt")
+
+    base = Path(tempfile.mkdtemp(prefix="aladdin-load-"))
+    os.chmod(base, 0o711)  # sandbox uids traverse it to their volumes
+    stack = Stack(base)
+    try:
+        stack.start()
+        users_file = base / "users.json"
+        users_file.write_text(json.dumps(seed(stack, args.students)))
+        rows, failed = locust(stack, users_file, "mix", args.students, args.seconds, args.pacing)
+        mix = summarise(rows, args.seconds)
+        sat = {}
+        for mode in ("saturate-api", "saturate-bare"):
+            sat_rows, sat_failed = locust(
+                stack, users_file, mode, SATURATE_USERS, args.saturate_seconds, 0
+            )
+            failed += sat_failed
+            sat[mode] = summarise(sat_rows, args.saturate_seconds)
+    finally:
+        if args.keep:
+            print(f"kept: {base} (logs, users.json), http://127.0.0.1:{stack.port}/", flush=True)
+        else:
+            stack.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+    bare = mix["bare"]
+    rate = args.students / args.pacing
+    lines = [
+        f"open loop: {args.students} students, one action each every {args.pacing:g} s "
+        f"(~{rate:.0f}/s offered), {args.seconds} s measured after the ramp",
+    ]
+    for kind in ("pages", "api", "submissions", "websocket", "bare"):
+        k = mix.get(kind)
+        if not k:
+            continue
+        ratio = k["p95"] / bare["p95"] if bare["p95"] else float("nan")
+        goal = ""
+        if kind in ("pages", "api"):
+            goal = "  (goal < 300 ms: " + ("met" if k["p95"] < GOAL_P95_MS else "MISSED") + ")"
+        lines.append(
+            f"{kind:<12} {k['rps']:6.1f} req/s  p50 {k['p50']:6.0f} ms  p95 {k['p95']:6.0f} ms "
+            f"({ratio:4.1f}x bare; slowest {k['worst']})  errors {k['failures']}{goal}"
+        )
+    api_rps = sat["saturate-api"]["api"]["rps"]
+    bare_rps = sat["saturate-bare"]["bare"]["rps"]
+    share = api_rps / bare_rps if bare_rps else float("nan")
+    lines.append(
+        f"throughput, closed loop ({SATURATE_USERS} users, no wait, {args.saturate_seconds} s "
+        f"each): GET /api/v1/jobs {api_rps:.0f} req/s, bare view {bare_rps:.0f} req/s = "
+        f"{share:.0%} of the bare view (goal ≥ 50 %: {'met' if share >= 0.5 else 'MISSED'})"
+    )
+    total_errors = sum(k["failures"] for k in mix.values())
+    lines.append(f"errors in all: {total_errors}" + (f"  {failed[:5]}" if failed else ""))
+    print("\n".join(lines))
+    if not args.no_record:
+        record(lines, "python bench/load_portal.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Locust users for bench/load_portal.py: students on the dashboard, the API and the log websocket.
+
+Not run on its own: load_portal.py seeds the users and passes their
+credentials in ``ALADDIN_LOAD_USERS`` (a JSON file) and the mode in
+``ALADDIN_LOAD_MODE``:
+
+- ``mix``: each locust user is one student acting on a fixed schedule
+  (``constant_pacing``): one action every ``ALADDIN_LOAD_PACING`` seconds,
+  whether or not the last answer was quick. With U users the arrival rate
+  is U / pacing, independent of the server's speed as long as an answer
+  takes less than the pacing (10 s; the goal is 0.3 s), so this measures
+  the portal, not a closed loop's queue. The actions are weighted like a
+  student's session: dashboard pages, API lists, a job submission (then
+  its stop), a log websocket; plus ``bare``, a bare Django view served by
+  the same server at the same rate, the baseline.
+- ``saturate-api`` / ``saturate-bare``: closed loop, no wait: the most
+  requests a second the server answers for one API list, or for the bare
+  view (the throughput ratio).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+
+import websocket  # websocket-client: plain sockets, which gevent makes cooperative
+from locust import FastHttpUser, constant, constant_pacing, events, tag, task
+
+USERS = json.loads(open(os.environ["ALADDIN_LOAD_USERS"]).read())  # noqa: SIM115
+MODE = os.environ.get("ALADDIN_LOAD_MODE", "mix")
+PACING = float(os.environ.get("ALADDIN_LOAD_PACING", "10"))
+_next_student = itertools.count()
+JOB = {"kind": "run", "entry": "load.py", "gpu_type": "40g", "cards_per_worker": 1}
+
+
+class Student(FastHttpUser):
+    wait_time = constant_pacing(PACING) if MODE == "mix" else constant(0)
+
+    def on_start(self):
+        self.me = USERS[next(_next_student) % len(USERS)]
+        self.page_headers = {"Cookie": f"sessionid={self.me['session']}"}
+        self.api_headers = {
+            "Authorization": f"Bearer {self.me['token']}",
+            "Accept": "application/json",
+        }
+
+    # --- the mix ------------------------------------------------------------------
+    @tag("mix")
+    @task(24)
+    def page(self):
+        path = ("/", "/jobs/", "/workshops/", "/billing/", "/storage/")[time.monotonic_ns() % 5]
+        self.client.get(path, headers=self.page_headers, name="page " + path)
+
+    @tag("mix")
+    @task(24)
+    def api_list(self):
+        path = (
+            "/api/v1/jobs",
+            "/api/v1/workshops",
+            "/api/v1/billing/ledger",
+            "/api/v1/billing/plans",
+            "/api/v1/images",
+            "/api/v1/jobs/configurations",
+        )[time.monotonic_ns() % 6]
+        self.client.get(path, headers=self.api_headers, name="api " + path)
+
+    @tag("mix")
+    @task(12)
+    def api_detail(self):
+        self.client.get("/api/v1/billing/balance", headers=self.api_headers, name="api balance")
+
+    @tag("mix")
+    @task(3)
+    def submit_job(self):
+        with self.client.post(
+            "/api/v1/jobs", json=JOB, headers=self.api_headers, name="api submit job",
+            catch_response=True,
+        ) as response:  # fmt: skip
+            if response.status_code != 201:
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+                return
+            job_id = response.json()["id"]
+        self.client.post(
+            f"/api/v1/jobs/{job_id}/stop", headers=self.api_headers, name="api stop job"
+        )
+
+    @tag("mix")
+    @task(3)
+    def log_websocket(self):
+        url = f"{self.host.replace('http', 'ws', 1)}/ws/jobs/{self.me['job']}/logs/"
+        started = time.perf_counter()
+        error, size = None, 0
+        try:
+            ws = websocket.create_connection(
+                url,
+                header=[f"Authorization: Bearer {self.me['token']}"],
+                origin=self.host,
+                timeout=10,
+            )
+            try:
+                # An ended job: its state and whatever output it kept, then a 1000 close.
+                while True:
+                    opcode, data = ws.recv_data(control_frame=False)
+                    size += len(data)
+                    if opcode == websocket.ABNF.OPCODE_CLOSE:
+                        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                        if code != 1000:
+                            error = RuntimeError(f"closed with {code}")
+                        break
+            finally:
+                ws.close()
+        except websocket.WebSocketConnectionClosedException:
+            pass  # closed after the close frame was read
+        except Exception as exc:  # noqa: BLE001 - reported to locust as a failure
+            error = exc
+        events.request.fire(
+            request_type="WS",
+            name="ws job logs",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=size,
+            exception=error,
+            context={},
+        )
+
+    @tag("mix", "saturate-bare")
+    @task(12)
+    def bare(self):
+        self.client.get("/bench/bare", name="bare view")
+
+    # --- saturation: one API list, closed loop --------------------------------------
+    @tag("saturate-api")
+    @task(1)
+    def saturate_api(self):
+        self.client.get("/api/v1/jobs", headers=self.api_headers, name="api /api/v1/jobs")
