@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
@@ -401,29 +400,15 @@ class OrdersView(APIView):
                 _("The Idempotency-Key header is longer than %(n)d characters.")
                 % {"n": IDEMPOTENCY_KEY_MAX}
             )
-        user = request.user
-        existed = bool(key) and Order.objects.filter(user=user, client_key=key).exists()
-        try:
-            order = payments.order_create(
-                user=user,
-                plan=body.validated_data["plan"],
-                channel=body.validated_data["channel"],
-                client_key=key,
-            )
-        except IntegrityError:
-            # The same key sent twice at once: the other request made the order.
-            if not key:
-                raise
-            existed = True
-            order = payments.order_create(
-                user=user,
-                plan=body.validated_data["plan"],
-                channel=body.validated_data["channel"],
-                client_key=key,
-            )
+        order, created = payments.order_create_once(
+            user=request.user,
+            plan=body.validated_data["plan"],
+            channel=body.validated_data["channel"],
+            client_key=key,
+        )
         return Response(
             _order_data(request, order),
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 

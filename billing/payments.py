@@ -86,6 +86,24 @@ def order_create(
     )
 
 
+@transaction.atomic
+def order_create_once(
+    *, user, plan: Plan, channel: str = Order.Channel.PAGE, client_key: str, at=None
+) -> tuple[Order, bool]:
+    """:func:`order_create` for a retryable request: (the order, whether this call made it).
+
+    The key is looked up under the user's account lock, in the transaction
+    that creates the order, so of concurrent calls with one key exactly one
+    creates the order (True) and every other gets that order (False). A
+    look-up before the call, outside the lock, let two concurrent requests
+    both answer "created".
+    """
+    services.account_lock(user=user)
+    existed = bool(client_key) and Order.objects.filter(user=user, client_key=client_key).exists()
+    order = order_create(user=user, plan=plan, channel=channel, client_key=client_key, at=at)
+    return order, not existed
+
+
 def order_subject(order: Order) -> str:
     # SPEC §5: the item is a technical service fee.
     return f"{Invoice.ITEM_NAME} - Aladdin {order.plan.name}"

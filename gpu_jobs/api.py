@@ -418,15 +418,17 @@ class JobsView(generics.GenericAPIView):
                 _("The Idempotency-Key header is longer than %(n)d characters.")
                 % {"n": IDEMPOTENCY_KEY_MAX}
             )
-        existed = bool(key) and Job.objects.filter(user=request.user, idempotency_key=key).exists()
-        job = _call(
-            services.job_create, user=request.user, idempotency_key=key, **body.validated_data
+        job, created = _call(
+            services.job_create_once,
+            user=request.user,
+            idempotency_key=key,
+            **body.validated_data,
         )
         # The start task ran at commit (or will): answer with the row as it is now.
         job.refresh_from_db()
         return Response(
             _job_data(request, job),
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 

@@ -114,7 +114,7 @@ def job_create(
         )
     if workers != 1:
         raise JobError({"workers": _("GPU Run and Run Shell use one worker.")})
-    idempotency_key = (idempotency_key or "").strip()[:64]
+    idempotency_key = _clean_key(idempotency_key)
     # Serialise admissions of this user: the balance, parallelism and quota
     # read below stay true until this job's row is committed.
     billing_services.account_lock(user=user)
@@ -161,6 +161,26 @@ def job_create(
         return existing
     _dispatch("start", job.pk)
     return job
+
+
+def _clean_key(key: str) -> str:
+    return (key or "").strip()[: Job._meta.get_field("idempotency_key").max_length]
+
+
+@transaction.atomic
+def job_create_once(*, user, idempotency_key: str, **launch) -> tuple[Job, bool]:
+    """:func:`job_create` for a retryable request: (the job, whether this call made it).
+
+    The key is looked up under the user's account lock, in the transaction
+    that creates the job, so of concurrent calls with one key exactly one
+    creates the job (True) and every other gets that job (False). A look-up
+    before the call, outside the lock, let two concurrent requests both
+    answer "created".
+    """
+    key = _clean_key(idempotency_key)
+    billing_services.account_lock(user=user)
+    existed = bool(key) and Job.objects.filter(user=user, idempotency_key=key).exists()
+    return job_create(user=user, idempotency_key=key, **launch), not existed
 
 
 def _lock(job: Job) -> Job:
