@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -273,7 +274,7 @@ class LedgerView(generics.ListAPIView):
 class PaymentUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "payment_unavailable"
-    default_detail = "Alipay cannot take the payment right now. Try again shortly."
+    default_detail = gettext_lazy("Alipay cannot take the payment right now. Try again shortly.")
 
 
 class OrderCreateSerializer(serializers.Serializer):
