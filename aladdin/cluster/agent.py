@@ -91,7 +91,9 @@ DEFAULT_LOG_MAX_BYTES = 256 * 2**20  # ALADDIN_LOCAL_LOG_MAX_MIB
 DEFAULT_LOG_USER_MAX_BYTES = 1024 * 2**20  # ALADDIN_LOCAL_LOG_USER_MAX_MIB
 PUMP_JOIN_SECONDS = 5  # a process left outside a sandbox may hold the pipe open
 TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTERM
-SHUTDOWN_GRACE_SECONDS = 3  # honcho kills what is still running 5 s after Ctrl-C
+# Each workload gets this long to end on SIGTERM when the agent stops; the
+# supervisors give the agent 30 s (scripts/supervise.py, the systemd unit).
+SHUTDOWN_GRACE_SECONDS = 10
 ENDED = {"succeeded", "failed"}
 # `follow`: how often a quiet log file is looked at again, and the most one
 # message carries. 20 ms keeps a line's way to a browser well under the
