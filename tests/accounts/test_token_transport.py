@@ -37,7 +37,9 @@ def api_me(client, **kwargs):
 def test_a_token_in_the_query_string_is_refused(client, user):
     tokens = ide_login(client, user)
 
-    response = api_me(client, data={"access_token": tokens["access_token"]})
+    response = api_me(
+        client, data={"access_token": tokens["access_token"]}, headers={"accept-language": "en"}
+    )
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_request"
