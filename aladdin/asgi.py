@@ -10,12 +10,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from aladdin.lib.accesslog import install_daphne_redaction  # noqa: E402
+from aladdin.lib.accesslog import install_access_log_redaction  # noqa: E402
 from aladdin.routing import websocket_urlpatterns  # noqa: E402
 from aladdin.wsauth import PortalAuthMiddlewareStack, PortalOriginValidator  # noqa: E402
 
-# Before daphne serves a request: no token in a URL reaches its access log.
-install_daphne_redaction()
+# Before the server (daphne, uvicorn) serves a request: no token in a URL
+# reaches its access log.
+install_access_log_redaction()
 
 application = ProtocolTypeRouter(
     {

@@ -1,17 +1,19 @@
 """Keeps secrets out of the web server's access log.
 
-daphne writes every request's target, query string included, to its access
-log (stdout under ``make run``, whatever collects it in production). The
-portal accepts tokens only in the Authorization header (aladdin.lib.api_auth),
-but a client that puts one in the URL anyway (a bug, a hand-written curl, an
-old plugin) is refused *after* the request line was read: without this, the
-log would keep a live token. So the values of the parameters below are
-replaced before the line is written. Websocket lines carry no query string
-(daphne logs only their path).
+The web servers write every request's target, query string included, to
+their access log: daphne (``make run``) to stdout, uvicorn (production,
+deploy/systemd) through the ``uvicorn.access`` logger, and its websocket
+lines through ``uvicorn.error``. The portal accepts tokens only in the
+Authorization header (aladdin.lib.api_auth), but a client that puts one in
+the URL anyway (a bug, a hand-written curl, an old plugin) is refused *after*
+the request line was read: without this, the log would keep a live token.
+So the values of the parameters below are replaced before a line is written.
+daphne's websocket lines carry no query string (it logs only their path).
 """
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import unquote_plus
 
 # OAuth 2.0 secrets (RFC 6749, 6750, 7009, 7636) and the obvious others.
@@ -50,13 +52,42 @@ def redact_request_line(line: str) -> str:
     return f"{method}{sep}{redact_target(target)}" if sep else redact_target(line)
 
 
-def install_daphne_redaction() -> None:
-    """Make daphne's access log redact secrets; idempotent, a no-op without daphne.
+class RedactSecretsFilter(logging.Filter):
+    """Redacts secret query parameters in a record's string arguments (uvicorn's targets)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_target(arg) if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
+# uvicorn's access lines, and its websocket lines ("WebSocket /path?query").
+UVICORN_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def install_access_log_redaction() -> None:
+    """Redact secrets in daphne's and uvicorn's access logs; idempotent.
+
+    aladdin.asgi calls this on import, which both servers do before they
+    serve a request (uvicorn has configured its loggers by then, so the
+    filters added here stay).
+    """
+    _install_daphne_redaction()
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in logger.filters):
+            logger.addFilter(RedactSecretsFilter())
+
+
+def _install_daphne_redaction() -> None:
+    """Make daphne's access log redact secrets; a no-op without daphne.
 
     daphne has no option or hook for its access log format (``--access-log``
     only picks the file), and its command line creates the logger itself, so
-    the method that writes each line is wrapped. aladdin.asgi calls this on
-    import, which daphne does before it starts serving.
+    the method that writes each line is wrapped.
     """
     try:
         from daphne.access import AccessLogGenerator

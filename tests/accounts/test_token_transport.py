@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -202,11 +203,47 @@ def _procfile_web_command() -> str:
     raise AssertionError("Procfile.dev has no web process")
 
 
-def test_daphnes_access_log_never_shows_a_token_from_a_url(tmp_path):
-    # The web process exactly as `make run` starts it; daphne writes its
-    # access log to stdout. The refused request needs no database.
+# The web server of `make run` (Procfile.dev) and of production
+# (deploy/systemd/aladdin-web.service, docs/operations.md), each with its
+# access log on, as they run there.
+WEB_SERVERS = {
+    "daphne": _procfile_web_command,
+    "uvicorn": lambda: (
+        ".venv/bin/uvicorn aladdin.asgi:application --host 127.0.0.1 "
+        "--port ${ALADDIN_WEB_PORT} --no-proxy-headers --lifespan off"
+    ),
+}
+SECRET = "secret-token-value-0123456789abcdef"
+
+
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def _websocket_handshake(port: int, target: str) -> bytes:
+    """Open a websocket on ``target`` and return the server's first bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            (
+                f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        return sock.recv(4096)
+
+
+@pytest.mark.parametrize("server", sorted(WEB_SERVERS))
+def test_the_web_servers_access_log_never_shows_a_token_from_a_url(tmp_path, server):
+    # The refused requests need no database: the token is refused before any
+    # look-up, the websocket is anonymous.
     port = free_port()
-    secret = "secret-token-value-0123456789abcdef"
     env = dict(
         os.environ,
         ALADDIN_VAR_DIR=str(tmp_path),
@@ -219,7 +256,7 @@ def test_daphnes_access_log_never_shows_a_token_from_a_url(tmp_path):
     log = tmp_path / "web.log"
     with log.open("wb") as out:
         web = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {_procfile_web_command()}"],
+            ["/bin/sh", "-c", f"exec {WEB_SERVERS[server]()}"],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -228,21 +265,19 @@ def test_daphnes_access_log_never_shows_a_token_from_a_url(tmp_path):
             start_new_session=True,
         )
     try:
-        url = f"http://127.0.0.1:{port}/api/v1/me?page=1&access_token={secret}"
+        url = f"http://127.0.0.1:{port}/api/v1/me?page=1&access_token={SECRET}"
         status = None
         deadline = time.monotonic() + 60
         while status is None and time.monotonic() < deadline:
             assert web.poll() is None, log.read_text(errors="replace")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except OSError:
+            status = _get(url)
+            if status is None:
                 time.sleep(0.2)
         assert status == 400, log.read_text(errors="replace")
+        answer = _websocket_handshake(port, f"/ws/whoami/?refresh_token={SECRET}&x=1")
+        assert answer.startswith(b"HTTP/1.1 101"), answer
         deadline = time.monotonic() + 10
-        while "/api/v1/me?" not in log.read_text() and time.monotonic() < deadline:
+        while log.read_text().count("whoami") < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         web.terminate()
@@ -250,4 +285,5 @@ def test_daphnes_access_log_never_shows_a_token_from_a_url(tmp_path):
 
     text = log.read_text(errors="replace")
     assert "/api/v1/me?page=1&access_token=[redacted]" in text
-    assert secret not in text
+    assert "/ws/whoami/" in text
+    assert SECRET not in text
