@@ -80,6 +80,11 @@ run: venv system-run-deps payload-venv migrate ## Start the whole portal in the 
 test: venv system-test-deps payload-venv ## Run the whole test suite (unit, PostgreSQL, browser)
 	$(BIN)/pytest
 
+.PHONY: bench-load
+bench-load: venv system-test-deps ## Load test: a few hundred students on the production server setup (docs/benchmarks.md)
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/load_portal.py $(ARGS)
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
