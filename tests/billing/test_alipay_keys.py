@@ -138,6 +138,9 @@ def running_portal(tmp_path_factory):
             # Production mode: no sandbox possible, real keys required.
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
+            # Production settings, talked to on loopback without the proxy
+            # that ends TLS: no redirect to https.
+            "SECURE_SSL_REDIRECT": "0",
             "ALADDIN_VAR_DIR": str(var_dir),
             "REDIS_URL": f"redis://127.0.0.1:{redis_port()}/{PORTAL_REDIS_DB}",
             "ALADDIN_WEB_PORT": str(port),
