@@ -235,7 +235,8 @@ REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache with one pool per process (aladdin/lib/cache.py).
+        "BACKEND": "aladdin.lib.cache.SharedPoolRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "aladdin",
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
