@@ -314,6 +314,14 @@ def kind_of(name: str) -> str:
     return "api"
 
 
+def ms(value: str) -> float:
+    """A locust percentile cell: milliseconds, or N/A for a name with no request."""
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
+
+
 def summarise(rows: dict[str, dict], seconds: int) -> dict[str, dict]:
     """Per kind: requests, rps, failures and the worst (highest) p50/p95 among its names."""
     kinds: dict[str, dict] = {}
@@ -325,9 +333,9 @@ def summarise(rows: dict[str, dict], seconds: int) -> dict[str, dict]:
         )
         k["requests"] += int(row["Request Count"])
         k["failures"] += int(row["Failure Count"])
-        k["p50"] = max(k["p50"], float(row["50%"] or 0))
-        if float(row["95%"] or 0) >= k["p95"]:
-            k["p95"], k["worst"] = float(row["95%"] or 0), name
+        k["p50"] = max(k["p50"], ms(row["50%"]))
+        if ms(row["95%"]) >= k["p95"]:
+            k["p95"], k["worst"] = ms(row["95%"]), name
     for k in kinds.values():
         k["rps"] = k["requests"] / seconds
     return kinds
