@@ -559,6 +559,11 @@ SPECTACULAR_SETTINGS = {
     "OAUTH2_REFRESH_URL": "/o/token/",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The errors every operation may answer (401, 429, ...), beside each view's own.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "aladdin.lib.api_schema.document_common_errors",
+    ],
     # Several apps have a "kind" field: name each enum after its choices.
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "gpu_jobs.choices.JobKind",

@@ -99,3 +99,57 @@ def test_every_documented_error_uses_the_shared_error_body(schema):
         for status in operation["responses"]:
             if int(status) >= 400:
                 assert error_ref(operation, status) == ERROR_REF, (method, path, status)
+
+
+# Found by schema fuzzing (tests/core/test_api_fuzz.py): the throttle's 429
+# and a bad Content-Type's 415 were answered but in no operation's schema.
+def test_every_operation_documents_401_and_429(schema):
+    for path, method, operation in operations(schema):
+        for status in ("401", "429"):
+            assert error_ref(operation, status) == ERROR_REF, (method, path, status)
+        assert "Retry-After" in operation["responses"]["429"]["headers"], (method, path)
+
+
+def test_every_operation_documents_the_400_of_a_token_in_the_url(schema):
+    for path, method, operation in operations(schema):
+        assert "access token in the URL" in operation["responses"]["400"]["description"], (
+            method,
+            path,
+        )
+
+
+def test_operations_with_a_body_document_415_and_unsafe_ones_the_csrf_403(schema):
+    for path, method, operation in operations(schema):
+        if operation.get("requestBody"):
+            assert error_ref(operation, "415") == ERROR_REF, (method, path)
+        if method in ("post", "put", "patch", "delete"):
+            assert error_ref(operation, "403") == ERROR_REF, (method, path)
+        else:
+            assert "403" not in operation["responses"], (method, path)
+
+
+def test_a_throttled_call_answers_its_documented_429(client, user, schema, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    # DRF reads the rates once at import; patch the class attribute instead.
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "1/min", "anon": "1/min"})
+    client.get("/api/v1/storage")
+
+    response = client.get("/api/v1/storage")
+
+    assert response.status_code == 429
+    assert "429" in schema["paths"]["/api/v1/storage"]["get"]["responses"]
+    assert set(response.json()) == {"code", "detail", "fields"}
+    assert response.json()["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
+
+
+def test_a_body_without_a_content_type_answers_its_documented_415(client, user, schema):
+    client.force_login(user)
+    response = client.generic(
+        "POST", "/api/v1/storage/expand", b"allowance_gib=80", content_type=""
+    )
+
+    assert response.status_code == 415
+    assert "415" in schema["paths"]["/api/v1/storage/expand"]["post"]["responses"]
+    assert response.json()["code"] == "unsupported_media_type"
