@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 # Close codes of the portal's websockets (docs/api.md, "Websockets").
+CLOSE_BAD_REQUEST = 4400  # the URL is invalid (a bad ?offset=): the same URL fails again
 CLOSE_ANONYMOUS = 4401  # not signed in (no session, bad or revoked token)
 CLOSE_FORBIDDEN = 4403  # signed in but not allowed (banned), or another site's page
 CLOSE_NOT_FOUND = 4404  # no such object, another user's, or deleted

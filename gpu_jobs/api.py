@@ -281,8 +281,13 @@ class JobListQuerySerializer(serializers.Serializer):
 LOG_OFFSET_MAX = 2**40
 
 
-class LogQuerySerializer(serializers.Serializer):
+class LogOffsetSerializer(serializers.Serializer):
+    """``?offset=``: also what the log websocket resumes from (gpu_jobs.consumers)."""
+
     offset = serializers.IntegerField(min_value=0, max_value=LOG_OFFSET_MAX, default=0)
+
+
+class LogQuerySerializer(LogOffsetSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=logs.MAX_CHUNK, default=logs.MAX_CHUNK)
 
 

@@ -3,8 +3,8 @@
 Consumers stay dumb (DESIGN rule 8): aladdin.wsauth has set scope["user"];
 ownership is checked before any byte flows: another user's job (or a
 deleted one) is accepted and closed at once with 4404, an anonymous client
-with 4401, a banned one with 4403 (aladdin.wsauth.refuse says why a refusal
-is not a refused handshake).
+with 4401, a banned one with 4403, a bad ``?offset=`` with 4400
+(aladdin.wsauth.refuse says why a refusal is not a refused handshake).
 
 Frames (text, JSON), server to client only:
 
@@ -36,14 +36,15 @@ import contextlib
 import json
 import logging
 import threading
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
+from django.http import QueryDict
 
 from aladdin.cluster.base import DriverError
 from aladdin.wsauth import (
+    CLOSE_BAD_REQUEST,
     CLOSE_DRIVER,
     CLOSE_NOT_FOUND,
     CLOSE_NOT_RUNNING,
@@ -54,6 +55,7 @@ from aladdin.wsauth import (
 from workshops.consumers import TerminalConsumer
 
 from . import logs, services
+from .api import LogOffsetSerializer
 from .choices import JobState
 from .models import Job
 
@@ -69,12 +71,14 @@ def _job_for(user, pk) -> Job | None:
     return Job.objects.filter(pk=pk, user=user, deleted_at__isnull=True).first()
 
 
-def _offset_from(scope) -> int:
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
-    try:
-        return max(0, int(query.get("offset", ["0"])[0]))
-    except ValueError:
-        return 0
+def _offset_from(scope) -> int | None:
+    """``?offset=`` as GET /api/v1/jobs/{id}/logs reads it; None when it is invalid.
+
+    A negative offset, or one above 2^40, used to reach the driver and come
+    back as a cluster failure (4502), which the client retries for ever.
+    """
+    query = LogOffsetSerializer(data=QueryDict(scope.get("query_string") or b""))
+    return query.validated_data["offset"] if query.is_valid() else None
 
 
 def _record_end(job: Job) -> str:
@@ -108,10 +112,15 @@ class JobLogConsumer(AsyncWebsocketConsumer):
         if job is None:
             await refuse(self, CLOSE_NOT_FOUND)
             return
+        # After the ownership check, as the HTTP endpoint: 404 before 400.
+        offset = _offset_from(self.scope)
+        if offset is None:
+            await refuse(self, CLOSE_BAD_REQUEST)
+            return
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
         self.pump = threading.Thread(
             target=self._pump,
-            args=(job, _offset_from(self.scope), asyncio.get_running_loop()),
+            args=(job, offset, asyncio.get_running_loop()),
             name=f"logs-{job.workload_name}",
             daemon=True,
         )

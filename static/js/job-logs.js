@@ -8,10 +8,11 @@
  * status card (state, exit code, billing) from data-status-url; the card is
  * also refreshed every data-poll-seconds while the job is active.
  *
- * A refusal (close codes 4400-4499, docs/api.md: not signed in, forbidden,
- * not found, not running) is final: retrying cannot change it, so it says
- * why and stops. Any other close (1006 when the network or the server went
- * away, 4502 when the cluster's stream broke) reconnects with backoff.
+ * A refusal (close codes 4400-4499, docs/api.md: bad request, not signed
+ * in, forbidden, not found, not running) is final: retrying cannot change
+ * it, so it says why and stops. Any other close (1006 when the network or
+ * the server went away, 4502 when the cluster's stream broke) reconnects
+ * with backoff.
  */
 (function () {
   "use strict";

@@ -1,10 +1,12 @@
-"""GET /api/v1/jobs/{id}/logs with offsets that cannot be: 400 ``invalid``, not 503.
+"""Offsets that cannot be: GET /api/v1/jobs/{id}/logs is 400 ``invalid``, not 503, and the
+log websocket (/ws/jobs/{id}/logs/?offset=) closes with 4400, not 4502.
 
 With a real agent (tests/cluster/conftest.py): an offset reaches the agent's
 file seek, which the filesystem refuses far past the end (ext4 at 16 TiB),
-and the failure came back as 503 "the cluster cannot read the output". No
-output reaches 1 TiB, so the API refuses larger offsets as bad input before
-it asks the cluster.
+and the failure came back as 503 "the cluster cannot read the output" (on
+the websocket, 4502, which a client retries for ever). No output reaches
+1 TiB, so both refuse larger offsets, and negative ones, as bad input
+before they ask the cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import pytest
 
 from gpu_jobs.choices import JobState
 from tests.cluster.conftest import agent, spec, start_agent  # noqa: F401
+from tests.gpu_jobs.test_logs import ORIGIN, collect, cookie
+from tests.wsclient import refusal_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,3 +78,36 @@ def test_a_limit_out_of_range_is_400_invalid(client, ended_job):
 
         assert response.status_code == 400, (limit, response.content)
         assert "limit" in response.json()["fields"]
+
+
+# --- the websocket ---------------------------------------------------------------
+
+
+def test_an_offset_that_cannot_exist_closes_the_websocket_with_4400(client, user, ended_job):
+    headers = [cookie(client, user), ORIGIN]
+    for offset in IMPOSSIBLE_OFFSETS:
+        path = f"/ws/jobs/{ended_job.pk}/logs/?offset={offset}"
+
+        assert refusal_code(path, headers) == 4400, offset
+
+
+def test_the_websocket_checks_ownership_before_the_offset(client, other_user, ended_job):
+    path = f"/ws/jobs/{ended_job.pk}/logs/?offset=-1"
+
+    assert refusal_code(path, [cookie(client, other_user), ORIGIN]) == 4404
+
+
+def test_the_largest_possible_offset_streams_only_the_end_frame(client, user, ended_job):
+    last = 2**40
+
+    frames, code = collect([cookie(client, user), ORIGIN], ended_job.pk, query=f"offset={last}")
+
+    assert frames == [{"type": "end", "offset": last, "state": "succeeded"}]
+    assert code == 1000
+
+
+def test_the_websocket_resumes_from_a_valid_offset(client, user, ended_job):
+    frames, code = collect([cookie(client, user), ORIGIN], ended_job.pk, query="offset=2")
+
+    assert frames[0] == {"type": "log", "data": "llo\n", "offset": 6}
+    assert code == 1000
