@@ -129,6 +129,45 @@ def test_the_documented_web_command_is_the_web_unit():
     assert command in (REPO / "docs" / "operations.md").read_text()
 
 
+NGINX_CONF = REPO / "deploy" / "nginx" / "aladdin.conf"
+# nginx variables that hold the query string (or the line or URL it is part of).
+QUERY_VARIABLES = ("$request", "$request_uri", "$args", "$query_string", "$is_args", "$arg_")
+
+
+def nginx_directives(text: str, name: str) -> list[str]:
+    """The arguments of every ``name`` directive (up to its ';'), comments left out."""
+    code = re.sub(r"#[^\n]*", "", text)
+    return [m.group(1) for m in re.finditer(rf"(?:^|[{{;\s]){name}\s+([^;]*);", code)]
+
+
+def test_nginx_logs_requests_without_their_query_string():
+    """A token put in a URL must not reach nginx's access log (as for uvicorn's)."""
+    text = NGINX_CONF.read_text()
+    (log_format,) = nginx_directives(text, "log_format")
+    _name, fields = log_format.split(None, 1)
+
+    assert "$uri" in fields
+    for variable in QUERY_VARIABLES:
+        assert not re.search(re.escape(variable) + r"(?![a-z_])", fields), variable
+    # The Referer is logged only up to its query string.
+    assert "$http_referer" not in fields
+    assert "$aladdin_referer_path" in fields
+    assert '"~^(?<referer_path>[^?]*)" $referer_path;' in text
+
+
+def test_every_nginx_server_uses_the_access_log_without_query_strings():
+    # A server without its own access_log would inherit nginx.conf's "combined".
+    text = NGINX_CONF.read_text()
+    (log_format,) = nginx_directives(text, "log_format")
+    name = log_format.split()[0]
+    servers = re.split(r"^server\s*\{", re.sub(r"#[^\n]*", "", text), flags=re.M)[1:]
+
+    assert len(servers) == 2
+    for server in servers:
+        (access_log,) = nginx_directives(server, "access_log")
+        assert access_log.split()[-1] == name, access_log
+
+
 def test_the_production_units_serve_healthz_static_files_https_and_websockets(
     tmp_path,
     migrated_db,  # noqa: F811
