@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from channels.testing import WebsocketCommunicator
 
 from aladdin.lib.accesslog import redact_target
 from tests.accounts.test_ide_oauth import CLIENT_ID, ide_login, me, refresh
+from tests.servers import running
 from tests.services_plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,34 +254,14 @@ def test_the_web_servers_access_log_never_shows_a_token_from_a_url(tmp_path, ser
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "web.log"
-    with log.open("wb") as out:
-        web = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {WEB_SERVERS[server]()}"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
+    with running(WEB_SERVERS[server](), env=env, port=port, log=log):
         url = f"http://127.0.0.1:{port}/api/v1/me?page=1&access_token={SECRET}"
-        status = None
-        deadline = time.monotonic() + 60
-        while status is None and time.monotonic() < deadline:
-            assert web.poll() is None, log.read_text(errors="replace")
-            status = _get(url)
-            if status is None:
-                time.sleep(0.2)
-        assert status == 400, log.read_text(errors="replace")
+        assert _get(url) == 400, log.read_text(errors="replace")
         answer = _websocket_handshake(port, f"/ws/whoami/?refresh_token={SECRET}&x=1")
         assert answer.startswith(b"HTTP/1.1 101"), answer
         deadline = time.monotonic() + 10
         while log.read_text().count("whoami") < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-    finally:
-        web.terminate()
-        web.wait(timeout=15)
 
     text = log.read_text(errors="replace")
     assert "/api/v1/me?page=1&access_token=[redacted]" in text
