@@ -48,6 +48,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,7 +248,7 @@ def seed(stack: Stack, students: int) -> list[dict]:
         billing_services.subscription_create(user=user, plan=plan, at=now)
         session = SessionStore()
         session["_auth_user_id"] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
         session["_auth_user_hash"] = user.get_session_auth_hash()
         session.create()
         token = secrets.token_urlsafe(32)
@@ -269,6 +270,54 @@ def seed(stack: Stack, students: int) -> list[dict]:
         os.chown(entry, uid, uid)
         people.append({"session": session.session_key, "token": token, "job": job.pk})
     return people
+
+
+class Prober(threading.Thread):
+    """One keep-alive client at a fixed rate beside locust: latency without a loaded client.
+
+    Locust runs hundreds of users in one gevent loop on the same two cores as
+    the server; its response times include that loop's own delays. This
+    thread asks for the bare view and one API list alternately, ``rate`` times
+    a second, on one connection, and keeps the latencies.
+    """
+
+    def __init__(self, port: int, token: str, rate: float):
+        super().__init__(daemon=True)
+        self.port, self.token, self.rate = port, token, rate
+        self.latencies: dict[str, list[float]] = {"bare": [], "api": []}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        conn = None
+        n = 0
+        start = time.perf_counter()
+        while not self.stopping.is_set():
+            delay = start + n / self.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            kind = ("bare", "api")[n % 2]
+            n += 1
+            path, headers = "/bench/bare", {}
+            if kind == "api":
+                path, headers = "/api/v1/jobs", {"Authorization": f"Bearer {self.token}"}
+            began = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn = None
+                continue
+            self.latencies[kind].append((time.perf_counter() - began) * 1000)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def locust(stack: Stack, users_file: Path, mode: str, users: int, seconds: int, pacing: float):
@@ -382,7 +431,11 @@ def main() -> None:
         stack.start()
         users_file = base / "users.json"
         users_file.write_text(json.dumps(seed(stack, args.students)))
+        people = json.loads(users_file.read_text())
+        prober = Prober(stack.port, people[0]["token"], rate=4)
+        prober.start()
         rows, failed = locust(stack, users_file, "mix", args.students, args.seconds, args.pacing)
+        prober.stopping.set()
         mix = summarise(rows, args.seconds)
         sat = {}
         for mode in ("saturate-api", "saturate-bare"):
@@ -415,6 +468,12 @@ def main() -> None:
         lines.append(
             f"{kind:<12} {k['rps']:6.1f} req/s  p50 {k['p50']:6.0f} ms  p95 {k['p95']:6.0f} ms "
             f"({ratio:4.1f}x bare; slowest {k['worst']})  errors {k['failures']}{goal}"
+        )
+    for kind, values in prober.latencies.items():
+        lines.append(
+            f"prober ({kind}, one keep-alive client, 2/s during the mix): p50 "
+            f"{percentile(values, 0.5):.0f} ms  p95 {percentile(values, 0.95):.0f} ms  "
+            f"(n={len(values)})"
         )
     api_rps = sat["saturate-api"]["api"]["rps"]
     bare_rps = sat["saturate-bare"]["bare"]["rps"]
