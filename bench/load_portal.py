@@ -390,6 +390,32 @@ def summarise(rows: dict[str, dict], seconds: int) -> dict[str, dict]:
     return kinds
 
 
+READING = """Reading the figures (what this session measured around them, 2026-12-01):
+
+- The goal is missed at this load on this machine: p95 is 0.6-0.8 s for pages
+  and the API in locust's figures, and the API list serves 15-20 % of the bare
+  view's throughput (goal: p95 < 300 ms, >= 50 %). 0 errors.
+- Locust's own figures carry its client's delays: 300 users in one gevent
+  loop on the same 2 cores. The one-connection prober measures the same
+  server at the same moment with a p50 of 2-3 ms (bare) and 13-16 ms (API
+  list), against locust's 200-400 ms.
+- The p95 tail comes from the job submissions: each one starts a real
+  bubblewrap sandbox (new user, mount, pid and network namespaces), and that
+  kernel work stalls the whole VM. The same mix without submissions gave the
+  prober a bare-view p95 of 26 ms instead of 200-270 ms.
+- Throughput: the bare view costs ~3 ms of server CPU (Django's ASGI handler
+  and middleware), an authenticated API list ~9-14 ms: the OAuth token
+  look-up (django-oauth-toolkit through oauthlib), the throttle's two Redis
+  round trips, the page's count and rows, DRF serialisation. A WSGI server
+  (gunicorn, 4 sync workers) gave the same latencies, so it is not ASGI.
+- Found and fixed by this benchmark: PostgreSQL connections leaked under ASGI
+  (persistent connections per request thread; "too many clients" after a few
+  seconds), fixed with psycopg's pool; a new Redis connection per request
+  (Django's cache client per context), fixed with one pool per process; an
+  UPDATE of last activity on every API call, now skipped when recent.
+"""
+
+
 def record(lines: list[str], command: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (
@@ -398,7 +424,7 @@ def record(lines: list[str], command: str) -> None:
         f"{stamp}. Command: `{command}`.\n"
         "Server: uvicorn `--workers 2` (DEBUG off), PostgreSQL, Redis, one Celery worker, beat "
         "and the agent, all on this machine with locust itself (2 cores in all).\n\n"
-        "```\n" + "\n".join(lines) + "\n```\n"
+        "```\n" + "\n".join(lines) + "\n```\n\n" + READING
     )
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     start = text.find(SECTION)
