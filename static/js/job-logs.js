@@ -87,6 +87,8 @@
       if (event.code >= 4400 && event.code < 4500) {
         say(REFUSALS[event.code] || "refused");
         stopPolling();
+        // Nothing came before the refusal: no empty black box under the note.
+        if (!pre.textContent) { pre.hidden = true; }
         return;
       }
       // Dropped: back off (1 s, 2 s, 4 s … 30 s) and resume from the offset.
