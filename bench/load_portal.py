@@ -56,18 +56,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.services_plugin import free_port  # noqa: E402
+
 DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "## Load: a few hundred students on the production server, against a bare view"
 VENV_BIN = REPO / ".venv" / "bin"
 GOAL_P95_MS = 300
 SATURATE_USERS = 16
 SCRIPT = b"print('load')\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:

@@ -545,6 +545,12 @@ class Agent:
         except OSError:
             return 0
 
+    def _log_mtime(self, name: str) -> float:
+        try:
+            return self._log_path(name).stat().st_mtime
+        except OSError:
+            return 0.0
+
     def _user_log_room(self, user_id: int, wanted: int, writing: str) -> int:
         """Bytes ``writing`` may add now within the user's bound, emptying their oldest ended logs first.
 
@@ -557,7 +563,7 @@ class Agent:
                 for n, owner in self._log_owner.items()
                 if owner == user_id and n != writing and self.workload_ended(n)
             ]
-            ended.sort(key=lambda n: self._log_path(n).stat().st_mtime if self._log_size(n) else 0)
+            ended.sort(key=self._log_mtime)  # oldest first
             note = (
                 f"[aladdin: this output was removed: the output kept for your jobs is "
                 f"limited to {self.log_user_max_bytes // 2**20} MiB in all, and the oldest "
