@@ -12,7 +12,6 @@ in" from a dropped connection, so it retries forever.
 
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
@@ -21,6 +20,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+
+from aladdin.lib.api_auth import access_token_for
 
 # Close codes of the portal's websockets (docs/api.md, "Websockets").
 CLOSE_BAD_REQUEST = 4400  # the URL is invalid (a bad ?offset=): the same URL fails again
@@ -76,24 +77,12 @@ class RefusingConsumer(AsyncWebsocketConsumer):
 
 @database_sync_to_async
 def _user_for_token(raw: str):
-    from oauth2_provider.models import get_access_token_model
-
-    token = (
-        get_access_token_model()
-        .objects.select_related("user")
-        .filter(token_checksum=_checksum(raw))
-        .first()
-    )
+    token = access_token_for(raw)
     if token is None or not token.is_valid(["ide"]) or token.user is None:
         return None
     if not token.user.is_active:
         return None
     return token.user
-
-
-def _checksum(raw: str) -> str:
-    # DOT stores only SHA-256 checksums (COMPLIANT_BCP_RFC9700_TOKEN_STORAGE).
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 # Stands for a token sent somewhere other than the Authorization header.

@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
+from aladdin.lib.serializers import CachedFieldsModelSerializer
 from aladdin.lib.timeutil import day_start
 
 from . import alipay, payments, selectors
@@ -106,7 +107,7 @@ class PlanOfferSerializer(serializers.Serializer):
     effect = PlanEffectSerializer(help_text="What buying it now would do.")
 
 
-class LedgerEntrySerializer(serializers.ModelSerializer):
+class LedgerEntrySerializer(CachedFieldsModelSerializer):
     delta_dcu = serializers.SerializerMethodField(help_text='Signed DCU, e.g. "+20", "-0.03".')
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
 

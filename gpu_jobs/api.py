@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
+from aladdin.lib.serializers import CachedFieldsModelSerializer
 from billing.units import format_micro
 
 from . import logs, selectors, services
@@ -70,7 +71,7 @@ class LogsUnavailable(exceptions.APIException):
 # --- serializers ------------------------------------------------------------------
 
 
-class GpuTypeSerializer(serializers.ModelSerializer):
+class GpuTypeSerializer(CachedFieldsModelSerializer):
     price_dcu_per_hour = serializers.SerializerMethodField(help_text='Per card, e.g. "2.56".')
 
     class Meta:
@@ -91,7 +92,7 @@ class GpuTypeSerializer(serializers.ModelSerializer):
         return format_micro(obj.price_micro_per_hour)
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(CachedFieldsModelSerializer):
     gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
     gpu_type_name = serializers.CharField(source="gpu_type.name", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
@@ -245,7 +246,7 @@ class JobCreateSerializer(LaunchFieldsSerializer):
     pass
 
 
-class ConfigurationSerializer(serializers.ModelSerializer):
+class ConfigurationSerializer(CachedFieldsModelSerializer):
     gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     env_keys = serializers.ListField(child=serializers.CharField(), read_only=True)
 

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from aladdin.cluster.base import DriverError, QuotaExceeded
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
+from aladdin.lib.serializers import CachedFieldsModelSerializer
 
 from . import quota, selectors, services
 from .forms import parse_env
@@ -38,7 +39,7 @@ class StateConflict(exceptions.APIException):
 # --- serializers ------------------------------------------------------------------
 
 
-class ImageSerializer(serializers.ModelSerializer):
+class ImageSerializer(CachedFieldsModelSerializer):
     ref = serializers.CharField(read_only=True, help_text='"name:tag", e.g. "torch:2.5.1-cu124".')
 
     class Meta:
@@ -46,7 +47,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "tag", "ref", "description"]
 
 
-class PresetSerializer(serializers.ModelSerializer):
+class PresetSerializer(CachedFieldsModelSerializer):
     label = serializers.CharField(read_only=True, help_text='e.g. "CPU:4 MEM:16G".')
 
     class Meta:
@@ -59,7 +60,7 @@ class EnvVarSerializer(serializers.Serializer):
     value = serializers.CharField(default="••••", help_text="Always masked.")
 
 
-class WorkshopSerializer(serializers.ModelSerializer):
+class WorkshopSerializer(CachedFieldsModelSerializer):
     image = ImageSerializer(read_only=True)
     preset = PresetSerializer(read_only=True)
     state_display = serializers.CharField(source="get_state_display", read_only=True)

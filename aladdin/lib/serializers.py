@@ -1,0 +1,29 @@
+"""Serializer helpers shared by the apps' APIs."""
+
+from __future__ import annotations
+
+import copy
+
+from rest_framework import serializers
+
+
+class CachedFieldsModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer that introspects its model once per class, not once per response.
+
+    ``ModelSerializer.get_fields`` maps every model field to a serializer field
+    (kwargs, validators, choices) each time a serializer is made: about two
+    thirds of serialising a one-row API list. The result depends only on the
+    class (its Meta and declared fields), so it is built once and each
+    instance gets a deep copy, which is what DRF does with declared fields
+    anyway: no instance shares a bound field with another. A subclass whose
+    fields depend on the instance (the request, a flag) must not use this.
+    """
+
+    def get_fields(self):
+        cls = type(self)
+        # The class's own dict: a subclass builds its own set, never its parent's.
+        fields = cls.__dict__.get("_built_fields")
+        if fields is None:
+            fields = super().get_fields()
+            cls._built_fields = fields
+        return copy.deepcopy(fields)
