@@ -120,7 +120,7 @@ def raise_for_error(answer: dict[str, Any]) -> None:
         return
     message = str(answer.get("error") or "agent error")
     try:
-        code = ErrorCode(answer.get("code"))
+        code = ErrorCode(str(answer.get("code")))
     except ValueError:
         # An agent without codes (or with a newer one): keep its own verdict
         # on retrying, which is all the driver acts on.
@@ -514,7 +514,7 @@ def from_wire(tp: Any, value: Any, path: str = "") -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return from_wire(inner, value, path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _bad(path, "an object", value)
         hints = _hints(tp)

@@ -54,6 +54,7 @@ def open_shell(
     env["TERM"] = env.get("TERM") or "xterm-256color"
     shell = ["/bin/bash", "-l"] if os.path.exists("/usr/bin/bash") else ["/bin/sh"]
     as_user: dict[str, Any] = {}
+    pass_fds: tuple[int, ...]
     if workload.sandbox_pid:
         pid = workload.sandbox_pid
         # bwrap reports the child's pid before it has written the uid map;

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aladdin.lib.diskusage import tree_bytes
 
@@ -61,8 +62,10 @@ class Workload:
     """One workload of this agent: its record, and while it runs, what runs it.
 
     The fields up to ``gpu_devices`` are its :class:`WorkloadRecord`
-    (journaled, reported); the rest live only as long as this agent does.
-    Change them under :attr:`Workloads.lock`.
+    (journaled, reported; :meth:`record` copies them by that class's field
+    names, so a field added there without its twin here fails every test);
+    the rest live only as long as this agent does. Change them under
+    :attr:`Workloads.lock`.
     """
 
     name: str
@@ -259,6 +262,14 @@ class Workloads:
             if existing is not None:
                 return existing.record()
             self._check_single_user(spec.user_id)
+        # The volume before the record: if it cannot be made (disk, permissions)
+        # the caller gets an error worth retrying, and no record or card is
+        # left behind to make the retry find a start that never happened.
+        self.ensure_user_space(spec.user_id)
+        with self.lock:
+            existing = self._table.get(spec.name)  # a concurrent start of the name won
+            if existing is not None:
+                return existing.record()
             wanted = {model: n for model, n in spec.resources.gpus.items() if n > 0}
             cards: list[gpu_cards.Card] = []
             if wanted and not spec.gpu_devices:
@@ -283,12 +294,12 @@ class Workloads:
 
         def spawn() -> None:
             try:
-                future.set_result(self._spawn(workload, spec))
+                self._spawn(workload, spec)
+                future.set_result(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 future.set_exception(exc)
 
         try:
-            self.ensure_user_space(spec.user_id)
             self._spawns.put(spawn)
             future.result(timeout=SPAWN_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported as the workload's failure
@@ -326,7 +337,9 @@ class Workloads:
                 env["ALADDIN_VIRTUAL_GPUS"] = "1"
                 gpus = ()  # no device nodes to bind
         command = list(spec.command)
-        as_user = {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
+        as_user: dict[str, Any] = (
+            {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
+        )
         # Output goes through a pipe that the agent copies into the log file,
         # up to its bounds: a job printing in a loop cannot fill the host's
         # disk (the rest is dropped, with a note, and the job runs on).
@@ -373,12 +386,22 @@ class Workloads:
         threading.Thread(target=self._wait, args=(workload,), daemon=True).start()
 
     def _spawn_sandboxed(
-        self, workload, spec, env, command, volume, interpreter, gpus, uid, out_w, as_user
+        self,
+        workload: Workload,
+        spec: WorkloadSpec,
+        env: dict[str, str],
+        command: list[str],
+        volume: Path,
+        interpreter: str | None,
+        gpus: tuple[str, ...],
+        uid: int,
+        out_w: int,
+        as_user: dict[str, Any],
     ) -> subprocess.Popen:
         info_r, info_w = os.pipe()
         watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
         workload.watch_fd = watch_w
-        etc_fds = {}
+        etc_fds: dict[str, int] = {}
         for filename, content in sandbox.etc_files(uid).items():
             r, w = os.pipe()
             os.write(w, content)
