@@ -35,6 +35,7 @@ from aladdin.cluster.base import (
     LABEL_OWNER,
     LABEL_USER,
     DriverError,
+    NoCapacity,
     Phase,
     QuotaExceeded,
     WorkloadSpec,
@@ -66,8 +67,6 @@ SUPPORTED_KINDS = (JobKind.RUN, JobKind.SHELL)
 # A starting job whose workload has not appeared after this long gets its
 # start task dispatched again by the reconciler (the task is idempotent).
 START_REDISPATCH_AFTER = timedelta(seconds=30)
-# Driver errors that mean "wait for a free card": the job stays starting.
-NO_CAPACITY_MARK = "no free"
 
 
 # --- user actions ------------------------------------------------------------------
@@ -482,7 +481,7 @@ def job_start_apply(*, job_id: int) -> None:
         if exc.permanent:
             _fail_unstarted(job_id, str(exc))
             return
-        if NO_CAPACITY_MARK in str(exc):
+        if isinstance(exc, NoCapacity):
             # Every card of this type on the host is taken: wait (the job is
             # not billed until it gets its cards); the retry or the
             # reconciler starts it when one is free.

@@ -7,9 +7,9 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .base import ClusterDriver, DriverError, QuotaExceeded
+from .base import ClusterDriver, DriverError, NoCapacity, QuotaExceeded
 
-__all__ = ["ClusterDriver", "DriverError", "QuotaExceeded", "get_driver"]
+__all__ = ["ClusterDriver", "DriverError", "NoCapacity", "QuotaExceeded", "get_driver"]
 
 _BACKENDS = {"local": "aladdin.cluster.local.LocalDriver"}
 

@@ -21,6 +21,9 @@ controller guidelines):
 - **Errors.** :class:`DriverError`; ``permanent=True`` means retrying cannot
   help (bad image, invalid spec, quota), ``False`` means try again later
   (agent or API server unreachable, 409 conflict during a rollout).
+  :class:`NoCapacity` (transient): no free card of the model asked for.
+  The local backend's operations and error codes are listed in
+  :mod:`aladdin.cluster.protocol`.
 - **Quota.** :class:`QuotaExceeded(requested, used, limit)` renders the
   manual's message. The portal checks quota itself before asking the
   cluster (it can weigh 40G against 80G cards, a ResourceQuota cannot); the
@@ -55,11 +58,27 @@ LABEL_OWNER = "aladdin/owner"
 
 
 class DriverError(Exception):
-    """A cluster operation failed. ``permanent``: retrying will not help."""
+    """A cluster operation failed. ``permanent``: retrying will not help.
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    ``code`` names the failure where the backend knows it (the local agent's
+    :class:`aladdin.cluster.protocol.ErrorCode` values); callers branch on
+    it or on a subclass, never on the message.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, code: str = ""):
         super().__init__(message)
         self.permanent = permanent
+        self.code = code
+
+
+class NoCapacity(DriverError):  # noqa: N818 - reads as the condition
+    """Not enough free cards of a model right now: the start may succeed later (never permanent).
+
+    The message carries the numbers (asked, free, total) for the user.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=False, code="no_capacity")
 
 
 @dataclass(frozen=True)
@@ -219,7 +238,8 @@ class ClusterDriver(abc.ABC):
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Start ``spec.name``, or return the status of the one already there.
 
-        Raises QuotaExceeded (the backend's quota refused it) or DriverError.
+        Raises QuotaExceeded (the backend's quota refused it), NoCapacity (no
+        free card of a model asked for: retry later) or DriverError.
         """
 
     @abc.abstractmethod

@@ -1,8 +1,9 @@
 """The local backend's GPU cards: detection and exclusive allocation (SPEC §7, §9).
 
 The agent owns one :class:`Inventory`. Cards are found through NVML (the
-driver's ``libnvidia-ml.so.1``, through ctypes: no extra package) or, failing
-that, ``nvidia-smi``; each is classed as a "40g" or "80g" card by its memory.
+driver's ``libnvidia-ml.so.1``, through NVIDIA's own bindings, the
+``nvidia-ml-py`` package, module ``pynvml``) or, failing that,
+``nvidia-smi``; each is classed as a "40g" or "80g" card by its memory.
 A host with no GPU (development machines, CI) gets a configured set of
 *virtual* cards instead — by default 4 × 40G and 4 × 80G — so that
 admission, allocation, metering and logs all work; only CUDA does not.
@@ -22,11 +23,12 @@ into the sandbox, so two jobs never share a card.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
+
+import pynvml
 
 DEFAULT_VIRTUAL = {"40g": 4, "80g": 4}
 # Cards with more memory than this are "80g" cards (A100/H100 80G, H200…).
@@ -63,51 +65,43 @@ def model_for(memory_mib: int) -> str:
 
 
 def _nvml_cards() -> list[Card]:
+    """The host's cards through NVML (nvidia-ml-py); [] when there is no driver or no card."""
     try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return []
-
-    class Memory(ctypes.Structure):
-        _fields_ = [
-            ("total", ctypes.c_ulonglong),
-            ("free", ctypes.c_ulonglong),
-            ("used", ctypes.c_ulonglong),
-        ]
-
-    if nvml.nvmlInit_v2() != 0:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:  # no libnvidia-ml.so.1 (no driver), or it cannot start
         return []
     cards = []
     try:
-        count = ctypes.c_uint()
-        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
-            return []
-        for i in range(count.value):
-            handle = ctypes.c_void_p()
-            if nvml.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(handle)) != 0:
-                continue
-            memory = Memory()
-            nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory))
-            minor = ctypes.c_uint(i)
-            nvml.nvmlDeviceGetMinorNumber(handle, ctypes.byref(minor))
-            name = ctypes.create_string_buffer(96)
-            nvml.nvmlDeviceGetName(handle, name, 96)
-            uuid = ctypes.create_string_buffer(96)
-            nvml.nvmlDeviceGetUUID(handle, uuid, 96)
-            mib = memory.total // (1024 * 1024)
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+                mib = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
+            except pynvml.NVMLError:
+                continue  # a card that fell off the bus is not one we can hand out
             cards.append(
                 Card(
-                    index=str(minor.value),
+                    # The device node is /dev/nvidia<minor>; the index is its usual value.
+                    index=str(_nvml_or(pynvml.nvmlDeviceGetMinorNumber, handle, i)),
                     model=model_for(mib),
                     memory_mib=mib,
-                    name=name.value.decode(errors="replace"),
-                    uuid=uuid.value.decode(errors="replace"),
+                    name=_nvml_or(pynvml.nvmlDeviceGetName, handle, ""),
+                    uuid=_nvml_or(pynvml.nvmlDeviceGetUUID, handle, ""),
                 )
             )
+    except pynvml.NVMLError:
+        return []
     finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
     return cards
+
+
+def _nvml_or(query, handle, default):
+    """``query(handle)``, or ``default`` when this driver cannot answer it."""
+    try:
+        return query(handle)
+    except pynvml.NVMLError:
+        return default
 
 
 def parse_nvidia_smi(text: str) -> list[Card]:

@@ -5,7 +5,9 @@ standing in for /root; each workload runs as an unprivileged uid in a
 bubblewrap sandbox (:mod:`aladdin.cluster.sandbox`). The processes belong
 to the agent (:mod:`aladdin.cluster.agent`, ``manage.py cluster_agent``),
 not to web or worker processes: this driver is only its client, one short
-connection per call over the agent's Unix socket (newline-delimited JSON).
+connection per call over the agent's Unix socket, speaking the typed
+messages of :mod:`aladdin.cluster.protocol` (the agent's refusals arrive as
+error codes and are raised as the matching driver exceptions).
 
 An unreachable agent is a ``DriverError(permanent=False)``: Celery retries
 and the reconciler catches up once ``make run`` has it back.
@@ -13,49 +15,29 @@ and the reconciler catches up once ``make run`` has it back.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import shutil
 import socket
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
+from . import protocol
 from .base import ClusterDriver, DriverError, Resources, Terminal, WorkloadSpec, WorkloadStatus
+from .protocol import AgentError
 
 AGENT_DOWN = "the local agent is not running (make run starts it)"
 CONNECT_TIMEOUT = 2
 CALL_TIMEOUT = 15
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _status(data: dict) -> WorkloadStatus:
-    return WorkloadStatus(
-        name=data["name"],
-        phase=data["phase"],
-        user_id=data.get("user_id"),
-        kind=data.get("kind") or "",
-        exit_code=data.get("exit_code"),
-        reason=data.get("reason") or "",
-        started_at=_parse_time(data.get("started_at")),
-        finished_at=_parse_time(data.get("finished_at")),
-        labels=dict(data.get("labels") or {}),
-        gpu_devices=tuple(str(d) for d in data.get("gpu_devices") or ()),
-    )
-
-
 class _Connection:
-    """One connection to the agent: JSON lines in both directions."""
+    """One connection to the agent: protocol frames (JSON lines) in both directions."""
 
     def __init__(self, path: Path, timeout: float):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -68,25 +50,40 @@ class _Connection:
         self.sock.settimeout(timeout)
         self.buffer = b""
 
-    def send(self, obj: dict) -> None:
-        self.sock.sendall(json.dumps(obj).encode() + b"\n")
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(protocol.encode_line(message))
 
-    def receive(self) -> dict | None:
-        """The next message; None when the agent closed the connection."""
+    def receive(self) -> dict[str, Any] | None:
+        """The next message; None when the agent closed the connection. Raises ValueError, OSError."""
         while b"\n" not in self.buffer:
             chunk = self.sock.recv(65536)
             if not chunk:
                 return None
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+        return protocol.decode_line(line)
 
     def close(self) -> None:
         self.sock.close()
 
 
+def _unreachable(exc: BaseException) -> DriverError:
+    return DriverError(f"{AGENT_DOWN}: {exc!r}", permanent=False)
+
+
+def _answer_checked(answer: dict[str, Any] | None) -> dict[str, Any]:
+    """``answer`` if it is a success; the refusal it carries as a DriverError otherwise."""
+    if answer is None:
+        raise DriverError(f"{AGENT_DOWN}: it closed the connection", permanent=False)
+    try:
+        protocol.raise_for_error(answer)
+    except AgentError as exc:
+        raise protocol.driver_error(exc) from None
+    return answer
+
+
 class LocalTerminal(Terminal):
-    """A PTY in a workload's sandbox, relayed by the agent (see the agent's protocol).
+    """A PTY in a workload's sandbox, relayed by the agent (the protocol's terminal stream).
 
     :meth:`read` raises ``TimeoutError`` when nothing arrived within
     ``timeout``; it returns ``b""`` once the shell has exited.
@@ -104,39 +101,38 @@ class LocalTerminal(Terminal):
         while True:
             try:
                 message = self._conn.receive()
+                decoded = protocol.decode_terminal_output(message) if message else None
             except TimeoutError:
                 raise
-            except (OSError, ValueError):
-                message = None
-            if message is None or "exit" in message:
-                self.exit_code = message.get("exit") if message else None
+            except (OSError, ValueError, AgentError):
+                decoded = None
+            if decoded is None or isinstance(decoded, protocol.TerminalExit):
+                self.exit_code = decoded.code if decoded else None
                 self.close()
                 return b""
-            if "data" in message:
-                data = base64.b64decode(message["data"])
-                if data:
-                    return data
+            if decoded.data:
+                return decoded.data
 
-    def _send(self, obj: dict) -> None:
+    def _send(self, message: protocol.TerminalInput | protocol.TerminalResize) -> None:
         if self._closed:
             raise DriverError("the terminal is closed", permanent=True)
         try:
-            self._conn.send(obj)
+            self._conn.send(message.to_wire())
         except OSError as exc:
             raise DriverError(f"the terminal connection broke: {exc}") from exc
 
     def write(self, data: bytes) -> None:
-        self._send({"data": base64.b64encode(data).decode()})
+        self._send(protocol.TerminalInput(data))
 
     def resize(self, *, rows: int, cols: int) -> None:
-        self._send({"resize": [int(rows), int(cols)]})
+        self._send(protocol.TerminalResize(int(rows), int(cols)))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(OSError):
-            self._conn.send({"close": True})
+            self._conn.send(protocol.TerminalClose().to_wire())
         self._conn.close()
 
 
@@ -168,21 +164,21 @@ class LogStream(Iterator[bytes]):
             while True:
                 try:
                     message = self._conn.receive()
-                except (OSError, ValueError) as exc:
+                    decoded = protocol.decode_log_message(message) if message else None
+                except (OSError, ValueError, AgentError) as exc:
                     if self._closed:
                         raise StopIteration from None
                     raise DriverError(f"the log stream broke: {exc!r}") from exc
-                if message is None:
+                if decoded is None:
                     if self._closed:
                         raise StopIteration
                     raise DriverError(f"{AGENT_DOWN}: it closed the log stream", permanent=False)
-                self.offset = message.get("offset", self.offset)
-                if message.get("end"):
+                self.offset = decoded.offset
+                if isinstance(decoded, protocol.LogEnd):
                     self._finish()
                     raise StopIteration
-                data = base64.b64decode(message.get("data") or "")
-                if data:
-                    return data
+                if decoded.data:
+                    return decoded.data
         except BaseException:
             self._finish()
             raise
@@ -226,20 +222,46 @@ class LocalDriver(ClusterDriver):
     def volumes_dir(self):
         return settings.LOCAL_VOLUMES_DIR
 
-    def _call(self, op: str, *, timeout: float = CALL_TIMEOUT, **params) -> dict:
+    def _call(self, op: str, *, timeout: float = CALL_TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """One request and its answer at the wire level (JSON objects); a refusal raises.
+
+        Every operation goes through here, so a test can stand in for the
+        agent by replacing this method; :meth:`_ask` is the typed layer on top.
+        """
         conn = _Connection(self.socket_path, timeout)
         try:
-            conn.send({"op": op, **params})
+            conn.send({"op": op, **fields})
             answer = conn.receive()
         except (OSError, ValueError) as exc:
-            raise DriverError(f"{AGENT_DOWN}: {exc!r}", permanent=False) from exc
+            raise _unreachable(exc) from exc
         finally:
             conn.close()
-        if answer is None:
-            raise DriverError(f"{AGENT_DOWN}: it closed the connection", permanent=False)
-        if not answer.get("ok"):
-            raise DriverError(answer.get("error", "agent error"), permanent=answer["permanent"])
-        return answer
+        return _answer_checked(answer)
+
+    def _ask(self, request: protocol.Request, *, timeout: float = CALL_TIMEOUT) -> Any:
+        """``request``'s typed answer (protocol.ANSWERS). Raises DriverError."""
+        fields = protocol.encode_request(request)
+        answer = self._call(fields.pop("op"), timeout=timeout, **fields)
+        try:
+            return protocol.decode_answer(type(request), answer)
+        except AgentError as exc:
+            raise DriverError(
+                f"the agent's answer to {request.op} is not understood: {exc}"
+            ) from exc
+
+    def _open_stream(self, request: protocol.Follow | protocol.OpenTerminal) -> _Connection:
+        """A connection on which ``request`` was accepted; what follows is its stream."""
+        conn = _Connection(self.socket_path, CALL_TIMEOUT)
+        try:
+            conn.send(protocol.encode_request(request))
+            _answer_checked(conn.receive())
+        except (OSError, ValueError) as exc:
+            conn.close()
+            raise _unreachable(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def health(self) -> dict:
         try:
@@ -259,21 +281,21 @@ class LocalDriver(ClusterDriver):
             "pid": os.getpid(),
         }
         try:
-            agent = self._call("health", timeout=3)
+            agent: protocol.HealthInfo = self._ask(protocol.Health(), timeout=3)
         except DriverError as exc:
             return {**result, "ok": False, "agent": "unreachable", "error": str(exc)}
         result.update(
             agent="running",
-            agent_pid=agent["pid"],
-            sandbox="bubblewrap" if agent["sandbox"] else "unavailable",
-            running_workloads=agent["running"],
+            agent_pid=agent.pid,
+            sandbox="bubblewrap" if agent.sandbox else "unavailable",
+            running_workloads=agent.running,
             # {"virtual": bool, "models": {"80g": {"total": 4, "free": 2}, ...}}
-            gpus=agent.get("gpus"),
+            gpus=protocol.to_wire(agent.gpus),
         )
-        if not agent["sandbox"]:
+        if not agent.sandbox:
             # The dashboard says so (SPEC §9): single user, or insecure.
-            result["sandbox_reason"] = agent["sandbox_reason"]
-            result["single_user_id"] = agent["single_user_id"]
+            result["sandbox_reason"] = agent.sandbox_reason
+            result["single_user_id"] = agent.single_user_id
         return result
 
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
@@ -283,80 +305,58 @@ class LocalDriver(ClusterDriver):
         quota before starting, and storage is billed from
         :meth:`storage_usage_bytes`.
         """
-        self._call("ensure_user_space", user_id=int(user_id))
+        self._ask(protocol.EnsureUserSpace(user_id=int(user_id)))
 
     def delete_user_space(self, *, user_id: int) -> None:
-        self._call("delete_user_space", user_id=int(user_id), timeout=120)
+        self._ask(protocol.DeleteUserSpace(user_id=int(user_id)), timeout=120)
 
     def storage_usage_bytes(self, *, user_id: int) -> int:
-        return int(self._call("usage", user_id=int(user_id), timeout=120)["bytes"])
+        usage: protocol.UsageInfo = self._ask(protocol.Usage(user_id=int(user_id)), timeout=120)
+        return usage.bytes
 
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
-        data = asdict(spec)
-        data["resources"] = asdict(spec.resources)
-        data["gpu_devices"] = list(spec.gpu_devices)
-        return _status(self._call("start", spec=data, timeout=45)["status"])
+        """Raises NoCapacity when a card model asked for has none free (a typed refusal)."""
+        answer: protocol.StatusAnswer = self._ask(protocol.Start(spec=spec), timeout=45)
+        return answer.status.to_status()
 
     def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
-        answer = self._call(
-            "stop", name=name, grace_seconds=grace_seconds, timeout=grace_seconds + 20
+        answer: protocol.StatusAnswer = self._ask(
+            protocol.Stop(name=name, grace_seconds=grace_seconds), timeout=grace_seconds + 20
         )
-        return _status(answer["status"])
+        return answer.status.to_status()
 
     def workload_status(self, *, name: str) -> WorkloadStatus:
-        return _status(self._call("status", name=name)["status"])
+        answer: protocol.StatusAnswer = self._ask(protocol.Status(name=name))
+        return answer.status.to_status()
 
     def forget_workload(self, *, name: str) -> None:
-        self._call("forget", name=name)
+        self._ask(protocol.Forget(name=name))
 
     def list_workloads(self) -> list[WorkloadStatus]:
-        return [_status(w) for w in self._call("list")["workloads"]]
+        answer: protocol.ListAnswer = self._ask(protocol.ListWorkloads())
+        return [record.to_status() for record in answer.workloads]
 
     def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
         if not follow:
             return self._read_logs(name=name, offset=offset)
         # One connection for the whole follow: the agent pushes each chunk as
         # it finds it (its `follow` op) instead of being asked every 0.5 s.
-        conn = _Connection(self.socket_path, CALL_TIMEOUT)
-        try:
-            conn.send({"op": "follow", "name": name, "offset": int(offset)})
-            answer = conn.receive()
-        except (OSError, ValueError) as exc:
-            conn.close()
-            raise DriverError(f"{AGENT_DOWN}: {exc!r}", permanent=False) from exc
-        if not answer or not answer.get("ok"):
-            conn.close()
-            raise DriverError(
-                (answer or {}).get("error", AGENT_DOWN),
-                permanent=(answer or {}).get("permanent", False),
-            )
+        conn = self._open_stream(protocol.Follow(name=name, offset=int(offset)))
         conn.sock.settimeout(None)  # a quiet workload may print nothing for hours
         return LogStream(conn)
 
     def _read_logs(self, *, name: str, offset: int) -> Iterator[bytes]:
         while True:
-            answer = self._call("logs", name=name, offset=offset)
-            data = base64.b64decode(answer["data"])
-            if not data:
+            chunk: protocol.LogChunk = self._ask(protocol.Logs(name=name, offset=offset))
+            if not chunk.data:
                 return
-            offset = answer["offset"]
-            yield data
+            offset = chunk.offset
+            yield chunk.data
 
     def delete_logs(self, *, name: str) -> None:
-        self._call("delete_logs", name=name)
+        self._ask(protocol.DeleteLogs(name=name))
 
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
-        conn = _Connection(self.socket_path, CALL_TIMEOUT)
-        try:
-            conn.send({"op": "terminal", "name": name, "rows": rows, "cols": cols})
-            answer = conn.receive()
-        except (OSError, ValueError) as exc:
-            conn.close()
-            raise DriverError(f"{AGENT_DOWN}: {exc!r}", permanent=False) from exc
-        if not answer or not answer.get("ok"):
-            conn.close()
-            raise DriverError(
-                (answer or {}).get("error", AGENT_DOWN),
-                permanent=(answer or {}).get("permanent", False),
-            )
-        return LocalTerminal(conn)
+        return LocalTerminal(
+            self._open_stream(protocol.OpenTerminal(name=name, rows=rows, cols=cols))
+        )

@@ -56,3 +56,64 @@ def test_cards_are_exclusive_all_or_nothing_and_released():
     assert inventory.summary()["models"]["40g"]["free"] == 1
     inventory.release("job-1")
     assert len(inventory.allocate("job-2", {"80g": 1, "40g": 1})) == 2
+
+
+class FakeNvml:
+    """pynvml's functions for a host with the given cards ((memory MiB, name, uuid) each)."""
+
+    def __init__(self, cards, *, init_error=None):
+        self.cards = cards
+        self.init_error = init_error
+        self.shut_down = False
+
+    def install(self, monkeypatch):
+        from types import SimpleNamespace
+
+        import pynvml
+
+        def init():
+            if self.init_error is not None:
+                raise pynvml.NVMLError(self.init_error)
+
+        def shutdown():
+            self.shut_down = True
+
+        for name, fn in {
+            "nvmlInit": init,
+            "nvmlShutdown": shutdown,
+            "nvmlDeviceGetCount": lambda: len(self.cards),
+            "nvmlDeviceGetHandleByIndex": lambda i: i,
+            "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(total=self.cards[h][0] * 2**20),
+            "nvmlDeviceGetMinorNumber": lambda h: h,
+            "nvmlDeviceGetName": lambda h: self.cards[h][1],
+            "nvmlDeviceGetUUID": lambda h: self.cards[h][2],
+        }.items():
+            monkeypatch.setattr(pynvml, name, fn)
+        return self
+
+
+def test_nvml_cards_are_found_and_classed_by_memory(monkeypatch):
+    nvml = FakeNvml(
+        [(143771, "NVIDIA H200", "GPU-aaaa"), (40960, "NVIDIA A100-SXM4-40GB", "GPU-bbbb")]
+    ).install(monkeypatch)
+
+    cards = gpus.host_cards()
+
+    assert [(c.index, c.model, c.name, c.uuid, c.virtual) for c in cards] == [
+        ("0", "80g", "NVIDIA H200", "GPU-aaaa", False),
+        ("1", "40g", "NVIDIA A100-SXM4-40GB", "GPU-bbbb", False),
+    ]
+    assert nvml.shut_down
+
+
+def test_without_nvml_the_cards_come_from_nvidia_smi_or_are_virtual(monkeypatch):
+    import pynvml
+
+    # given a host whose NVML library is missing (the development machines')
+    FakeNvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND).install(monkeypatch)
+    # then nvidia-smi is asked instead
+    monkeypatch.setattr(gpus, "_smi_cards", lambda: gpus.parse_nvidia_smi(SMI))
+    assert [c.uuid for c in gpus.host_cards()] == ["GPU-aaaa", "GPU-bbbb"]
+    # and with neither, auto falls back to the virtual cards
+    monkeypatch.setattr(gpus, "_smi_cards", lambda: [])
+    assert all(c.virtual for c in gpus.discover("auto"))

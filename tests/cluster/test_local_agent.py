@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -270,3 +271,22 @@ def test_a_workload_stopped_right_after_it_started_ends_gracefully_at_once(agent
         status = agent.driver.stop_workload(name=name, grace_seconds=8)
         assert time.monotonic() - started < 4, status
         assert status.exit_code != -9, status
+
+
+def test_a_start_with_no_free_card_is_a_typed_refusal_worth_retrying(start_agent):
+    from aladdin.cluster.base import NoCapacity, Resources
+
+    # given an agent with one 80G card, held by a running workload
+    agent = start_agent(ALADDIN_LOCAL_GPUS="virtual:80g=1")
+    first = spec("job-1", kind="job", command=["sleep", "600"])
+    gpu = Resources(1000, 1024, {"80g": 1})
+    agent.driver.start_workload(replace(first, resources=gpu))
+
+    # when a second one asks for it
+    with pytest.raises(NoCapacity) as refused:
+        agent.driver.start_workload(replace(spec("job-2", kind="job"), resources=gpu))
+
+    # then the refusal is typed (a code, not English to match), transient, with the numbers
+    assert (refused.value.code, refused.value.permanent) == ("no_capacity", False)
+    assert "1 asked, 0 of 1 free" in str(refused.value)
+    assert agent.driver.workload_status(name="job-2").phase == Phase.MISSING

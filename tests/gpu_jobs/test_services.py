@@ -9,7 +9,7 @@ import time_machine
 from celery.exceptions import Retry
 
 from aladdin.accounts.models import Notification
-from aladdin.cluster.base import DriverError, Phase, WorkloadStatus
+from aladdin.cluster.base import DriverError, NoCapacity, Phase, WorkloadStatus
 from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.admission import JobRefused
@@ -203,7 +203,7 @@ def test_a_start_that_waits_for_a_free_card_stays_starting_and_is_retried(
     user, cards, catalog, driver, subscribe, run_on_commit
 ):
     subscribe(user, "basic", T0)
-    driver.fail_next = DriverError("no free 80G card on this host: 1 asked, 0 of 4 free")
+    driver.fail_next = NoCapacity("no free 80G card on this host: 1 asked, 0 of 4 free")
     # Eager Celery surfaces the task's retry as an exception.
     with pytest.raises(Retry):
         run_on_commit(services.job_create, user=user, entry="a.py", gpu_type=cards["80g"])

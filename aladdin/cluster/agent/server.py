@@ -1,0 +1,282 @@
+"""The agent's process: its main loop, the socket server, and each request's dispatch.
+
+The socket (``LOCAL_AGENT_SOCKET``; directory 0700, socket 0600: only root,
+i.e. the portal, may talk to it) carries :mod:`aladdin.cluster.protocol`.
+Each connection gets a thread (:class:`_Handler`), which decodes requests
+into typed messages and hands them to :meth:`Agent.handle`; ``follow`` and
+``terminal`` turn the connection into a stream. The main thread beats the
+heartbeat and spawns workloads (see :mod:`.workloads` for why only it may).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import gpus as gpu_cards
+from .. import protocol, sandbox
+from ..protocol import AgentError, ErrorCode
+from . import pty
+from .journal import HEARTBEAT_SECONDS, Journal
+from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
+from .workloads import Workloads
+
+log = logging.getLogger("aladdin.cluster.agent")
+
+# `follow`: how often a quiet log file is looked at again, and the most one
+# message carries. 20 ms keeps a line's way to a browser well under the
+# issue's 250 ms at the cost of ~50 cheap read() calls a second per follower.
+FOLLOW_POLL_SECONDS = 0.02
+FOLLOW_CHUNK = 65536
+MAIN_LOOP_WAIT_SECONDS = 0.5
+
+
+class Agent:
+    """One per host: owns the workload processes and answers the local driver."""
+
+    def __init__(
+        self,
+        *,
+        socket_path: Path,
+        state_dir: Path,
+        volumes_dir: Path,
+        uid_base: int = 20000,
+        image_map: dict[str, str] | None = None,
+        insecure: bool = False,
+        gpus: str = "auto",
+        log_max_bytes: int = DEFAULT_MAX_BYTES,
+        log_user_max_bytes: int = DEFAULT_USER_MAX_BYTES,
+    ):
+        self.socket_path = Path(socket_path)
+        self.state_dir = Path(state_dir)
+        self.volumes_dir = Path(volumes_dir)
+        self.logs_dir = self.state_dir / "logs"
+        self.gpus_config = gpus
+        self.journal = Journal(self.state_dir)
+        self.workloads = Workloads(
+            volumes_dir=self.volumes_dir,
+            logs_dir=self.logs_dir,
+            journal=self.journal,
+            uid_base=uid_base,
+            image_map=image_map or {},
+            insecure=insecure,
+            log_max_bytes=log_max_bytes,
+            log_user_max_bytes=log_user_max_bytes,
+        )
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """Directories, the sandbox probe, the GPU cards, the journal of the previous run."""
+        for directory, mode in ((self.state_dir, 0o700), (self.logs_dir, 0o700)):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, mode)
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.socket_path.parent, 0o700)
+        self.volumes_dir.mkdir(parents=True, exist_ok=True)
+        # Sandbox uids must traverse it to reach their own volume (bwrap binds
+        # as the uid) but not list it.
+        os.chmod(self.volumes_dir, 0o711)
+        workloads = self.workloads
+        workloads.sandbox_ok, workloads.sandbox_reason = sandbox.probe(
+            workloads.uid_base, self.volumes_dir
+        )
+        workloads.inventory = gpu_cards.Inventory(gpu_cards.discover(self.gpus_config))
+        log.info("GPU cards: %s", workloads.inventory.summary())
+        if not workloads.sandbox_ok:
+            log.warning("cannot sandbox: %s", workloads.sandbox_reason)
+        workloads.load(self.journal.load())
+
+    def serve_forever(self) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`shutdown`); the main thread spawns workloads."""
+        self.prepare()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+        try:
+            self._server = _Server(str(self.socket_path), _Handler)
+        finally:
+            os.umask(old_umask)
+        self._server.agent = self
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="server").start()
+        log.info(
+            "agent listening on %s (sandbox: %s)",
+            self.socket_path,
+            "bubblewrap"
+            if self.workloads.sandbox_ok
+            else f"unavailable: {self.workloads.sandbox_reason}",
+        )
+        last_beat = 0.0
+        while not self._stopping.is_set():
+            if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                self.journal.beat()
+                last_beat = time.monotonic()
+            self.workloads.run_spawns(timeout=MAIN_LOOP_WAIT_SECONDS)
+        self.workloads.stop_all()
+        self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        log.info("agent stopped")
+
+    def shutdown(self, *_args: object) -> None:
+        """Signal-handler safe: ask the main loop to stop everything and return."""
+        self._stopping.set()
+
+    # --- requests ----------------------------------------------------------------
+    def handle(self, request: protocol.Request) -> protocol.Answer:
+        """Answer one request (not the streams). Raises AgentError."""
+        workloads = self.workloads
+        match request:
+            case protocol.Health():
+                return self.health()
+            case protocol.EnsureUserSpace(user_id=user_id):
+                workloads.ensure_user_space(user_id)
+            case protocol.DeleteUserSpace(user_id=user_id):
+                workloads.delete_user_space(user_id)
+            case protocol.Usage(user_id=user_id):
+                return protocol.UsageInfo(bytes=workloads.usage(user_id))
+            case protocol.Start(spec=spec):
+                return protocol.StatusAnswer(workloads.start(spec))
+            case protocol.Stop(name=name, grace_seconds=grace):
+                return protocol.StatusAnswer(workloads.stop(name, grace))
+            case protocol.Status(name=name):
+                return protocol.StatusAnswer(workloads.status(name))
+            case protocol.Forget(name=name):
+                workloads.forget(name)
+            case protocol.ListWorkloads():
+                return protocol.ListAnswer(workloads.records())
+            case protocol.Logs(name=name, offset=offset, limit=limit):
+                return self.read_logs(name, offset, limit)
+            case protocol.DeleteLogs(name=name):
+                workloads.delete_logs(name)
+            case _:
+                raise AgentError(ErrorCode.INVALID, f"{request.op} is a stream, not a call")
+        return protocol.Done()
+
+    def health(self) -> protocol.HealthInfo:
+        workloads = self.workloads
+        unsandboxed_single = not workloads.sandbox_ok and not workloads.insecure
+        return protocol.HealthInfo(
+            pid=os.getpid(),
+            sandbox=workloads.sandbox_ok,
+            sandbox_reason=workloads.sandbox_reason,
+            insecure=workloads.insecure,
+            single_user_id=workloads.single_user_id if unsandboxed_single else None,
+            running=workloads.running_count(),
+            gpus=protocol.from_wire(protocol.GpuSummary, workloads.inventory.summary()),
+        )
+
+    def read_logs(self, name: str, offset: int, limit: int) -> protocol.LogChunk:
+        protocol.check_name(name)
+        if offset < 0 or limit < 0:
+            raise AgentError(ErrorCode.INVALID, "offset and limit must be >= 0")
+        # Whether it had ended is read *before* the file: a workload that had
+        # ended then has written everything the read finds.
+        ended = self.workloads.has_ended(name)
+        data = self.workloads.output.read(name, offset, limit)
+        return protocol.LogChunk(data=data, offset=offset + len(data), ended=ended)
+
+    def follow(self, peer: _Handler, request: protocol.Follow) -> None:
+        """Stream ``name``'s log from ``offset`` until it ended and all was sent (see the protocol)."""
+        protocol.check_name(request.name)
+        offset = request.offset
+        if offset < 0:
+            raise AgentError(ErrorCode.INVALID, "offset must be >= 0")
+        path = self.workloads.output.path(request.name)
+        peer.send(protocol.encode_answer(protocol.Done()))
+        logfile = None
+        try:
+            while True:
+                if logfile is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        logfile = path.open("rb")
+                        logfile.seek(offset)
+                # Whether it had ended is read *before* the file: a workload
+                # that had ended then has written everything the read finds.
+                ended = self.workloads.has_ended(request.name)
+                data = logfile.read(FOLLOW_CHUNK) if logfile is not None else b""
+                if data:
+                    offset += len(data)
+                    peer.send(protocol.LogData(data, offset).to_wire())
+                    continue  # drain what is there before waiting
+                if ended:
+                    peer.send(protocol.LogEnd(offset).to_wire())
+                    return
+                # The wait doubles as the hang-up check: the client sends
+                # nothing, so a readable socket means it closed (or broke
+                # the protocol); either way this thread ends.
+                readable, _, _ = select.select([peer.request], [], [], FOLLOW_POLL_SECONDS)
+                if readable:
+                    return
+        except OSError:
+            return  # the client went away mid-send
+        finally:
+            if logfile is not None:
+                logfile.close()
+
+    def terminal(self, peer: _Handler, request: protocol.OpenTerminal) -> None:
+        """Relay a shell in the running workload (see :mod:`.pty`)."""
+        workload = self.workloads.running(request.name)
+        assert workload.user_id is not None
+        master, proc = pty.open_shell(
+            workload,
+            uid=self.workloads.uid_for(workload.user_id),
+            volume=self.workloads.volume_for(workload.user_id),
+            rows=request.rows,
+            cols=request.cols,
+        )
+        peer.send(protocol.encode_answer(protocol.Done()))
+        pty.relay(peer, master, proc)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    agent: Agent
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """One connection: requests in, answers out; or, after follow/terminal, a stream."""
+
+    server: _Server
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.wfile.write(protocol.encode_line(message))
+        self.wfile.flush()
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        for line in self.rfile:
+            yield protocol.decode_line(line)
+
+    def handle(self) -> None:
+        agent = self.server.agent
+        for line in self.rfile:
+            try:
+                request = protocol.decode_request(protocol.decode_line(line))
+                if isinstance(request, protocol.Follow):
+                    agent.follow(self, request)
+                    return
+                if isinstance(request, protocol.OpenTerminal):
+                    agent.terminal(self, request)
+                    return
+                answer = protocol.encode_answer(agent.handle(request))
+            except AgentError as exc:
+                answer = exc.to_wire()
+            except (ValueError, TypeError) as exc:
+                answer = AgentError(ErrorCode.INVALID, f"bad request: {exc!r}").to_wire()
+            except OSError as exc:
+                log.exception("operation failed")
+                answer = AgentError(ErrorCode.UNAVAILABLE, f"agent: {exc}").to_wire()
+            try:
+                self.send(answer)
+            except OSError:
+                return

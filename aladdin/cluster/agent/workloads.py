@@ -1,0 +1,638 @@
+"""Starting, stopping and tracking workloads: one :class:`Workload` each, in one table.
+
+Threads. ``bwrap --die-with-parent`` uses PR_SET_PDEATHSIG, which fires
+when the *thread* that forked it exits, not the process; a workload spawned
+by a request's thread would be killed as soon as that request was answered.
+Every workload is therefore spawned by the main thread, which runs the queue
+of :meth:`Workloads.run_spawns`, never by a request's thread.
+
+Ends. A workload ends when its main process does (bwrap, or the command
+itself without a sandbox): :meth:`Workloads._wait` records the phase, exit
+code, reason and time, after the last of its output reached the log, and
+sets :attr:`Workload.ended`. A stop sends SIGTERM to every process in the
+sandbox, SIGKILL after the grace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aladdin.lib.diskusage import tree_bytes
+
+from .. import gpus as gpu_cards
+from .. import sandbox
+from ..base import Phase, WorkloadSpec
+from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
+from .journal import Journal, JournalState
+from .output import OutputStore
+
+log = logging.getLogger("aladdin.cluster.agent")
+
+ENDED = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+PUMP_JOIN_SECONDS = 5  # a process left outside a sandbox may hold the pipe open
+TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTERM
+# Each workload gets this long to end on SIGTERM when the agent stops; the
+# supervisors give the agent 30 s (scripts/supervise.py, the systemd unit).
+SHUTDOWN_GRACE_SECONDS = 10
+SPAWN_TIMEOUT_SECONDS = 30
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)  # identity: a stopped workload and a new one of its name differ
+class Workload:
+    """One workload of this agent: its record, and while it runs, what runs it.
+
+    The fields up to ``gpu_devices`` are its :class:`WorkloadRecord`
+    (journaled, reported; :meth:`record` copies them by that class's field
+    names, so a field added there without its twin here fails every test);
+    the rest live only as long as this agent does. Change them under
+    :attr:`Workloads.lock`.
+    """
+
+    name: str
+    phase: str
+    user_id: int | None = None
+    kind: str = ""
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None  # bwrap's (or, unsandboxed, the command's) host pid
+    sandbox_pid: int | None = None  # the sandbox's init, as the host sees it
+    pid_namespace: int | None = None  # its inode: guards against a recycled pid
+    sandboxed: bool = False
+    image: str = ""
+    gpu_devices: tuple[str, ...] = ()  # what CUDA_VISIBLE_DEVICES names
+    # --- this run only -----------------------------------------------------------
+    cards: list[gpu_cards.Card] = field(default_factory=list)  # held while it runs
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets: never journaled
+    proc: subprocess.Popen | None = None  # until it ended
+    watch_fd: int | None = None  # the write end of the sandbox guard's stdin
+    pump: threading.Thread | None = None  # copies its output to the log
+    ended: threading.Event = field(default_factory=threading.Event)
+    end_reason: str = ""  # why the agent is ending it: "stopped", "agent stopped"
+
+    @property
+    def has_ended(self) -> bool:
+        return self.phase in ENDED
+
+    def record(self) -> WorkloadRecord:
+        return WorkloadRecord(**{f.name: getattr(self, f.name) for f in fields(WorkloadRecord)})
+
+    @classmethod
+    def from_record(cls, record: WorkloadRecord) -> Workload:
+        workload = cls(**{f.name: getattr(record, f.name) for f in fields(WorkloadRecord)})
+        workload.labels = dict(record.labels)
+        if workload.has_ended:
+            workload.ended.set()
+        return workload
+
+
+def missing(name: str) -> WorkloadRecord:
+    return WorkloadRecord(name=name, phase=Phase.MISSING)
+
+
+class Workloads:
+    """The table of workloads by name, the user spaces, and the cards they hold."""
+
+    def __init__(
+        self,
+        *,
+        volumes_dir: Path,
+        logs_dir: Path,
+        journal: Journal,
+        uid_base: int,
+        image_map: dict[str, str],
+        insecure: bool,
+        log_max_bytes: int,
+        log_user_max_bytes: int,
+    ):
+        self.volumes_dir = volumes_dir
+        self.journal = journal
+        self.uid_base = uid_base
+        self.image_map = image_map
+        self.insecure = insecure
+        # Set by the agent's prepare(): what the host can do.
+        self.sandbox_ok = False
+        self.sandbox_reason = ""
+        self.inventory = gpu_cards.Inventory([])
+        # The one user an unsandboxed host serves (unless insecure); journaled.
+        self.single_user_id: int | None = None
+        self.lock = threading.RLock()
+        self._table: dict[str, Workload] = {}
+        self._spawns: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.output = OutputStore(
+            logs_dir,
+            max_bytes=log_max_bytes,
+            user_max_bytes=log_user_max_bytes,
+            lock=self.lock,
+            has_ended=self.has_ended,
+        )
+
+    # --- the journal -------------------------------------------------------------
+    def load(self, state: JournalState | None) -> None:
+        """Take over the previous run's records: what it left running ended with it."""
+        if state is None:
+            return
+        self.single_user_id = state.single_user_id
+        self.output.adopt(state.logs)
+        beat = self.journal.last_beat()
+        for name, record in state.workloads.items():
+            workload = Workload.from_record(record)
+            if not workload.has_ended:
+                # The previous agent died without recording the end (SIGKILL,
+                # power loss): its workloads died with it, at about its last
+                # heartbeat. Whatever survived it is ended now.
+                self._kill_sandbox(workload)
+                workload.phase = Phase.FAILED
+                workload.reason = "the agent ended unexpectedly; the workload ended with it"
+                workload.finished_at = beat
+                workload.ended.set()
+            self._table[name] = workload
+        self.save()
+
+    def save(self) -> None:
+        with self.lock:
+            state = JournalState(
+                single_user_id=self.single_user_id,
+                workloads={n: w.record() for n, w in self._table.items()},
+                logs=dict(self.output.owners),
+            )
+            self.journal.save(state)
+
+    # --- reading -----------------------------------------------------------------
+    def has_ended(self, name: str) -> bool:
+        """True when ``name`` has ended or has no record (its log can no longer grow)."""
+        with self.lock:
+            workload = self._table.get(name)
+            return workload is None or workload.has_ended
+
+    def status(self, name: str) -> WorkloadRecord:
+        with self.lock:
+            workload = self._table.get(name)
+            return workload.record() if workload else missing(name)
+
+    def records(self) -> list[WorkloadRecord]:
+        with self.lock:
+            return [w.record() for w in self._table.values()]
+
+    def running_count(self) -> int:
+        with self.lock:
+            return sum(1 for w in self._table.values() if not w.has_ended)
+
+    def running(self, name: str) -> Workload:
+        """``name`` if it runs now; raises AgentError(NOT_RUNNING)."""
+        with self.lock:
+            workload = self._table.get(name)
+            if workload is None or workload.phase != Phase.RUNNING:
+                raise AgentError(ErrorCode.NOT_RUNNING, f"{name} is not running")
+            return workload
+
+    # --- user space --------------------------------------------------------------
+    def uid_for(self, user_id: int) -> int:
+        return sandbox.sandbox_uid(self.uid_base, user_id)
+
+    def volume_for(self, user_id: int) -> Path:
+        return self.volumes_dir / str(int(user_id))
+
+    def ensure_user_space(self, user_id: int) -> None:
+        volume = self.volume_for(user_id)
+        volume.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(volume, self.uid_for(user_id), self.uid_for(user_id))
+        os.chmod(volume, 0o700)
+
+    def delete_user_space(self, user_id: int) -> None:
+        with self.lock:
+            busy = [
+                w.name for w in self._table.values() if w.user_id == user_id and not w.has_ended
+            ]
+        if busy:
+            raise AgentError(
+                ErrorCode.USER_SPACE_BUSY,
+                f"user {user_id} still has running workloads: {', '.join(busy)}",
+            )
+        shutil.rmtree(self.volume_for(user_id), ignore_errors=True)
+
+    def usage(self, user_id: int) -> int:
+        # One scandir walk like `du -s` (hard links once, no symlinks followed);
+        # bench/storage_usage_scan.py measures it against du.
+        return tree_bytes(self.volume_for(user_id))
+
+    # --- starting ----------------------------------------------------------------
+    def _check_single_user(self, user_id: int) -> None:
+        if self.sandbox_ok or self.insecure:
+            return
+        if self.single_user_id is None:
+            self.single_user_id = user_id
+        elif self.single_user_id != user_id:
+            raise AgentError(
+                ErrorCode.SINGLE_USER,
+                f"This host cannot sandbox workloads ({self.sandbox_reason}), so the local "
+                f"backend serves one user only (user {self.single_user_id}). Install "
+                "bubblewrap, or set ALADDIN_LOCAL_INSECURE=1 to let several users share "
+                "the host without isolation.",
+            )
+
+    def start(self, spec: WorkloadSpec) -> WorkloadRecord:
+        """Start ``spec`` (or report the one of its name: a retried create finds its own)."""
+        check_name(spec.name)
+        with self.lock:
+            existing = self._table.get(spec.name)
+            if existing is not None:
+                return existing.record()
+            self._check_single_user(spec.user_id)
+        # The volume before the record: if it cannot be made (disk, permissions)
+        # the caller gets an error worth retrying, and no record or card is
+        # left behind to make the retry find a start that never happened.
+        self.ensure_user_space(spec.user_id)
+        with self.lock:
+            existing = self._table.get(spec.name)  # a concurrent start of the name won
+            if existing is not None:
+                return existing.record()
+            wanted = {model: n for model, n in spec.resources.gpus.items() if n > 0}
+            cards: list[gpu_cards.Card] = []
+            if wanted and not spec.gpu_devices:
+                try:
+                    cards = self.inventory.allocate(spec.name, wanted)
+                except gpu_cards.NoFreeCards as exc:
+                    raise AgentError(ErrorCode.NO_CAPACITY, str(exc)) from exc
+            workload = Workload(
+                name=spec.name,
+                phase=Phase.PENDING,
+                user_id=spec.user_id,
+                kind=spec.kind,
+                image=spec.image,
+                labels=dict(spec.labels),
+                sandboxed=self.sandbox_ok,
+                started_at=_now(),
+                gpu_devices=tuple(c.visible_id for c in cards),
+                cards=cards,
+            )
+            self._table[spec.name] = workload
+        future: Future[None] = Future()
+
+        def spawn() -> None:
+            try:
+                self._spawn(workload, spec)
+                future.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                future.set_exception(exc)
+
+        try:
+            self._spawns.put(spawn)
+            future.result(timeout=SPAWN_TIMEOUT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - reported as the workload's failure
+            with self.lock:
+                self._close_watch(workload)
+                workload.phase = Phase.FAILED
+                workload.reason = f"could not start: {exc}"
+                workload.finished_at = _now()
+                workload.ended.set()
+                self._release_cards(workload)
+            self.save()
+        return workload.record()
+
+    def run_spawns(self, timeout: float) -> None:
+        """Run the spawns queued within ``timeout``: the main thread's loop calls this."""
+        try:
+            spawn = self._spawns.get(timeout=timeout)
+        except queue.Empty:
+            return
+        spawn()
+
+    def _spawn(self, workload: Workload, spec: WorkloadSpec) -> None:
+        name, user_id = workload.name, int(spec.user_id)
+        uid = self.uid_for(user_id)
+        volume = self.volume_for(user_id)
+        interpreter = sandbox.interpreter_for(workload.image, self.image_map)
+        cards = workload.cards
+        # Device numbers (for the sandbox's device nodes) and what CUDA sees.
+        gpus = tuple(c.index for c in cards) or spec.gpu_devices
+        env = sandbox.workload_env(spec.env, interpreter=interpreter, gpu_devices=gpus)
+        if cards:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(c.visible_id for c in cards)
+            if any(c.virtual for c in cards):
+                # No GPU on this host: the cards are accounted for, CUDA is absent.
+                env["ALADDIN_VIRTUAL_GPUS"] = "1"
+                gpus = ()  # no device nodes to bind
+        command = list(spec.command)
+        as_user: dict[str, Any] = (
+            {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
+        )
+        # Output goes through a pipe that the agent copies into the log file,
+        # up to its bounds: a job printing in a loop cannot fill the host's
+        # disk (the rest is dropped, with a note, and the job runs on).
+        out_r, out_w = os.pipe()
+        try:
+            if self.sandbox_ok:
+                proc = self._spawn_sandboxed(
+                    workload, spec, env, command, volume, interpreter, gpus, uid, out_w, as_user
+                )
+            else:
+                # No sandbox (single user, or the operator's insecure flag):
+                # the volume is the working directory and HOME.
+                env["HOME"] = str(volume)
+                proc = subprocess.Popen(
+                    command,
+                    cwd=volume,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    **as_user,
+                )
+        except BaseException:
+            os.close(out_r)
+            raise
+        finally:
+            os.close(out_w)
+        self.output.claim(name, user_id)
+        pump = threading.Thread(
+            target=self.output.copy,
+            args=(out_r, name, user_id),
+            daemon=True,
+            name=f"output-{name}",
+        )
+        pump.start()
+        with self.lock:
+            workload.pump = pump
+            workload.proc = proc
+            workload.env = env
+            workload.phase = Phase.RUNNING
+            workload.pid = proc.pid
+        self.save()
+        threading.Thread(target=self._wait, args=(workload,), daemon=True).start()
+
+    def _spawn_sandboxed(
+        self,
+        workload: Workload,
+        spec: WorkloadSpec,
+        env: dict[str, str],
+        command: list[str],
+        volume: Path,
+        interpreter: str | None,
+        gpus: tuple[str, ...],
+        uid: int,
+        out_w: int,
+        as_user: dict[str, Any],
+    ) -> subprocess.Popen:
+        info_r, info_w = os.pipe()
+        watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
+        workload.watch_fd = watch_w
+        etc_fds: dict[str, int] = {}
+        for filename, content in sandbox.etc_files(uid).items():
+            r, w = os.pipe()
+            os.write(w, content)
+            os.close(w)
+            etc_fds[filename] = r
+        options_fd = None
+        try:
+            # The student's variables go to the sandboxed process only
+            # (--clearenv/--setenv, inside the --args memfd); bwrap itself
+            # runs by absolute path with HOST_ENV.
+            options_fd = sandbox.args_fd(
+                sandbox.bwrap_options(
+                    volume=volume,
+                    env=env,
+                    workdir=spec.workdir or "/root",
+                    interpreter=interpreter,
+                    gpu_devices=gpus,
+                    etc_fds=etc_fds,
+                    info_fd=info_w,
+                )
+            )
+            proc = subprocess.Popen(
+                sandbox.bwrap_argv(options_fd, sandbox.guarded(command)),
+                stdin=watch_r,
+                stdout=out_w,
+                stderr=subprocess.STDOUT,
+                env=sandbox.HOST_ENV,
+                pass_fds=(info_w, options_fd, *etc_fds.values()),
+                start_new_session=True,  # Ctrl-C reaches the agent, which stops it
+                **as_user,
+            )
+        except BaseException:
+            os.close(info_r)
+            raise
+        finally:
+            os.close(info_w)
+            os.close(watch_r)
+            if options_fd is not None:
+                os.close(options_fd)
+            for fd in etc_fds.values():
+                os.close(fd)
+        try:
+            info = _read_info(info_r)
+        finally:
+            os.close(info_r)
+        workload.sandbox_pid = info.get("child-pid")
+        workload.pid_namespace = info.get("pid-namespace")
+        return proc
+
+    # --- ending ------------------------------------------------------------------
+    def _release_cards(self, workload: Workload) -> None:
+        if workload.cards:
+            workload.cards = []
+            self.inventory.release(workload.name)
+
+    def _close_watch(self, workload: Workload) -> None:
+        fd, workload.watch_fd = workload.watch_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def _kill_sandbox(workload: Workload) -> None:
+        """SIGKILL what is left of a sandbox whose bwrap has gone (the kernel then ends its pid namespace).
+
+        --die-with-parent normally does this, but a bwrap killed in its first
+        milliseconds can leave its inner init behind. The namespace inode
+        guards against a recycled pid.
+        """
+        pid, ns = workload.sandbox_pid, workload.pid_namespace
+        if not pid or not ns:
+            return
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") == f"pid:[{ns}]":
+                os.kill(pid, signal.SIGKILL)
+
+    def _wait(self, workload: Workload) -> None:
+        proc = workload.proc
+        assert proc is not None
+        rc = proc.wait()
+        finished_at = _now()  # the release: billing ends here, not after the flush below
+        with self.lock:
+            self._kill_sandbox(workload)
+            pump, workload.pump = workload.pump, None
+        if pump is not None:
+            # The sandbox is gone, so the pipe reaches EOF: the last output is
+            # in the file before the workload reads as ended (followers rely on it).
+            pump.join(PUMP_JOIN_SECONDS)
+        with self.lock:
+            if workload.end_reason:
+                phase, reason = Phase.FAILED, workload.end_reason
+            elif rc == 0:
+                phase, reason = Phase.SUCCEEDED, ""
+            else:
+                phase, reason = Phase.FAILED, sandbox.describe_exit(rc)
+            workload.phase, workload.reason, workload.end_reason = phase, reason, ""
+            workload.exit_code = rc
+            workload.finished_at = finished_at
+            workload.proc = None
+            workload.env = {}
+            self._release_cards(workload)
+            self._close_watch(workload)
+        workload.ended.set()
+        self.save()
+
+    def _sandbox_members(self, sandbox_pid: int) -> list[int]:
+        """Host pids of every process in the sandbox's pid namespace but its init."""
+        try:
+            ns = os.readlink(f"/proc/{sandbox_pid}/ns/pid")
+        except OSError:
+            return []
+        members = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != sandbox_pid:
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                        members.append(int(entry))
+        return members
+
+    def _terminate(self, workload: Workload, grace: float) -> None:
+        """SIGTERM the workload's processes, SIGKILL after ``grace``; returns when it ended."""
+        with self.lock:
+            proc = workload.proc
+        if proc is None:
+            return
+        event = workload.ended
+        # The sandbox's init (bwrap, pid 1 inside) ignores SIGTERM from
+        # outside, so the processes it runs get it directly. A workload
+        # stopped in its first milliseconds may have only the guard (which
+        # ignores TERM) so far: processes that appear during the grace get
+        # the signal too, or the stop would wait out the whole grace.
+        deadline = time.monotonic() + grace
+        ended = False
+        if workload.sandbox_pid:
+            # pid → its executable when signalled: a process caught between
+            # fork and exec still has the guard's trap and shrugs TERM off,
+            # so it gets TERM again once it is the command.
+            signalled: dict[int, str] = {}
+            while True:
+                for pid in self._sandbox_members(workload.sandbox_pid):
+                    try:
+                        exe = os.readlink(f"/proc/{pid}/exe")
+                    except OSError:
+                        exe = ""
+                    if signalled.get(pid) == exe:
+                        continue
+                    signalled[pid] = exe
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if event.wait(min(TERM_RESCAN_SECONDS, remaining)):
+                    ended = True
+                    break
+        else:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            ended = event.wait(grace)
+        if not ended and not event.is_set():
+            with contextlib.suppress(OSError):
+                if workload.sandbox_pid:
+                    proc.kill()  # --die-with-parent takes the whole sandbox down
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            event.wait(10)
+
+    def stop(self, name: str, grace_seconds: float) -> WorkloadRecord:
+        """End ``name`` (gracefully, then not) and release it; its record as it ended."""
+        with self.lock:
+            workload = self._table.get(name)
+            if workload is None:
+                return missing(name)
+            if not workload.has_ended:
+                workload.end_reason = "stopped"
+        self._terminate(workload, grace_seconds)
+        with self.lock:
+            if self._table.get(name) is workload:
+                del self._table[name]
+        self.save()
+        return workload.record()
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            workload = self._table.get(name)
+            if workload is not None and not workload.has_ended:
+                raise AgentError(
+                    ErrorCode.STILL_RUNNING, f"{name} is still running; stop it instead"
+                )
+            self._table.pop(name, None)
+        self.save()
+
+    def stop_all(self) -> None:
+        """The agent is stopping: end every running workload gracefully, journaling why."""
+        with self.lock:
+            running = [w for w in self._table.values() if not w.has_ended]
+            for workload in running:
+                workload.end_reason = "agent stopped"
+        threads = [
+            threading.Thread(target=self._terminate, args=(w, SHUTDOWN_GRACE_SECONDS))
+            for w in running
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.save()
+
+    # --- output ------------------------------------------------------------------
+    def delete_logs(self, name: str) -> None:
+        check_name(name)
+        # Under the lock: a start of the same name cannot slip in between the
+        # check and the unlink (it opens a fresh file once it gets the lock).
+        with self.lock:
+            if not self.has_ended(name):
+                raise AgentError(ErrorCode.STILL_RUNNING, f"{name} is still running; stop it first")
+            self.output.delete(name)
+        self.save()
+
+
+def _read_info(fd: int) -> dict:
+    """bwrap's --info-fd JSON (the sandbox's host pid and namespaces); {} if it failed early."""
+    data = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return json.loads(data)
+    return {}

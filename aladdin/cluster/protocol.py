@@ -1,0 +1,599 @@
+"""The driver operations as typed messages: what the local agent and :class:`LocalDriver` exchange.
+
+Both ends import this module; neither writes JSON by hand. Each operation is
+a :class:`~aladdin.cluster.base.ClusterDriver` method, so the table below is
+also the contract a Kubernetes backend implements with API calls instead of
+messages (its errors are the same :class:`ErrorCode` meanings, raised as the
+same driver exceptions).
+
+Framing. A Unix socket, one connection per call, newline-delimited JSON
+(one object a line). A request is ``{"op": <name>, <fields>}``; the answer
+is ``{"ok": true, <fields>}`` or ``{"ok": false, "code": <ErrorCode>,
+"error": <message>, "permanent": <bool>}``. Bytes travel as base64 text,
+times as ISO 8601 with their offset. The JSON is exactly what the agent of
+earlier releases spoke (errors only gained ``code``): the agent outlives web
+and worker restarts, so a portal upgraded under a running agent must still
+understand it, and the reverse.
+
+=====================  ======================  ======================================
+request (op)           answer                  errors (besides ``invalid``)
+=====================  ======================  ======================================
+Health (health)        HealthInfo              -- (driver: ``health()`` never raises)
+EnsureUserSpace        Done                    ``unavailable``
+DeleteUserSpace        Done                    ``user_space_busy`` (running workloads)
+Usage (usage)          UsageInfo               ``unavailable``
+Start (start)          StatusAnswer            ``no_capacity``, ``single_user``
+Stop (stop)            StatusAnswer            -- (missing: phase ``missing``)
+Status (status)        StatusAnswer            -- (missing: phase ``missing``)
+Forget (forget)        Done                    ``still_running``
+ListWorkloads (list)   ListAnswer              --
+Logs (logs)            LogChunk                --
+DeleteLogs             Done                    ``still_running``
+Follow (follow)        Done, then a stream     --
+OpenTerminal           Done, then a stream     ``not_running``
+=====================  ======================  ======================================
+
+A start that was accepted but could not run (bad image, bwrap failed) is
+not an error: the answer's status has phase ``failed`` and the reason, as a
+pod that fails to start does on Kubernetes. Any operation may also fail with
+``unavailable`` (the agent hit an OS error, or cannot be reached: the driver
+raises that one itself).
+
+Streams. After ``Follow``'s ``Done`` the agent sends :class:`LogData` as the
+log grows and finally :class:`LogEnd` once the workload has ended (or has no
+record) and all was sent; the client sends nothing and closes its end to
+stop. After ``OpenTerminal``'s ``Done`` the connection carries the PTY both
+ways: :class:`TerminalInput`, :class:`TerminalResize`,
+:class:`TerminalClose` in; :class:`TerminalOutput`, then
+:class:`TerminalExit` out.
+
+Errors. :class:`AgentError` carries an :class:`ErrorCode` across the
+boundary; whether a retry can help is a property of the code, so no side
+matches the other's English text. :func:`driver_error` turns one into the
+driver exception that callers catch (``no_capacity`` is
+:class:`~aladdin.cluster.base.NoCapacity`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, StrEnum
+from functools import cache
+from typing import Any, ClassVar, Union
+
+from .base import DriverError, NoCapacity, WorkloadSpec, WorkloadStatus
+
+
+# --- errors ------------------------------------------------------------------------
+class ErrorCode(StrEnum):
+    """Why an operation was refused. Each code fixes whether retrying can help."""
+
+    INVALID = "invalid"  # malformed request, unknown op, bad name or offset
+    NO_CAPACITY = "no_capacity"  # no free card of the model asked for; retry when one frees
+    SINGLE_USER = "single_user"  # host cannot sandbox, and serves another user already
+    STILL_RUNNING = "still_running"  # forget/delete_logs of a running workload: stop it first
+    USER_SPACE_BUSY = "user_space_busy"  # delete_user_space while its workloads run
+    NOT_RUNNING = "not_running"  # a terminal into a workload that does not run
+    UNAVAILABLE = "unavailable"  # the agent failed (OS error) or cannot be reached
+
+    @property
+    def permanent(self) -> bool:
+        """True when asking again cannot help; False when a later retry may succeed."""
+        return self not in _TRANSIENT
+
+
+_TRANSIENT = frozenset({ErrorCode.NO_CAPACITY, ErrorCode.USER_SPACE_BUSY, ErrorCode.UNAVAILABLE})
+
+
+class AgentError(Exception):
+    """A refused operation: a code (the meaning) and a message (for people)."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        return self.code.permanent
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "code": self.code.value,
+            "error": self.message,
+            "permanent": self.permanent,
+        }
+
+
+def raise_for_error(answer: dict[str, Any]) -> None:
+    """Raise the :class:`AgentError` an answer carries; return if it is a success."""
+    if answer.get("ok", True):
+        return
+    message = str(answer.get("error") or "agent error")
+    try:
+        code = ErrorCode(str(answer.get("code")))
+    except ValueError:
+        # An agent without codes (or with a newer one): keep its own verdict
+        # on retrying, which is all the driver acts on.
+        code = ErrorCode.INVALID if answer.get("permanent", True) else ErrorCode.UNAVAILABLE
+    raise AgentError(code, message)
+
+
+def driver_error(error: AgentError) -> DriverError:
+    """The driver exception for a refusal (what services catch)."""
+    if error.code is ErrorCode.NO_CAPACITY:
+        return NoCapacity(error.message)
+    return DriverError(error.message, permanent=error.permanent, code=error.code.value)
+
+
+# --- names -------------------------------------------------------------------------
+# A workload's name is a DNS label, as Kubernetes wants its objects' names; the
+# local agent also makes it a file name (its log), so nothing else may pass.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # whole names only: fullmatch
+
+
+def check_name(name: str) -> None:
+    """Raise AgentError(INVALID) unless ``name`` is a valid workload name."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise AgentError(ErrorCode.INVALID, f"invalid workload name {name!r}")
+
+
+# --- records -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkloadRecord:
+    """A workload as the agent reports it (and journals it): never its environment.
+
+    ``pid``, ``sandbox_pid`` and ``pid_namespace`` are host facts for the
+    agent and its tests; the driver keeps what :class:`WorkloadStatus` holds.
+    """
+
+    name: str
+    phase: str
+    user_id: int | None = None
+    kind: str = ""
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None
+    sandbox_pid: int | None = None
+    pid_namespace: int | None = None
+    sandboxed: bool = False
+    image: str = ""
+    gpu_devices: tuple[str, ...] = ()
+
+    def to_status(self) -> WorkloadStatus:
+        return WorkloadStatus(
+            name=self.name,
+            phase=self.phase,
+            user_id=self.user_id,
+            kind=self.kind,
+            exit_code=self.exit_code,
+            reason=self.reason,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            labels=dict(self.labels),
+            gpu_devices=self.gpu_devices,
+        )
+
+
+@dataclass(frozen=True)
+class CardCount:
+    total: int
+    free: int
+
+
+@dataclass(frozen=True)
+class GpuSummary:
+    """The host's cards by model ("40g", "80g"); ``virtual`` when none is real."""
+
+    virtual: bool = False
+    models: dict[str, CardCount] = field(default_factory=dict)
+
+
+# --- requests ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Health:
+    op: ClassVar[str] = "health"
+
+
+@dataclass(frozen=True)
+class EnsureUserSpace:
+    op: ClassVar[str] = "ensure_user_space"
+    user_id: int
+
+
+@dataclass(frozen=True)
+class DeleteUserSpace:
+    op: ClassVar[str] = "delete_user_space"
+    user_id: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    op: ClassVar[str] = "usage"
+    user_id: int
+
+
+@dataclass(frozen=True)
+class Start:
+    op: ClassVar[str] = "start"
+    spec: WorkloadSpec
+
+
+@dataclass(frozen=True)
+class Stop:
+    op: ClassVar[str] = "stop"
+    name: str
+    grace_seconds: float = 10
+
+
+@dataclass(frozen=True)
+class Status:
+    op: ClassVar[str] = "status"
+    name: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    op: ClassVar[str] = "forget"
+    name: str
+
+
+@dataclass(frozen=True)
+class ListWorkloads:
+    op: ClassVar[str] = "list"
+
+
+@dataclass(frozen=True)
+class Logs:
+    op: ClassVar[str] = "logs"
+    name: str
+    offset: int = 0
+    limit: int = 65536
+
+
+@dataclass(frozen=True)
+class DeleteLogs:
+    op: ClassVar[str] = "delete_logs"
+    name: str
+
+
+@dataclass(frozen=True)
+class Follow:
+    op: ClassVar[str] = "follow"
+    name: str
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class OpenTerminal:
+    op: ClassVar[str] = "terminal"
+    name: str
+    rows: int = 24
+    cols: int = 80
+
+
+Request = (
+    Health
+    | EnsureUserSpace
+    | DeleteUserSpace
+    | Usage
+    | Start
+    | Stop
+    | Status
+    | Forget
+    | ListWorkloads
+    | Logs
+    | DeleteLogs
+    | Follow
+    | OpenTerminal
+)
+REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
+
+
+# --- answers -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Done:
+    """Success with nothing to say."""
+
+
+@dataclass(frozen=True)
+class HealthInfo:
+    pid: int
+    sandbox: bool
+    sandbox_reason: str = ""
+    insecure: bool = False
+    single_user_id: int | None = None  # only while unsandboxed and not insecure
+    running: int = 0
+    gpus: GpuSummary | None = None
+
+
+@dataclass(frozen=True)
+class UsageInfo:
+    bytes: int
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    status: WorkloadRecord
+
+
+@dataclass(frozen=True)
+class ListAnswer:
+    workloads: list[WorkloadRecord]
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    data: bytes
+    offset: int  # the byte offset after ``data``
+    ended: bool  # the workload has ended (or has no record): the log cannot grow
+
+
+Answer = Done | HealthInfo | UsageInfo | StatusAnswer | ListAnswer | LogChunk
+
+ANSWERS: dict[type, type] = {
+    Health: HealthInfo,
+    EnsureUserSpace: Done,
+    DeleteUserSpace: Done,
+    Usage: UsageInfo,
+    Start: StatusAnswer,
+    Stop: StatusAnswer,
+    Status: StatusAnswer,
+    Forget: Done,
+    ListWorkloads: ListAnswer,
+    Logs: LogChunk,
+    DeleteLogs: Done,
+    Follow: Done,
+    OpenTerminal: Done,
+}
+
+
+def encode_request(request: Request) -> dict[str, Any]:
+    return {"op": request.op, **to_wire(request)}
+
+
+def decode_request(message: dict[str, Any]) -> Request:
+    """The typed request in ``message``. Raises AgentError(INVALID)."""
+    if not isinstance(message, dict):
+        raise AgentError(ErrorCode.INVALID, "bad request: not a JSON object")
+    op = message.get("op")
+    cls = REQUESTS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise AgentError(ErrorCode.INVALID, f"unknown operation {op!r}")
+    return from_wire(cls, {k: v for k, v in message.items() if k != "op"})
+
+
+def encode_answer(answer: Answer) -> dict[str, Any]:
+    return {"ok": True, **to_wire(answer)}
+
+
+def decode_answer(request_type: type, answer: dict[str, Any]) -> Any:
+    """The typed answer to a request of ``request_type`` (success fields; see raise_for_error)."""
+    return from_wire(ANSWERS[request_type], {k: v for k, v in answer.items() if k != "ok"})
+
+
+# --- streams -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogData:
+    data: bytes
+    offset: int  # the byte offset after ``data``
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"data": _b64(self.data), "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class LogEnd:
+    offset: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"end": True, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class TerminalInput:
+    data: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"data": _b64(self.data)}
+
+
+@dataclass(frozen=True)
+class TerminalResize:
+    rows: int
+    cols: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"resize": [self.rows, self.cols]}
+
+
+@dataclass(frozen=True)
+class TerminalClose:
+    def to_wire(self) -> dict[str, Any]:
+        return {"close": True}
+
+
+@dataclass(frozen=True)
+class TerminalOutput:
+    data: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"data": _b64(self.data)}
+
+
+@dataclass(frozen=True)
+class TerminalExit:
+    code: int | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"exit": self.code}
+
+
+def decode_log_message(message: dict[str, Any]) -> LogData | LogEnd:
+    if message.get("end"):
+        return LogEnd(offset=_field(int, message, "offset"))
+    return LogData(data=_field(bytes, message, "data"), offset=_field(int, message, "offset"))
+
+
+def decode_terminal_input(
+    message: dict[str, Any],
+) -> TerminalInput | TerminalResize | TerminalClose:
+    if "data" in message:
+        return TerminalInput(data=_field(bytes, message, "data"))
+    if "resize" in message:
+        rows, cols = _field(tuple[int, int], message, "resize")
+        return TerminalResize(rows=rows, cols=cols)
+    if message.get("close"):
+        return TerminalClose()
+    raise AgentError(ErrorCode.INVALID, f"bad terminal message: {sorted(message)}")
+
+
+def decode_terminal_output(message: dict[str, Any]) -> TerminalOutput | TerminalExit:
+    if "exit" in message:
+        return TerminalExit(code=_field(int | None, message, "exit"))
+    return TerminalOutput(data=_field(bytes, message, "data"))
+
+
+def encode_line(message: dict[str, Any]) -> bytes:
+    """One frame: the JSON object and its newline."""
+    return json.dumps(message).encode() + b"\n"
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """One frame's object. Raises ValueError for anything but a JSON object."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    return message
+
+
+# --- the codec ---------------------------------------------------------------------
+def to_wire(value: Any) -> Any:
+    """A message (or any part of one) as JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return _b64(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    return value
+
+
+def from_wire(tp: Any, value: Any, path: str = "") -> Any:
+    """``value`` (decoded JSON) as type ``tp``; raises AgentError(INVALID) naming the bad field.
+
+    Understands the types messages use: dataclasses (missing fields take
+    their defaults; unknown ones are ignored, so either side may be newer),
+    ``X | None``, ``dict``, ``list``, ``tuple``, enums, ``bytes`` (base64),
+    ``datetime`` (ISO 8601), and scalars. Text fields take numbers too, as
+    ``str()`` would (env values that a caller left as numbers).
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return from_wire(inner, value, path)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _bad(path, "an object", value)
+        hints = _hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = from_wire(hints[f.name], value[f.name], f"{path}{f.name}.")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise AgentError(ErrorCode.INVALID, f"bad request: {path}{f.name} is missing")
+        return tp(**kwargs)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _bad(path, "an object", value)
+        key_t, value_t = args
+        return {
+            from_wire(key_t, k, path): from_wire(value_t, v, f"{path}{k}.")
+            for k, v in value.items()
+        }
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise _bad(path, "a list", value)
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            return origin(from_wire(args[0], v, path) for v in value)
+        if len(value) != len(args):
+            raise _bad(path, f"{len(args)} items", value)
+        return tuple(from_wire(t, v, path) for t, v in zip(args, value, strict=True))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _bad(path, "true or false", value)
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _bad(path, "an integer", value)
+        return value
+    if tp is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise _bad(path, "a number", value)
+        return float(value)
+    if tp is str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise _bad(path, "text", value)
+        return value
+    if tp is bytes:
+        try:
+            return base64.b64decode(value, validate=True)
+        except (TypeError, ValueError, binascii.Error):
+            raise _bad(path, "base64", value) from None
+    if tp is datetime:
+        try:
+            return datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise _bad(path, "an ISO 8601 time", value) from None
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise _bad(path, f"one of {[m.value for m in tp]}", value) from None
+    raise TypeError(f"the protocol cannot carry {tp!r}")  # a programming error, not a request's
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _field(tp: Any, message: dict[str, Any], key: str) -> Any:
+    if key not in message:
+        raise AgentError(ErrorCode.INVALID, f"bad message: {key} is missing")
+    return from_wire(tp, message[key], f"{key}.")
+
+
+def _bad(path: str, expected: str, value: Any) -> AgentError:
+    where = path.rstrip(".") or "the message"
+    return AgentError(
+        ErrorCode.INVALID, f"bad request: {where}: expected {expected}, got {value!r:.80}"
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

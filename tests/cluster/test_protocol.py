@@ -1,0 +1,169 @@
+"""The typed protocol between the local agent and its driver: codec, errors, journal compatibility."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from aladdin.cluster import protocol
+from aladdin.cluster.agent.journal import Journal
+from aladdin.cluster.base import DriverError, NoCapacity, Resources, WorkloadSpec
+from aladdin.cluster.protocol import AgentError, ErrorCode
+
+SPEC = WorkloadSpec(
+    name="job-7",
+    user_id=3,
+    kind="job",
+    image="python:3.11",
+    command=["python", "a.py"],
+    env={"SECRET": "s"},
+    resources=Resources(2000, 4096, {"80g": 2}),
+    labels={"aladdin/user": "3"},
+)
+
+EVERY_REQUEST = [
+    protocol.Health(),
+    protocol.EnsureUserSpace(user_id=3),
+    protocol.DeleteUserSpace(user_id=3),
+    protocol.Usage(user_id=3),
+    protocol.Start(spec=SPEC),
+    protocol.Stop(name="job-7", grace_seconds=2.5),
+    protocol.Status(name="job-7"),
+    protocol.Forget(name="job-7"),
+    protocol.ListWorkloads(),
+    protocol.Logs(name="job-7", offset=4, limit=10),
+    protocol.DeleteLogs(name="job-7"),
+    protocol.Follow(name="job-7", offset=9),
+    protocol.OpenTerminal(name="ws-1", rows=40, cols=120),
+]
+
+
+@pytest.mark.parametrize("request_", EVERY_REQUEST, ids=lambda r: r.op)
+def test_every_request_survives_the_wire(request_):
+    line = protocol.encode_line(protocol.encode_request(request_))
+    assert protocol.decode_request(protocol.decode_line(line)) == request_
+
+
+def test_every_request_has_an_answer_type():
+    assert set(protocol.ANSWERS) == {type(r) for r in EVERY_REQUEST}
+
+
+def test_the_wire_is_what_earlier_agents_spoke():
+    # The agent outlives web restarts: an upgraded portal must still talk to it.
+    assert protocol.encode_request(protocol.Stop(name="ws-1", grace_seconds=10)) == {
+        "op": "stop",
+        "name": "ws-1",
+        "grace_seconds": 10.0,
+    }
+    assert protocol.encode_answer(protocol.LogChunk(b"hi", 2, False)) == {
+        "ok": True,
+        "data": "aGk=",
+        "offset": 2,
+        "ended": False,
+    }
+    assert protocol.TerminalResize(24, 80).to_wire() == {"resize": [24, 80]}
+    assert protocol.LogEnd(5).to_wire() == {"end": True, "offset": 5}
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ({"op": "reboot"}, "unknown operation 'reboot'"),
+        ({"op": "status"}, "name is missing"),
+        ({"op": "usage", "user_id": "3"}, "user_id: expected an integer"),
+        ({"op": "logs", "name": "a", "offset": True}, "offset: expected an integer"),
+        ({"op": "start", "spec": {"name": "x"}}, "spec.user_id is missing"),
+        ({"op": "start", "spec": [1]}, "spec: expected an object"),
+    ],
+)
+def test_a_malformed_request_is_refused_naming_the_field(message, says):
+    with pytest.raises(AgentError) as refused:
+        protocol.decode_request(message)
+    assert refused.value.code is ErrorCode.INVALID and refused.value.permanent
+    assert says in str(refused.value)
+
+
+def test_unknown_fields_are_ignored_so_either_side_may_be_newer():
+    assert protocol.decode_request({"op": "status", "name": "ws-1", "since": 3}) == protocol.Status(
+        name="ws-1"
+    )
+
+
+@pytest.mark.parametrize("name", ["ws-1", "job-12-3", "a" * 63])
+def test_valid_names(name):
+    protocol.check_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "Ws-1", "-x", "a/b", "../x", "a" * 64, "ws-1\n", None])
+def test_names_that_could_escape_the_logs_directory_are_refused(name):
+    with pytest.raises(AgentError):
+        protocol.check_name(name)
+
+
+def test_refusals_cross_the_wire_as_codes_and_become_typed_driver_errors():
+    sent = AgentError(ErrorCode.NO_CAPACITY, "no free 80G card: 1 asked, 0 of 4 free")
+    with pytest.raises(AgentError) as received:
+        protocol.raise_for_error(json.loads(json.dumps(sent.to_wire())))
+
+    error = protocol.driver_error(received.value)
+
+    assert isinstance(error, NoCapacity)
+    assert (error.permanent, error.code, str(error)) == (False, "no_capacity", sent.message)
+    busy = protocol.driver_error(AgentError(ErrorCode.STILL_RUNNING, "ws-1 is still running"))
+    assert type(busy) is DriverError
+    assert (busy.permanent, busy.code) == (True, "still_running")
+
+
+def test_an_error_without_a_code_keeps_its_verdict_on_retrying():
+    # an agent from before error codes
+    with pytest.raises(AgentError) as old:
+        protocol.raise_for_error({"ok": False, "error": "agent: disk full", "permanent": False})
+    assert old.value.permanent is False
+    assert not isinstance(protocol.driver_error(old.value), NoCapacity)
+
+
+def test_the_journal_of_an_earlier_agent_loads(tmp_path):
+    # given a journal as the agent before the protocol module wrote it
+    (tmp_path / "journal.json").write_text(
+        json.dumps(
+            {
+                "single_user_id": None,
+                "workloads": {
+                    "ws-1": {
+                        "name": "ws-1",
+                        "phase": "failed",
+                        "user_id": 1,
+                        "kind": "workshop",
+                        "exit_code": -15,
+                        "reason": "agent stopped",
+                        "started_at": "2026-03-01T09:00:00+00:00",
+                        "finished_at": "2026-03-01T10:00:00.5+00:00",
+                        "labels": {"aladdin/user": "1"},
+                        "pid": 10,
+                        "sandbox_pid": 11,
+                        "pid_namespace": 4026532,
+                        "sandboxed": True,
+                        "image": "python:3.11",
+                        "gpu_devices": [],
+                    },
+                    "../evil": {"name": "../evil", "phase": "failed"},
+                },
+                "logs": {"ws-1": 1, "../../etc/passwd": 1},
+            }
+        )  # fmt: skip
+    )
+    journal = Journal(tmp_path)
+
+    state = journal.load()
+
+    # then its records load typed, and names that are not names are dropped
+    assert list(state.workloads) == ["ws-1"]
+    record = state.workloads["ws-1"]
+    assert record.finished_at == datetime(2026, 3, 1, 10, 0, 0, 500000, tzinfo=UTC)
+    assert record.to_status().reason == "agent stopped"
+    assert state.logs == {"ws-1": 1}
+    # and what it writes back reads the same
+    journal.save(state)
+    assert journal.load() == state
