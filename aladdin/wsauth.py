@@ -103,7 +103,7 @@ _REFUSED_TOKEN = ""
 def _bearer_from_scope(scope) -> str | None:
     """The token of the Authorization header; ``_REFUSED_TOKEN`` for one sent elsewhere.
 
-    Only the header counts, as in the REST API (aladdin.lib.api_auth): the IDE
+    Only the header counts, as in the REST API (aladdin.accounts.api_auth): the IDE
     plugin sets it, browsers use the session cookie. A token offered as a
     subprotocol (``Sec-WebSocket-Protocol: bearer, <token>``, accepted before;
     docs/api.md, Changelog) is refused rather than ignored, so a client still

@@ -22,15 +22,16 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import rsa
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 from django.conf import settings
 
+from aladdin.lib.timeutil import SHANGHAI
+
 SIGNED_EXCLUDED = {"sign", "sign_type"}
-# Alipay's times (time_expire, gmt_payment…) are Beijing time.
-BEIJING = ZoneInfo("Asia/Shanghai")
+# Alipay's times (time_expire, gmt_payment…) are Beijing time: the portal's own zone.
+BEIJING = SHANGHAI
 
 
 class AlipayError(Exception):

@@ -28,13 +28,12 @@ from rest_framework.views import APIView
 
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.timeutil import day_start
+from aladdin.lib.timeutil import day_start, parse_as_of
+from aladdin.lib.units import format_micro
 
 from . import alipay, payments, selectors
 from .choices import LedgerKind
 from .models import LedgerEntry, Order
-from .tasks import parse_as_of
-from .units import format_micro
 
 # --- serializers --------------------------------------------------------------------
 

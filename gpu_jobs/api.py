@@ -37,7 +37,7 @@ from rest_framework.views import APIView
 from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from billing.units import format_micro
+from aladdin.lib.units import format_micro
 
 from . import logs, selectors, services
 from .admission import JobRefused

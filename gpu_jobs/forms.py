@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from billing.units import format_micro
+from aladdin.lib.units import format_micro
 from workshops.forms import parse_env
 from workshops.models import Image
 

@@ -1,4 +1,10 @@
-"""API authentication (kept apart from api.py: DRF imports it while loading its views)."""
+"""API authentication: the IDE's bearer token, noted as the user's activity.
+
+In accounts, not aladdin.lib: it records activity through the accounts
+services, and lib imports no app. Kept apart from accounts/api.py because
+DRF imports it (settings) while loading any view; the services are imported
+when a request is authenticated, not then.
+"""
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
