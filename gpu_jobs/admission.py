@@ -13,9 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import Resources
+from aladdin.workloads import quota
 from billing import selectors as billing_selectors
 from storage import selectors as storage_selectors
-from workshops import quota
 
 from .choices import ACTIVE_STATES
 from .models import GpuType, Job
@@ -63,9 +63,9 @@ def parallelism_used(user, *, exclude_job_id: int | None = None) -> int:
 
 
 def jobs_usage(user, exclude_workshop_id: int | None = None) -> Resources:
-    """CPU/memory of the user's starting and running jobs, for workshops.quota.
+    """CPU/memory of the user's starting and running jobs, for the shared quota.
 
-    Registered with ``workshops.quota.register_usage`` in GpuJobsConfig.ready;
+    Registered with ``aladdin.workloads.quota.register_usage`` in GpuJobsConfig.ready;
     ``exclude_workshop_id`` is the hook's signature and does not concern jobs.
     """
     total = Resources()

@@ -8,7 +8,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from workshops.models import Image
+from aladdin.workloads.models import Image
 
 from .choices import JobKind
 

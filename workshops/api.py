@@ -17,10 +17,12 @@ from rest_framework.views import APIView
 
 from aladdin.cluster.base import DriverError, QuotaExceeded
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
+from aladdin.workloads import quota
+from aladdin.workloads.env import env_key, parse_env
+from aladdin.workloads.models import Image
 
-from . import quota, selectors, services
-from .forms import parse_env
-from .models import Image, ResourcePreset, Workshop, dns_label, env_key
+from . import selectors, services
+from .models import ResourcePreset, Workshop, dns_label
 
 
 class QuotaRefused(exceptions.APIException):
