@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import Resources
+from aladdin.lib.errors import DomainError
 from aladdin.workloads import quota
 from billing import selectors as billing_selectors
 from storage import selectors as storage_selectors
@@ -23,8 +24,16 @@ from .models import GpuType, Job
 MICRO = 1_000_000
 
 
-class JobRefused(ValidationError):
-    """A job that may not start; the message carries the numbers and the advice."""
+class JobRefused(ValidationError, DomainError):
+    """A job that may not start; the message carries the numbers and the advice.
+
+    Its ``code`` names the rule (``parallelism``, ``quota_exceeded``…), the
+    API's error code (409: the account's state refuses a well-formed request).
+    """
+
+    @property
+    def error_code(self) -> str:
+        return getattr(self, "code", None) or "refused"
 
 
 def _dcu(micro: int) -> str:

@@ -28,6 +28,7 @@ from aladdin.cluster.base import (
     Resources,
     WorkloadSpec,
 )
+from aladdin.lib.errors import DomainError
 from aladdin.workloads import quota
 from aladdin.workloads.env import encrypt_value
 from aladdin.workloads.models import Image
@@ -44,8 +45,10 @@ WORKSHOP_COMMAND = ["sleep", "infinity"]
 CREATING_GRACE = timedelta(minutes=5)
 
 
-class WorkshopError(Exception):
+class WorkshopError(DomainError):
     """A user action that is not allowed now; the message is for the user."""
+
+    error_code = "state_conflict"
 
 
 def _event(workshop: Workshop | None, kind: str, message: str = "", *, name: str = "") -> None:

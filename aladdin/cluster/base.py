@@ -49,13 +49,21 @@ from datetime import datetime
 
 from django.utils.translation import gettext as _
 
+from aladdin.lib.errors import DomainError
+
 LABEL_USER = "aladdin/user"
 LABEL_KIND = "aladdin/kind"
 LABEL_OWNER = "aladdin/owner"
 
 
-class DriverError(Exception):
-    """A cluster operation failed. ``permanent``: retrying will not help."""
+class DriverError(DomainError):
+    """A cluster operation failed. ``permanent``: retrying will not help.
+
+    An API whose action the cluster refuses answers 409 ``state_conflict``
+    (aladdin.lib.errors): the request was fine, the workload's state was not.
+    """
+
+    error_code = "state_conflict"
 
     def __init__(self, message: str, *, permanent: bool = False):
         super().__init__(message)
@@ -97,6 +105,9 @@ class Resources:
 
 class QuotaExceeded(DriverError):  # noqa: N818 - the manual's own term
     """Refused by quota: what was requested, what is used, what is allowed."""
+
+    # One code per meaning, whichever app refuses (docs/api.md).
+    error_code = "quota_exceeded"
 
     def __init__(self, requested: Resources, used: Resources, limit: Resources, advice: str = ""):
         self.requested = requested

@@ -17,7 +17,7 @@ from billing import selectors as billing_selectors
 
 # The API's refusal code for a quota refusal, workshops and jobs alike
 # (docs/api.md): one code per meaning, whichever app refuses.
-REFUSAL_CODE = "quota_exceeded"
+REFUSAL_CODE = QuotaExceeded.error_code
 # Each parallelism unit brings at most 10 CPU and 121 GiB (SPEC §4.1).
 PER_UNIT = Resources(cpu_millicores=10_000, memory_mib=121 * 1024)
 # The free tier's base quota: one small workshop.
