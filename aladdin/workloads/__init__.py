@@ -9,9 +9,9 @@
 - ``reconcile``: the level-triggered skeleton both reconcilers run.
 - ``consumers``: the web terminal, whichever workload it opens.
 
-Dependency direction (DESIGN.md): this package imports billing, storage,
-the cluster driver, accounts and aladdin.lib; workshops and gpu_jobs import
-it; it never imports them. What an app must add (its usage in the quota,
+Dependency direction (DESIGN.md, docs/architecture.md): this package
+imports only what lies below it (storage, billing, the cluster driver,
+aladdin.lib); workshops and gpu_jobs import it; it never imports them. What an app must add (its usage in the quota,
 its rows in a reconcile pass, which workload a terminal opens) it passes
 in: a registered provider, a subclass.
 """
