@@ -337,7 +337,7 @@ AUTH_USER_MODEL = "accounts.User"
 # No oauth2_provider.backends.OAuth2Backend: it authenticates any request
 # carrying a token (header, query or form field), so a login form posted with
 # an IDE token and a wrong password opened a full browser session as the
-# token's owner. The API checks tokens itself (aladdin.lib.api_auth).
+# token's owner. The API checks tokens itself (aladdin.accounts.api_auth).
 AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -509,7 +509,7 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "OAUTH2_SERVER_CLASS": "aladdin.accounts.oauth.S256OnlyServer",
     # Tokens only in the Authorization header, never in the query string
-    # (RFC 9700 §4.3.2); aladdin.lib.api_auth refuses the form field too.
+    # (RFC 9700 §4.3.2); aladdin.accounts.api_auth refuses the form field too.
     "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
 }
 SILENCED_SYSTEM_CHECKS = [
@@ -523,7 +523,7 @@ SILENCED_SYSTEM_CHECKS = [
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "aladdin.lib.api_auth.ActivityOAuth2Authentication",
+        "aladdin.accounts.api_auth.ActivityOAuth2Authentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -552,7 +552,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
-    # How the IDE gets its bearer token (aladdin.lib.api_auth.ActivityOAuth2Scheme).
+    # How the IDE gets its bearer token (aladdin.accounts.api_auth.ActivityOAuth2Scheme).
     "OAUTH2_FLOWS": ["authorizationCode"],
     "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
     "OAUTH2_TOKEN_URL": "/o/token/",

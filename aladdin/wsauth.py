@@ -21,7 +21,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
-from aladdin.lib.api_auth import access_token_for
+from aladdin.lib.bearer import access_token_for
 
 # Close codes of the portal's websockets (docs/api.md, "Websockets").
 CLOSE_BAD_REQUEST = 4400  # the URL is invalid (a bad ?offset=): the same URL fails again
@@ -92,7 +92,7 @@ _REFUSED_TOKEN = ""
 def _bearer_from_scope(scope) -> str | None:
     """The token of the Authorization header; ``_REFUSED_TOKEN`` for one sent elsewhere.
 
-    Only the header counts, as in the REST API (aladdin.lib.api_auth): the IDE
+    Only the header counts, as in the REST API (aladdin.accounts.api_auth): the IDE
     plugin sets it, browsers use the session cookie. A token offered as a
     subprotocol (``Sec-WebSocket-Protocol: bearer, <token>``, accepted before;
     docs/api.md, Changelog) is refused rather than ignored, so a client still

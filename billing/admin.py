@@ -22,6 +22,8 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
+
 from . import payments, services
 from .models import (
     Account,
@@ -35,7 +37,6 @@ from .models import (
     Refund,
     Subscription,
 )
-from .units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
 
 @admin.register(Plan)

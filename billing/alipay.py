@@ -22,19 +22,32 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import rsa
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 from django.conf import settings
+from django.utils.translation import gettext as _
+
+from aladdin.lib.errors import DomainError
+from aladdin.lib.timeutil import SHANGHAI
 
 SIGNED_EXCLUDED = {"sign", "sign_type"}
-# Alipay's times (time_expire, gmt_payment…) are Beijing time.
-BEIJING = ZoneInfo("Asia/Shanghai")
+# Alipay's times (time_expire, gmt_payment…) are Beijing time: the portal's own zone.
+BEIJING = SHANGHAI
 
 
-class AlipayError(Exception):
-    """The gateway could not be reached or answered with an error."""
+class AlipayError(DomainError):
+    """The gateway could not be reached or answered with an error.
+
+    An API answers 503 ``payment_unavailable`` with a message of its own:
+    the gateway's text is for the logs, not the user.
+    """
+
+    http_status = 503
+    error_code = "payment_unavailable"
+
+    def error_detail(self) -> str:
+        return _("Alipay cannot take the payment right now. Try again shortly.")
 
     def __init__(self, message: str, *, code: str = "", sub_code: str = ""):
         super().__init__(message)

@@ -14,7 +14,6 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -22,20 +21,19 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
-from rest_framework import exceptions, generics, serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer
-from aladdin.lib.timeutil import day_start
+from aladdin.lib.timeutil import day_start, parse_as_of
+from aladdin.lib.units import format_micro
 
-from . import alipay, payments, selectors
+from . import payments, selectors
 from .choices import LedgerKind
 from .models import LedgerEntry, Order
-from .tasks import parse_as_of
-from .units import format_micro
 
 # --- serializers --------------------------------------------------------------------
 
@@ -272,12 +270,6 @@ class LedgerView(generics.ListAPIView):
 # --- orders ---------------------------------------------------------------------------
 
 
-class PaymentUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "payment_unavailable"
-    default_detail = gettext_lazy("Alipay cannot take the payment right now. Try again shortly.")
-
-
 class OrderCreateSerializer(serializers.Serializer):
     plan = serializers.SlugField(help_text='Plan or pack code, e.g. "trial" (see /billing/plans).')
     channel = serializers.ChoiceField(
@@ -320,15 +312,14 @@ def _order_data(request, order: Order) -> dict:
     pay_url = qr_code = None
     if order.state == Order.State.PENDING and order.expires_at > timezone.now():
         absolute = request.build_absolute_uri
-        try:
-            kind, target = payments.order_payment_target(
-                order,
-                return_url=absolute(reverse("billing:order_return", args=[order.out_trade_no])),
-                notify_url=absolute(reverse("billing:alipay_notify")),
-                sandbox_url=absolute(reverse("billing:sandbox_pay", args=[order.out_trade_no])),
-            )
-        except alipay.AlipayError as exc:
-            raise PaymentUnavailable() from exc
+        # An unreachable gateway (alipay.AlipayError) is the API's 503
+        # payment_unavailable (aladdin.lib.errors).
+        kind, target = payments.order_payment_target(
+            order,
+            return_url=absolute(reverse("billing:order_return", args=[order.out_trade_no])),
+            notify_url=absolute(reverse("billing:alipay_notify")),
+            sandbox_url=absolute(reverse("billing:sandbox_pay", args=[order.out_trade_no])),
+        )
         if kind == "qr":
             qr_code = target
         else:

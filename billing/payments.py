@@ -18,6 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from aladdin.lib.units import format_micro
+
 from . import alipay, services
 from .choices import GrantState, LedgerKind, PlanKind, SubscriptionState
 from .models import (
@@ -30,7 +32,6 @@ from .models import (
     Refund,
     Subscription,
 )
-from .units import format_micro
 
 logger = logging.getLogger("aladdin.billing.payments")
 

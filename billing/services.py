@@ -30,6 +30,8 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from aladdin.lib.units import format_micro
+
 from .choices import (
     GRANT_CLASS_RANK,
     GrantClass,
@@ -39,7 +41,6 @@ from .choices import (
     SubscriptionState,
 )
 from .models import Account, ArrearsReview, Grant, LedgerEntry, Plan, Subscription
-from .units import format_micro
 
 DCU = 1_000_000
 CARRY_DAYS = 30

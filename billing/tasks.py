@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 from celery import shared_task
-from django.utils import timezone
+
+from aladdin.lib.timeutil import parse_as_of
 
 from . import payments, services
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def parse_as_of(value: str) -> datetime:
-    """An ISO 8601 time as an aware datetime; a naive one is Asia/Shanghai time (SPEC §2).
-
-    Raises ValueError with the offending text when it is not ISO 8601.
-    """
-    text = value.strip()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(
-            f"{value!r} is not an ISO 8601 time (e.g. 2026-05-01T03:00:00+08:00)"
-        ) from exc
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=SHANGHAI)
-    return parsed
 
 
 @shared_task(

@@ -31,13 +31,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from aladdin.lib.timeutil import day_start
+from aladdin.lib.units import format_micro
 
 from . import alipay, payments, sandbox, selectors
 from .choices import LedgerKind
 from .forms import CheckoutForm, InvoiceRequestForm
 from .models import Invoice, Order
 from .services import BillingError
-from .units import format_micro
 
 LEDGER_PAGE_SIZE = 50
 ORDERS_PAGE_SIZE = 50

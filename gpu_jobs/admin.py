@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from billing.units import format_micro
+from aladdin.lib.units import format_micro
 
 from . import services
 from .choices import ACTIVE_STATES

@@ -13,9 +13,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import Resources
+from aladdin.lib.errors import DomainError
+from aladdin.workloads import quota
 from billing import selectors as billing_selectors
 from storage import selectors as storage_selectors
-from workshops import quota
 
 from .choices import ACTIVE_STATES
 from .models import GpuType, Job
@@ -23,8 +24,16 @@ from .models import GpuType, Job
 MICRO = 1_000_000
 
 
-class JobRefused(ValidationError):
-    """A job that may not start; the message carries the numbers and the advice."""
+class JobRefused(ValidationError, DomainError):
+    """A job that may not start; the message carries the numbers and the advice.
+
+    Its ``code`` names the rule (``parallelism``, ``quota_exceeded``…), the
+    API's error code (409: the account's state refuses a well-formed request).
+    """
+
+    @property
+    def error_code(self) -> str:
+        return getattr(self, "code", None) or "refused"
 
 
 def _dcu(micro: int) -> str:
@@ -63,9 +72,9 @@ def parallelism_used(user, *, exclude_job_id: int | None = None) -> int:
 
 
 def jobs_usage(user, exclude_workshop_id: int | None = None) -> Resources:
-    """CPU/memory of the user's starting and running jobs, for workshops.quota.
+    """CPU/memory of the user's starting and running jobs, for the shared quota.
 
-    Registered with ``workshops.quota.register_usage`` in GpuJobsConfig.ready;
+    Registered with ``aladdin.workloads.quota.register_usage`` in GpuJobsConfig.ready;
     ``exclude_workshop_id`` is the hook's signature and does not concern jobs.
     """
     total = Resources()

@@ -22,7 +22,6 @@ import json
 from django.http import HttpResponse
 from django.urls import path
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -38,34 +37,13 @@ from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer
-from billing.units import format_micro
+from aladdin.lib.units import format_micro
 
 from . import logs, selectors, services
-from .admission import JobRefused
 from .choices import JobKind, JobState
 from .models import GpuType, Job, JobConfiguration
 
 IDEMPOTENCY_KEY_MAX = Job._meta.get_field("idempotency_key").max_length
-
-
-class Refused(exceptions.APIException):
-    """An admission refusal: ``code`` is the rule, ``detail`` says the numbers and what to do."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "refused"
-    default_detail = gettext_lazy("The job may not start now.")
-
-
-class StateConflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "state_conflict"
-    default_detail = gettext_lazy("Not allowed in the job's current state.")
-
-
-class LogsUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "logs_unavailable"
-    default_detail = gettext_lazy("The job's output cannot be read right now. Try again shortly.")
 
 
 # --- serializers ------------------------------------------------------------------
@@ -309,18 +287,6 @@ def _own_configuration(request, pk) -> JobConfiguration:
     return config
 
 
-def _call(service, **kwargs):
-    """Run a service; refusals become 409 with their code, bad input 400 with fields."""
-    try:
-        return service(**kwargs)
-    except JobRefused as exc:
-        raise Refused(detail=" ".join(exc.messages), code=exc.code or "refused") from exc
-    except services.JobError as exc:
-        if hasattr(exc, "error_dict"):
-            raise serializers.ValidationError(exc.message_dict) from exc
-        raise StateConflict(" ".join(exc.messages)) from exc
-
-
 def _job_data(request, job: Job) -> dict:
     return JobSerializer(job, context={"request": request}).data
 
@@ -424,11 +390,8 @@ class JobsView(generics.GenericAPIView):
                 _("The Idempotency-Key header is longer than %(n)d characters.")
                 % {"n": IDEMPOTENCY_KEY_MAX}
             )
-        job, created = _call(
-            services.job_create_once,
-            user=request.user,
-            idempotency_key=key,
-            **body.validated_data,
+        job, created = services.job_create_once(
+            user=request.user, idempotency_key=key, **body.validated_data
         )
         # The start task ran at commit (or will): answer with the row as it is now.
         job.refresh_from_db()
@@ -460,7 +423,7 @@ class JobView(APIView):
 
         The job disappears from the API at once (later requests are 404).
         """
-        _call(services.job_delete, job=_own_job(request, pk))
+        services.job_delete(job=_own_job(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -477,7 +440,7 @@ class JobStopView(APIView):
     )
     def post(self, request, pk: int):
         """Stop a starting or running job; billing ends when its cards are released."""
-        job = _call(services.job_stop, job=_own_job(request, pk))
+        job = services.job_stop(job=_own_job(request, pk))
         job.refresh_from_db()
         return Response(_job_data(request, job), status=status.HTTP_202_ACCEPTED)
 
@@ -535,7 +498,9 @@ class JobLogsView(APIView):
         try:
             chunk = logs.read_logs(job, **query.validated_data)
         except DriverError as exc:
-            raise LogsUnavailable() from exc
+            # Reading output is not an action the cluster refused (409): it is
+            # unavailable for now, and the client should retry.
+            raise logs.LogsUnavailable() from exc
         response = HttpResponse(chunk.data, content_type="text/plain; charset=utf-8")
         response["X-Log-Offset"] = str(chunk.offset)
         response["X-Log-Ended"] = "true" if chunk.ended else "false"
@@ -569,7 +534,7 @@ class ConfigurationsView(generics.GenericAPIView):
         """Save a named configuration ("Save as configuration"); names are unique per user."""
         body = ConfigurationWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        config = _call(services.configuration_save, user=request.user, **body.validated_data)
+        config = services.configuration_save(user=request.user, **body.validated_data)
         return Response(ConfigurationSerializer(config).data, status=status.HTTP_201_CREATED)
 
 
@@ -610,9 +575,7 @@ class ConfigurationView(APIView):
         body.is_valid(raise_exception=True)
         values = _configuration_values(config) if partial else {}
         values.update(body.validated_data)
-        config = _call(
-            services.configuration_save, user=request.user, configuration=config, **values
-        )
+        config = services.configuration_save(user=request.user, configuration=config, **values)
         return Response(ConfigurationSerializer(config).data)
 
     @extend_schema(

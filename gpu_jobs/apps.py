@@ -7,9 +7,9 @@ class GpuJobsConfig(AppConfig):
     name = "gpu_jobs"
 
     def ready(self) -> None:
-        # Workshops' quota counts running jobs too (SPEC §4.1): workshops may
-        # not import this app (dependency direction), so we register with it.
-        from workshops import quota
+        # The CPU/memory quota counts running jobs too (SPEC §4.1); it lives
+        # below this app (aladdin.workloads), so each app registers its usage.
+        from aladdin.workloads import quota
 
         from .admission import jobs_usage
 

@@ -43,6 +43,7 @@ from django.db import connections
 from django.http import QueryDict
 
 from aladdin.cluster.base import DriverError
+from aladdin.workloads.consumers import TerminalConsumer
 from aladdin.wsauth import (
     CLOSE_BAD_REQUEST,
     CLOSE_DRIVER,
@@ -52,7 +53,6 @@ from aladdin.wsauth import (
     refuse,
     user_refusal,
 )
-from workshops.consumers import TerminalConsumer
 
 from . import logs, services
 from .api import LogOffsetSerializer

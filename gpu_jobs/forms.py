@@ -8,9 +8,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from billing.units import format_micro
-from workshops.forms import parse_env
-from workshops.models import Image
+from aladdin.lib.units import format_micro
+from aladdin.workloads.env import parse_env
+from aladdin.workloads.models import Image
 
 from . import services
 from .choices import JobKind, JobState

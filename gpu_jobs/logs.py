@@ -13,12 +13,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 from aladdin import cluster
+from aladdin.lib.errors import DomainError
 
 from .choices import ENDED_STATES
 from .models import Job
 
 MAX_CHUNK = 1 << 20
+
+
+class LogsUnavailable(DomainError):  # noqa: N818 - reads as the condition
+    """The cluster cannot read a job's output now: 503, try again shortly."""
+
+    http_status = 503
+    error_code = "logs_unavailable"
+
+    def error_detail(self) -> str:
+        return _("The job's output cannot be read right now. Try again shortly.")
 
 
 @dataclass(frozen=True)

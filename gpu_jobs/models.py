@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from workshops.models import decrypt_value, encrypt_value
+from aladdin.workloads.env import decrypt_value, encrypt_value
 
 from .choices import JobKind, JobState
 

@@ -41,8 +41,9 @@ from aladdin.cluster.base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from aladdin.workloads.reconcile import Reconciler, quietly
+from aladdin.workloads.space import platform_env, user_space_prepare
 from billing import services as billing_services
-from workshops.services import platform_env, user_space_prepare
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
@@ -576,7 +577,7 @@ def jobs_expire_logs(*, as_of: datetime | None = None) -> dict[str, int]:
     driver = cluster.get_driver()
     counts = {"removed": 0, "failed": 0}
     for job_id in list(due):
-        if not _quietly(driver.delete_logs, name=Job(pk=job_id).workload_name):
+        if not quietly(driver.delete_logs, name=Job(pk=job_id).workload_name):
             counts["failed"] += 1
             continue
         # Conditional: a run racing this one (or a delete) marks it only once.
@@ -586,18 +587,8 @@ def jobs_expire_logs(*, as_of: datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def _quietly(func, **kwargs) -> bool:
-    # One unreachable workload must not stop the reconciler converging the rest.
-    try:
-        func(**kwargs)
-    except DriverError:
-        log.warning("reconcile: %s(%s) failed", func.__name__, kwargs, exc_info=True)
-        return False
-    return True
-
-
-def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
-    """Converge job rows with the driver's workloads (level-triggered, DESIGN rule 7).
+class JobReconciler(Reconciler):
+    """GPU jobs' rules in the shared reconcile pass (aladdin.workloads.reconcile).
 
     - starting: running → running; ended → its end; missing for a while →
       the start task is dispatched again (idempotent: deterministic names).
@@ -606,66 +597,73 @@ def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
     - a stop or delete asked for → applied again until done.
     - workloads with no active job (orphans) → stopped, or forgotten if ended.
     """
-    now = as_of or timezone.now()
-    driver = cluster.get_driver()
-    statuses = {
-        s.name: s
-        for s in driver.list_workloads()
-        if (s.kind or s.labels.get(LABEL_KIND)) == WORKLOAD_KIND
-    }
-    counts = {"running": 0, "ended": 0, "lost": 0, "restarted": 0, "orphans": 0, "deleted": 0}
-    active = {
-        j.workload_name: j
-        for j in Job.objects.filter(state__in=ACTIVE_STATES).select_related("gpu_type")
-    }
-    seen_running: list[int] = []
-    for name, job in active.items():
-        status = statuses.get(name)
-        phase = status.phase if status else Phase.MISSING
+
+    kind = WORKLOAD_KIND
+    counts = ("running", "ended", "lost", "restarted", "orphans", "deleted")
+
+    def __init__(self, *, as_of: datetime | None = None):
+        super().__init__(as_of=as_of)
+        self.seen_running: list[int] = []
+
+    def rows(self) -> dict[str, Job]:
+        return {
+            j.workload_name: j
+            for j in Job.objects.filter(state__in=ACTIVE_STATES).select_related("gpu_type")
+        }
+
+    def converge(self, job: Job, status: WorkloadStatus) -> None:
+        phase = status.phase
         if job.stop_requested_at is not None:
-            if _quietly(job_stop_apply, job_id=job.pk):
-                counts["ended"] += 1
-            continue
-        if phase == Phase.RUNNING and job.state == JobState.RUNNING:
-            # The common case, batched: one UPDATE for every job still running.
-            seen_running.append(job.pk)
-            counts["running"] += 1
+            if quietly(job_stop_apply, job_id=job.pk):
+                self.count("ended")
+        elif phase == Phase.RUNNING and job.state == JobState.RUNNING:
+            # The common case, batched in finish(): one UPDATE for every job still running.
+            self.seen_running.append(job.pk)
+            self.count("running")
         elif phase in (Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED):
-            state = _apply_status(job.pk, status, driver=driver)
-            counts["running" if state == JobState.RUNNING else "ended"] += 1
+            state = _apply_status(job.pk, status, driver=self.driver)
+            self.count("running" if state == JobState.RUNNING else "ended")
         elif phase == Phase.PENDING:
-            continue
+            pass
         elif job.state == JobState.STARTING:
-            if job.updated_at < now - START_REDISPATCH_AFTER:
-                Job.objects.filter(pk=job.pk).update(updated_at=now)
+            if job.updated_at < self.now - START_REDISPATCH_AFTER:
+                Job.objects.filter(pk=job.pk).update(updated_at=self.now)
                 _dispatch("start", job.pk)
-                counts["restarted"] += 1
+                self.count("restarted")
         else:
             # Running in the database, unknown to the cluster: lost. It was
             # billed while seen; it ends at the last time it was seen.
-            ended_at = job.last_seen_at or job.started_at or now
+            ended_at = job.last_seen_at or job.started_at or self.now
             lost = WorkloadStatus(
-                name=name,
+                name=job.workload_name,
                 phase=Phase.FAILED,
                 reason=_("The job's workload was lost by the cluster."),
                 started_at=job.started_at,
                 finished_at=ended_at,
             )
             _apply_status(job.pk, lost)
-            counts["lost"] += 1
-    if seen_running:
-        Job.objects.filter(pk__in=seen_running, state=JobState.RUNNING).update(last_seen_at=now)
-    for name, status in statuses.items():
-        if name in active:
-            continue
+            self.count("lost")
+
+    def orphan(self, name: str, status: WorkloadStatus) -> None:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
-            _quietly(driver.forget_workload, name=name)
-        elif _quietly(driver.stop_workload, name=name):
+            quietly(self.driver.forget_workload, name=name)
+        elif self.stop_quietly(name):
             log.warning("reconcile: stopped orphaned workload %s", name)
-            counts["orphans"] += 1
-    for job_id in Job.objects.filter(deleted_at__isnull=False, logs_deleted=False).values_list(
-        "pk", flat=True
-    ):
-        if _quietly(job_delete_apply, job_id=job_id):
-            counts["deleted"] += 1
-    return counts
+            self.count("orphans")
+
+    def finish(self) -> None:
+        if self.seen_running:
+            Job.objects.filter(pk__in=self.seen_running, state=JobState.RUNNING).update(
+                last_seen_at=self.now
+            )
+        # Deleted jobs, ended or not, until their output is removed.
+        for job_id in Job.objects.filter(deleted_at__isnull=False, logs_deleted=False).values_list(
+            "pk", flat=True
+        ):
+            if quietly(job_delete_apply, job_id=job_id):
+                self.count("deleted")
+
+
+def jobs_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
+    """Converge job rows with the driver's workloads (level-triggered, DESIGN rule 7)."""
+    return JobReconciler(as_of=as_of).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from aladdin.cluster.base import DriverError
+from aladdin.lib.timeutil import parse_as_of
 
 from . import services
 
@@ -43,22 +44,16 @@ def delete(job_id: int) -> None:
 @shared_task(name="gpu_jobs.meter", **_PERIODIC)
 def meter(as_of: str | None = None) -> dict[str, int]:
     """Charge running jobs (beat: every 20 s, so each minute is charged within it)."""
-    from billing.tasks import parse_as_of
-
     return services.jobs_meter(as_of=parse_as_of(as_of) if as_of else None)
 
 
 @shared_task(name="gpu_jobs.reconcile", **_PERIODIC)
 def reconcile(as_of: str | None = None) -> dict[str, int]:
     """Converge jobs with the cluster (beat: every 5 s)."""
-    from billing.tasks import parse_as_of
-
     return services.jobs_reconcile(as_of=parse_as_of(as_of) if as_of else None)
 
 
 @shared_task(name="gpu_jobs.expire_logs", **_PERIODIC)
 def expire_logs(as_of: str | None = None) -> dict[str, int]:
     """Remove dev jobs' host output N days after their end (beat: hourly; catches up)."""
-    from billing.tasks import parse_as_of
-
     return services.jobs_expire_logs(as_of=parse_as_of(as_of) if as_of else None)

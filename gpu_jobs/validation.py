@@ -8,7 +8,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from workshops.models import Image
+from aladdin.lib.errors import DomainError
+from aladdin.workloads.models import Image
 
 from .choices import JobKind
 
@@ -19,8 +20,10 @@ MAX_ENV = 200
 MAX_PORTS = 8
 
 
-class JobError(ValidationError):
-    """A user action that is not allowed now; the message is for the user."""
+class JobError(ValidationError, DomainError):
+    """Bad input (with fields: 400) or an action not allowed now (409); the message is for the user."""
+
+    error_code = "state_conflict"
 
 
 def clean_path(value: str, *, field: str, must_be_under_root: bool) -> str:

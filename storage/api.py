@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.lib.api_schema import error_responses
+from aladdin.lib.units import format_micro
 from billing import selectors as billing_selectors
-from billing.units import format_micro
 
 from . import selectors, services
 from .choices import GIB

@@ -21,9 +21,9 @@ from aladdin.accounts.services import notification_create
 from aladdin.cluster import get_driver
 from aladdin.cluster.base import ClusterDriver, DriverError
 from aladdin.lib.timeutil import day_start
+from aladdin.lib.units import format_micro
 from billing import selectors as billing_selectors
 from billing.services import ChargeRequest, charge_batch
-from billing.units import format_micro
 
 from . import selectors
 from .choices import GIB, ReclaimReason

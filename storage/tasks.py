@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from billing.tasks import parse_as_of
+from aladdin.lib.timeutil import parse_as_of
 
 from . import services
 

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from billing.units import format_micro
+from aladdin.lib.units import format_micro
 
 from . import services
 from .api import storage_summary

@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.workloads.models import Image, PlatformEnvVar
+
 from . import services
 from .choices import WorkshopState
-from .models import Image, PlatformEnvVar, ResourcePreset, Workshop, WorkshopEvent
+from .models import ResourcePreset, Workshop, WorkshopEvent
 
 
 @admin.register(Image)

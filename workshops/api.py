@@ -9,32 +9,18 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
-from rest_framework import exceptions, generics, serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aladdin.cluster.base import DriverError, QuotaExceeded
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer
+from aladdin.workloads.env import env_key, parse_env
+from aladdin.workloads.models import Image
 
-from . import quota, selectors, services
-from .forms import parse_env
-from .models import Image, ResourcePreset, Workshop, dns_label, env_key
-
-
-class QuotaRefused(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = quota.REFUSAL_CODE
-    default_detail = _("Exceeded quota.")
-
-
-class StateConflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "state_conflict"
-    default_detail = _("Not allowed in the workshop's current state.")
-
+from . import selectors, services
+from .models import ResourcePreset, Workshop, dns_label
 
 # --- serializers ------------------------------------------------------------------
 
@@ -137,25 +123,10 @@ def _own(request, pk) -> Workshop:
     return get_object_or_404(selectors.workshops_for(request.user), pk=pk)
 
 
-def _call(service, **kwargs):
-    try:
-        return service(**kwargs)
-    except QuotaExceeded as exc:
-        raise QuotaRefused(str(exc)) from exc
-    except services.WorkshopError as exc:
-        raise StateConflict(str(exc)) from exc
-    except ValidationError as exc:
-        raise serializers.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        ) from exc
-    except DriverError as exc:
-        raise StateConflict(str(exc)) from exc
-
-
 # --- views ----------------------------------------------------------------------------
 
 
-# The refusals of _call, for the schema.
+# The services' refusals (aladdin.lib.errors, mapped in aladdin.lib.api), for the schema.
 _CONFLICT = (
     "quota_exceeded: CPU/memory over the plan's quota; state_conflict: not allowed in the "
     "workshop's state (or storage over the allowance, or the cluster refused)."
@@ -205,7 +176,7 @@ class WorkshopsView(generics.GenericAPIView):
     def post(self, request):
         data = WorkshopCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        workshop = _call(services.workshop_create, user=request.user, **data.validated_data)
+        workshop = services.workshop_create(user=request.user, **data.validated_data)
         return Response(WorkshopSerializer(workshop).data, status=status.HTTP_201_CREATED)
 
 
@@ -233,10 +204,8 @@ class WorkshopView(APIView):
         data = WorkshopPatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if "preset" in data.validated_data:
-            _call(
-                services.workshop_update_resources,
-                workshop=workshop,
-                preset=data.validated_data["preset"],
+            services.workshop_update_resources(
+                workshop=workshop, preset=data.validated_data["preset"]
             )
         for key, value in data.validated_data.get("env", {}).items():
             services.workshop_env_set(workshop=workshop, key=key, value=value)
@@ -247,7 +216,7 @@ class WorkshopView(APIView):
         responses={202: WorkshopSerializer, **error_responses({404: NOT_FOUND, 409: _CONFLICT})},
     )
     def delete(self, request, pk: int):
-        workshop = _call(services.workshop_delete, workshop=_own(request, pk))
+        workshop = services.workshop_delete(workshop=_own(request, pk))
         return Response(WorkshopSerializer(workshop).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -262,7 +231,7 @@ class WorkshopActionView(APIView):
         service = {"start": services.workshop_start, "stop": services.workshop_stop}[
             self.action_name
         ]
-        workshop = _call(service, workshop=_own(request, pk))
+        workshop = service(workshop=_own(request, pk))
         return Response(WorkshopSerializer(workshop).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -5,3 +5,12 @@ class WorkshopsConfig(AppConfig):
     """Images, resource presets, workshops (persistent dev environments), SSH keys, terminal."""
 
     name = "workshops"
+
+    def ready(self) -> None:
+        # The quota is shared with GPU jobs and lives below both apps
+        # (aladdin.workloads): each app adds its own usage to it.
+        from aladdin.workloads import quota
+
+        from .selectors import workshops_usage
+
+        quota.register_usage(workshops_usage)

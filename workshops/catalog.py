@@ -6,7 +6,9 @@ missing and never overwrites a row staff have edited.
 
 from __future__ import annotations
 
-from .models import Image, PlatformEnvVar, ResourcePreset
+from aladdin.workloads.models import Image, PlatformEnvVar
+
+from .models import ResourcePreset
 
 _EXTRAS = (
     "datasets, transformers, scikit-learn, peft, tiktoken, blobfile, sentencepiece, "

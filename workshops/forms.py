@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django import forms
-from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .models import Image, ResourcePreset, dns_label, env_key
+from aladdin.workloads.env import env_key, parse_env
+from aladdin.workloads.models import Image
+
+from .models import ResourcePreset, dns_label
 
 
 class PresetChoiceField(forms.ModelChoiceField):
@@ -19,29 +21,6 @@ class PresetChoiceField(forms.ModelChoiceField):
 class ImageChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Image) -> str:
         return obj.ref
-
-
-def parse_env(text: str) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and lines starting with # are skipped."""
-    env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ValidationError(
-                _("Line %(n)s: write KEY=VALUE."), params={"n": number}, code="env"
-            )
-        try:
-            env_key(key)
-        except ValidationError as exc:
-            raise ValidationError(
-                _("Line %(n)s: %(error)s"), params={"n": number, "error": exc.messages[0]}
-            ) from exc
-        env[key] = value
-    return env
 
 
 def _presets():

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-
-from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from aladdin.workloads.env import decrypt_value, env_key
+
+# The catalog and the platform variables are shared with GPU jobs; imported
+# here so that Django registers them with this app (their app_label).
+from aladdin.workloads.models import Image, PlatformEnvVar  # noqa: F401
 
 from .choices import WorkshopState
 
@@ -18,50 +19,6 @@ dns_label = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
     _("Use 1 to 40 lowercase letters, digits or '-', starting and ending with a letter or digit."),
 )
-env_key = RegexValidator(
-    r"^[A-Za-z_][A-Za-z0-9_]*$",
-    _("A variable name is letters, digits and '_', not starting with a digit."),
-)
-
-
-def _fernet() -> Fernet:
-    # A key derived from SECRET_KEY: rotating SECRET_KEY makes stored values unreadable,
-    # which the env var admin surfaces as "(unreadable)" rather than crashing.
-    raw = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"aladdin.workshops.env"
-    ).derive(settings.SECRET_KEY.encode("utf-8"))
-    return Fernet(base64.urlsafe_b64encode(raw))
-
-
-def encrypt_value(plain: str) -> str:
-    return _fernet().encrypt(plain.encode("utf-8")).decode("ascii")
-
-
-def decrypt_value(token: str) -> str:
-    return _fernet().decrypt(token.encode("ascii")).decode("utf-8")
-
-
-class Image(models.Model):
-    """A catalog image users pick for workshops (and jobs): ``name:tag``."""
-
-    name = models.CharField(_("name"), max_length=80)
-    tag = models.CharField(_("tag"), max_length=80)
-    description = models.TextField(_("contents"), blank=True)
-    is_active = models.BooleanField(_("active"), default=True)
-    sort = models.PositiveIntegerField(_("sort"), default=0)
-
-    class Meta:
-        ordering = ["sort", "pk"]
-        constraints = [models.UniqueConstraint(fields=["name", "tag"], name="image_name_tag")]
-        verbose_name = _("image")
-        verbose_name_plural = _("images")
-
-    def __str__(self) -> str:
-        return self.ref
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.tag}"
 
 
 class ResourcePreset(models.Model):
@@ -87,24 +44,6 @@ class ResourcePreset(models.Model):
         cpu = self.cpu_millicores / 1000
         mem = self.memory_mib / 1024
         return f"CPU:{cpu:g} MEM:{mem:g}G"
-
-
-class PlatformEnvVar(models.Model):
-    """A variable injected into every workload (SPEC §6 "academic acceleration")."""
-
-    key = models.CharField(_("key"), max_length=128, unique=True, validators=[env_key])
-    value = models.TextField(_("value"), blank=True)
-    description = models.CharField(_("description"), max_length=200, blank=True)
-    is_active = models.BooleanField(_("active"), default=True)
-    sort = models.PositiveIntegerField(_("sort"), default=0)
-
-    class Meta:
-        ordering = ["sort", "key"]
-        verbose_name = _("platform environment variable")
-        verbose_name_plural = _("platform environment variables")
-
-    def __str__(self) -> str:
-        return self.key
 
 
 class Workshop(models.Model):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import Image, ResourcePreset, Workshop
+from aladdin.cluster.base import Resources
+from aladdin.workloads.models import Image
+
+from .choices import ACTIVE_STATES
+from .models import ResourcePreset, Workshop
 
 
 def workshops_for(user) -> QuerySet[Workshop]:
@@ -17,6 +21,20 @@ def active_images() -> QuerySet[Image]:
 
 def active_presets() -> QuerySet[ResourcePreset]:
     return ResourcePreset.objects.filter(is_active=True)
+
+
+def workshops_usage(user, exclude_workshop_id: int | None = None) -> Resources:
+    """CPU/memory of the user's creating and running workshops, for the shared quota.
+
+    Registered with ``aladdin.workloads.quota.register_usage`` in WorkshopsConfig.ready.
+    """
+    rows = Workshop.objects.filter(user=user, state__in=ACTIVE_STATES)
+    if exclude_workshop_id is not None:
+        rows = rows.exclude(pk=exclude_workshop_id)
+    total = Resources()
+    for cpu, mem in rows.values_list("applied_cpu_millicores", "applied_memory_mib"):
+        total = total + Resources(cpu_millicores=cpu, memory_mib=mem)
+    return total
 
 
 def isolation_notice() -> str:

@@ -10,7 +10,6 @@ reconciler converges rows with what the driver reports.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -29,22 +28,16 @@ from aladdin.cluster.base import (
     Resources,
     WorkloadSpec,
 )
+from aladdin.lib.errors import DomainError
+from aladdin.workloads import quota
+from aladdin.workloads.env import encrypt_value
+from aladdin.workloads.models import Image
+from aladdin.workloads.reconcile import Reconciler, quietly
+from aladdin.workloads.space import platform_env, user_space_prepare
 from storage import selectors as storage_selectors
-from storage import services as storage_services
 
-from . import quota
 from .choices import WORKLOAD_KIND, WorkshopState
-from .models import (
-    Image,
-    PlatformEnvVar,
-    ResourcePreset,
-    Workshop,
-    WorkshopEnvVar,
-    WorkshopEvent,
-    encrypt_value,
-)
-
-log = logging.getLogger(__name__)
+from .models import ResourcePreset, Workshop, WorkshopEnvVar, WorkshopEvent
 
 # The init a workshop runs: it only has to stay up; users come in over SSH/terminal.
 WORKSHOP_COMMAND = ["sleep", "infinity"]
@@ -52,8 +45,10 @@ WORKSHOP_COMMAND = ["sleep", "infinity"]
 CREATING_GRACE = timedelta(minutes=5)
 
 
-class WorkshopError(Exception):
+class WorkshopError(DomainError):
     """A user action that is not allowed now; the message is for the user."""
+
+    error_code = "state_conflict"
 
 
 def _event(workshop: Workshop | None, kind: str, message: str = "", *, name: str = "") -> None:
@@ -198,30 +193,12 @@ def workshop_env_delete(*, workshop: Workshop, key: str) -> None:
 # --- the cluster side (run by tasks) ---------------------------------------------------
 
 
-def platform_env() -> dict[str, str]:
-    return dict(PlatformEnvVar.objects.filter(is_active=True).values_list("key", "value"))
-
-
 def workload_env(workshop: Workshop) -> dict[str, str]:
     """Platform defaults merged with the user's variables; the user's win."""
     env = platform_env()
     for var in workshop.env_vars.all():
         env[var.key] = var.plaintext()
     return env
-
-
-def user_space_prepare(*, user, driver) -> None:
-    """The user's volume (sized to the allowance) and quota on the cluster, before a workload.
-
-    Shared by every workload app (workshops, GPU jobs). Raises DriverError.
-    """
-    driver.ensure_user_space(
-        user_id=user.pk,
-        storage_gib=storage_selectors.allowance_gib(user),
-        quota=quota.limit_for(user),
-    )
-    # From now on the volume is sampled, charged and subject to retention.
-    storage_services.volume_register(user_id=user.pk)
 
 
 def workload_spec(workshop: Workshop) -> WorkloadSpec:
@@ -330,52 +307,41 @@ def workshop_delete_apply(*, workshop_id: int) -> None:
             )
 
 
-def _quietly(func, **kwargs) -> bool:
-    # One unreachable workload must not stop the reconciler converging the rest;
-    # the next pass tries again.
-    try:
-        func(**kwargs)
-    except DriverError:
-        log.warning("reconcile: %s(%s) failed", func.__name__, kwargs, exc_info=True)
-        return False
-    return True
+class WorkshopReconciler(Reconciler):
+    """Workshops' rules in the shared reconcile pass (aladdin.workloads.reconcile).
 
+    - creating: running → running; ended → failed (workload stopped);
+      missing past CREATING_GRACE → failed (its start task was lost).
+    - running: missing → failed; exited cleanly → stopped; failed → failed.
+    - stopping, deleting: applied again until done.
+    - stopped or failed rows must not keep a workload; workloads with no
+      workshop are stopped. Every change is a WorkshopEvent.
+    """
 
-def _stop_quietly(driver, name: str) -> bool:
-    return _quietly(driver.stop_workload, name=name)
+    kind = WORKLOAD_KIND
+    counts = ("running", "failed", "stopped", "orphans", "deleted")
 
+    def rows(self) -> dict[str, Workshop]:
+        return {w.workload_name: w for w in Workshop.objects.all()}
 
-def workshops_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
-    """Converge rows with the driver's workloads (level-triggered, DESIGN rule 7)."""
-    now = as_of or timezone.now()
-    driver = cluster.get_driver()
-    statuses = {
-        s.name: s
-        for s in driver.list_workloads()
-        if (s.kind or s.labels.get(LABEL_KIND)) == WORKLOAD_KIND
-    }
-    counts = {"running": 0, "failed": 0, "stopped": 0, "orphans": 0, "deleted": 0}
-    rows = {w.workload_name: w for w in Workshop.objects.all()}
-    for name, workshop in rows.items():
-        status = statuses.get(name)
-        phase = status.phase if status else Phase.MISSING
-        state = workshop.state
+    def converge(self, workshop: Workshop, status) -> None:
+        name, phase, state = workshop.workload_name, status.phase, workshop.state
         if state == WorkshopState.CREATING:
             if phase == Phase.RUNNING:
                 _apply_status(workshop.pk, phase, "")
-                counts["running"] += 1
+                self.count("running")
             elif phase in (Phase.FAILED, Phase.SUCCEEDED):
                 _apply_status(workshop.pk, phase, status.reason)
-                _stop_quietly(driver, name)
-                counts["failed"] += 1
-            elif phase == Phase.MISSING and workshop.updated_at < now - CREATING_GRACE:
+                self.stop_quietly(name)
+                self.count("failed")
+            elif phase == Phase.MISSING and workshop.updated_at < self.now - CREATING_GRACE:
                 _transition(
                     workshop.pk,
                     from_states=[WorkshopState.CREATING],
                     to=WorkshopState.FAILED,
                     reason=_("The workshop did not start in time."),
                 )
-                counts["failed"] += 1
+                self.count("failed")
         elif state == WorkshopState.RUNNING:
             if phase == Phase.MISSING:
                 _transition(
@@ -384,7 +350,7 @@ def workshops_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
                     to=WorkshopState.FAILED,
                     reason=_("The workshop's container is gone."),
                 )
-                counts["failed"] += 1
+                self.count("failed")
             elif phase == Phase.SUCCEEDED:
                 # Ended cleanly (e.g. the agent stopped it): stopped, not failed.
                 _transition(
@@ -394,30 +360,35 @@ def workshops_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
                     reason=status.reason,
                     stopped_at=timezone.now(),
                 )
-                _stop_quietly(driver, name)
-                counts["stopped"] += 1
+                self.stop_quietly(name)
+                self.count("stopped")
             elif phase == Phase.FAILED:
                 _apply_status(workshop.pk, phase, status.reason)
-                _stop_quietly(driver, name)
-                counts["failed"] += 1
+                self.stop_quietly(name)
+                self.count("failed")
         elif state == WorkshopState.STOPPING:
-            _quietly(workshop_stop_apply, workshop_id=workshop.pk)
-            counts["stopped"] += 1
+            quietly(workshop_stop_apply, workshop_id=workshop.pk)
+            self.count("stopped")
         elif state == WorkshopState.DELETING:
-            _quietly(workshop_delete_apply, workshop_id=workshop.pk)
-            counts["deleted"] += 1
-        elif phase != Phase.MISSING and _stop_quietly(driver, name):
+            quietly(workshop_delete_apply, workshop_id=workshop.pk)
+            self.count("deleted")
+        elif phase != Phase.MISSING and self.stop_quietly(name):
             # Stopped or failed rows must not keep a workload.
             _event(workshop, "orphan-stopped", _("A workload of a stopped workshop was stopped."))
-            counts["orphans"] += 1
-    for name in statuses:
-        if name in rows or not _stop_quietly(driver, name):
-            continue
+            self.count("orphans")
+
+    def orphan(self, name: str, status) -> None:
+        if not self.stop_quietly(name):
+            return
         _event(
             None,
             "orphan-removed",
             _("Workload %(name)s had no workshop; it was stopped.") % {"name": name},
             name=name,
         )
-        counts["orphans"] += 1
-    return counts
+        self.count("orphans")
+
+
+def workshops_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
+    """Converge rows with the driver's workloads (level-triggered, DESIGN rule 7)."""
+    return WorkshopReconciler(as_of=as_of).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from aladdin.cluster.base import DriverError
+from aladdin.lib.timeutil import parse_as_of
 
 from . import services
 
@@ -44,6 +45,4 @@ def delete(workshop_id: int) -> None:
 )
 def reconcile(as_of: str | None = None) -> dict[str, int]:
     """Converge workshops with the cluster; beat runs it every 30 s without ``as_of``."""
-    from billing.tasks import parse_as_of
-
     return services.workshops_reconcile(as_of=parse_as_of(as_of) if as_of else None)

@@ -52,18 +52,25 @@ from datetime import datetime
 
 from django.utils.translation import gettext as _
 
+from aladdin.lib.errors import DomainError
+
 LABEL_USER = "aladdin/user"
 LABEL_KIND = "aladdin/kind"
 LABEL_OWNER = "aladdin/owner"
 
 
-class DriverError(Exception):
+class DriverError(DomainError):
     """A cluster operation failed. ``permanent``: retrying will not help.
 
     ``code`` names the failure where the backend knows it (the local agent's
     :class:`aladdin.cluster.protocol.ErrorCode` values); callers branch on
     it or on a subclass, never on the message.
+
+    An API whose action the cluster refuses answers 409 ``state_conflict``
+    (aladdin.lib.errors): the request was fine, the workload's state was not.
     """
+
+    error_code = "state_conflict"
 
     def __init__(self, message: str, *, permanent: bool = False, code: str = ""):
         super().__init__(message)
@@ -116,6 +123,9 @@ class Resources:
 
 class QuotaExceeded(DriverError):  # noqa: N818 - the manual's own term
     """Refused by quota: what was requested, what is used, what is allowed."""
+
+    # One code per meaning, whichever app refuses (docs/api.md).
+    error_code = "quota_exceeded"
 
     def __init__(self, requested: Resources, used: Resources, limit: Resources, advice: str = ""):
         self.requested = requested

@@ -4,7 +4,7 @@ The web servers write every request's target, query string included, to
 their access log: daphne (``make run``) to stdout, uvicorn (production,
 deploy/systemd) through the ``uvicorn.access`` logger, and its websocket
 lines through ``uvicorn.error``. The portal accepts tokens only in the
-Authorization header (aladdin.lib.api_auth), but a client that puts one in
+Authorization header (aladdin.accounts.api_auth), but a client that puts one in
 the URL anyway (a bug, a hand-written curl, an old plugin) is refused *after*
 the request line was read: without this, the log would keep a live token.
 So the values of the parameters below are replaced before a line is written.

@@ -11,6 +11,8 @@ from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .errors import DomainError
+
 API_PREFIX = "/api/"
 
 
@@ -33,9 +35,21 @@ def _flatten(detail) -> str:
     return str(detail)
 
 
+def _from_domain(exc: DomainError) -> exceptions.APIException:
+    api = exceptions.APIException(detail=exc.error_detail(), code=exc.error_code)
+    api.status_code = exc.http_status
+    return api
+
+
 def exception_handler(exc, context):
-    """Every API error is ``{"code": str, "detail": str, "fields": {name: [str]}}``."""
-    if isinstance(exc, DjangoValidationError):
+    """Every API error is ``{"code": str, "detail": str, "fields": {name: [str]}}``.
+
+    The one mapping from domain errors to API errors (aladdin.lib.errors):
+    services' refusals reach here from every app's views.
+    """
+    if isinstance(exc, DomainError) and not hasattr(exc, "error_dict"):
+        exc = _from_domain(exc)
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         )

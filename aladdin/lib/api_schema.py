@@ -1,7 +1,7 @@
 """OpenAPI pieces shared by the API modules: the error responses they document.
 
 (The bearer scheme is declared next to its authentication class, in
-aladdin.lib.api_auth.)
+aladdin.accounts.api_auth.)
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def document_common_errors(result, generator, request, public):
             )
             for status, (description, headers) in _common_errors(method, operation).items():
                 responses.setdefault(status, _error_response(description, headers, media_types))
-            # Any operation refuses a token outside the header (aladdin.lib.api_auth).
+            # Any operation refuses a token outside the header (aladdin.accounts.api_auth).
             bad_request = responses.get("400")
             if bad_request is None:
                 responses["400"] = _error_response(TOKEN_OUTSIDE_HEADER, {}, media_types)

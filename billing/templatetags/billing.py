@@ -1,6 +1,6 @@
 """Template helpers of the billing pages: DCU and yuan formatting, the balance widget.
 
-Formatting goes through billing.units so that pages, API and ledger reasons
+Formatting goes through aladdin.lib.units so that pages, API and ledger reasons
 print the same numbers (integers of µDCU and fen, never floats).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django import template
 
+from aladdin.lib.units import fen_to_yuan_str, format_micro
 from billing import selectors
-from billing.units import fen_to_yuan_str, format_micro
 
 register = template.Library()
 

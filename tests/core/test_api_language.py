@@ -21,7 +21,7 @@ from tests.gpu_jobs.conftest import plans  # noqa: F401 - a fixture
 API_MODULES = [
     "aladdin.accounts.api",
     "aladdin.lib.api",
-    "aladdin.lib.api_auth",
+    "aladdin.accounts.api_auth",
     "billing.api",
     "gpu_jobs.api",
     "storage.api",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import time_machine
 
+from aladdin.workloads import quota
 from billing import services as billing_services
 from gpu_jobs.admission import JobRefused, admit, minute_price_micro
 from gpu_jobs.choices import JobState
 from storage.models import StorageAllowance
-from workshops import quota
 
 from .conftest import DCU, sh
 

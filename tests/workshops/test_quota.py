@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from aladdin.cluster.base import QuotaExceeded, Resources
+from aladdin.workloads import quota
 from billing import services as billing_services
-from workshops import quota, services
+from workshops import services
 
 
 def test_free_tier_gets_the_base_quota(user, plans):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from aladdin.lib.timeutil import parse_as_of
 from billing import services
-from billing.tasks import parse_as_of
 
 
 class Command(BaseCommand):

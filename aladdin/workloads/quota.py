@@ -1,8 +1,9 @@
 """The user's CPU/memory quota, shared by workshops and GPU jobs (SPEC §4.1).
 
 The portal checks it itself before it asks the cluster (DESIGN rule 7); the
-backend's own quota is only the backstop. GPU jobs add their usage through
-:func:`register_usage` so this module never imports them (dependency direction).
+backend's own quota is only the backstop. Each workload app adds its usage
+through :func:`register_usage` (from its AppConfig.ready), so this module
+never imports them (dependency direction).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from django.utils.translation import gettext as _
 from aladdin.cluster.base import QuotaExceeded, Resources
 from billing import selectors as billing_selectors
 
-from .choices import ACTIVE_STATES
-
 # The API's refusal code for a quota refusal, workshops and jobs alike
 # (docs/api.md): one code per meaning, whichever app refuses.
-REFUSAL_CODE = "quota_exceeded"
+REFUSAL_CODE = QuotaExceeded.error_code
 # Each parallelism unit brings at most 10 CPU and 121 GiB (SPEC §4.1).
 PER_UNIT = Resources(cpu_millicores=10_000, memory_mib=121 * 1024)
 # The free tier's base quota: one small workshop.
@@ -32,8 +31,11 @@ _usage_providers: list[UsageProvider] = []
 def register_usage(provider: UsageProvider) -> UsageProvider:
     """Add ``provider(user, exclude_workshop_id=None) -> Resources`` to the quota's usage.
 
-    The gpu_jobs app registers its running jobs here (from its AppConfig.ready).
-    Usable as a decorator; registering the same function twice counts it once.
+    Workshops register their active workshops, GPU jobs their active jobs
+    (each from its AppConfig.ready). ``exclude_workshop_id`` is the workshop
+    being restarted, whose own old usage must not count; other providers
+    ignore it. Usable as a decorator; registering the same function twice
+    counts it once.
     """
     if provider not in _usage_providers:
         _usage_providers.append(provider)
@@ -48,21 +50,6 @@ def limit_for(user) -> Resources:
     return Resources(
         cpu_millicores=PER_UNIT.cpu_millicores * units, memory_mib=PER_UNIT.memory_mib * units
     )
-
-
-def workshops_usage(user, exclude_workshop_id: int | None = None) -> Resources:
-    from .models import Workshop
-
-    rows = Workshop.objects.filter(user=user, state__in=ACTIVE_STATES)
-    if exclude_workshop_id is not None:
-        rows = rows.exclude(pk=exclude_workshop_id)
-    total = Resources()
-    for cpu, mem in rows.values_list("applied_cpu_millicores", "applied_memory_mib"):
-        total = total + Resources(cpu_millicores=cpu, memory_mib=mem)
-    return total
-
-
-register_usage(workshops_usage)
 
 
 def used_by(user, exclude_workshop_id: int | None = None) -> Resources:

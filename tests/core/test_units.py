@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.units import dcu_to_micro, fen_to_yuan_str, format_micro
+from aladdin.lib.units import dcu_to_micro, fen_to_yuan_str, format_micro
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,17 @@
-"""API authentication (kept apart from api.py: DRF imports it while loading its views)."""
+"""API authentication: the IDE's bearer token, noted as the user's activity.
 
-import hashlib
+In accounts, not aladdin.lib: it records activity through the accounts
+services, and lib imports no app. Kept apart from accounts/api.py because
+DRF imports it (settings) while loading any view; the services are imported
+when a request is authenticated, not then.
+"""
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions, status
+
+from aladdin.lib.bearer import access_token_for
 
 # RFC 6750 §2.2 and §2.3 also let a client send the token as a form field or a
 # query parameter named access_token. RFC 9700 §4.3.2 forbids the query: it is
@@ -29,26 +35,6 @@ class TokenOutsideHeader(exceptions.APIException):
 def _bearer_token(request) -> str:
     scheme, _sep, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def access_token_for(raw: str):
-    """The stored access token of a raw bearer token, with its user loaded; None if unknown.
-
-    One indexed query by the token's SHA-256 checksum (DOT stores checksums
-    only, COMPLIANT_BCP_RFC9700_TOKEN_STORAGE), shared by the API and the
-    websockets. django-oauth-toolkit's own path (oauthlib's request object,
-    its validator, a join on the application as well) cost 2-3 ms of a 10 ms
-    API list; the checks that matter (expiry, scope, audience, an active
-    user) are the callers', made on this row.
-    """
-    from oauth2_provider.models import get_access_token_model
-
-    checksum = hashlib.sha256(raw.encode("utf-8")).hexdigest()
-    model = get_access_token_model()
-    try:
-        return model.objects.select_related("user").get(token_checksum=checksum)
-    except model.DoesNotExist:
-        return None
 
 
 def _token_outside_header(request) -> bool:

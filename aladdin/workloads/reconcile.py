@@ -1,0 +1,98 @@
+"""The reconcile pass every workload app runs: level-triggered, one skeleton (DESIGN rule 7).
+
+A pass lists the cluster's workloads of one kind, brings each of the app's
+rows toward what the cluster says about its workload (a workload the
+cluster does not know is ``Phase.MISSING``), then deals with the workloads
+no row answers for (orphans). It compares states, never events: a pass
+after downtime, or two passes at once, converge to the same rows, because
+every change the apps make is a conditional update.
+
+What differs per app is what a row is and what each phase means for it;
+a subclass says that (:class:`Reconciler`). One unreachable workload never
+stops the pass: driver calls made while converging go through
+:func:`quietly` and the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from aladdin import cluster
+from aladdin.cluster.base import LABEL_KIND, DriverError, Phase, WorkloadStatus
+
+log = logging.getLogger(__name__)
+
+
+def quietly(func, **kwargs) -> bool:
+    """Call ``func(**kwargs)``; a DriverError is logged and answered False, not raised."""
+    # One unreachable workload must not stop the reconciler converging the
+    # rest; the next pass tries again.
+    try:
+        func(**kwargs)
+    except DriverError:
+        log.warning("reconcile: %s(%s) failed", func.__name__, kwargs, exc_info=True)
+        return False
+    return True
+
+
+class Reconciler:
+    """One pass over one workload kind. Subclasses set ``kind`` and ``counts`` and supply:
+
+    - :meth:`rows`: ``{workload name: row}`` for every row the app answers for;
+    - :meth:`converge`: one row and its workload's status (MISSING when the
+      cluster has none);
+    - :meth:`orphan`: a workload of this kind that no row answers for;
+    - :meth:`finish` (optional): work after both loops (batched updates).
+
+    They count what they did with :meth:`count`; :meth:`run` returns the counts.
+    ``self.now`` is the pass's time (``as_of``), ``self.driver`` the driver.
+    """
+
+    kind: str = ""
+    counts: tuple[str, ...] = ()
+
+    def __init__(self, *, as_of: datetime | None = None):
+        self.now = as_of or timezone.now()
+        self.driver = cluster.get_driver()
+        self.counted = dict.fromkeys(self.counts, 0)
+
+    def run(self) -> dict[str, int]:
+        statuses = {s.name: s for s in self.driver.list_workloads() if self._owns(s)}
+        # Rows are read after the listing: a row is saved before its workload
+        # starts, so a workload started during the pass is never an orphan.
+        rows = self.rows()
+        for name, row in rows.items():
+            self.converge(row, statuses.get(name) or WorkloadStatus(name=name, phase=Phase.MISSING))
+        for name, status in statuses.items():
+            if name not in rows:
+                self.orphan(name, status)
+        self.finish()
+        return self.counted
+
+    def _owns(self, status: WorkloadStatus) -> bool:
+        return (status.kind or status.labels.get(LABEL_KIND)) == self.kind
+
+    def count(self, key: str) -> None:
+        self.counted[key] += 1
+
+    def stop_quietly(self, name: str) -> bool:
+        """Stop a workload; False (logged) when the driver failed."""
+        return quietly(self.driver.stop_workload, name=name)
+
+    # --- what each app supplies ---------------------------------------------------
+
+    def rows(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def converge(self, row: Any, status: WorkloadStatus) -> None:
+        raise NotImplementedError
+
+    def orphan(self, name: str, status: WorkloadStatus) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Nothing by default."""
