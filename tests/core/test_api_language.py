@@ -16,7 +16,6 @@ from rest_framework import exceptions
 
 from billing import alipay
 from tests.accounts.test_ide_oauth import ide_login
-from tests.gpu_jobs.conftest import plans  # noqa: F401 - a fixture
 
 API_MODULES = [
     "aladdin.accounts.api",

@@ -19,8 +19,6 @@ from billing import services as billing_services
 from billing.models import Plan
 from gpu_jobs.choices import JobState
 from gpu_jobs.models import GpuType, Job, JobConfiguration, JobWorker
-from tests.gpu_jobs.conftest import cards, plans, subscribe  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog  # noqa: F401 - a fixture
 from workshops.models import Image, ResourcePreset, Workshop, WorkshopEnvVar
 
 DCU = 1_000_000

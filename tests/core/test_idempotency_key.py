@@ -29,8 +29,6 @@ from django.utils import timezone
 from billing import alipay
 from billing.models import Order
 from gpu_jobs.models import Job
-from tests.gpu_jobs.conftest import cards, plans, subscribe  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog, driver  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 FILE_DATABASE = bool(settings.DATABASES["default"].get("TEST", {}).get("NAME"))

@@ -21,8 +21,6 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from aladdin.routing import websocket_urlpatterns
-from tests.gpu_jobs.conftest import cards, make_job, plans  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog, driver, make_workshop  # noqa: F401 - fixtures
 
 # route (as written in the URL configuration) -> the kind of object it names
 OWNED = {

@@ -25,7 +25,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
-from tests.gpu_jobs.conftest import cards, make_job  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
 
