@@ -215,6 +215,27 @@ class ExtensionPackFactory(DjangoModelFactory):
 # --- workshops -------------------------------------------------------------------------
 
 
+class ImageFactory(DjangoModelFactory):
+    """An image beyond the catalog's (the catalog's: ``seeded_catalog()``)."""
+
+    class Meta:
+        model = Image
+
+    name = factory.Sequence(lambda n: f"extra-{n}")
+    tag = "1"
+
+
+class ResourcePresetFactory(DjangoModelFactory):
+    """A resource preset beyond the catalog's."""
+
+    class Meta:
+        model = ResourcePreset
+
+    name = factory.Sequence(lambda n: f"extra-{n}")
+    cpu_millicores = 1000
+    memory_mib = 1024
+
+
 class WorkshopFactory(DjangoModelFactory):
     """A workshop made by ``workshop_create`` and (``run=True``) started by the driver.
 
@@ -250,6 +271,21 @@ class WorkshopFactory(DjangoModelFactory):
 
 
 # --- GPU jobs --------------------------------------------------------------------------
+
+
+class GpuTypeFactory(DjangoModelFactory):
+    """A GPU type beyond the seeded "40g" and "80g" (those: ``seeded_cards()``)."""
+
+    class Meta:
+        model = GpuType
+
+    code = factory.Sequence(lambda n: f"x{n}")
+    name = "X"
+    memory_gb = 1
+    price_micro_per_hour = 1
+    parallelism_weight = 1
+    cpu_millicores = 1000
+    memory_mib = 1024
 
 
 class JobFactory(DjangoModelFactory):

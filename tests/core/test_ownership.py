@@ -21,6 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from aladdin.routing import websocket_urlpatterns
+from tests.factories import JobConfigurationFactory
 
 # route (as written in the URL configuration) -> the kind of object it names
 OWNED = {
@@ -94,7 +95,6 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):  # noqa: F811
     from oauth2_provider.models import get_application_model, get_refresh_token_model
 
     from billing import payments
-    from gpu_jobs.models import JobConfiguration
 
     app = get_application_model().objects.create(
         name="IDE", client_type="public", authorization_grant_type="authorization-code"
@@ -107,7 +107,7 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):  # noqa: F811
         "ide": refresh,
         "order": order,
         "workshop": make_workshop(other_user),
-        "configuration": JobConfiguration.objects.create(user=other_user, name="b's"),
+        "configuration": JobConfigurationFactory(user=other_user, name="b's"),
         "job": make_job(other_user, started_at=timezone.now() - timedelta(minutes=1)),
     }
     return objects

@@ -45,11 +45,8 @@ def torch_agent(start_agent, use_driver):  # noqa: F811 - the imported fixture
 
 
 def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket(
-    torch_agent, client, user, cards, subscribe
+    torch_agent, client, user, cards, catalog, subscribe
 ):
-    from workshops import catalog
-
-    catalog.load()
     subscribe(user, "basic", timezone.now())
     # given: the script in the user's storage, as the IDE uploads it
     torch_agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)

@@ -24,12 +24,9 @@ def local(agent, portal_driver):
 
 
 @pytest.fixture
-def ready_user(user, cards, subscribe, plans):
+def ready_user(user, cards, catalog, subscribe):
     from django.utils import timezone
 
-    from workshops import catalog
-
-    catalog.load()
     subscribe(user, "advanced", timezone.now())
     return user
 
