@@ -310,7 +310,7 @@ class JobFactory(DjangoModelFactory):
     state = JobState.RUNNING
 
     @factory.post_generation
-    def worker_rows(job, create, extracted, **kwargs):  # noqa: N805 - factory-boy's signature
+    def worker_rows(job, create, extracted, **kwargs):
         if create:
             JobWorker.objects.bulk_create(
                 JobWorker(job=job, index=i, started_at=job.started_at, ended_at=job.ended_at)
@@ -329,7 +329,7 @@ class JobConfigurationFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"config-{n}")
 
     @factory.post_generation
-    def env(config, create, extracted, **kwargs):  # noqa: N805 - factory-boy's signature
+    def env(config, create, extracted, **kwargs):
         if extracted is not None:
             config.set_env(extracted)
             if create:

@@ -82,7 +82,7 @@ CATALOG_FIELDS = {"/api/v1/workshops": ("image", "preset"), "/api/v1/workshops/{
 
 
 @pytest.fixture
-def fuzz_account(user, plans, subscribe, cards, catalog, driver, make_job, make_workshop):  # noqa: F811
+def fuzz_account(user, plans, subscribe, cards, catalog, driver, make_job, make_workshop):
     """A user on the basic plan with an IDE token and objects of each kind, in several states.
 
     Returns the token and, per kind, the ids that requests are aimed at.

@@ -78,7 +78,7 @@ LISTS = {
 
 
 @pytest.fixture
-def ctx(user, plans, cards, catalog, subscribe):  # noqa: F811 - fixtures
+def ctx(user, plans, cards, catalog, subscribe):
     # The highest plan: every other plan's offer is "queued" after it, the
     # branch that reads the user's periods.
     subscribe(user, "advanced", timezone.now())

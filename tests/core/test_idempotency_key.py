@@ -9,7 +9,6 @@ here runs this module again in a subprocess with ALADDIN_TEST_DB set; there
 the concurrent tests run and the subprocess test skips itself.
 """
 
-# ruff: noqa: F811 - tests take the fixtures imported below as arguments
 from __future__ import annotations
 
 import os

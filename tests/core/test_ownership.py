@@ -90,7 +90,7 @@ def test_every_route_with_an_id_declares_whose_object_it_names():
 
 
 @pytest.fixture
-def owned_by_b(db, other_user, make_job, make_workshop, plans):  # noqa: F811
+def owned_by_b(db, other_user, make_job, make_workshop, plans):
     """One object of each kind, all of user B, and how each route's parameters name it."""
     from oauth2_provider.models import get_application_model, get_refresh_token_model
 
