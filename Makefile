@@ -76,9 +76,15 @@ run: venv system-run-deps payload-venv migrate ## Start the whole portal in the 
 	@# supervisord (scripts/supervise.py) restarts a crashed process alone; umask 077: var/ is private.
 	umask 077; DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/python scripts/supervise.py $(PROCS) 2>&1
 
+# Hypothesis profiles (tests/conftest.py): `ci` (100 examples) here and in CI,
+# `nightly` (500, and the tests marked `nightly`) in test-nightly.
 .PHONY: test
 test: venv system-test-deps payload-venv ## Run the whole test suite (unit, PostgreSQL, browser)
-	$(BIN)/pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
+
+.PHONY: test-nightly
+test-nightly: venv system-test-deps payload-venv ## The whole suite with 500 Hypothesis examples and the nightly tier
+	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest
 
 .PHONY: bench-load
 bench-load: venv system-test-deps ## Load test: a few hundred students on the production server setup (docs/benchmarks.md)

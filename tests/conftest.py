@@ -1,17 +1,68 @@
+"""Fixtures every test directory shares; the objects they build come from tests/factories.py.
+
+- users: ``user``, ``other_user``, ``make_user(...)``, ``staff`` (staff and superuser),
+  ``staff_client``, ``student`` and ``student_client``;
+- seeded catalogs: ``plans``, ``cards`` (GPU types), ``catalog`` (images, presets);
+- builders: ``subscribe``, ``make_workshop``, ``make_job``;
+- the cluster driver: ``driver`` (a recording ``tests.fakes.FakeDriver``) and
+  ``use_driver(any_driver)`` (a real LocalDriver on a private agent, a broken one):
+  the one way tests choose the portal's driver.
+
+Hypothesis runs under a profile chosen by ``HYPOTHESIS_PROFILE``: ``ci`` (the
+default, ``make test``: 100 examples) or ``nightly`` (``make test-nightly``: 500).
+Tests marked ``nightly`` run only under the nightly profile.
+"""
+
 from __future__ import annotations
 
-import itertools
+import os
 
 import pytest
 from django.core.cache import cache
+from hypothesis import HealthCheck, settings
 
 from aladdin.accounts.models import User
+from tests import factories
+from tests.factories import next_phone  # noqa: F401 - imported from here by older tests
+from tests.fakes import FakeDriver
 
-_phones = itertools.count(13800000001)
+# --- Hypothesis tiers ------------------------------------------------------------------
+
+# DESIGN "Tests and CI": derandomized (the same examples on every run, so a
+# failure reproduces anywhere), no deadline (a busy 2-core machine is slow).
+# The nightly profile only runs more of them.
+_HYPOTHESIS_COMMON = dict(
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("ci", max_examples=100, **_HYPOTHESIS_COMMON)
+settings.register_profile("nightly", max_examples=500, **_HYPOTHESIS_COMMON)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
+NIGHTLY = HYPOTHESIS_PROFILE == "nightly"
 
 
-def next_phone() -> str:
-    return f"+86{next(_phones)}"
+def examples(ci: int) -> int:
+    """A test's own example count under ``ci``, scaled like the profile (×5 nightly).
+
+    For tests whose examples are too slow for the profile's 100 in ``make test``.
+    """
+    return max(1, ci * settings.default.max_examples // 100)
+
+
+def pytest_collection_modifyitems(config, items):
+    if NIGHTLY:
+        return
+    skip = pytest.mark.skip(reason="nightly tier: make test-nightly (HYPOTHESIS_PROFILE=nightly)")
+    for item in items:
+        if item.get_closest_marker("nightly"):
+            item.add_marker(skip)
+
+
+# --- every test ------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +84,17 @@ def _clean_redis():
     cache.clear()
 
 
+# --- users -----------------------------------------------------------------------------
+
+
 @pytest.fixture
 def make_user(db):
-    def _make(phone: str | None = None, password: str = "S3cure-pass-word", **extra) -> User:
-        extra.setdefault("phone_verified", True)
-        # Tests read pages in English (the source strings); the zh-hans
-        # default is covered by the sign-up and language tests.
-        extra.setdefault("language", "en")
-        return User.objects.create_user(phone=phone or next_phone(), password=password, **extra)
+    """``make_user(phone=None, password=..., **fields)``: a verified student (UserFactory)."""
+
+    def _make(phone: str | None = None, password: str = factories.PASSWORD, **extra) -> User:
+        if phone is not None:
+            extra["phone"] = phone
+        return factories.UserFactory(password=password, **extra)
 
     return _make
 
@@ -53,3 +107,106 @@ def user(make_user) -> User:
 @pytest.fixture
 def other_user(make_user) -> User:
     return make_user()
+
+
+@pytest.fixture
+def staff(db) -> User:
+    """A member of staff with every permission (the back office's superuser)."""
+    return factories.UserFactory(admin=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def student(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def student_client(client, student):
+    client.force_login(student)
+    return client
+
+
+# --- seeded catalogs -------------------------------------------------------------------
+
+
+@pytest.fixture
+def plans(db) -> dict:
+    """The seeded plans by code (seeded again: a transaction=True test's flush empties them)."""
+    return factories.seeded_plans()
+
+
+@pytest.fixture
+def cards(db) -> dict:
+    """The seeded GPU types by code ("40g", "80g")."""
+    return factories.seeded_cards()
+
+
+@pytest.fixture
+def catalog(db) -> dict:
+    """The default image (``catalog["image"]``) and the presets by name."""
+    return factories.seeded_catalog()
+
+
+# --- the cluster driver ----------------------------------------------------------------
+
+
+@pytest.fixture
+def use_driver(monkeypatch):
+    """``use_driver(d)`` makes ``d`` the portal's cluster driver for this test; returns ``d``.
+
+    Patched where every ``get_driver()`` ends, whichever way a module imported
+    it (``cluster.get_driver()`` or ``from aladdin.cluster import get_driver``).
+    """
+
+    def _use(driver):
+        monkeypatch.setattr("aladdin.cluster._driver_for", lambda name: driver)
+        return driver
+
+    return _use
+
+
+@pytest.fixture
+def driver(use_driver) -> FakeDriver:
+    """The portal's driver for this test: an in-memory fake that records every call."""
+    return use_driver(FakeDriver())
+
+
+# --- builders --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def subscribe(plans):
+    """``subscribe(user, "basic", at)``: ``subscription_create`` through SubscriptionFactory."""
+
+    def _subscribe(user, code: str, at):
+        return factories.SubscriptionFactory(user=user, plan=plans[code], at=at)
+
+    return _subscribe
+
+
+@pytest.fixture
+def make_workshop(catalog, driver, plans):
+    """``make_workshop(user, name="dev", preset="2C/4G", env=None, run=True)`` on the fake driver."""
+
+    def _make(user, name="dev", preset="2C/4G", env=None, run=True):
+        return factories.WorkshopFactory(user=user, name=name, preset=preset, env=env, run=run)
+
+    return _make
+
+
+@pytest.fixture
+def make_job(cards):
+    """``make_job(user, card="80g", cards_per_worker=1, workers=1, **fields)``: a running job."""
+
+    def _make(user, card="80g", cards_per_worker=1, workers=1, **extra):
+        return factories.JobFactory(
+            user=user, card=card, cards_per_worker=cards_per_worker, workers=workers, **extra
+        )
+
+    return _make

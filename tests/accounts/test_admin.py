@@ -1,13 +1,4 @@
-import pytest
-
 from aladdin.accounts.models import BannedPhone, StaffAction
-
-
-@pytest.fixture
-def staff_client(client, make_user):
-    staff = make_user(is_staff=True, is_superuser=True)
-    client.force_login(staff)
-    return client
 
 
 def test_staff_find_users_by_phone_as_students_type_it(staff_client, make_user):

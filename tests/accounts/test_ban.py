@@ -34,11 +34,6 @@ def logged_in_as(client: Client) -> int | None:
 
 
 @pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True)
-
-
-@pytest.fixture
 def miner(make_user):
     return make_user(username="miner")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from aladdin.accounts import services
@@ -13,11 +12,6 @@ PASSWORD = "S3cure-pass-word"
 
 def live_refresh_tokens(user):
     return get_refresh_token_model().objects.filter(user=user, revoked__isnull=True)
-
-
-@pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True)
 
 
 def test_account_page_lists_the_connected_ide(client, user):

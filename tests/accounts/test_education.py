@@ -22,12 +22,6 @@ REQUEST = "/account/education/"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def student(make_user):
-    # English pages, so that messages can be asserted whatever is translated.
-    return make_user(language="en")
-
-
 def browser(user) -> Client:
     client = Client()
     client.force_login(user)

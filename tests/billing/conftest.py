@@ -1,27 +1,18 @@
+"""Billing's tests share tests/conftest.py's fixtures (``plans``, ``user``, ``staff``...)."""
+
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 import pytest
+import time_machine
 
-from billing.models import Plan
+from tests.factories import SH, sh  # noqa: F401 - imported from here by billing's tests
 
-SH = ZoneInfo("Asia/Shanghai")
-
-
-def sh(*args) -> datetime:
-    """An aware Asia/Shanghai datetime: sh(2026, 4, 1, 10)."""
-    return datetime(*args, tzinfo=SH)
+# The moment the page, API and payment tests live in (a Sunday in May, noon in Shanghai).
+NOW = sh(2026, 5, 10, 12)
 
 
 @pytest.fixture
-def plans(db) -> dict[str, Plan]:
-    # Migration 0002 seeds the plans; a transaction=True test's flush empties
-    # the table for the tests after it, so seed again (idempotent).
-    from importlib import import_module
-
-    from django.apps import apps
-
-    import_module("billing.migrations.0002_seed_plans").seed_plans(apps, None)
-    return {p.code: p for p in Plan.objects.all()}
+def frozen_now():
+    """Time stands still at ``NOW`` for the test (``pytest.mark.usefixtures("frozen_now")``)."""
+    with time_machine.travel(NOW, tick=False):
+        yield NOW

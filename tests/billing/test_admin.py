@@ -1,17 +1,7 @@
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from billing.choices import GrantClass, LedgerKind
-from billing.models import Grant, LedgerEntry, Plan
-
-
-@pytest.fixture
-def staff_client(client, make_user):
-    staff = make_user(is_staff=True, is_superuser=True)
-    client.force_login(staff)
-    return client
+from billing.models import LedgerEntry, Plan
+from tests.factories import VoucherFactory
 
 
 @pytest.mark.parametrize("model", ["plan", "account", "subscription", "grant", "ledgerentry"])
@@ -25,21 +15,8 @@ def test_staff_edit_plan_prices(staff_client):
 
 
 def test_ledger_entries_cannot_be_added_changed_or_deleted_in_the_admin(staff_client, user):
-    grant = Grant.objects.create(
-        user=user,
-        grant_class=GrantClass.EXTENSION,
-        granted_micro=10,
-        remaining_micro=10,
-        active_until=timezone.now() + timedelta(days=30),
-    )
-    entry = LedgerEntry.objects.create(
-        user=user,
-        grant=grant,
-        delta_micro=10,
-        kind=LedgerKind.GRANT,
-        reason="test",
-        idempotency_key="admin-test",
-    )
+    grant = VoucherFactory(user=user, amount_micro=10, key="admin-test")
+    entry = LedgerEntry.objects.get(grant=grant)
     assert staff_client.get("/admin/billing/ledgerentry/add/").status_code == 403
     assert staff_client.post(f"/admin/billing/ledgerentry/{entry.pk}/delete/").status_code == 403
     response = staff_client.post(

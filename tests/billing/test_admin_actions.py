@@ -11,21 +11,11 @@ from aladdin.accounts.models import StaffAction
 from billing import services
 from billing.choices import LedgerKind
 from billing.models import Account, ArrearsReview, LedgerEntry
+from tests.factories import AccountFactory
 
 from .conftest import sh
 
 DCU = 1_000_000
-
-
-@pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True, is_superuser=True, language="en")
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
 
 
 def in_arrears(user, amount_micro: int, key: str = "fee"):
@@ -132,7 +122,7 @@ def voucher_action(client, accounts, **extra):
 
 
 def test_grant_voucher_first_asks_amount_and_reason(staff_client, user):
-    account = Account.objects.create(user=user)
+    account = AccountFactory(user=user)
 
     response = voucher_action(staff_client, [account])
 
@@ -147,7 +137,7 @@ def test_grant_voucher_gives_each_selected_user_compute_and_records_who(
     staff_client, staff, make_user
 ):
     alice, bob = make_user(), make_user()
-    accounts = [Account.objects.create(user=alice), Account.objects.create(user=bob)]
+    accounts = [AccountFactory(user=alice), AccountFactory(user=bob)]
     key = voucher_action(staff_client, accounts).context["form"].initial["voucher_key"]
 
     response = voucher_action(
@@ -173,7 +163,7 @@ def test_grant_voucher_gives_each_selected_user_compute_and_records_who(
 
 
 def test_submitting_the_same_voucher_page_twice_grants_once(staff_client, user):
-    account = Account.objects.create(user=user)
+    account = AccountFactory(user=user)
     key = voucher_action(staff_client, [account]).context["form"].initial["voucher_key"]
     data = {
         "confirm_voucher": "1",
@@ -211,7 +201,7 @@ def test_a_voucher_pays_arrears_first(staff_client, make_user):
     [("0", "why"), ("-1", "why"), ("0.0000001", "why"), ("abc", "why"), ("5", "  ")],
 )
 def test_a_voucher_needs_a_positive_amount_and_a_reason(staff_client, user, amount, reason):
-    account = Account.objects.create(user=user)
+    account = AccountFactory(user=user)
     key = voucher_action(staff_client, [account]).context["form"].initial["voucher_key"]
 
     response = voucher_action(

@@ -5,22 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from billing import services
 from billing.choices import LedgerKind
 from billing.models import LedgerEntry
 
-from .conftest import sh
+from .conftest import NOW, sh
 
 DCU = 1_000_000
-NOW = sh(2026, 5, 10, 12)
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_now")
 
 
 @pytest.fixture

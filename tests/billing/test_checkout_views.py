@@ -8,23 +8,16 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import time_machine
 from django.core.files.base import ContentFile
 from django.test import override_settings
 
 from billing import alipay, payments
 from billing.models import Invoice, Order, PaymentNotification
 
-from .conftest import sh
+from .conftest import NOW
 
-NOW = sh(2026, 5, 10, 12)
+pytestmark = pytest.mark.usefixtures("frozen_now")
 PDF = b"%PDF-1.4\n% an issued invoice\n"
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture
@@ -54,17 +47,6 @@ def production(tmp_path):
     ):
         yield
     alipay._load_keys.cache_clear()
-
-
-@pytest.fixture
-def student(make_user):
-    return make_user(language="en")
-
-
-@pytest.fixture
-def student_client(client, student):
-    client.force_login(student)
-    return client
 
 
 def text(response) -> str:

@@ -5,21 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.test import override_settings
 
 from billing import alipay, payments
 from billing.models import Order
 
-from .conftest import sh
+from .conftest import NOW
 
-NOW = sh(2026, 5, 10, 12)
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_now")
 
 
 @pytest.fixture(autouse=True)

@@ -18,14 +18,8 @@ from billing.models import Invoice, Order, PaymentNotification, Refund
 from .conftest import sh
 
 DCU = 1_000_000
-NOW = sh(2026, 5, 10, 12)
+pytestmark = pytest.mark.usefixtures("frozen_now")
 PDF = b"%PDF-1.4\n% issued\n"
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture(autouse=True)
@@ -36,17 +30,6 @@ def _sandbox():
     with override_settings(ALIPAY_SANDBOX=True, DEBUG=True, ALIPAY_APP_ID=""):
         yield
     alipay._load_keys.cache_clear()
-
-
-@pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True, is_superuser=True, language="en")
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
 
 
 def paid_order(user, plan) -> Order:

@@ -29,11 +29,6 @@ gateway = alipay_gateway.gateway
 DCU = 1_000_000
 
 
-@pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True)
-
-
 def bought(user, plan, gateway, *, at=None) -> Order:
     """An order paid at Alipay and fulfilled here."""
     order = payments.order_create(user=user, plan=plan, at=at)

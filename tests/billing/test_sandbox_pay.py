@@ -10,21 +10,12 @@ the real HTTP path is covered by tests/e2e/test_purchase.py.
 from __future__ import annotations
 
 import pytest
-import time_machine
 from django.test import Client, override_settings
 
 from billing import alipay, payments, sandbox
 from billing.models import Order, PaymentNotification
 
-from .conftest import sh
-
-NOW = sh(2026, 5, 10, 12)
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("frozen_now")
 
 
 @pytest.fixture
@@ -47,17 +38,6 @@ def notify_through_test_client(monkeypatch):
 
     monkeypatch.setattr(sandbox, "post_notification", post)
     return posted
-
-
-@pytest.fixture
-def student(make_user):
-    return make_user(language="en")
-
-
-@pytest.fixture
-def student_client(client, student):
-    client.force_login(student)
-    return client
 
 
 def text(response) -> str:

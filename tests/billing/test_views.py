@@ -8,34 +8,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import time_machine
 from django.conf import settings
 
 from billing import services
 from billing.choices import LedgerKind
-from billing.models import Account, LedgerEntry
+from billing.models import LedgerEntry
+from tests.factories import AccountFactory
 
-from .conftest import sh
+from .conftest import NOW, sh
 
 DCU = 1_000_000
-NOW = sh(2026, 5, 10, 12)
-
-
-@pytest.fixture(autouse=True)
-def _frozen_now():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def student(make_user):
-    return make_user(language="en")
-
-
-@pytest.fixture
-def student_client(client, student):
-    client.force_login(student)
-    return client
+pytestmark = pytest.mark.usefixtures("frozen_now")
 
 
 def card(html: str, code: str) -> str:
@@ -185,7 +168,7 @@ def test_the_widget_explains_arrears(student_client, student):
 
 
 def test_the_widget_has_no_arrears_block_without_debt(student_client, student):
-    Account.objects.create(user=student)
+    AccountFactory(user=student)
     assert 'data-testid="balance-arrears"' not in student_client.get("/overview/").content.decode()
 
 

@@ -50,8 +50,7 @@ from schemathesis.specs.openapi.checks import (
 
 from billing import alipay, payments
 from tests.accounts.test_ide_oauth import ensure_ide_client
-from tests.gpu_jobs.conftest import cards, make_job, plans, subscribe  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog, driver, make_workshop  # noqa: F401 - fixtures
+from tests.conftest import examples
 
 CHECKS = [
     not_a_server_error,
@@ -62,9 +61,9 @@ CHECKS = [
 ]
 
 # Per operation and kind of request (valid or invalid, on own rows or any):
-# about a thousand requests in all, some 20 s on 2 cores. Raise it locally to
-# search harder (FUZZ_EXAMPLES=200).
-MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+# about a thousand requests in all, some 20 s on 2 cores; five times that under
+# the nightly Hypothesis profile. Raise it locally to search harder (FUZZ_EXAMPLES=200).
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or examples(10))
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
 # Which of the user's objects an {id} in each path names.
@@ -83,7 +82,7 @@ CATALOG_FIELDS = {"/api/v1/workshops": ("image", "preset"), "/api/v1/workshops/{
 
 
 @pytest.fixture
-def fuzz_account(user, plans, subscribe, cards, catalog, driver, make_job, make_workshop):  # noqa: F811
+def fuzz_account(user, plans, subscribe, cards, catalog, driver, make_job, make_workshop):
     """A user on the basic plan with an IDE token and objects of each kind, in several states.
 
     Returns the token and, per kind, the ids that requests are aimed at.

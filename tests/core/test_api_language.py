@@ -4,7 +4,6 @@ zh-hans is the portal's default; the IDE plugin sends its own UI language.
 An error message that is a plain string stays English whatever was asked.
 """
 
-# ruff: noqa: F811 - tests take the fixture imported below as an argument
 from __future__ import annotations
 
 import importlib
@@ -16,7 +15,6 @@ from rest_framework import exceptions
 
 from billing import alipay
 from tests.accounts.test_ide_oauth import ide_login
-from tests.gpu_jobs.conftest import plans  # noqa: F401 - a fixture
 
 API_MODULES = [
     "aladdin.accounts.api",

@@ -15,15 +15,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import services as billing_services
-from billing.models import Plan
-from gpu_jobs.choices import JobState
-from gpu_jobs.models import GpuType, Job, JobConfiguration, JobWorker
-from tests.gpu_jobs.conftest import cards, plans, subscribe  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog  # noqa: F401 - a fixture
-from workshops.models import Image, ResourcePreset, Workshop, WorkshopEnvVar
+from tests import factories
+from workshops.models import Workshop, WorkshopEnvVar
 
-DCU = 1_000_000
 _n = itertools.count()
 
 # GET endpoints without an id that answer one object, not a list.
@@ -31,33 +25,23 @@ SINGLE_OBJECTS = {"/api/v1/me", "/api/v1/billing/balance", "/api/v1/storage"}
 
 
 def _ledger(user, ctx):
-    i = next(_n)
-    billing_services.voucher_grant(user=user, amount_micro=DCU, reason="test", key=f"list-{i}")
+    factories.VoucherFactory(user=user, dcu=1, reason="test")
 
 
 def _plans(user, ctx):
-    i = next(_n)
-    Plan.objects.create(code=f"extra-{i}", name=f"Extra {i}", tier=2, dcu_micro=DCU, price_fen=1)
+    factories.PlanFactory()
 
 
 def _images(user, ctx):
-    Image.objects.create(name=f"extra-{next(_n)}", tag="1")
+    factories.ImageFactory()
 
 
 def _presets(user, ctx):
-    ResourcePreset.objects.create(name=f"extra-{next(_n)}", cpu_millicores=1000, memory_mib=1024)
+    factories.ResourcePresetFactory()
 
 
 def _gpu_types(user, ctx):
-    GpuType.objects.create(
-        code=f"x{next(_n)}",
-        name="X",
-        memory_gb=1,
-        price_micro_per_hour=1,
-        parallelism_weight=1,
-        cpu_millicores=1000,
-        memory_mib=1024,
-    )
+    factories.GpuTypeFactory()
 
 
 def _workshops(user, ctx):
@@ -73,21 +57,11 @@ def _workshops(user, ctx):
 
 
 def _jobs(user, ctx):
-    started = timezone.now()
-    job = Job.objects.create(
-        user=user,
-        entry="train.py",
-        gpu_type=ctx["cards"]["80g"],
-        state=JobState.RUNNING,
-        started_at=started,
-    )
-    JobWorker.objects.create(job=job, index=0, started_at=started)
+    factories.JobFactory(user=user, gpu_type=ctx["cards"]["80g"], started_at=timezone.now())
 
 
 def _configurations(user, ctx):
-    JobConfiguration.objects.create(
-        user=user, name=f"conf-{next(_n)}", gpu_type=ctx["cards"]["80g"]
-    )
+    factories.JobConfigurationFactory(user=user, gpu_type=ctx["cards"]["80g"])
 
 
 # Each list endpoint with a way to add one row that ``user`` sees in it.
@@ -104,7 +78,7 @@ LISTS = {
 
 
 @pytest.fixture
-def ctx(user, plans, cards, catalog, subscribe):  # noqa: F811 - fixtures
+def ctx(user, plans, cards, catalog, subscribe):
     # The highest plan: every other plan's offer is "queued" after it, the
     # branch that reads the user's periods.
     subscribe(user, "advanced", timezone.now())

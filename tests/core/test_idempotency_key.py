@@ -9,7 +9,6 @@ here runs this module again in a subprocess with ALADDIN_TEST_DB set; there
 the concurrent tests run and the subprocess test skips itself.
 """
 
-# ruff: noqa: F811 - tests take the fixtures imported below as arguments
 from __future__ import annotations
 
 import os
@@ -29,8 +28,6 @@ from django.utils import timezone
 from billing import alipay
 from billing.models import Order
 from gpu_jobs.models import Job
-from tests.gpu_jobs.conftest import cards, plans, subscribe  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog, driver  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 FILE_DATABASE = bool(settings.DATABASES["default"].get("TEST", {}).get("NAME"))

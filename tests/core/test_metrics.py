@@ -27,19 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from aladdin.ops import services as ops_services
 from aladdin.ops.models import TaskHeartbeat
 from tests.core.test_settings import _load_settings
-from tests.gpu_jobs import conftest as job_fixtures
-from tests.workshops import conftest as workshop_fixtures
 
 pytestmark = pytest.mark.django_db
-
-# Fixtures shared with tests/gpu_jobs and tests/workshops (pytest finds them by name here).
-cards = job_fixtures.cards
-make_job = job_fixtures.make_job
-plans = job_fixtures.plans
-subscribe = job_fixtures.subscribe
-catalog = workshop_fixtures.catalog
-driver = workshop_fixtures.driver
-make_workshop = workshop_fixtures.make_workshop
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -308,17 +297,16 @@ def test_an_unreachable_agent_shows_the_driver_down(client, monkeypatch):
     assert "aladdin_cluster_gpu_cards" not in families
 
 
-def test_a_hanging_driver_counts_as_down_after_the_timeout(client, monkeypatch):
+def test_a_hanging_driver_counts_as_down_after_the_timeout(client, monkeypatch, driver):
     from aladdin.ops import metrics
 
     release = threading.Event()
 
-    class Hanging:
-        def health(self):
-            release.wait(30)
-            return {"ok": True}
+    def hanging_health():
+        release.wait(30)
+        return {"ok": True}
 
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: Hanging())
+    monkeypatch.setattr(driver, "health", hanging_health)
     monkeypatch.setattr(metrics, "DRIVER_TIMEOUT_SECONDS", 0.3)
     try:
         started = time.monotonic()

@@ -21,8 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from aladdin.routing import websocket_urlpatterns
-from tests.gpu_jobs.conftest import cards, make_job, plans  # noqa: F401 - fixtures
-from tests.workshops.conftest import catalog, driver, make_workshop  # noqa: F401 - fixtures
+from tests.factories import JobConfigurationFactory
 
 # route (as written in the URL configuration) -> the kind of object it names
 OWNED = {
@@ -91,12 +90,11 @@ def test_every_route_with_an_id_declares_whose_object_it_names():
 
 
 @pytest.fixture
-def owned_by_b(db, other_user, make_job, make_workshop, plans):  # noqa: F811
+def owned_by_b(db, other_user, make_job, make_workshop, plans):
     """One object of each kind, all of user B, and how each route's parameters name it."""
     from oauth2_provider.models import get_application_model, get_refresh_token_model
 
     from billing import payments
-    from gpu_jobs.models import JobConfiguration
 
     app = get_application_model().objects.create(
         name="IDE", client_type="public", authorization_grant_type="authorization-code"
@@ -109,7 +107,7 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):  # noqa: F811
         "ide": refresh,
         "order": order,
         "workshop": make_workshop(other_user),
-        "configuration": JobConfiguration.objects.create(user=other_user, name="b's"),
+        "configuration": JobConfigurationFactory(user=other_user, name="b's"),
         "job": make_job(other_user, started_at=timezone.now() - timedelta(minutes=1)),
     }
     return objects

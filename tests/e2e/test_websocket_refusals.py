@@ -25,7 +25,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
-from tests.gpu_jobs.conftest import cards, make_job  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
 
@@ -173,7 +172,7 @@ def message_of(page, selector: str) -> tuple[str, str, str]:
     ("code", "key"),
     [(4401, "signedOut"), (4403, "forbidden"), (4404, "missing"), (4409, "notRunning")],
 )
-def test_the_log_viewer_says_why_and_stops_on_a_refusal(in_browser, user, make_job, code, key):  # noqa: F811
+def test_the_log_viewer_says_why_and_stops_on_a_refusal(in_browser, user, make_job, code, key):
     job = make_job(user)
     path = f"/jobs/{job.pk}/"
     html = rendered(user, path)
@@ -196,7 +195,7 @@ def test_the_log_viewer_says_why_and_stops_on_a_refusal(in_browser, user, make_j
     assert state == key and message and shown == message
 
 
-def test_the_log_viewer_reconnects_from_its_offset_after_a_drop(in_browser, user, make_job):  # noqa: F811
+def test_the_log_viewer_reconnects_from_its_offset_after_a_drop(in_browser, user, make_job):
     job = make_job(user)
     path = f"/jobs/{job.pk}/"
     html = rendered(user, path)
@@ -234,7 +233,7 @@ def test_the_log_viewer_reconnects_from_its_offset_after_a_drop(in_browser, user
 def test_the_terminal_says_why_and_stops_on_a_refusal_or_an_ended_shell(
     in_browser,
     user,
-    make_job,  # noqa: F811
+    make_job,
     code,
     key,
 ):
@@ -259,7 +258,7 @@ def test_the_terminal_says_why_and_stops_on_a_refusal_or_an_ended_shell(
     assert state == key and message and shown == message
 
 
-def test_the_terminal_reconnects_after_a_drop(in_browser, user, make_job):  # noqa: F811
+def test_the_terminal_reconnects_after_a_drop(in_browser, user, make_job):
     job = make_job(user)
     path = f"/jobs/{job.pk}/terminal/"
     html = rendered(user, path)

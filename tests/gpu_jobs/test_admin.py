@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from django.urls import reverse
 
 from gpu_jobs.choices import JobState
-from gpu_jobs.models import JobConfiguration
+from tests.factories import JobConfigurationFactory
 
 SECRET = "admin-must-not-see-this"
-
-
-@pytest.fixture
-def staff(make_user):
-    return make_user(is_staff=True, is_superuser=True)
 
 
 def test_changelists_load_and_search_jobs_by_phone(client, staff, user, other_user, make_job):
@@ -42,9 +36,9 @@ def test_change_pages_never_show_env_values(client, staff, user, cards, make_job
     job = make_job(user)
     job.set_env({"TOKEN": SECRET})
     job.save()
-    config = JobConfiguration.objects.create(user=user, name="exp", gpu_type=cards["80g"])
-    config.set_env({"TOKEN": SECRET})
-    config.save()
+    config = JobConfigurationFactory(
+        user=user, name="exp", gpu_type=cards["80g"], env={"TOKEN": SECRET}
+    )
     client.force_login(staff)
 
     for url in [

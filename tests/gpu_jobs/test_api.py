@@ -14,6 +14,7 @@ from gpu_jobs.admission import minute_price_micro
 from gpu_jobs.choices import JobKind, JobState
 from gpu_jobs.models import Job, JobConfiguration
 from storage.models import StorageAllowance
+from tests.factories import JobConfigurationFactory
 
 GIB = 2**30
 SECRET = "sk-very-secret-value"
@@ -409,7 +410,7 @@ def test_a_deleted_job_is_404(client, user, make_job, driver, method, suffix):
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
 def test_another_users_configuration_is_404(client, user, other_user, cards, method):
-    config = JobConfiguration.objects.create(user=other_user, name="theirs", entry="/root/a.py")
+    config = JobConfigurationFactory(user=other_user, name="theirs", entry="/root/a.py")
     client.force_login(user)
 
     response = getattr(client, method)(

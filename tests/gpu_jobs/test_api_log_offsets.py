@@ -14,17 +14,11 @@ from __future__ import annotations
 import pytest
 
 from gpu_jobs.choices import JobState
-from tests.cluster.conftest import agent, spec, start_agent  # noqa: F401
+from tests.cluster.conftest import spec
 from tests.gpu_jobs.test_logs import ORIGIN, collect, cookie
 from tests.wsclient import refusal_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def portal_driver(agent, monkeypatch):  # noqa: F811 - the imported fixture
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
-    return agent.driver
 
 
 @pytest.fixture

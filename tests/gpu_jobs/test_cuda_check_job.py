@@ -30,7 +30,7 @@ CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
 
 
 @pytest.fixture
-def torch_agent(start_agent, monkeypatch):  # noqa: F811 - the imported fixture
+def torch_agent(start_agent, use_driver):  # noqa: F811 - the imported fixture
     venv = settings.PAYLOAD_VENV
     if not (venv / "bin" / "python").exists():
         message = f"no job-payload venv at {venv}: run `make payload-venv`"
@@ -40,16 +40,13 @@ def torch_agent(start_agent, monkeypatch):  # noqa: F811 - the imported fixture
     agent = start_agent(ALADDIN_PAYLOAD_VENV=str(venv), ALADDIN_LOCAL_IMAGE_MAP="")
     if not agent.health["sandbox"]:
         pytest.skip(f"cannot sandbox here: {agent.health['sandbox_reason']}")
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
+    use_driver(agent.driver)
     return agent
 
 
 def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket(
-    torch_agent, client, user, cards, subscribe
+    torch_agent, client, user, cards, catalog, subscribe
 ):
-    from workshops import catalog
-
-    catalog.load()
     subscribe(user, "basic", timezone.now())
     # given: the script in the user's storage, as the IDE uploads it
     torch_agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)

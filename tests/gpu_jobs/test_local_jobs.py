@@ -15,25 +15,18 @@ from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.models import Job
 
-# The real agent's fixtures.
-from tests.cluster.conftest import agent, start_agent  # noqa: F401
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def local(agent, monkeypatch):  # noqa: F811 - the imported fixture
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
+def local(agent, portal_driver):
     return agent
 
 
 @pytest.fixture
-def ready_user(user, cards, subscribe, plans):
+def ready_user(user, cards, catalog, subscribe):
     from django.utils import timezone
 
-    from workshops import catalog
-
-    catalog.load()
     subscribe(user, "advanced", timezone.now())
     return user
 

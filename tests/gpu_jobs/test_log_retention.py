@@ -15,7 +15,7 @@ from django.test import override_settings
 from aladdin.cluster.base import DriverError
 from gpu_jobs import logs, services, tasks
 from gpu_jobs.choices import JobKind, JobState
-from tests.cluster.conftest import agent, spec, start_agent  # noqa: F401
+from tests.cluster.conftest import spec
 
 from .conftest import sh
 
@@ -38,11 +38,11 @@ def host_output(driver, job) -> bytes:
 def test_the_agent_keeps_the_output_for_the_retention_then_removes_it(
     user,
     make_job,
-    agent,  # noqa: F811 - the imported fixture
-    monkeypatch,
+    agent,
+    use_driver,
 ):
     # given a Run Shell whose output the local agent kept on the host
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
+    use_driver(agent.driver)
     job = ended_job(make_job, user)
     agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     agent.driver.start_workload(

@@ -21,18 +21,12 @@ from aladdin.asgi import application
 from aladdin.cluster.base import DriverError, Phase
 from gpu_jobs import logs
 from gpu_jobs.choices import JobState
-from tests.cluster.conftest import agent, spec, start_agent  # noqa: F401
+from tests.cluster.conftest import spec
 from tests.wsclient import refusal_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://localhost")
-
-
-@pytest.fixture
-def portal_driver(agent, monkeypatch):  # noqa: F811 - the imported fixture
-    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: agent.driver)
-    return agent.driver
 
 
 def cookie(client, user):
@@ -196,7 +190,7 @@ def test_a_job_not_started_yet_is_waited_for(client, user, make_job, portal_driv
     assert code == 1000
 
 
-def test_a_disconnect_stops_the_stream(client, user, make_job, portal_driver, agent):  # noqa: F811
+def test_a_disconnect_stops_the_stream(client, user, make_job, portal_driver, agent):
     job = make_job(user)
     run_workload(portal_driver, job, "echo hello; sleep 60")
     headers = [cookie(client, user), ORIGIN]

@@ -14,6 +14,7 @@ from billing import services as billing_services
 from billing.models import LedgerEntry
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import meter_due, meter_job, owed
+from tests.conftest import examples
 
 from .conftest import sh
 
@@ -205,7 +206,7 @@ def test_a_replayed_end_charge_bills_nothing_twice(user, subscribe, make_job):
 
 
 @hypothesis.settings(
-    max_examples=25,
+    max_examples=examples(25),
     derandomize=True,
     deadline=None,
     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from gpu_jobs.choices import JobKind, JobState
 from gpu_jobs.models import Job, JobConfiguration
+from tests.factories import JobConfigurationFactory
 
 SECRET = "s3cret-token-value"
 
@@ -245,11 +246,9 @@ def test_stop_needs_post(client, user, make_job):
 
 
 def test_the_configurations_page_lists_and_deletes(client, user, cards):
-    config = JobConfiguration.objects.create(
-        user=user, name="exp1", entry="/root/a.py", gpu_type=cards["80g"]
+    config = JobConfigurationFactory(
+        user=user, name="exp1", entry="/root/a.py", gpu_type=cards["80g"], env={"TOKEN": SECRET}
     )
-    config.set_env({"TOKEN": SECRET})
-    config.save()
     client.force_login(user)
 
     page = client.get(reverse("gpu_jobs:configurations")).content.decode()
@@ -278,7 +277,7 @@ def test_another_users_job_page_is_404(client, user, other_user, make_job, name,
 
 
 def test_another_users_configuration_is_404(client, user, other_user, cards, catalog):
-    config = JobConfiguration.objects.create(user=other_user, name="theirs", entry="/root/a.py")
+    config = JobConfigurationFactory(user=other_user, name="theirs", entry="/root/a.py")
     client.force_login(user)
     launch = reverse("gpu_jobs:launch")
     assert client.get(launch, {"configuration": config.pk}).status_code == 404

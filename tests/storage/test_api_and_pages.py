@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from aladdin.accounts.services import notification_create
-from billing.services import subscription_create
 from storage import services
+from tests.factories import SubscriptionFactory
 
 from .conftest import GIB
 
@@ -12,7 +12,7 @@ from .conftest import GIB
 @pytest.fixture
 def trial_user(make_user, plans, driver):
     user = make_user()
-    subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     services.volume_register(user_id=user.pk)
     driver.usage[user.pk] = 40 * GIB
     services.usage_sample(driver=driver)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from billing.services import subscription_create
 from storage import selectors, services
 from storage.services import StorageError
+from tests.factories import SubscriptionFactory
 
 from .conftest import GIB, sh
 
@@ -12,7 +12,7 @@ from .conftest import GIB, sh
 @pytest.fixture
 def trial_user(make_user, plans):
     user = make_user()
-    subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     return user
 
 

@@ -5,16 +5,16 @@ from datetime import date
 import time_machine
 
 from billing.models import LedgerEntry
-from billing.services import subscription_create
 from storage import services
 from storage.models import DailyPeak, StorageCharge
+from tests.factories import SubscriptionFactory
 
 from .conftest import GIB, sh
 
 
 def _trial_user(make_user, plans, at):
     user = make_user()
-    subscription_create(user=user, plan=plans["trial"], at=at)
+    SubscriptionFactory(user=user, plan_code="trial", at=at)
     services.volume_register(user_id=user.pk)
     return user
 

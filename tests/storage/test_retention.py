@@ -4,9 +4,9 @@ import pytest
 import time_machine
 
 from aladdin.accounts.models import Notification, SmsMessage
-from billing.services import subscription_create
 from storage import services
 from storage.models import Reclamation, RetentionWarning
+from tests.factories import SubscriptionFactory
 
 from .conftest import GIB, sh
 
@@ -19,7 +19,7 @@ RECLAIM_AT = sh(2026, 5, 16, 9)
 @pytest.fixture
 def lapsed(make_user, plans, driver):
     user = make_user(date_joined=sh(2026, 3, 1))
-    subscription_create(user=user, plan=plans["trial"], at=sh(2026, 4, 1, 9))
+    SubscriptionFactory(user=user, plan_code="trial", at=sh(2026, 4, 1, 9))
     services.volume_register(user_id=user.pk)
     driver.usage[user.pk] = 12 * GIB
     return user
@@ -84,7 +84,7 @@ def test_a_staff_hold_prevents_reclamation(lapsed, make_user, driver):
 
 def test_an_active_plan_keeps_the_storage(make_user, plans, driver):
     user = make_user(date_joined=sh(2026, 1, 1))
-    subscription_create(user=user, plan=plans["trial"], at=sh(2026, 4, 1, 9))
+    SubscriptionFactory(user=user, plan_code="trial", at=sh(2026, 4, 1, 9))
     services.volume_register(user_id=user.pk)
 
     assert _run(sh(2026, 4, 30)) == {"warned": 0, "reclaimed": 0}

@@ -4,7 +4,7 @@ import pytest
 
 from aladdin.cluster.base import QuotaExceeded, Resources
 from aladdin.workloads import quota
-from billing import services as billing_services
+from tests.factories import SubscriptionFactory
 from workshops import services
 
 
@@ -13,13 +13,13 @@ def test_free_tier_gets_the_base_quota(user, plans):
 
 
 def test_trial_quota_is_parallelism_times_ten_cpu_and_121_gib(user, plans):
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     assert quota.limit_for(user) == Resources(cpu_millicores=20_000, memory_mib=242 * 1024)
 
 
 def test_second_large_workshop_is_refused_with_the_manuals_message(user, plans, make_workshop):
     # given a Trial user (parallelism 2) with a running 16C/64G workshop
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     make_workshop(user, name="big", preset="16C/64G")
     # when they ask for another 16C one
     with pytest.raises(QuotaExceeded) as exc:
@@ -34,7 +34,7 @@ def test_second_large_workshop_is_refused_with_the_manuals_message(user, plans, 
 
 
 def test_stopped_workshops_do_not_count(user, plans, make_workshop):
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     ws = make_workshop(user, name="big", preset="16C/64G")
     services.workshop_stop(workshop=ws)
     services.workshop_stop_apply(workshop_id=ws.pk)

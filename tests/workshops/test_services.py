@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from aladdin.cluster.base import LABEL_KIND, LABEL_OWNER, LABEL_USER, DriverError
-from billing import services as billing_services
+from tests.factories import SubscriptionFactory
 from workshops import services
 from workshops.choices import WorkshopState
 from workshops.models import Workshop, WorkshopEnvVar, WorkshopEvent
@@ -31,7 +31,7 @@ def test_create_starts_the_workshop_after_commit(
 
 
 def test_stop_then_start_applies_edited_resources(user, plans, make_workshop, driver):
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     ws = make_workshop(user)
     services.workshop_update_resources(
         workshop=ws, preset=ws.preset.__class__.objects.get(name="8C/32G")
@@ -101,7 +101,7 @@ def test_names_must_be_dns_labels(user, catalog, driver, name):
 
 
 def test_names_are_unique_per_user_only(user, other_user, catalog, driver, plans):
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     services.workshop_create(
         user=user, name="dev-1", image=catalog["image"], preset=catalog["presets"]["2C/4G"]
     )

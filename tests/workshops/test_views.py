@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from billing import services as billing_services
+from tests.factories import SubscriptionFactory
 from workshops.choices import WorkshopState
 from workshops.models import Workshop, WorkshopEnvVar
 
@@ -96,7 +96,7 @@ def test_another_users_workshop_is_404(client, user, other_user, make_workshop, 
 
 
 def test_edit_resources_applies_on_restart(client, user, make_workshop, catalog, plans):
-    billing_services.subscription_create(user=user, plan=plans["trial"])
+    SubscriptionFactory(user=user, plan_code="trial")
     client.force_login(user)
     ws = make_workshop(user)
     client.post(

@@ -1,0 +1,219 @@
+"""A tests-only ClusterDriver keeping workloads in memory (the real backends test themselves).
+
+Tests get it from the ``driver`` fixture (tests/conftest.py), which makes it the
+portal's driver; ``use_driver`` installs any other driver (a real LocalDriver
+pointed at a private agent, one that hangs). ``FakeDriver.calls`` records every
+interface call in order, with its arguments.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from aladdin.cluster.base import (
+    LABEL_KIND,
+    LABEL_USER,
+    ClusterDriver,
+    DriverError,
+    Phase,
+    Resources,
+    Terminal,
+    WorkloadSpec,
+    WorkloadStatus,
+)
+
+
+class FakeTerminal(Terminal):
+    def __init__(self, rows: int, cols: int):
+        self.size = (rows, cols)
+        self.written: list[bytes] = []
+        self.output: queue.Queue[bytes] = queue.Queue()
+        self.closed = False
+
+    def read(self, timeout: float | None = None) -> bytes:
+        # Blocks until output or close(); close() wakes it with b"" (the contract).
+        data = self.output.get(timeout=timeout)
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.output.put(b"echo:" + data)
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        self.size = (rows, cols)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.output.put(b"")
+
+
+class FakeLogStream(Iterator[bytes]):
+    """``follow_logs`` of the fake: what ``logs[name]`` holds past the offset, polled.
+
+    Ends (with follow) once the workload is missing or has ended and all was
+    yielded; ``close()`` from another thread ends it too.
+    """
+
+    POLL_SECONDS = 0.01
+
+    def __init__(self, driver: FakeDriver, name: str, offset: int, follow: bool):
+        self.driver, self.name, self.offset, self.follow = driver, name, offset, follow
+        self.closed = threading.Event()
+
+    def __iter__(self) -> FakeLogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.closed.is_set():
+            status = self.driver.workloads.get(self.name)
+            ended = status is None or status.phase in (Phase.SUCCEEDED, Phase.FAILED)
+            data = self.driver.logs.get(self.name, b"")[self.offset :]
+            if data:
+                self.offset += len(data)
+                return data
+            if ended or not self.follow:
+                break
+            self.closed.wait(self.POLL_SECONDS)
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Call(NamedTuple):
+    """One call of the driver interface: the method's name and its arguments."""
+
+    method: str
+    kwargs: dict[str, Any]
+
+
+class FakeDriver(ClusterDriver):
+    """Workloads, user spaces and logs in memory; every interface call recorded in ``calls``.
+
+    Knobs a test may set: ``fail_next`` (raised by the next start),
+    ``start_phase`` (what a start reports), ``usage`` (a user's volume bytes).
+    """
+
+    name = "fake"
+
+    def __init__(self):
+        self.calls: list[Call] = []
+        self.workloads: dict[str, WorkloadStatus] = {}
+        self.specs: dict[str, WorkloadSpec] = {}
+        self.user_spaces: dict[int, tuple[int, Resources]] = {}
+        self.terminals: list[FakeTerminal] = []
+        self.start_calls = 0
+        self.fail_next: DriverError | None = None
+        self.start_phase = Phase.RUNNING
+        self.logs: dict[str, bytes] = {}  # each workload's output so far (write_log)
+        self.usage: dict[int, int] = {}  # bytes in each user's volume (storage_usage_bytes)
+        self.deleted: list[int] = []  # users whose space was deleted, in order
+
+    def _record(self, method: str, **kwargs: Any) -> None:
+        self.calls.append(Call(method, kwargs))
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        """The arguments of each call of ``method``, in order."""
+        return [call.kwargs for call in self.calls if call.method == method]
+
+    def health(self) -> dict:
+        self._record("health")
+        return {"ok": True}
+
+    def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
+        self._record("ensure_user_space", user_id=user_id, storage_gib=storage_gib, quota=quota)
+        self.user_spaces[user_id] = (storage_gib, quota)
+
+    def delete_user_space(self, *, user_id: int) -> None:
+        self._record("delete_user_space", user_id=user_id)
+        self.deleted.append(user_id)
+        self.usage.pop(user_id, None)
+        self.user_spaces.pop(user_id, None)
+
+    def storage_usage_bytes(self, *, user_id: int) -> int:
+        self._record("storage_usage_bytes", user_id=user_id)
+        return self.usage.get(user_id, 0)
+
+    def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
+        self._record("start_workload", spec=spec)
+        self.start_calls += 1
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        if spec.name in self.workloads:
+            return self.workloads[spec.name]
+        status = WorkloadStatus(
+            name=spec.name,
+            phase=self.start_phase,
+            user_id=spec.user_id,
+            kind=spec.kind,
+            labels=dict(spec.labels),
+        )
+        self.workloads[spec.name] = status
+        self.specs[spec.name] = spec
+        return status
+
+    def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
+        self._record("stop_workload", name=name, grace_seconds=grace_seconds)
+        self.workloads.pop(name, None)
+        return WorkloadStatus(name=name, phase=Phase.MISSING)
+
+    def workload_status(self, *, name: str) -> WorkloadStatus:
+        self._record("workload_status", name=name)
+        return self.workloads.get(name) or WorkloadStatus(name=name, phase=Phase.MISSING)
+
+    def forget_workload(self, *, name: str) -> None:
+        self._record("forget_workload", name=name)
+        self.workloads.pop(name, None)
+
+    def list_workloads(self) -> list[WorkloadStatus]:
+        self._record("list_workloads")
+        return list(self.workloads.values())
+
+    def follow_logs(self, *, name: str, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        self._record("follow_logs", name=name, offset=offset, follow=follow)
+        return FakeLogStream(self, name, offset, follow)
+
+    def delete_logs(self, *, name: str) -> None:
+        self._record("delete_logs", name=name)
+        status = self.workloads.get(name)
+        if status is not None and status.phase in (Phase.PENDING, Phase.RUNNING):
+            raise DriverError(f"{name} is still running; stop it first", permanent=True)
+        self.logs.pop(name, None)
+
+    def write_log(self, name: str, data: bytes) -> None:
+        """Test helper: the workload ``name`` printed ``data``."""
+        self.logs[name] = self.logs.get(name, b"") + data
+
+    def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
+        self._record("open_terminal", name=name, rows=rows, cols=cols)
+        if self.workloads.get(name, None) is None:
+            raise DriverError("no such workload")
+        terminal = FakeTerminal(rows, cols)
+        self.terminals.append(terminal)
+        return terminal
+
+    # helpers for tests
+    def set_phase(self, name: str, phase: str, reason: str = "") -> None:
+        old = self.workloads[name]
+        self.workloads[name] = WorkloadStatus(
+            name=name,
+            phase=phase,
+            user_id=old.user_id,
+            kind=old.kind,
+            reason=reason,
+            labels=old.labels,
+        )
+
+    def add_orphan(self, name: str, user_id: int) -> None:
+        self.workloads[name] = WorkloadStatus(
+            name=name,
+            phase=Phase.RUNNING,
+            user_id=user_id,
+            kind="workshop",
+            labels={LABEL_USER: str(user_id), LABEL_KIND: "workshop"},
+        )
