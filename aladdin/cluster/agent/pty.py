@@ -57,12 +57,17 @@ def open_shell(
     pass_fds: tuple[int, ...]
     if workload.sandbox_pid:
         pid = workload.sandbox_pid
-        # bwrap reports the child's pid before it has written the uid map;
-        # nsenter cannot switch to the uid until then.
+        # bwrap reports the child's pid before it has written the id maps,
+        # uid_map first and gid_map after it; nsenter cannot switch to the
+        # uid and gid until both are there ("setgid failed: Invalid argument"
+        # when a terminal opened between the two, seen under load).
         deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/uid_map").read_text().strip():
+                if all(
+                    Path(f"/proc/{pid}/{name}").read_text().strip()
+                    for name in ("uid_map", "gid_map")
+                ):
                     break
             time.sleep(0.05)
         # nsenter runs as root on the host: by absolute path, with HOST_ENV;
