@@ -46,6 +46,14 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
 
 
+def _sandbox_ready(pid: int) -> bool:
+    """The sandbox's init (bwrap's child) has forked the command and has its id maps."""
+    proc = Path(f"/proc/{pid}")
+    if not (proc / "task" / str(pid) / "children").read_text().strip():
+        return False
+    return all((proc / name).read_text().strip() for name in ("uid_map", "gid_map"))
+
+
 def open_shell(
     workload: Workload, *, uid: int, volume: Path, rows: int, cols: int
 ) -> tuple[int, subprocess.Popen]:
@@ -57,17 +65,17 @@ def open_shell(
     pass_fds: tuple[int, ...]
     if workload.sandbox_pid:
         pid = workload.sandbox_pid
-        # bwrap reports the child's pid before it has written the id maps,
-        # uid_map first and gid_map after it; nsenter cannot switch to the
-        # uid and gid until both are there ("setgid failed: Invalid argument"
-        # when a terminal opened between the two, seen under load).
+        # bwrap reports the child's pid before the sandbox is ready: it then
+        # writes the id maps and, for --disable-userns, moves the child into a
+        # nested user namespace with maps of its own. nsenter cannot switch to
+        # the uid and gid of a namespace whose maps are not written yet
+        # ("setgid failed: Invalid argument", seen under load), so wait until
+        # the child (the sandbox's init) has started the workload's command:
+        # by then all is set up.
         deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                if all(
-                    Path(f"/proc/{pid}/{name}").read_text().strip()
-                    for name in ("uid_map", "gid_map")
-                ):
+                if _sandbox_ready(pid):
                     break
             time.sleep(0.05)
         # nsenter runs as root on the host: by absolute path, with HOST_ENV;
