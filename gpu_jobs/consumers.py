@@ -207,7 +207,7 @@ class JobTerminalConsumer(TerminalConsumer):
     not running.
     """
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user, pk) -> tuple[str, None] | tuple[None, int]:
         job = await _job_for(user, pk)
         if job is None:
             return None, CLOSE_NOT_FOUND

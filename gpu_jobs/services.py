@@ -358,7 +358,8 @@ def workload_spec(job: Job) -> WorkloadSpec:
 
 
 def _notify_end(job: Job) -> None:
-    titles = {
+    # Keyed by str: job.state is the field's plain string (JobState members equal it).
+    titles: dict[str, str] = {
         JobState.SUCCEEDED: _("Job %(name)s (#%(id)s) finished"),
         JobState.FAILED: _("Job %(name)s (#%(id)s) failed"),
         JobState.STOPPED: _("Job %(name)s (#%(id)s) was stopped"),

@@ -95,8 +95,11 @@ def plan_at(user_ids: list[int], at: datetime) -> dict[int, int]:
             ends_at__gt=at,
         ).values_list("user_id", "plan__tier", "plan__free_storage_gib")
         for user_id, tier, gib in rows:
-            if user_id not in best or tier > best[user_id]:
-                best[user_id] = tier
+            # Plan.tier is empty only for extension packs, which never make a
+            # Subscription (subscription_create refuses them): `or 0` types it.
+            rank = tier or 0
+            if user_id not in best or rank > best[user_id]:
+                best[user_id] = rank
                 result[user_id] = gib
     return result
 

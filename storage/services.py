@@ -80,9 +80,10 @@ def usage_sample(*, as_of: datetime | None = None, driver: ClusterDriver | None 
         ids = list(measured)
         existing: dict[int, DailyPeak] = {}
         for chunk in _chunks(ids):
-            for peak in DailyPeak.objects.select_for_update().filter(user_id__in=chunk, day=day):
-                existing[peak.user_id] = peak
-        new, raised = [], []
+            for locked in DailyPeak.objects.select_for_update().filter(user_id__in=chunk, day=day):
+                existing[locked.user_id] = locked
+        new: list[DailyPeak] = []
+        raised: list[DailyPeak] = []
         for user_id, n_bytes in measured.items():
             peak = existing.get(user_id)
             if peak is None:
@@ -362,7 +363,8 @@ def retention_run(*, as_of: datetime | None = None, driver: ClusterDriver | None
     rows = StorageAllowance.objects.filter(has_volume=True, hold=False).select_related("user")
     for row in rows:
         state = selectors.retention_for(row.user, at)
-        if state.has_plan or state.reclaim_at is None:
+        # reclaim_at and warn_at are None together (a plan holds the volume).
+        if state.has_plan or state.reclaim_at is None or state.warn_at is None:
             continue
         if at >= state.reclaim_at:
             if _reclaim(

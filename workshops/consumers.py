@@ -24,7 +24,7 @@ def _workshop_for(user, pk) -> Workshop | None:
 class WorkshopTerminalConsumer(TerminalConsumer):
     """A shell in the user's running workshop."""
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user, pk) -> tuple[str, None] | tuple[None, int]:
         workshop = await _workshop_for(user, pk)
         if workshop is None:
             return None, CLOSE_NOT_FOUND

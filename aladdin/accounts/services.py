@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -38,7 +38,7 @@ def user_record_activity(*, user: User, at: datetime | None = None) -> None:
     every API call into a write.
     """
     at = at or timezone.now()
-    threshold = at - timezone.timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
+    threshold = at - timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
     if user.last_activity_at is not None and user.last_activity_at >= threshold:
         return  # recent enough as loaded: no query at all on most API calls
     from django.db.models import Q

@@ -43,7 +43,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     terminal: Terminal | None = None
     reader: threading.Thread | None = None
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user, pk) -> tuple[str, None] | tuple[None, int]:
         """(the workload's name, None), or (None, the close code) when refused.
 
         Another user's workload is CLOSE_NOT_FOUND, one not running
@@ -57,10 +57,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if refused is not None:
             await refuse(self, refused)
             return
-        name, refused = await self.workload_for(user, self.scope["url_route"]["kwargs"]["pk"])
-        if name is None:
-            await refuse(self, refused)
+        found = await self.workload_for(user, self.scope["url_route"]["kwargs"]["pk"])
+        if found[0] is None:
+            await refuse(self, found[1])
             return
+        name = found[0]
         driver = cluster.get_driver()
         try:
             self.terminal = await asyncio.to_thread(driver.open_terminal, name=name)
