@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .choices import EducationStatus
-from .models import BannedPhone, StaffAction, User
+from .models import BannedPhone, Notification, StaffAction, User
 
 EDU_SIGNING_SALT = "aladdin.accounts.education"
 ACTIVITY_RESOLUTION_SECONDS = 300
@@ -201,10 +201,10 @@ def user_ban(*, user: User, actor: User | None, reason: str) -> User:
     return user
 
 
-def notification_create(*, user: User, kind: str, title: str, body: str = "", at=None):
+def notification_create(
+    *, user: User, kind: str, title: str, body: str = "", at: datetime | None = None
+) -> Notification:
     """Record an in-app notice for ``user``; shown on the overview page until read."""
-    from .models import Notification
-
     return Notification.objects.create(
         user=user, kind=kind, title=title, body=body, created_at=at or timezone.now()
     )
