@@ -76,14 +76,23 @@ run: venv system-run-deps payload-venv migrate ## Start the whole portal in the 
 	@# supervisord (scripts/supervise.py) restarts a crashed process alone; umask 077: var/ is private.
 	umask 077; DEBUG=$${DEBUG:-1} ALIPAY_SANDBOX=$${ALIPAY_SANDBOX-$$( [ -n "$$ALIPAY_APP_ID" ] || echo 1)} exec $(BIN)/python scripts/supervise.py $(PROCS) 2>&1
 
+# mypy with django-stubs over the typed packages (pyproject.toml [tool.mypy] lists
+# them). The plugin imports the settings, which need a SECRET_KEY outside DEBUG:
+# a placeholder is enough (nothing is signed) and keeps var/secret_key unwritten.
+# Cache in .mypy_cache/: about 20 s cold, 2 s warm.
+.PHONY: typecheck
+typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/workloads
+	DEBUG=1 SECRET_KEY=typecheck-placeholder $(BIN)/mypy
+
 # Hypothesis profiles (tests/conftest.py): `ci` (100 examples) here and in CI,
 # `nightly` (500, and the tests marked `nightly`) in test-nightly.
+# typecheck is a prerequisite: it runs (and must pass) before pytest starts.
 .PHONY: test
-test: venv system-test-deps payload-venv ## Run the whole test suite (unit, PostgreSQL, browser)
+test: venv system-test-deps payload-venv typecheck ## Run mypy, then the whole test suite (unit, PostgreSQL, browser)
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 .PHONY: test-nightly
-test-nightly: venv system-test-deps payload-venv ## The whole suite with 500 Hypothesis examples and the nightly tier
+test-nightly: venv system-test-deps payload-venv typecheck ## The whole suite with 500 Hypothesis examples and the nightly tier
 	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest
 
 .PHONY: bench-load

@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -58,6 +59,9 @@ from . import logs, services
 from .api import LogOffsetSerializer
 from .choices import JobState
 from .models import Job
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
 
 CLOSE_NORMAL = 1000
 WAIT_SECONDS = 0.5
@@ -207,7 +211,7 @@ class JobTerminalConsumer(TerminalConsumer):
     not running.
     """
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user: User, pk: int) -> tuple[str, None] | tuple[None, int]:
         job = await _job_for(user, pk)
         if job is None:
             return None, CLOSE_NOT_FOUND

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -17,18 +18,22 @@ from . import metering
 from .choices import ACTIVE_STATES, JobKind
 from .models import GpuType, Job, JobConfiguration
 
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
+
 # Kinds that run in development mode (SPEC §7): their server may never exit
 # on its own, so they bill until deleted.
 DEV_KINDS = (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)
 
 
-def jobs_for(user) -> QuerySet[Job]:
+def jobs_for(user: User) -> QuerySet[Job]:
     """The user's jobs that were not deleted, newest first."""
     return Job.objects.filter(user=user, deleted_at__isnull=True).select_related("gpu_type")
 
 
 def job_list(
-    user, *, state: str | None = None, kind: str | None = None, active: bool | None = None
+    user: User, *, state: str | None = None, kind: str | None = None, active: bool | None = None
 ) -> QuerySet[Job]:
     # Each job's billing so far sums its workers (metering.owed): one query
     # for all of them rather than one per job.
@@ -44,7 +49,7 @@ def job_list(
     return rows
 
 
-def configurations_for(user) -> QuerySet[JobConfiguration]:
+def configurations_for(user: User) -> QuerySet[JobConfiguration]:
     return JobConfiguration.objects.filter(user=user).select_related("gpu_type")
 
 

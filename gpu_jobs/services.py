@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -34,6 +36,7 @@ from aladdin.cluster.base import (
     LABEL_KIND,
     LABEL_OWNER,
     LABEL_USER,
+    ClusterDriver,
     DriverError,
     NoCapacity,
     Phase,
@@ -60,6 +63,10 @@ from .validation import (
     clean_ports,
 )
 
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
+
 log = logging.getLogger(__name__)
 
 WORKLOAD_KIND = "job"
@@ -83,19 +90,19 @@ def _dispatch(task_name: str, job_id: int) -> None:
 @transaction.atomic
 def job_create(
     *,
-    user,
+    user: User,
     kind: str = JobKind.RUN,
     entry: str,
     gpu_type: GpuType,
     cards_per_worker: int = 1,
     workers: int = 1,
     python_module: bool = False,
-    args=None,
+    args: Sequence[str] | None = None,
     env: dict | None = None,
     workdir: str = "",
     image: str = "",
     interpreter: str = "",
-    ports=None,
+    ports: Iterable[int] | None = None,
     idempotency_key: str = "",
     at: datetime | None = None,
 ) -> Job:
@@ -168,7 +175,7 @@ def _clean_key(key: str) -> str:
 
 
 @transaction.atomic
-def job_create_once(*, user, idempotency_key: str, **launch) -> tuple[Job, bool]:
+def job_create_once(*, user: User, idempotency_key: str, **launch: Any) -> tuple[Job, bool]:
     """:func:`job_create` for a retryable request: (the job, whether this call made it).
 
     The key is looked up under the user's account lock, in the transaction
@@ -259,12 +266,12 @@ def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
 @transaction.atomic
 def configuration_save(
     *,
-    user,
+    user: User,
     name: str,
     kind: str = JobKind.RUN,
     entry: str = "",
     python_module: bool = False,
-    args=None,
+    args: Sequence[str] | None = None,
     env: dict | None = None,
     workdir: str = "",
     image: str = "",
@@ -272,7 +279,7 @@ def configuration_save(
     gpu_type: GpuType | None = None,
     cards_per_worker: int = 1,
     workers: int = 1,
-    ports=None,
+    ports: Iterable[int] | None = None,
     configuration: JobConfiguration | None = None,
 ) -> JobConfiguration:
     """Create (or, given ``configuration``, update) a named launch configuration."""
@@ -358,7 +365,8 @@ def workload_spec(job: Job) -> WorkloadSpec:
 
 
 def _notify_end(job: Job) -> None:
-    titles = {
+    # Keyed by str: job.state is the field's plain string (JobState members equal it).
+    titles: dict[str, str] = {
         JobState.SUCCEEDED: _("Job %(name)s (#%(id)s) finished"),
         JobState.FAILED: _("Job %(name)s (#%(id)s) failed"),
         JobState.STOPPED: _("Job %(name)s (#%(id)s) was stopped"),
@@ -407,7 +415,9 @@ def _set_window(job_id: int, *, started_at: datetime | None, ended_at: datetime 
         workers.filter(started_at__isnull=True).update(metering_closed=True)
 
 
-def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
+def _apply_status(
+    job_id: int, status: WorkloadStatus, *, driver: ClusterDriver | None = None
+) -> str:
     """Bring the row up to what the driver says; returns the job's state afterwards."""
     now = timezone.now()
     job = Job.objects.select_related("gpu_type", "user").get(pk=job_id)
@@ -455,7 +465,7 @@ def _apply_status(job_id: int, status: WorkloadStatus, *, driver=None) -> str:
     return job.state
 
 
-def _forget_quietly(driver, name: str) -> None:
+def _forget_quietly(driver: ClusterDriver, name: str) -> None:
     try:
         driver.forget_workload(name=name)
     except DriverError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db.models import Max
 from django.utils import timezone
@@ -15,6 +16,9 @@ from billing.models import Subscription
 
 from .choices import GIB, RETENTION_DAYS, WARNING_DAYS
 from .models import DailyPeak, StorageAllowance, StorageCharge
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
 
 
 def shanghai_day(at: datetime) -> date:
@@ -35,11 +39,11 @@ def fee_micro(*, peak_bytes: int, free_gib: int) -> tuple[int, int]:
     return over, over * FEE_PER_GIB_DAY_MICRO
 
 
-def allowance_row(user) -> StorageAllowance | None:
+def allowance_row(user: User) -> StorageAllowance | None:
     return StorageAllowance.objects.filter(user=user).first()
 
 
-def allowance_gib(user, at: datetime | None = None) -> int:
+def allowance_gib(user: User, at: datetime | None = None) -> int:
     """The user's allowance (the volume's size) in GiB.
 
     Staff's value when set (it may exceed the plan's maximum); otherwise the
@@ -54,12 +58,12 @@ def allowance_gib(user, at: datetime | None = None) -> int:
     return min(max(plan.free_storage_gib, chosen), max(plan.max_storage_gib, plan.free_storage_gib))
 
 
-def used_bytes(user) -> int:
+def used_bytes(user: User) -> int:
     row = allowance_row(user)
     return row.last_bytes if row is not None else 0
 
 
-def workloads_allowed(user) -> tuple[bool, str]:
+def workloads_allowed(user: User) -> tuple[bool, str]:
     """Whether the user may start a new workload as far as storage goes, and why not.
 
     A local directory cannot enforce a quota (SPEC §4.2): while the last
@@ -95,13 +99,16 @@ def plan_at(user_ids: list[int], at: datetime) -> dict[int, int]:
             ends_at__gt=at,
         ).values_list("user_id", "plan__tier", "plan__free_storage_gib")
         for user_id, tier, gib in rows:
-            if user_id not in best or tier > best[user_id]:
-                best[user_id] = tier
+            # Plan.tier is empty only for extension packs, which never make a
+            # Subscription (subscription_create refuses them): `or 0` types it.
+            rank = tier or 0
+            if user_id not in best or rank > best[user_id]:
+                best[user_id] = rank
                 result[user_id] = gib
     return result
 
 
-def last_plan_end(user, at: datetime) -> datetime | None:
+def last_plan_end(user: User, at: datetime) -> datetime | None:
     """End of the user's last period that started by ``at`` (None: never subscribed)."""
     return Subscription.objects.filter(
         user=user,
@@ -121,7 +128,7 @@ class Retention:
     hold: bool
 
 
-def retention_for(user, at: datetime | None = None) -> Retention:
+def retention_for(user: User, at: datetime | None = None) -> Retention:
     """reclaim_at = max(end of the last plan or sign-up, last activity) + 15 days, if no plan."""
     at = at or timezone.now()
     row = allowance_row(user)
@@ -134,7 +141,7 @@ def retention_for(user, at: datetime | None = None) -> Retention:
     return Retention(False, basis, reclaim_at, reclaim_at - timedelta(days=WARNING_DAYS), hold)
 
 
-def daily_history(user, *, days: int = 30, at: datetime | None = None) -> list[dict]:
+def daily_history(user: User, *, days: int = 30, at: datetime | None = None) -> list[dict]:
     """Peak GiB and fee (µDCU) for each of the last ``days`` Asia/Shanghai days, oldest first."""
     today = shanghai_day(at or timezone.now())
     first = today - timedelta(days=days - 1)

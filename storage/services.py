@@ -9,7 +9,9 @@ clears ``has_volume``, so a reclaimed volume is neither sampled nor charged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -29,6 +31,10 @@ from . import selectors
 from .choices import GIB, ReclaimReason
 from .models import DailyPeak, Reclamation, RetentionWarning, StorageAllowance, StorageCharge
 
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,7 +42,7 @@ class StorageError(ValidationError):
     """A storage rule refused the request; the message tells the user why, with numbers."""
 
 
-def _chunks(items: list, size: int = 500):
+def _chunks(items: list[int], size: int = 500) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -80,9 +86,10 @@ def usage_sample(*, as_of: datetime | None = None, driver: ClusterDriver | None 
         ids = list(measured)
         existing: dict[int, DailyPeak] = {}
         for chunk in _chunks(ids):
-            for peak in DailyPeak.objects.select_for_update().filter(user_id__in=chunk, day=day):
-                existing[peak.user_id] = peak
-        new, raised = [], []
+            for locked in DailyPeak.objects.select_for_update().filter(user_id__in=chunk, day=day):
+                existing[locked.user_id] = locked
+        new: list[DailyPeak] = []
+        raised: list[DailyPeak] = []
         for user_id, n_bytes in measured.items():
             peak = existing.get(user_id)
             if peak is None:
@@ -216,7 +223,9 @@ def nightly_charge(*, as_of: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def storage_expand(*, user, allowance_gib: int, at: datetime | None = None) -> StorageAllowance:
+def storage_expand(
+    *, user: User, allowance_gib: int, at: datetime | None = None
+) -> StorageAllowance:
     """Set the user's allowance, between the plan's free storage and its maximum.
 
     The free tier cannot expand; above the plan's maximum only staff can raise
@@ -261,7 +270,9 @@ def storage_expand(*, user, allowance_gib: int, at: datetime | None = None) -> S
 
 
 @transaction.atomic
-def storage_set_by_staff(*, user, actor, allowance_gib: int | None, reason: str) -> None:
+def storage_set_by_staff(
+    *, user: User, actor: User, allowance_gib: int | None, reason: str
+) -> None:
     """Staff override of the allowance (None: back to the plan's rules); audited."""
     from aladdin.accounts.models import StaffAction
 
@@ -278,7 +289,9 @@ def storage_set_by_staff(*, user, actor, allowance_gib: int | None, reason: str)
 
 
 @transaction.atomic
-def storage_hold_set(*, user, actor, hold: bool, reason: str, at: datetime | None = None) -> None:
+def storage_hold_set(
+    *, user: User, actor: User, hold: bool, reason: str, at: datetime | None = None
+) -> None:
     """Put (or lift) a staff hold: a held volume is never reclaimed; audited."""
     from aladdin.accounts.models import StaffAction
 
@@ -300,7 +313,7 @@ def storage_hold_set(*, user, actor, hold: bool, reason: str, at: datetime | Non
 # --- retention ------------------------------------------------------------------------
 
 
-def _warn(user, *, reclaim_at: datetime, at: datetime) -> bool:
+def _warn(user: User, *, reclaim_at: datetime, at: datetime) -> bool:
     """Warn once per (user, reclaim time), in-app and by SMS; True when sent now."""
     with transaction.atomic():
         _w, created = RetentionWarning.objects.get_or_create(
@@ -323,7 +336,15 @@ def _warn(user, *, reclaim_at: datetime, at: datetime) -> bool:
     return True
 
 
-def _reclaim(user, row: StorageAllowance, *, basis_at, at, driver, reason) -> Reclamation | None:
+def _reclaim(
+    user: User,
+    row: StorageAllowance,
+    *,
+    basis_at: datetime | None,
+    at: datetime,
+    driver: ClusterDriver,
+    reason: str,
+) -> Reclamation | None:
     try:
         n_bytes = int(driver.storage_usage_bytes(user_id=user.pk))
     except DriverError:
@@ -362,7 +383,8 @@ def retention_run(*, as_of: datetime | None = None, driver: ClusterDriver | None
     rows = StorageAllowance.objects.filter(has_volume=True, hold=False).select_related("user")
     for row in rows:
         state = selectors.retention_for(row.user, at)
-        if state.has_plan or state.reclaim_at is None:
+        # reclaim_at and warn_at are None together (a plan holds the volume).
+        if state.has_plan or state.reclaim_at is None or state.warn_at is None:
             continue
         if at >= state.reclaim_at:
             if _reclaim(
@@ -379,7 +401,9 @@ def retention_run(*, as_of: datetime | None = None, driver: ClusterDriver | None
     return counts
 
 
-def storage_reclaim_by_staff(*, user, actor, reason: str, driver=None) -> Reclamation | None:
+def storage_reclaim_by_staff(
+    *, user: User, actor: User, reason: str, driver: ClusterDriver | None = None
+) -> Reclamation | None:
     """Staff reclaim a volume now (from the reclaim queue); audited."""
     from aladdin.accounts.models import StaffAction
 

@@ -7,6 +7,8 @@ else 4404 (another user's, or none) or 4409 (not running).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from channels.db import database_sync_to_async
 
 from aladdin.workloads.consumers import TerminalConsumer
@@ -14,6 +16,9 @@ from aladdin.wsauth import CLOSE_NOT_FOUND, CLOSE_NOT_RUNNING
 
 from .choices import WorkshopState
 from .models import Workshop
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
 
 
 @database_sync_to_async
@@ -24,7 +29,7 @@ def _workshop_for(user, pk) -> Workshop | None:
 class WorkshopTerminalConsumer(TerminalConsumer):
     """A shell in the user's running workshop."""
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user: User, pk: int) -> tuple[str, None] | tuple[None, int]:
         workshop = await _workshop_for(user, pk)
         if workshop is None:
             return None, CLOSE_NOT_FOUND

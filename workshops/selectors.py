@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import QuerySet
 
 from aladdin.cluster.base import Resources
@@ -10,8 +12,11 @@ from aladdin.workloads.models import Image
 from .choices import ACTIVE_STATES
 from .models import ResourcePreset, Workshop
 
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
 
-def workshops_for(user) -> QuerySet[Workshop]:
+
+def workshops_for(user: User) -> QuerySet[Workshop]:
     return Workshop.objects.filter(user=user).select_related("image", "preset")
 
 
@@ -23,7 +28,7 @@ def active_presets() -> QuerySet[ResourcePreset]:
     return ResourcePreset.objects.filter(is_active=True)
 
 
-def workshops_usage(user, exclude_workshop_id: int | None = None) -> Resources:
+def workshops_usage(user: User, exclude_workshop_id: int | None = None) -> Resources:
     """CPU/memory of the user's creating and running workshops, for the shared quota.
 
     Registered with ``aladdin.workloads.quota.register_usage`` in WorkshopsConfig.ready.

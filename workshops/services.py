@@ -10,7 +10,9 @@ reconciler converges rows with what the driver reports.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -27,6 +29,7 @@ from aladdin.cluster.base import (
     QuotaExceeded,
     Resources,
     WorkloadSpec,
+    WorkloadStatus,
 )
 from aladdin.lib.errors import DomainError
 from aladdin.workloads import quota
@@ -38,6 +41,10 @@ from storage import selectors as storage_selectors
 
 from .choices import WORKLOAD_KIND, WorkshopState
 from .models import ResourcePreset, Workshop, WorkshopEnvVar, WorkshopEvent
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
 
 # The init a workshop runs: it only has to stay up; users come in over SSH/terminal.
 WORKSHOP_COMMAND = ["sleep", "infinity"]
@@ -76,7 +83,12 @@ def _dispatch(task_name: str, workshop_id: int) -> None:
 
 @transaction.atomic
 def workshop_create(
-    *, user, name: str, image: Image, preset: ResourcePreset, env: dict[str, str] | None = None
+    *,
+    user: User,
+    name: str,
+    image: Image,
+    preset: ResourcePreset,
+    env: dict[str, str] | None = None,
 ) -> Workshop:
     """Create a workshop and start it. Raises ValidationError, QuotaExceeded."""
     workshop = Workshop(
@@ -103,7 +115,7 @@ def workshop_create(
     return workshop
 
 
-def _check_storage(user) -> None:
+def _check_storage(user: User) -> None:
     # A local directory cannot enforce its size (SPEC §4.2): while the volume
     # is over the allowance, new workloads are refused with the numbers.
     ok, message = storage_selectors.workloads_allowed(user)
@@ -221,7 +233,9 @@ def workload_spec(workshop: Workshop) -> WorkloadSpec:
     )
 
 
-def _transition(workshop_id: int, *, from_states, to: str, reason: str = "", **extra) -> bool:
+def _transition(
+    workshop_id: int, *, from_states: Iterable[str], to: str, reason: str = "", **extra: Any
+) -> bool:
     now = timezone.now()
     fields = {"state": to, "reason": reason, "updated_at": now, **extra}
     changed = Workshop.objects.filter(pk=workshop_id, state__in=from_states).update(**fields)
@@ -324,7 +338,7 @@ class WorkshopReconciler(Reconciler):
     def rows(self) -> dict[str, Workshop]:
         return {w.workload_name: w for w in Workshop.objects.all()}
 
-    def converge(self, workshop: Workshop, status) -> None:
+    def converge(self, workshop: Workshop, status: WorkloadStatus) -> None:
         name, phase, state = workshop.workload_name, status.phase, workshop.state
         if state == WorkshopState.CREATING:
             if phase == Phase.RUNNING:
@@ -377,7 +391,7 @@ class WorkshopReconciler(Reconciler):
             _event(workshop, "orphan-stopped", _("A workload of a stopped workshop was stopped."))
             self.count("orphans")
 
-    def orphan(self, name: str, status) -> None:
+    def orphan(self, name: str, status: WorkloadStatus) -> None:
         if not self.stop_quietly(name):
             return
         _event(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.db.models import QuerySet
 
 from .models import User
 
 
-def connected_ides(*, user: User):
+def connected_ides(*, user: User) -> QuerySet[Any]:
     """The user's live IDE logins: one row per refresh-token family, newest first."""
     from oauth2_provider.models import get_refresh_token_model
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .choices import EducationStatus
-from .models import BannedPhone, StaffAction, User
+from .models import BannedPhone, Notification, StaffAction, User
 
 EDU_SIGNING_SALT = "aladdin.accounts.education"
 ACTIVITY_RESOLUTION_SECONDS = 300
@@ -38,7 +38,7 @@ def user_record_activity(*, user: User, at: datetime | None = None) -> None:
     every API call into a write.
     """
     at = at or timezone.now()
-    threshold = at - timezone.timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
+    threshold = at - timedelta(seconds=ACTIVITY_RESOLUTION_SECONDS)
     if user.last_activity_at is not None and user.last_activity_at >= threshold:
         return  # recent enough as loaded: no query at all on most API calls
     from django.db.models import Q
@@ -201,10 +201,10 @@ def user_ban(*, user: User, actor: User | None, reason: str) -> User:
     return user
 
 
-def notification_create(*, user: User, kind: str, title: str, body: str = "", at=None):
+def notification_create(
+    *, user: User, kind: str, title: str, body: str = "", at: datetime | None = None
+) -> Notification:
     """Record an in-app notice for ``user``; shown on the overview page until read."""
-    from .models import Notification
-
     return Notification.objects.create(
         user=user, kind=kind, title=title, body=body, created_at=at or timezone.now()
     )

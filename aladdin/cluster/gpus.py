@@ -26,7 +26,9 @@ import contextlib
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pynvml
 
@@ -96,7 +98,7 @@ def _nvml_cards() -> list[Card]:
     return cards
 
 
-def _nvml_or(query, handle, default):
+def _nvml_or(query: Callable[[Any], Any], handle: Any, default: Any) -> Any:
     """``query(handle)``, or ``default`` when this driver cannot answer it."""
     try:
         return query(handle)

@@ -219,7 +219,7 @@ class LocalDriver(ClusterDriver):
         return self._socket_path or settings.LOCAL_AGENT_SOCKET
 
     @property
-    def volumes_dir(self):
+    def volumes_dir(self) -> Path:
         return settings.LOCAL_VOLUMES_DIR
 
     def _call(self, op: str, *, timeout: float = CALL_TIMEOUT, **fields: Any) -> dict[str, Any]:

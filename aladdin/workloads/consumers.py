@@ -25,12 +25,17 @@ import contextlib
 import json
 import logging
 import threading
+from typing import TYPE_CHECKING, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from aladdin import cluster
 from aladdin.cluster.base import DriverError, Terminal
 from aladdin.wsauth import CLOSE_DRIVER, accepted_subprotocol, refuse, user_refusal
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
 
 MAX_DIMENSION = 1000
 
@@ -43,7 +48,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     terminal: Terminal | None = None
     reader: threading.Thread | None = None
 
-    async def workload_for(self, user, pk) -> tuple[str | None, int | None]:
+    async def workload_for(self, user: User, pk: int) -> tuple[str, None] | tuple[None, int]:
         """(the workload's name, None), or (None, the close code) when refused.
 
         Another user's workload is CLOSE_NOT_FOUND, one not running
@@ -51,16 +56,18 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         """
         raise NotImplementedError
 
-    async def connect(self):
+    async def connect(self) -> None:
         user = self.scope.get("user")
         refused = user_refusal(user)
         if refused is not None:
             await refuse(self, refused)
             return
-        name, refused = await self.workload_for(user, self.scope["url_route"]["kwargs"]["pk"])
-        if name is None:
-            await refuse(self, refused)
+        # user_refusal let only a signed-in, unbanned user through.
+        found = await self.workload_for(cast("User", user), self.scope["url_route"]["kwargs"]["pk"])
+        if found[0] is None:
+            await refuse(self, found[1])
             return
+        name = found[0]
         driver = cluster.get_driver()
         try:
             self.terminal = await asyncio.to_thread(driver.open_terminal, name=name)
@@ -93,7 +100,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=5)
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.terminal is None:
             return
         if text_data is not None:
@@ -109,7 +116,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             except DriverError:
                 await self.close()
 
-    async def disconnect(self, code):
+    async def disconnect(self, code: int) -> None:
         terminal, self.terminal = self.terminal, None
         if terminal is not None:
             with contextlib.suppress(DriverError):

@@ -9,11 +9,16 @@ never imports them (dependency direction).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import QuotaExceeded, Resources
 from billing import selectors as billing_selectors
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+
 
 # The API's refusal code for a quota refusal, workshops and jobs alike
 # (docs/api.md): one code per meaning, whichever app refuses.
@@ -42,7 +47,7 @@ def register_usage(provider: UsageProvider) -> UsageProvider:
     return provider
 
 
-def limit_for(user) -> Resources:
+def limit_for(user: User) -> Resources:
     """parallelism × (10 CPU, 121 GiB); the free tier's base quota when parallelism is 0."""
     units = billing_selectors.gpu_parallelism(user)
     if units <= 0:
@@ -52,14 +57,14 @@ def limit_for(user) -> Resources:
     )
 
 
-def used_by(user, exclude_workshop_id: int | None = None) -> Resources:
+def used_by(user: User, exclude_workshop_id: int | None = None) -> Resources:
     total = Resources()
     for provider in _usage_providers:
         total = total + provider(user, exclude_workshop_id=exclude_workshop_id)
     return total
 
 
-def check(user, requested: Resources, *, exclude_workshop_id: int | None = None) -> None:
+def check(user: User, requested: Resources, *, exclude_workshop_id: int | None = None) -> None:
     """Raise QuotaExceeded with the manual's message when ``requested`` does not fit."""
     limit = limit_for(user)
     used = used_by(user, exclude_workshop_id=exclude_workshop_id)

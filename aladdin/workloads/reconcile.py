@@ -16,6 +16,7 @@ stops the pass: driver calls made while converging go through
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from aladdin.cluster.base import LABEL_KIND, DriverError, Phase, WorkloadStatus
 log = logging.getLogger(__name__)
 
 
-def quietly(func, **kwargs) -> bool:
+def quietly(func: Callable[..., object], **kwargs: Any) -> bool:
     """Call ``func(**kwargs)``; a DriverError is logged and answered False, not raised."""
     # One unreachable workload must not stop the reconciler converging the
     # rest; the next pass tries again.

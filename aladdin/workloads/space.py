@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from storage import selectors as storage_selectors
 from storage import services as storage_services
 
 from . import quota
 from .models import PlatformEnvVar
+
+if TYPE_CHECKING:
+    from aladdin.accounts.models import User
+    from aladdin.cluster.base import ClusterDriver
 
 
 def platform_env() -> dict[str, str]:
@@ -14,7 +20,7 @@ def platform_env() -> dict[str, str]:
     return dict(PlatformEnvVar.objects.filter(is_active=True).values_list("key", "value"))
 
 
-def user_space_prepare(*, user, driver) -> None:
+def user_space_prepare(*, user: User, driver: ClusterDriver) -> None:
     """The user's volume (sized to the allowance) and quota on the cluster, before a workload.
 
     Shared by every workload app (workshops, GPU jobs). Raises DriverError.

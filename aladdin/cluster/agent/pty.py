@@ -93,7 +93,7 @@ def open_shell(
     master, slave = os.openpty()
     set_winsize(master, rows, cols)
 
-    def controlling_tty():
+    def controlling_tty() -> None:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
@@ -123,7 +123,7 @@ def relay(peer: Peer, master: int, proc: subprocess.Popen) -> None:
     """Carry the PTY over the connection both ways until the shell exits or the client leaves."""
     done = threading.Event()
 
-    def pump_out():
+    def pump_out() -> None:
         try:
             while True:
                 try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from argparse import ArgumentParser
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -16,13 +18,13 @@ class Command(BaseCommand):
     help = "Run the local cluster agent: it owns workload processes (one per host)."
     requires_system_checks = []  # it needs settings only, not the apps' checks
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         # Overrides for tests, which run a private agent per test.
         parser.add_argument("--socket", help="Unix socket path (default LOCAL_AGENT_SOCKET)")
         parser.add_argument("--state-dir", help="journal and logs (default LOCAL_AGENT_DIR)")
         parser.add_argument("--volumes-dir", help="users' volumes (default LOCAL_VOLUMES_DIR)")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         agent = Agent(
             socket_path=Path(options["socket"] or settings.LOCAL_AGENT_SOCKET),
