@@ -46,6 +46,20 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
 
 
+def wait_for_uid_map(pid: int) -> None:
+    """Wait (a few seconds at most) until the sandbox of ``pid`` has its uid map.
+
+    bwrap reports the child's pid before it has written the uid map; nsenter
+    cannot switch to the uid until then.
+    """
+    deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/uid_map").read_text().strip():
+                return
+        time.sleep(0.05)
+
+
 def open_shell(
     workload: Workload, *, uid: int, volume: Path, rows: int, cols: int
 ) -> tuple[int, subprocess.Popen]:
@@ -57,14 +71,7 @@ def open_shell(
     pass_fds: tuple[int, ...]
     if workload.sandbox_pid:
         pid = workload.sandbox_pid
-        # bwrap reports the child's pid before it has written the uid map;
-        # nsenter cannot switch to the uid until then.
-        deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/uid_map").read_text().strip():
-                    break
-            time.sleep(0.05)
+        wait_for_uid_map(pid)
         # nsenter runs as root on the host: by absolute path, with HOST_ENV;
         # the shell it starts inside reads the workload's variables from a
         # descriptor (sandbox.ENV_LOADER).
