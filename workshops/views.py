@@ -88,8 +88,26 @@ def workshop_detail(request, pk: int):
             "env_vars": workshop.env_vars.all(),
             "refresh": REFRESH_SECONDS if workshop.is_transitional else None,
             "states": WorkshopState,
+            "ssh": _ssh_details(request.user, workshop),
         },
     )
+
+
+def _ssh_details(user, workshop: Workshop) -> dict:
+    """How to reach the workshop over SSH: the command, the gateway's host keys, the user's keys."""
+    from django.conf import settings
+
+    from aladdin.lib.ssh_host_keys import public_keys
+
+    host, port = settings.SSH_PUBLIC_HOST, settings.SSH_PUBLIC_PORT
+    port_option = "" if port == 22 else f" -p {port}"
+    return {
+        "command": f"ssh{port_option} {workshop.name}@{host}",
+        "host": host,
+        "port": port,
+        "host_keys": public_keys(settings.SSH_HOST_KEYS_DIR),
+        "has_keys": selectors.ssh_keys_for(user).exists(),
+    }
 
 
 _ACTIONS = {

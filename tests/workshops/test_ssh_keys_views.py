@@ -76,3 +76,27 @@ def test_the_page_is_in_chinese_by_default(client, user):
     client.cookies.pop("django_language", None)
     page = client.get("/workshops/keys/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "SSH" in page
+
+
+def test_the_workshop_page_shows_the_ssh_command_and_the_host_key_fingerprints(
+    client, user, make_workshop, settings, tmp_path
+):
+    from aladdin.lib.ssh_host_keys import load_or_create
+
+    settings.SSH_HOST_KEYS_DIR = tmp_path / "ssh"
+    settings.SSH_PUBLIC_HOST = "ssh.example.edu"
+    settings.SSH_PUBLIC_PORT = 2222
+    keys = load_or_create(settings.SSH_HOST_KEYS_DIR)
+    workshop = make_workshop(user, name="dev")
+    client.force_login(user)
+
+    page = client.get(f"/workshops/{workshop.pk}/").content.decode()
+
+    assert "ssh -p 2222 dev@ssh.example.edu" in page
+    for key in keys:
+        assert key.get_fingerprint("sha256") in page
+    # Made once: loading again gives the same keys.
+    again = load_or_create(settings.SSH_HOST_KEYS_DIR)
+    assert [k.get_fingerprint("sha256") for k in again] == [
+        k.get_fingerprint("sha256") for k in keys
+    ]
