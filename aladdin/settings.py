@@ -694,6 +694,9 @@ SSH_HOST_KEYS_DIR = Path(
 SSH_MAX_SESSIONS_PER_USER = _env_int("ALADDIN_SSH_MAX_SESSIONS_PER_USER", 10, minimum=1)
 SSH_MAX_SESSIONS = _env_int("ALADDIN_SSH_MAX_SESSIONS", 200, minimum=1)
 SSH_IDLE_TIMEOUT_SECONDS = _env_int("ALADDIN_SSH_IDLE_TIMEOUT_SECONDS", 3600)
+# OpenSSH's sftp-server as the workload sees it (Debian's openssh-sftp-server;
+# under /usr, which the local sandbox mounts read-only): the `sftp` subsystem.
+SSH_SFTP_SERVER = env.str("ALADDIN_SSH_SFTP_SERVER", default="/usr/lib/openssh/sftp-server")
 
 # --- health -----------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS = 60

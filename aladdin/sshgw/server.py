@@ -278,6 +278,7 @@ class _Session(asyncssh.SSHServerSession):
         self.chan: asyncssh.SSHServerChannel | None = None
         self.loop = asyncio.get_running_loop()
         self.command: str | None = None
+        self.command_argv: list[str] | None = None  # a subsystem's own argv
         self.tty = False
         self.term = ""
         self.size = (24, 80)
@@ -311,7 +312,13 @@ class _Session(asyncssh.SSHServerSession):
         return True
 
     def subsystem_requested(self, subsystem: str) -> bool:
-        return False  # sftp: not yet
+        # SFTP (and scp, which speaks SFTP since OpenSSH 9) is OpenSSH's own
+        # sftp-server run inside the workload as its user: the sandbox, not
+        # this process, judges every path, permission and symlink.
+        if subsystem != "sftp":
+            return False
+        self.command_argv = [settings.SSH_SFTP_SERVER]
+        return True
 
     def session_started(self) -> None:
         asyncio.ensure_future(self._start())
@@ -337,7 +344,10 @@ class _Session(asyncssh.SSHServerSession):
         for name, value in chan.get_environment().items():
             if name in ACCEPTED_ENV or name.startswith(ACCEPTED_ENV_PREFIXES):
                 env[name] = value
-        command = ["/bin/bash", "-c", self.command] if self.command is not None else None
+        # sshd runs an exec request as `$SHELL -c COMMAND`; the shell runs in the workload.
+        command = self.command_argv or (
+            ["/bin/bash", "-c", self.command] if self.command is not None else None
+        )
         rows, cols = self.size
         try:
             self.exec = await self.loop.run_in_executor(

@@ -196,3 +196,79 @@ def test_the_host_keys_are_the_same_after_a_restart(portal):
     keys = portal.base / "var" / "ssh"
     assert oct(os.stat(keys / "ssh_host_ed25519_key").st_mode & 0o777) == "0o600"
     assert oct(os.stat(keys / "ssh_host_rsa_key").st_mode & 0o777) == "0o600"
+
+
+def test_scp_and_sftp_upload_files_that_belong_to_the_workloads_uid(portal, tmp_path):
+    user_id = portal.seeded["a"]["id"]
+    payload = tmp_path / "data.bin"
+    payload.write_bytes(os.urandom(2_000_000))
+    common = [
+        "-F", "/dev/null", "-P", str(portal.port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+        "-i", str(portal.key("a")),
+    ]  # fmt: skip
+
+    scp = subprocess.run(
+        ["/usr/bin/scp", *common, str(payload), "dev@127.0.0.1:uploaded.bin"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert scp.returncode == 0, scp.stderr
+    batch = tmp_path / "batch"
+    batch.write_text(f"mkdir dir\nput {payload} dir/via-sftp.bin\nls -l dir\n")
+    sftp = subprocess.run(
+        ["/usr/bin/sftp", *common, "-b", str(batch), "dev@127.0.0.1"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert sftp.returncode == 0, sftp.stderr
+
+    import hashlib
+
+    expected = hashlib.sha256(payload.read_bytes()).hexdigest()
+    listed = portal.ssh(
+        "dev",
+        "a",
+        "sha256sum uploaded.bin dir/via-sftp.bin; stat -c '%u %n' uploaded.bin dir/via-sftp.bin",
+    )
+    lines = listed.stdout.decode().splitlines()
+    assert [line.split()[0] for line in lines[:2]] == [expected, expected]
+    assert {line.split()[0] for line in lines[2:]} == {str(20000 + user_id)}
+    # On the host: in the user's volume, owned by the sandbox uid.
+    volume = portal.agent.volumes_dir / str(user_id)
+    assert (volume / "uploaded.bin").stat().st_uid == 20000 + user_id
+
+    downloaded = tmp_path / "back.bin"
+    scp = subprocess.run(
+        ["/usr/bin/scp", *common, "dev@127.0.0.1:dir/via-sftp.bin", str(downloaded)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert scp.returncode == 0, scp.stderr
+    assert downloaded.read_bytes() == payload.read_bytes()
+
+
+def test_sftp_cannot_leave_the_sandbox_through_a_symlink(portal, tmp_path):
+    portal.ssh("dev", "a", "ln -sfn / escape; ln -sfn /etc/shadow shadow")
+    batch = tmp_path / "batch"
+    batch.write_text("ls escape/\nget escape/etc/hostname hostname\n")
+    common = [
+        "-F", "/dev/null", "-P", str(portal.port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+        "-i", str(portal.key("a")),
+    ]  # fmt: skip
+    sftp = subprocess.run(
+        ["/usr/bin/sftp", *common, "-b", str(batch), "dev@127.0.0.1"],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+
+    listing = sftp.stdout.decode()
+    # "/" is the sandbox's root: /usr, /proc, /tmp, /root...; never the host's var/ or /work.
+    assert "escape/usr" in listing
+    assert "escape/work" not in listing and "escape/home" not in listing
+    # The sandbox's own /etc (generated): its hostname is the workshop's, not the host's.
+    assert (tmp_path / "hostname").read_text().strip() == "workshop"
