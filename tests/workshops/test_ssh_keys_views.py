@@ -71,11 +71,13 @@ def test_another_users_key_is_a_404(client, user, other_user):
     assert selectors.ssh_keys_for(other_user).count() == 1
 
 
-def test_the_page_is_in_chinese_by_default(client, user):
+def test_the_page_speaks_chinese_to_a_chinese_user(client, user):
+    user.language = "zh-hans"
+    user.save(update_fields=["language"])
     client.force_login(user)
-    client.cookies.pop("django_language", None)
-    page = client.get("/workshops/keys/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
-    assert "SSH" in page
+    page = client.get("/workshops/keys/").content.decode()
+    assert "SSH 密钥" in page
+    assert "生成密钥对" in page
 
 
 def test_the_workshop_page_shows_the_ssh_command_and_the_host_key_fingerprints(
