@@ -47,15 +47,24 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
 
 
 def wait_for_uid_map(pid: int) -> None:
-    """Wait (a few seconds at most) until the sandbox of ``pid`` has its uid map.
+    """Wait (a few seconds at most) until the sandbox of ``pid`` is set up for nsenter.
 
-    bwrap reports the child's pid before it has written the uid map; nsenter
-    cannot switch to the uid until then.
+    bwrap reports the child's pid before it has written the uid and gid
+    maps, and with ``--disable-userns`` the child later moves into a nested
+    user namespace whose maps it writes again: nsenter run in between fails
+    ("setgid failed: Invalid argument", seen when a shell was opened right
+    after the start). The namespaces are final once the sandbox's init has
+    started its first child, the workload's command.
     """
+    children = Path(f"/proc/{pid}/task/{pid}/children")
     deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/uid_map").read_text().strip():
+            mapped = all(
+                Path(f"/proc/{pid}/{name}").read_text().strip() for name in ("uid_map", "gid_map")
+            )
+            started = children.read_text().strip() if children.exists() else True
+            if mapped and started:
                 return
         time.sleep(0.05)
 
