@@ -55,12 +55,12 @@ payload-venv: ## Create the venv job payloads run in (torch CPU, numpy; PAYLOAD_
 	fi
 
 .PHONY: system-run-deps
-system-run-deps: ## Install Debian packages the portal needs (bubblewrap)
-	@bash scripts/apt-ensure.sh bubblewrap
+system-run-deps: ## Install Debian packages the portal needs (bubblewrap; sftp-server for the SSH gateway's SFTP)
+	@bash scripts/apt-ensure.sh bubblewrap openssh-sftp-server
 
 .PHONY: system-test-deps
-system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap)
-	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap
+system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, OpenSSH client and sftp-server)
+	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap openssh-client openssh-sftp-server
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data

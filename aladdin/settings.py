@@ -139,6 +139,8 @@ INSTALLED_APPS = [
     "gpu_jobs",
     # The platform's own health (/metrics, task heartbeats): reads every app above.
     "aladdin.ops",
+    # The SSH gateway process (manage.py ssh_gateway): over the driver and the apps' services.
+    "aladdin.sshgw",
 ]
 
 MIDDLEWARE = [
@@ -673,6 +675,28 @@ def _local_image_map(raw: str) -> dict[str, str]:
 # Catalog image ("name:tag" or "name") -> local interpreter; images mapped to
 # nothing use the host's /usr/bin/python3.
 LOCAL_IMAGE_MAP = _local_image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""))
+
+# --- SSH gateway (aladdin/sshgw, issue 13; docs/operations.md) ----------------
+# Where `manage.py ssh_gateway` listens, and the host and port users are told
+# to connect to (the workshop page, the ssh config): behind a load balancer
+# or NAT these differ.
+SSH_PORT = _env_int("ALADDIN_SSH_PORT", 2222, minimum=1)
+SSH_BIND = env.str("ALADDIN_SSH_BIND", default="127.0.0.1")
+SSH_PUBLIC_HOST = env.str("ALADDIN_SSH_PUBLIC_HOST", default="localhost")
+SSH_PUBLIC_PORT = _env_int("ALADDIN_SSH_PUBLIC_PORT", SSH_PORT, minimum=1)
+# The gateway's host keys (ed25519 and RSA), made once at its first start:
+# the same keys after every restart, so clients never see a changed host key.
+SSH_HOST_KEYS_DIR = Path(
+    env.str("ALADDIN_SSH_HOST_KEYS_DIR", default=str(VAR_DIR / "ssh"))
+).resolve()
+# Sessions open at once, per user and in all; a connection quiet for this
+# long (no data either way) is closed (0: never).
+SSH_MAX_SESSIONS_PER_USER = _env_int("ALADDIN_SSH_MAX_SESSIONS_PER_USER", 10, minimum=1)
+SSH_MAX_SESSIONS = _env_int("ALADDIN_SSH_MAX_SESSIONS", 200, minimum=1)
+SSH_IDLE_TIMEOUT_SECONDS = _env_int("ALADDIN_SSH_IDLE_TIMEOUT_SECONDS", 3600)
+# OpenSSH's sftp-server as the workload sees it (Debian's openssh-sftp-server;
+# under /usr, which the local sandbox mounts read-only): the `sftp` subsystem.
+SSH_SFTP_SERVER = env.str("ALADDIN_SSH_SFTP_SERVER", default="/usr/lib/openssh/sftp-server")
 
 # --- health -----------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS = 60

@@ -197,6 +197,11 @@ class FakeDriver(ClusterDriver):
         self.terminals.append(terminal)
         return terminal
 
+    def exec_in_workload(self, *, name, command=None, tty=False, env=None, rows=24, cols=80):
+        # The SSH gateway's tests use a real agent (tests/sshgw); here only the refusal.
+        self._record("exec_in_workload", name=name, command=command, tty=tty)
+        raise DriverError(f"{name} is not running", permanent=True, code="not_running")
+
     # helpers for tests
     def set_phase(self, name: str, phase: str, reason: str = "") -> None:
         old = self.workloads[name]

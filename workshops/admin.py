@@ -9,7 +9,7 @@ from aladdin.workloads.models import Image, PlatformEnvVar
 
 from . import services
 from .choices import WorkshopState
-from .models import ResourcePreset, Workshop, WorkshopEvent
+from .models import ResourcePreset, SSHKey, Workshop, WorkshopEvent
 
 
 @admin.register(Image)
@@ -83,3 +83,48 @@ class WorkshopEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(SSHKey)
+class SSHKeyAdmin(admin.ModelAdmin):
+    """Staff see keys and revoke them; they never add one for a user (no private keys pass here)."""
+
+    list_display = [
+        "fingerprint",
+        "user",
+        "name",
+        "algorithm",
+        "bits",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["algorithm", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["fingerprint", "name", "user__phone"]
+    list_select_related = ["user"]
+    readonly_fields = [
+        "user",
+        "name",
+        "algorithm",
+        "bits",
+        "public_key",
+        "fingerprint",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row is the record of who had the key
+
+    @admin.action(description=_("Revoke selected SSH keys"))
+    def revoke_keys(self, request, queryset):
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys:
+            services.ssh_key_revoke(key=key)
+        self.message_user(
+            request, _("%(n)d SSH key(s) revoked.") % {"n": len(keys)}, messages.SUCCESS
+        )

@@ -20,7 +20,7 @@ from aladdin.workloads.env import env_key, parse_env
 from aladdin.workloads.models import Image
 
 from . import selectors, services
-from .models import ResourcePreset, Workshop, dns_label
+from .models import ResourcePreset, SSHKey, Workshop, dns_label
 
 # --- serializers ------------------------------------------------------------------
 
@@ -247,7 +247,117 @@ class WorkshopStopView(WorkshopActionView):
     action_name = "stop"
 
 
+# --- SSH keys ---------------------------------------------------------------------
+
+
+class SSHKeySerializer(CachedFieldsModelSerializer):
+    class Meta:
+        model = SSHKey
+        fields = [
+            "id",
+            "name",
+            "algorithm",
+            "bits",
+            "fingerprint",
+            "public_key",
+            "created_at",
+            "last_used_at",
+        ]
+        extra_kwargs = {
+            "fingerprint": {"help_text": 'SHA256, as OpenSSH prints it: "SHA256:…".'},
+            "last_used_at": {
+                "help_text": "The last login through the SSH gateway (to the minute)."
+            },
+        }
+
+
+class SSHKeyAddSerializer(serializers.Serializer):
+    public_key = serializers.CharField(
+        help_text="One OpenSSH public key line: ed25519, ECDSA, or RSA of at least 3072 bits."
+    )
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class SSHKeyGenerateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class SSHKeyGeneratedSerializer(serializers.Serializer):
+    key = SSHKeySerializer()
+    private_key = serializers.CharField(
+        help_text="The private key (OpenSSH format). Returned once, never stored: save it now."
+    )
+
+
+def _own_key(request, pk) -> SSHKey:
+    return get_object_or_404(selectors.ssh_keys_for(request.user), pk=pk)
+
+
+_KEY_REFUSED = "Not a key the gateway accepts, the limit of 20, or a key already registered."
+
+
+class SSHKeysView(generics.GenericAPIView):
+    serializer_class = SSHKeySerializer
+
+    @extend_schema(
+        operation_id="ssh_keys_list", responses={200: SSHKeySerializer(many=True), **LIST_ERRORS}
+    )
+    def get(self, request):
+        page = self.paginate_queryset(selectors.ssh_keys_for(request.user))
+        return self.get_paginated_response(SSHKeySerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="ssh_keys_create",
+        request=SSHKeyAddSerializer,
+        responses={201: SSHKeySerializer, **error_responses({400: _KEY_REFUSED})},
+    )
+    def post(self, request):
+        data = SSHKeyAddSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = services.ssh_key_add(user=request.user, **data.validated_data)
+        return Response(SSHKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+
+class SSHKeyGenerateView(APIView):
+    @extend_schema(
+        operation_id="ssh_keys_generate",
+        request=SSHKeyGenerateSerializer,
+        responses={201: SSHKeyGeneratedSerializer, **error_responses({400: _KEY_REFUSED})},
+        description="Generate an ed25519 pair and register its public key. The private key "
+        "is in this answer only.",
+    )
+    def post(self, request):
+        data = SSHKeyGenerateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, private = services.ssh_key_generate(user=request.user, **data.validated_data)
+        body = {"key": SSHKeySerializer(key).data, "private_key": private}
+        response = Response(body, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class SSHKeyView(APIView):
+    @extend_schema(
+        operation_id="ssh_keys_retrieve",
+        responses={200: SSHKeySerializer, **error_responses({404: NOT_FOUND})},
+    )
+    def get(self, request, pk: int):
+        return Response(SSHKeySerializer(_own_key(request, pk)).data)
+
+    @extend_schema(
+        operation_id="ssh_keys_revoke",
+        responses={204: None, **error_responses({404: NOT_FOUND})},
+        description="Revoke the key: the gateway refuses it from now on.",
+    )
+    def delete(self, request, pk: int):
+        services.ssh_key_revoke(key=_own_key(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 urlpatterns = [
+    path("ssh-keys", SSHKeysView.as_view(), name="api-ssh-keys"),
+    path("ssh-keys/generate", SSHKeyGenerateView.as_view(), name="api-ssh-keys-generate"),
+    path("ssh-keys/<int:pk>", SSHKeyView.as_view(), name="api-ssh-key"),
     path("images", ImagesView.as_view(), name="api-images"),
     path("presets", PresetsView.as_view(), name="api-presets"),
     path("workshops", WorkshopsView.as_view(), name="api-workshops"),

@@ -14,3 +14,10 @@ class WorkshopsConfig(AppConfig):
         from .selectors import workshops_usage
 
         quota.register_usage(workshops_usage)
+
+        # A ban or a password reset by staff revokes SSH keys with the rest.
+        from aladdin.accounts.services import register_access_revoker
+
+        from .services import ssh_keys_revoke_all
+
+        register_access_revoker(ssh_keys_revoke_all)

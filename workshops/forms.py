@@ -62,3 +62,18 @@ class ResourcesForm(forms.Form):
 class EnvVarForm(forms.Form):
     key = forms.CharField(label=_("Name"), max_length=128, validators=[env_key])
     value = forms.CharField(label=_("Value"), required=False, widget=forms.PasswordInput)
+
+
+class SSHKeyAddForm(forms.Form):
+    public_key = forms.CharField(
+        label=_("Public key"),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "ssh-ed25519 AAAA… me@laptop"}),
+        help_text=_(
+            "The contents of your .pub file: ed25519, ECDSA, or RSA of at least 3072 bits."
+        ),
+    )
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+
+
+class SSHKeyGenerateForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)

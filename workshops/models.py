@@ -148,3 +148,46 @@ class WorkshopEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.kind}"
+
+
+class SSHKey(models.Model):
+    """A user's public key for the SSH gateway (SPEC §6, issue 13).
+
+    Revoking keeps the row (who had which key, until when) with
+    ``revoked_at`` set; only active keys count towards the limit and the
+    uniqueness of fingerprints, so a revoked key may be added again. The
+    gateway looks keys up by ``fingerprint`` (SHA256, as OpenSSH prints it).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys"
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    algorithm = models.CharField(_("type"), max_length=40)
+    bits = models.PositiveIntegerField(_("bits"))
+    # The key as one OpenSSH line, "type base64 comment".
+    public_key = models.TextField(_("public key"))
+    fingerprint = models.CharField(_("fingerprint"), max_length=80, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # "A key is registered to one account only": among active keys.
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="sshkey_active_fingerprint",
+            )
+        ]
+        verbose_name = _("SSH key")
+        verbose_name_plural = _("SSH keys")
+
+    def __str__(self) -> str:
+        return f"{self.name or self.algorithm} {self.fingerprint}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

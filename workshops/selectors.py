@@ -10,7 +10,7 @@ from aladdin.cluster.base import Resources
 from aladdin.workloads.models import Image
 
 from .choices import ACTIVE_STATES
-from .models import ResourcePreset, Workshop
+from .models import ResourcePreset, SSHKey, Workshop
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -64,3 +64,35 @@ def isolation_notice() -> str:
         "This host cannot isolate workloads, so it serves a single user only; other users' "
         "workshops will be refused."
     )
+
+
+def ssh_keys_for(user: User) -> QuerySet[SSHKey]:
+    """The user's active SSH keys, newest first."""
+    return SSHKey.objects.filter(user=user, revoked_at__isnull=True)
+
+
+def ssh_login_target(*, username: str, fingerprint: str) -> tuple[SSHKey, Workshop] | None:
+    """The key and workshop an SSH login names, or None: one answer for every refusal.
+
+    ``username`` is the workshop's name; the key must be active and belong
+    to that workshop's owner, whose account must be active. A wrong key, an
+    unknown name and another user's workshop name all give None, so the
+    gateway cannot tell (nor tell the client) which names exist.
+    """
+    key = (
+        SSHKey.objects.filter(
+            fingerprint=fingerprint, revoked_at__isnull=True, user__is_active=True
+        )
+        .select_related("user")
+        .first()
+    )
+    if key is None:
+        return None
+    workshop = (
+        Workshop.objects.filter(user_id=key.user_id, name=username)
+        .select_related("image", "preset")
+        .first()
+    )
+    if workshop is None:
+        return None
+    return key, workshop

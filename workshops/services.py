@@ -40,7 +40,7 @@ from aladdin.workloads.space import platform_env, user_space_prepare
 from storage import selectors as storage_selectors
 
 from .choices import WORKLOAD_KIND, WorkshopState
-from .models import ResourcePreset, Workshop, WorkshopEnvVar, WorkshopEvent
+from .models import ResourcePreset, SSHKey, Workshop, WorkshopEnvVar, WorkshopEvent
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -406,3 +406,161 @@ class WorkshopReconciler(Reconciler):
 def workshops_reconcile(*, as_of: datetime | None = None) -> dict[str, int]:
     """Converge rows with the driver's workloads (level-triggered, DESIGN rule 7)."""
     return WorkshopReconciler(as_of=as_of).run()
+
+
+# --- SSH keys (issue 13) ----------------------------------------------------------
+# What the gateway accepts. RSA below 3072 bits and DSA are refused (NIST
+# SP 800-57: 3072 for use beyond 2030; OpenSSH itself dropped DSA), and so are
+# security-key ("sk-") types and certificates, which the gateway does not verify.
+SSH_KEY_TYPES = {
+    "ssh-ed25519": "ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa",
+    "ecdsa-sha2-nistp384": "ecdsa",
+    "ecdsa-sha2-nistp521": "ecdsa",
+    "ssh-rsa": "rsa",
+}
+SSH_RSA_MIN_BITS = 3072
+SSH_KEYS_PER_USER = 20
+# What "generate a pair" makes: the type every OpenSSH since 6.5 accepts.
+SSH_GENERATED_TYPE = "ssh-ed25519"
+
+
+def _ssh_key_refused(message: str) -> ValidationError:
+    return ValidationError({"public_key": [message]})
+
+
+def ssh_public_key_parse(text: str) -> tuple[str, int, str, str]:
+    """``(algorithm, bits, OpenSSH line, SHA256 fingerprint)`` of one public key, or ValidationError.
+
+    The message says why a key is refused and what to use instead.
+    """
+    import asyncssh
+
+    line = " ".join((text or "").split())
+    if not line:
+        raise _ssh_key_refused(_("Paste a public key (the contents of a .pub file)."))
+    if line.startswith("-----BEGIN") and "PRIVATE KEY" in line:
+        raise _ssh_key_refused(
+            _("This is a private key. Never share it: paste the public key (the .pub file).")
+        )
+    try:
+        key = asyncssh.import_public_key(line)
+    except (asyncssh.KeyImportError, ValueError):
+        raise _ssh_key_refused(
+            _(
+                "This is not an OpenSSH public key. It starts with ssh-ed25519, ecdsa-sha2-… or ssh-rsa."
+            )
+        ) from None
+    algorithm = key.algorithm.decode()
+    if algorithm not in SSH_KEY_TYPES:
+        raise _ssh_key_refused(
+            _(
+                "Keys of type %(type)s are not accepted: use ed25519, ECDSA or RSA of at least %(bits)d bits."
+            )
+            % {"type": algorithm, "bits": SSH_RSA_MIN_BITS}
+        )
+    pyca = key.pyca_key
+    bits = int(getattr(pyca, "key_size", 0) or getattr(getattr(pyca, "curve", None), "key_size", 0))
+    if algorithm == "ssh-ed25519":
+        bits = 256
+    if algorithm == "ssh-rsa" and bits < SSH_RSA_MIN_BITS:
+        raise _ssh_key_refused(
+            _(
+                "This RSA key has %(bits)d bits; at least %(min)d are required. "
+                "Make a new one with: ssh-keygen -t ed25519"
+            )
+            % {"bits": bits, "min": SSH_RSA_MIN_BITS}
+        )
+    comment = key.get_comment() or ""
+    public = key.export_public_key("openssh").decode().strip()
+    if comment and not public.endswith(comment):
+        public = f"{public} {comment}"
+    return algorithm, bits, public, key.get_fingerprint("sha256")
+
+
+@transaction.atomic
+def ssh_key_add(*, user: User, public_key: str, name: str = "") -> SSHKey:
+    """Register ``public_key`` for ``user``. ValidationError: bad key, limit, or in use anywhere."""
+    from aladdin.accounts.models import User
+
+    algorithm, bits, line, fingerprint = ssh_public_key_parse(public_key)
+    # The user's row serialises their adds, so two at once cannot both be the 20th.
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+    active = SSHKey.objects.filter(user=user, revoked_at__isnull=True)
+    if active.count() >= SSH_KEYS_PER_USER:
+        raise _ssh_key_refused(
+            _("You have %(n)d SSH keys, the most allowed. Revoke one you no longer use first.")
+            % {"n": SSH_KEYS_PER_USER}
+        )
+    if SSHKey.objects.filter(fingerprint=fingerprint, revoked_at__isnull=True).exists():
+        # The same words whoever holds it: which accounts hold a key is nobody's business.
+        raise _ssh_key_refused(
+            _(
+                "This key is already registered. Each key belongs to one account only: "
+                "make a new key for this one."
+            )
+        )
+    # Without a name, the key's own comment ("me@laptop") names it.
+    comment = line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
+    name = ((name or "").strip() or comment)[:100]
+    return SSHKey.objects.create(
+        user=user,
+        name=name,
+        algorithm=algorithm,
+        bits=bits,
+        public_key=line,
+        fingerprint=fingerprint,
+    )
+
+
+def ssh_key_generate(*, user: User, name: str = "") -> tuple[SSHKey, str]:
+    """A new key pair: the registered key and the private key in OpenSSH format.
+
+    The private key is returned to be shown once and is never stored.
+    """
+    import asyncssh
+
+    comment = (name or "").strip()[:100] or "aladdin"
+    private = asyncssh.generate_private_key(SSH_GENERATED_TYPE, comment=comment)
+    public = private.export_public_key("openssh").decode()
+    key = ssh_key_add(user=user, public_key=public, name=name)
+    return key, private.export_private_key("openssh").decode()
+
+
+@transaction.atomic
+def ssh_key_revoke(*, key: SSHKey) -> SSHKey:
+    """Revoke one key (the row stays, with the time). Revoking twice is harmless."""
+    SSHKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    return key
+
+
+def ssh_keys_revoke_all(*, user: User) -> int:
+    """Revoke every key of ``user`` (ban, password reset by staff). Returns how many.
+
+    Registered with accounts' access revokers in WorkshopsConfig.ready.
+    """
+    return SSHKey.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+SSH_KEY_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def ssh_login_record(*, key_id: int, at: datetime | None = None) -> None:
+    """A login through the gateway with key ``key_id``: its last use and the user's activity.
+
+    Written at most once a minute per key, so a burst of ``scp`` calls is not
+    a burst of writes.
+    """
+    from django.db.models import Q
+
+    from aladdin.accounts.services import user_record_activity
+
+    at = at or timezone.now()
+    SSHKey.objects.filter(pk=key_id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=at - SSH_KEY_USE_RESOLUTION)
+    ).update(last_used_at=at)
+    key = SSHKey.objects.select_related("user").get(pk=key_id)
+    user_record_activity(user=key.user, at=at)

@@ -7,6 +7,8 @@ work without JavaScript; the list refreshes itself while a state is changing.
 
 from __future__ import annotations
 
+import base64
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -20,7 +22,7 @@ from aladdin.cluster.base import DriverError
 
 from . import selectors, services
 from .choices import WorkshopState
-from .forms import EnvVarForm, ResourcesForm, WorkshopCreateForm
+from .forms import EnvVarForm, ResourcesForm, SSHKeyAddForm, SSHKeyGenerateForm, WorkshopCreateForm
 from .models import Workshop
 
 REFRESH_SECONDS = 3
@@ -86,8 +88,26 @@ def workshop_detail(request, pk: int):
             "env_vars": workshop.env_vars.all(),
             "refresh": REFRESH_SECONDS if workshop.is_transitional else None,
             "states": WorkshopState,
+            "ssh": _ssh_details(request.user, workshop),
         },
     )
+
+
+def _ssh_details(user, workshop: Workshop) -> dict:
+    """How to reach the workshop over SSH: the command, the gateway's host keys, the user's keys."""
+    from django.conf import settings
+
+    from aladdin.lib.ssh_host_keys import public_keys
+
+    host, port = settings.SSH_PUBLIC_HOST, settings.SSH_PUBLIC_PORT
+    port_option = "" if port == 22 else f" -p {port}"
+    return {
+        "command": f"ssh{port_option} {workshop.name}@{host}",
+        "host": host,
+        "port": port,
+        "host_keys": public_keys(settings.SSH_HOST_KEYS_DIR),
+        "has_keys": selectors.ssh_keys_for(user).exists(),
+    }
 
 
 _ACTIONS = {
@@ -162,3 +182,77 @@ def workshop_terminal(request, pk: int):
             "ws_path": f"/ws/workshops/{workshop.pk}/terminal/",
         },
     )
+
+
+# --- SSH keys ---------------------------------------------------------------------
+
+
+def _keys_page(request, *, add_form=None, generate_form=None, generated=None, status=200):
+    response = render(
+        request,
+        "workshops/ssh_keys.html",
+        {
+            "keys": selectors.ssh_keys_for(request.user),
+            "add_form": add_form or SSHKeyAddForm(),
+            "generate_form": generate_form or SSHKeyGenerateForm(),
+            "generated": generated,
+            "limit": services.SSH_KEYS_PER_USER,
+        },
+        status=status,
+    )
+    # A page that carries a private key must not be kept by the browser or a proxy.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_refusal(form, exc: ValidationError) -> None:
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    for field, messages_ in errors.items():
+        form.add_error(field if field in form.fields else None, messages_)
+
+
+@login_required
+def ssh_keys(request):
+    """The user's keys; POST adds one (``add``) or generates a pair (``generate``)."""
+    if request.method != "POST":
+        return _keys_page(request)
+    if "generate" in request.POST:
+        form = SSHKeyGenerateForm(request.POST)
+        if form.is_valid():
+            try:
+                key, private = services.ssh_key_generate(
+                    user=request.user, name=form.cleaned_data["name"]
+                )
+            except ValidationError as exc:
+                _form_refusal(form, exc)
+            else:
+                # Shown on this answer only (a POST's page: reloading asks
+                # to resubmit, which makes a new pair) and never stored.
+                generated = {
+                    "key": key,
+                    "private_key": private,
+                    "data_url": "data:application/octet-stream;base64,"
+                    + base64.b64encode(private.encode()).decode(),
+                    "filename": "aladdin_ed25519",
+                }
+                return _keys_page(request, generated=generated, status=201)
+        return _keys_page(request, generate_form=form, status=400)
+    form = SSHKeyAddForm(request.POST)
+    if form.is_valid():
+        try:
+            services.ssh_key_add(user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_refusal(form, exc)
+        else:
+            messages.success(request, _("SSH key added."))
+            return redirect("workshops:ssh-keys")
+    return _keys_page(request, add_form=form, status=400)
+
+
+@login_required
+@require_POST
+def ssh_key_revoke(request, pk: int):
+    key = get_object_or_404(selectors.ssh_keys_for(request.user), pk=pk)
+    services.ssh_key_revoke(key=key)
+    messages.success(request, _("SSH key revoked: it can no longer log in."))
+    return redirect("workshops:ssh-keys")

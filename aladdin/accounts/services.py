@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -159,6 +160,50 @@ def oauth_revoke_all(*, user: User) -> int:
     return count + deleted
 
 
+# Access a user holds through other apps (SSH keys, in workshops): revoked
+# with the IDE tokens on a ban or a password reset by staff. Each app
+# registers its revoker from its AppConfig.ready, so accounts never imports
+# the apps above it (DESIGN: dependency direction).
+AccessRevoker = Callable[..., object]
+_access_revokers: list[AccessRevoker] = []
+
+
+def register_access_revoker(revoker: AccessRevoker) -> AccessRevoker:
+    """Add ``revoker(*, user)`` to what :func:`user_access_revoke_all` revokes. Idempotent."""
+    if revoker not in _access_revokers:
+        _access_revokers.append(revoker)
+    return revoker
+
+
+def user_access_revoke_all(*, user: User) -> None:
+    """Revoke every credential of ``user``: IDE tokens and what the apps registered."""
+    oauth_revoke_all(user=user)
+    for revoker in _access_revokers:
+        revoker(user=user)
+
+
+@transaction.atomic
+def user_password_set_by_staff(*, user: User, actor: User | None, password: str | None) -> User:
+    """A password reset by staff (back office): new password, every credential revoked.
+
+    ``password`` None disables password login. Whoever knew the old password
+    may have planted an SSH key or connected an IDE; the reset takes those
+    away too, and logs the user out.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save(update_fields=["password"])
+    user_access_revoke_all(user=user)
+    _sessions_delete(user=user)
+    StaffAction.objects.create(
+        actor=actor, target_user=user, action="password_reset", reason="back office"
+    )
+    return user
+
+
 def ide_connection_revoke(*, user: User, refresh_token_id: int) -> None:
     """Revoke one connected IDE (one refresh-token family) of ``user``."""
     from oauth2_provider.models import get_refresh_token_model
@@ -195,7 +240,7 @@ def user_ban(*, user: User, actor: User | None, reason: str) -> User:
         phone=user.phone,
         defaults={"user": user, "reason": reason, "banned_at": now, "banned_by": actor},
     )
-    oauth_revoke_all(user=user)
+    user_access_revoke_all(user=user)
     _sessions_delete(user=user)
     StaffAction.objects.create(actor=actor, target_user=user, action="ban", reason=reason)
     return user

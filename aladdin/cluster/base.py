@@ -216,6 +216,47 @@ class Terminal(abc.ABC):
         """End the terminal's shell; idempotent."""
 
 
+class ExecSession(abc.ABC):
+    """A command running in a workload (:meth:`ClusterDriver.exec_in_workload`).
+
+    The shape of Kubernetes' pod exec (channels stdin, stdout, stderr,
+    resize, and the exit status at the end), so either backend can serve
+    the SSH gateway. ``exit_code`` is None until :meth:`read` has returned
+    the end; a process killed by a signal reports 128 + the signal, as a
+    shell would.
+    """
+
+    exit_code: int | None = None
+
+    @abc.abstractmethod
+    def read(self, timeout: float | None = None) -> tuple[int, bytes]:
+        """The next output: ``(1, data)`` stdout (a PTY's output too), ``(2, data)`` stderr.
+
+        ``(0, b"")`` once the command has exited and all its output was
+        read (then :attr:`exit_code` is set; None if the stream broke).
+        Raises ``TimeoutError`` when nothing arrived within ``timeout``.
+        """
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send to the command's stdin. Raises DriverError once the session is closed."""
+
+    @abc.abstractmethod
+    def close_stdin(self) -> None:
+        """End the command's stdin (EOF); output keeps coming."""
+
+    @abc.abstractmethod
+    def resize(self, *, rows: int, cols: int) -> None:
+        """Set the PTY's window size (ignored without a PTY)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Hang up: the command gets SIGHUP (then SIGKILL) if it still runs; idempotent.
+
+        Another thread may call it to end a :meth:`read` that is waiting.
+        """
+
+
 class ClusterDriver(abc.ABC):
     """The small interface every backend implements. See the module docstring."""
 
@@ -303,3 +344,30 @@ class ClusterDriver(abc.ABC):
     @abc.abstractmethod
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
         """A shell in the running workload, as its user, in a PTY. Raises DriverError."""
+
+    @abc.abstractmethod
+    def exec_in_workload(
+        self,
+        *,
+        name: str,
+        command: list[str] | None = None,
+        tty: bool = False,
+        env: dict[str, str] | None = None,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> ExecSession:
+        """Run ``command`` (an argv; None: the user's login shell) in the running workload ``name``.
+
+        It runs as the workload's user, in the workload's own isolation (the
+        sandbox locally, the pod's container on Kubernetes), with /root as
+        its working directory and the workload's variables plus ``env``
+        (names must be valid variable names). With ``tty`` it gets a PTY of
+        ``rows`` x ``cols`` (stdout and stderr are then one stream). Nothing
+        of ``command`` or ``env`` ever becomes an argument, variable or path
+        of a program outside the workload: they are the process's own data.
+        Kubernetes: pod exec on the workload's container, ``env`` applied by
+        ``env`` inside the container.
+
+        Raises DriverError (``code`` "not_running" when the workload does
+        not run; permanent) or when the backend cannot be reached (transient).
+        """

@@ -28,7 +28,15 @@ from typing import Any
 from django.conf import settings
 
 from . import protocol
-from .base import ClusterDriver, DriverError, Resources, Terminal, WorkloadSpec, WorkloadStatus
+from .base import (
+    ClusterDriver,
+    DriverError,
+    ExecSession,
+    Resources,
+    Terminal,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from .protocol import AgentError
 
 AGENT_DOWN = "the local agent is not running (make run starts it)"
@@ -134,6 +142,72 @@ class LocalTerminal(Terminal):
         with contextlib.suppress(OSError):
             self._conn.send(protocol.TerminalClose().to_wire())
         self._conn.close()
+
+
+class LocalExecSession(ExecSession):
+    """A command in a workload's sandbox, relayed by the agent (the protocol's exec stream).
+
+    One thread reads (:meth:`read`), others may write, resize and close:
+    sends and receives use the socket's two directions independently, and
+    :meth:`close` shuts the socket down rather than closing it under a
+    reader (see :class:`LogStream`).
+    """
+
+    def __init__(self, connection: _Connection):
+        self._conn = connection
+        self._send_lock = threading.Lock()
+        self._closed = False
+        self._ended = False
+        self.exit_code: int | None = None
+
+    def read(self, timeout: float | None = None) -> tuple[int, bytes]:
+        while not self._ended:
+            self._conn.sock.settimeout(timeout)
+            try:
+                message = self._conn.receive()
+                decoded = protocol.decode_exec_output(message) if message else None
+            except TimeoutError:
+                raise
+            except (OSError, ValueError, AgentError):
+                decoded = None
+            if decoded is None or isinstance(decoded, protocol.TerminalExit):
+                self.exit_code = decoded.code if decoded else None
+                self._ended = True
+                self.close()
+                break
+            if decoded.data:
+                return decoded.stream, decoded.data
+        return 0, b""
+
+    def _send(self, message: dict[str, Any]) -> None:
+        with self._send_lock:
+            if self._closed:
+                raise DriverError("the session is closed", permanent=True)
+            try:
+                self._conn.send(message)
+            except OSError as exc:
+                raise DriverError(f"the exec connection broke: {exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        self._send(protocol.TerminalInput(data).to_wire())
+
+    def close_stdin(self) -> None:
+        self._send(protocol.ExecEof().to_wire())
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        self._send(protocol.TerminalResize(int(rows), int(cols)).to_wire())
+
+    def close(self) -> None:
+        with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(OSError):
+                self._conn.send(protocol.TerminalClose().to_wire())
+        # Wakes a reader blocked in recv; the fd is closed by the garbage
+        # collector once no thread uses it (never under a reader).
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 class LogStream(Iterator[bytes]):
@@ -249,7 +323,9 @@ class LocalDriver(ClusterDriver):
                 f"the agent's answer to {request.op} is not understood: {exc}"
             ) from exc
 
-    def _open_stream(self, request: protocol.Follow | protocol.OpenTerminal) -> _Connection:
+    def _open_stream(
+        self, request: protocol.Follow | protocol.OpenTerminal | protocol.Exec
+    ) -> _Connection:
         """A connection on which ``request`` was accepted; what follows is its stream."""
         conn = _Connection(self.socket_path, CALL_TIMEOUT)
         try:
@@ -360,3 +436,23 @@ class LocalDriver(ClusterDriver):
         return LocalTerminal(
             self._open_stream(protocol.OpenTerminal(name=name, rows=rows, cols=cols))
         )
+
+    def exec_in_workload(
+        self,
+        *,
+        name: str,
+        command: list[str] | None = None,
+        tty: bool = False,
+        env: dict[str, str] | None = None,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> ExecSession:
+        request = protocol.Exec(
+            name=name,
+            command=list(command or []),
+            tty=bool(tty),
+            env=dict(env or {}),
+            rows=int(rows),
+            cols=int(cols),
+        )
+        return LocalExecSession(self._open_stream(request))

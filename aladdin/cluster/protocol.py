@@ -31,6 +31,7 @@ Logs (logs)            LogChunk                --
 DeleteLogs             Done                    ``still_running``
 Follow (follow)        Done, then a stream     --
 OpenTerminal           Done, then a stream     ``not_running``
+Exec (exec)            Done, then a stream     ``not_running``
 =====================  ======================  ======================================
 
 A start that was accepted but could not run (bad image, bwrap failed) is
@@ -45,7 +46,11 @@ record) and all was sent; the client sends nothing and closes its end to
 stop. After ``OpenTerminal``'s ``Done`` the connection carries the PTY both
 ways: :class:`TerminalInput`, :class:`TerminalResize`,
 :class:`TerminalClose` in; :class:`TerminalOutput`, then
-:class:`TerminalExit` out.
+:class:`TerminalExit` out. After ``Exec``'s ``Done`` (a command in the
+workload, the SSH gateway's shell and exec): :class:`TerminalInput`,
+:class:`ExecEof` (stdin ended), :class:`TerminalResize` (with a PTY),
+:class:`TerminalClose` in; :class:`ExecOutput` (stdout, or stderr without
+a PTY), then :class:`TerminalExit` out, once all output was sent.
 
 Errors. :class:`AgentError` carries an :class:`ErrorCode` across the
 boundary; whether a retry can help is a property of the code, so no side
@@ -284,6 +289,25 @@ class OpenTerminal:
     cols: int = 80
 
 
+@dataclass(frozen=True)
+class Exec:
+    """Run ``command`` (argv inside the workload; empty: a login shell) as the workload's user.
+
+    ``env`` is added to the workload's own variables (the gateway passes
+    TERM, LANG, LC_*); ``tty`` gives the process a PTY of ``rows`` x ``cols``.
+    Command and variables are data for the process inside the sandbox: the
+    agent hands them over through descriptors, never on a host command line.
+    """
+
+    op: ClassVar[str] = "exec"
+    name: str
+    command: list[str] = field(default_factory=list)
+    tty: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    rows: int = 24
+    cols: int = 80
+
+
 Request = (
     Health
     | EnsureUserSpace
@@ -298,6 +322,7 @@ Request = (
     | DeleteLogs
     | Follow
     | OpenTerminal
+    | Exec
 )
 REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
 
@@ -357,6 +382,7 @@ ANSWERS: dict[type, type] = {
     DeleteLogs: Done,
     Follow: Done,
     OpenTerminal: Done,
+    Exec: Done,
 }
 
 
@@ -439,6 +465,42 @@ class TerminalExit:
 
     def to_wire(self) -> dict[str, Any]:
         return {"exit": self.code}
+
+
+@dataclass(frozen=True)
+class ExecEof:
+    """The client's stdin ended (``ssh ws cmd < file`` reached the end of the file)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"eof": True}
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    """Output of an exec: ``stream`` 1 is stdout (and a PTY's output), 2 is stderr."""
+
+    data: bytes
+    stream: int = 1
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"data": _b64(self.data), "stream": self.stream}
+
+
+def decode_exec_input(
+    message: dict[str, Any],
+) -> TerminalInput | ExecEof | TerminalResize | TerminalClose:
+    if message.get("eof"):
+        return ExecEof()
+    return decode_terminal_input(message)
+
+
+def decode_exec_output(message: dict[str, Any]) -> ExecOutput | TerminalExit:
+    if "exit" in message:
+        return TerminalExit(code=_field(int | None, message, "exit"))
+    stream = _field(int, message, "stream") if "stream" in message else 1
+    if stream not in (1, 2):
+        raise AgentError(ErrorCode.INVALID, f"bad exec output stream {stream}")
+    return ExecOutput(data=_field(bytes, message, "data"), stream=stream)
 
 
 def decode_log_message(message: dict[str, Any]) -> LogData | LogEnd:

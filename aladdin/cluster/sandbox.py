@@ -314,6 +314,31 @@ def nsenter_argv(target_pid: int, uid: int, command: list[str], *, env_fd: int) 
     ]  # fmt: skip
 
 
+# As ENV_LOADER, and the command too comes from a descriptor ($2, NUL-separated
+# argv): what a student typed after `ssh ws` is never an argument of nsenter,
+# which runs as root on the host (and `ps` there would show it).
+EXEC_LOADER = r"""
+envfd=$1; argfd=$2; shift 2
+while IFS= read -r -d '' kv; do export "$kv" 2>/dev/null; done <&"$envfd"
+args=()
+while IFS= read -r -d '' a; do args+=("$a"); done <&"$argfd"
+eval "exec $envfd<&- $argfd<&-"
+cd /root 2>/dev/null
+exec "${args[@]}"
+"""
+
+
+def nsenter_exec_argv(target_pid: int, uid: int, *, env_fd: int, argv_fd: int) -> list[str]:
+    """As :func:`nsenter_argv`, with the command read from ``argv_fd`` (:func:`args_fd`) inside."""
+    return [
+        NSENTER, "--target", str(target_pid),
+        "--user", "--mount", "--pid", "--net", "--ipc", "--uts",
+        "--setuid", str(uid), "--setgid", str(uid),
+        "--root", "--wd",
+        "/bin/bash", "-c", EXEC_LOADER, "aladdin-exec", str(env_fd), str(argv_fd),
+    ]  # fmt: skip
+
+
 def probe(uid: int, volume: Path, *, timeout: float = 10) -> tuple[bool, str]:
     """Can this host sandbox? Run ``true`` in a sandbox as ``uid``. Returns (ok, why not)."""
     if os.environ.get("ALADDIN_LOCAL_SANDBOX", "").lower() in {"off", "0", "false", "no"}:

@@ -37,6 +37,7 @@ EVERY_REQUEST = [
     protocol.DeleteLogs(name="job-7"),
     protocol.Follow(name="job-7", offset=9),
     protocol.OpenTerminal(name="ws-1", rows=40, cols=120),
+    protocol.Exec(name="ws-1", command=["sh", "-c", "ls"], tty=True, env={"TERM": "vt100"}),
 ]
 
 
@@ -48,6 +49,20 @@ def test_every_request_survives_the_wire(request_):
 
 def test_every_request_has_an_answer_type():
     assert set(protocol.ANSWERS) == {type(r) for r in EVERY_REQUEST}
+
+
+def test_the_exec_stream_carries_stdout_stderr_eof_and_the_exit():
+    for message in (protocol.ExecOutput(b"out", 1), protocol.ExecOutput(b"err", 2)):
+        assert protocol.decode_exec_output(message.to_wire()) == message
+    assert protocol.decode_exec_output(protocol.TerminalExit(3).to_wire()) == protocol.TerminalExit(
+        3
+    )
+    # A terminal's output (no stream) is stdout.
+    assert protocol.decode_exec_output(protocol.TerminalOutput(b"x").to_wire()).stream == 1
+    assert protocol.decode_exec_input(protocol.ExecEof().to_wire()) == protocol.ExecEof()
+    assert protocol.decode_exec_input({"data": "aGk="}) == protocol.TerminalInput(b"hi")
+    with pytest.raises(AgentError):
+        protocol.decode_exec_output({"data": "aGk=", "stream": 3})
 
 
 def test_the_wire_is_what_earlier_agents_spoke():

@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from aladdin.routing import websocket_urlpatterns
 from tests.factories import JobConfigurationFactory
+from tests.workshops.sshkeys import public_key
+from workshops.services import ssh_key_add
 
 # route (as written in the URL configuration) -> the kind of object it names
 OWNED = {
@@ -32,6 +34,7 @@ OWNED = {
     "billing/orders/<str:out_trade_no>/invoice/download/": "order",
     "billing/sandbox/<str:out_trade_no>/": "order",
     "workshops/<int:pk>/": "workshop",
+    "workshops/keys/<int:pk>/revoke/": "ssh_key",
     "workshops/<int:pk>/resources/": "workshop",
     "workshops/<int:pk>/env/": "workshop",
     "workshops/<int:pk>/terminal/": "workshop",
@@ -44,6 +47,7 @@ OWNED = {
     "jobs/<int:pk>/delete/": "job",
     "api/v1/billing/orders/<int:pk>": "order",
     "api/v1/workshops/<int:pk>": "workshop",
+    "api/v1/ssh-keys/<int:pk>": "ssh_key",
     "api/v1/workshops/<int:pk>/start": "workshop",
     "api/v1/workshops/<int:pk>/stop": "workshop",
     "api/v1/jobs/configurations/<int:pk>": "configuration",
@@ -109,6 +113,7 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):
         "workshop": make_workshop(other_user),
         "configuration": JobConfigurationFactory(user=other_user, name="b's"),
         "job": make_job(other_user, started_at=timezone.now() - timedelta(minutes=1)),
+        "ssh_key": ssh_key_add(user=other_user, public_key=public_key()),
     }
     return objects
 

@@ -19,7 +19,9 @@ Modules:
 - :mod:`.output`: each workload's output kept on the host, bounded per
   workload and per user;
 - :mod:`.journal`: ``journal.json`` and the heartbeat, what survives a restart;
-- :mod:`.pty`: terminals (a shell inside a running sandbox, over the socket).
+- :mod:`.pty`: terminals (a shell inside a running sandbox, over the socket);
+- :mod:`.execs`: exec, a command or login shell inside a running sandbox with
+  stdin, stdout, stderr and the exit status apart (the SSH gateway's sessions).
 
 The messages are :mod:`aladdin.cluster.protocol`'s, shared with the driver.
 """

@@ -46,12 +46,27 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
 
 
-def _sandbox_ready(pid: int) -> bool:
-    """The sandbox's init (bwrap's child) has forked the command and has its id maps."""
-    proc = Path(f"/proc/{pid}")
-    if not (proc / "task" / str(pid) / "children").read_text().strip():
-        return False
-    return all((proc / name).read_text().strip() for name in ("uid_map", "gid_map"))
+def wait_for_uid_map(pid: int) -> None:
+    """Wait (a few seconds at most) until the sandbox of ``pid`` is set up for nsenter.
+
+    bwrap reports the child's pid before it has written the uid and gid
+    maps, and with ``--disable-userns`` the child later moves into a nested
+    user namespace whose maps it writes again: nsenter run in between fails
+    ("setgid failed: Invalid argument", seen when a shell was opened right
+    after the start). The namespaces are final once the sandbox's init has
+    started its first child, the workload's command.
+    """
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            mapped = all(
+                Path(f"/proc/{pid}/{name}").read_text().strip() for name in ("uid_map", "gid_map")
+            )
+            started = children.read_text().strip() if children.exists() else True
+            if mapped and started:
+                return
+        time.sleep(0.05)
 
 
 def open_shell(
@@ -65,19 +80,7 @@ def open_shell(
     pass_fds: tuple[int, ...]
     if workload.sandbox_pid:
         pid = workload.sandbox_pid
-        # bwrap reports the child's pid before the sandbox is ready: it then
-        # writes the id maps and, for --disable-userns, moves the child into a
-        # nested user namespace with maps of its own. nsenter cannot switch to
-        # the uid and gid of a namespace whose maps are not written yet
-        # ("setgid failed: Invalid argument", seen under load), so wait until
-        # the child (the sandbox's init) has started the workload's command:
-        # by then all is set up.
-        deadline = time.monotonic() + UID_MAP_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if _sandbox_ready(pid):
-                    break
-            time.sleep(0.05)
+        wait_for_uid_map(pid)
         # nsenter runs as root on the host: by absolute path, with HOST_ENV;
         # the shell it starts inside reads the workload's variables from a
         # descriptor (sandbox.ENV_LOADER).

@@ -24,7 +24,7 @@ from typing import Any
 from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
-from . import pty
+from . import execs, pty
 from .journal import HEARTBEAT_SECONDS, Journal
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
@@ -238,6 +238,19 @@ class Agent:
         peer.send(protocol.encode_answer(protocol.Done()))
         pty.relay(peer, master, proc)
 
+    def exec(self, peer: _Handler, request: protocol.Exec) -> None:
+        """Run a command in the running workload and relay it (see :mod:`.execs`)."""
+        workload = self.workloads.running(request.name)
+        assert workload.user_id is not None
+        proc, master = execs.start(
+            workload,
+            uid=self.workloads.uid_for(workload.user_id),
+            volume=self.workloads.volume_for(workload.user_id),
+            request=request,
+        )
+        peer.send(protocol.encode_answer(protocol.Done()))
+        execs.relay(peer, proc, master)
+
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
@@ -267,6 +280,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 if isinstance(request, protocol.OpenTerminal):
                     agent.terminal(self, request)
+                    return
+                if isinstance(request, protocol.Exec):
+                    agent.exec(self, request)
                     return
                 answer = protocol.encode_answer(agent.handle(request))
             except AgentError as exc:

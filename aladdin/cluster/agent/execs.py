@@ -1,0 +1,217 @@
+"""Exec: a command (or a login shell) inside a running workload, relayed over the agent's connection.
+
+What the SSH gateway's sessions run (``ssh ws``, ``ssh ws 'cmd'``, later
+``sftp-server``). The terminal of :mod:`.pty` is the same path with a
+fixed command: ``nsenter`` into every namespace of the workload's sandbox,
+as its uid. The differences an SSH session needs are separate stdout and
+stderr, an end of stdin, and a command of the client's choosing; the
+command travels like the variables, through a descriptor read by a loader
+already inside the sandbox (:data:`~aladdin.cluster.sandbox.EXEC_LOADER`),
+so nothing the student typed is an argument of nsenter (root on the host).
+
+Messages are :mod:`aladdin.cluster.protocol`'s exec stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import termios
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .. import protocol, sandbox
+from ..protocol import AgentError, ErrorCode
+from .pty import HANGUP_WAIT_SECONDS, Peer, set_winsize, wait_for_uid_map
+from .workloads import Workload
+
+LOGIN_SHELL = ["/bin/bash", "-l"]
+READ_CHUNK = 65536
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's number for an end: the code, or 128 + the signal that killed it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def start(
+    workload: Workload,
+    *,
+    uid: int,
+    volume: Path,
+    request: protocol.Exec,
+) -> tuple[subprocess.Popen, int | None]:
+    """Start ``request``'s command in ``workload``: (the process, a PTY's master fd or None)."""
+    command = list(request.command) or LOGIN_SHELL
+    if any("\0" in arg for arg in command):
+        raise AgentError(ErrorCode.INVALID, "the command contains a NUL byte")
+    env = {**workload.env, **request.env}
+    if request.tty:
+        env["TERM"] = request.env.get("TERM") or env.get("TERM") or "xterm-256color"
+    try:
+        sandbox.check_env(env)
+    except ValueError as exc:
+        raise AgentError(ErrorCode.INVALID, str(exc)) from None
+    as_user: dict[str, Any] = {}
+    fds: tuple[int, ...] = ()
+    if workload.sandbox_pid:
+        wait_for_uid_map(workload.sandbox_pid)
+        env_fd = sandbox.env_fd(env)
+        argv_fd = sandbox.args_fd(command)
+        fds = (env_fd, argv_fd)
+        argv = sandbox.nsenter_exec_argv(workload.sandbox_pid, uid, env_fd=env_fd, argv_fd=argv_fd)
+        popen_env, cwd = sandbox.HOST_ENV, None
+    else:
+        # No sandbox (single user or insecure): the command is the student's
+        # own process, as their uid, as the workload is (see pty.open_shell).
+        argv, popen_env, cwd = command, env, volume
+        if os.geteuid() == 0:
+            as_user = {"user": uid, "group": uid, "extra_groups": []}
+    master = slave = None
+    try:
+        if request.tty:
+            master, slave = os.openpty()
+            set_winsize(master, request.rows, request.cols)
+
+            def controlling_tty() -> None:
+                os.setsid()
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+            proc = subprocess.Popen(
+                argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=popen_env,
+                cwd=cwd,
+                pass_fds=fds,
+                preexec_fn=controlling_tty,  # noqa: PLW1509 - only setsid + ioctl
+                **as_user,
+            )
+        else:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=popen_env,
+                cwd=cwd,
+                pass_fds=fds,
+                start_new_session=True,  # one group to hang up, as with a PTY
+                **as_user,
+            )
+    except OSError as exc:
+        if master is not None:
+            os.close(master)
+        raise AgentError(ErrorCode.UNAVAILABLE, f"cannot start the command: {exc}") from exc
+    finally:
+        if slave is not None:
+            os.close(slave)
+        for fd in fds:
+            os.close(fd)
+    return proc, master
+
+
+def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
+    """Carry the exec stream both ways until the command ended and its output was sent."""
+    send_lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        # Two pumps (stdout, stderr) share the connection: one frame at a time.
+        with send_lock:
+            peer.send(message)
+
+    def pump(read: Callable[[int], bytes], stream: int) -> None:
+        while True:
+            try:
+                data = read(READ_CHUNK)
+            except OSError:  # EIO: every process closed the PTY
+                data = b""
+            if not data:
+                return
+            send(protocol.ExecOutput(data, stream).to_wire())
+
+    if master is not None:
+        pumps = [threading.Thread(target=pump, args=(lambda n: os.read(master, n), 1))]
+    else:
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=pump, args=(_reader(proc.stdout), 1)),
+            threading.Thread(target=pump, args=(_reader(proc.stderr), 2)),
+        ]
+
+    def finish() -> None:
+        try:
+            for thread in pumps:
+                thread.start()
+            for thread in pumps:
+                thread.join()
+            send(protocol.TerminalExit(exit_status(proc.wait())).to_wire())
+        except OSError:
+            pass  # the client went away
+        finally:
+            with contextlib.suppress(OSError):
+                peer.request.shutdown(socket.SHUT_RDWR)
+
+    done = threading.Thread(target=finish, daemon=True, name="exec-out")
+    done.start()
+    stdin: IO[bytes] | None = proc.stdin
+    try:
+        for message in peer.messages():
+            try:
+                decoded = protocol.decode_exec_input(message)
+            except AgentError:
+                continue  # a message this agent does not know: ignored
+            match decoded:
+                case protocol.TerminalInput(data=data):
+                    if master is not None:
+                        os.write(master, data)
+                    elif stdin is not None:
+                        with contextlib.suppress(BrokenPipeError):
+                            stdin.write(data)
+                            stdin.flush()
+                case protocol.ExecEof():
+                    if stdin is not None:
+                        with contextlib.suppress(OSError):
+                            stdin.close()
+                        stdin = None
+                case protocol.TerminalResize(rows=rows, cols=cols):
+                    if master is not None:
+                        set_winsize(master, rows, cols)
+                case protocol.TerminalClose():
+                    break
+    except (OSError, ValueError):  # the client went away, or stopped speaking JSON
+        pass
+    finally:
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+        if proc.poll() is None:
+            # The client hung up before the command ended: SIGHUP to its
+            # group, as sshd does when a connection drops; SIGKILL after.
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGHUP)
+            try:
+                proc.wait(HANGUP_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        done.join(5)
+        if master is not None:
+            os.close(master)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _reader(pipe: IO[bytes]) -> Callable[[int], bytes]:
+    fd = pipe.fileno()
+    return lambda n: os.read(fd, n)

@@ -1,0 +1,496 @@
+"""The asyncssh server: authentication, limits, and sessions relayed to the driver's exec.
+
+Threads. asyncssh runs on one asyncio loop; the database (Django's ORM)
+and the driver (blocking sockets) do not. Database calls go through
+``sync_to_async`` (one thread, in order, as Django wants); each session's
+driver exec gets a reader thread (its output to the client, paused while
+the client's window is full) and a writer thread (the client's input, in
+order, to the workload). A slow workload or client therefore never stalls
+the loop, and so never another user's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from aladdin import cluster
+from aladdin.cluster.base import DriverError
+
+log = logging.getLogger("aladdin.sshgw")
+
+# Variables a client may send (OpenSSH's `SendEnv LANG LC_*`, Debian's sshd
+# `AcceptEnv LANG LC_*`); TERM comes with the PTY request. Others are ignored.
+ACCEPTED_ENV_PREFIXES = ("LC_",)
+ACCEPTED_ENV = {"LANG"}
+# Client input queued for the workload beyond this pauses reading from the client.
+INPUT_QUEUE_HIGH = 64
+
+
+def stopped_line(name: str) -> str:
+    # The issue's wording, in English like every SSH message a client prints.
+    return f"workshop {name} is stopped: start it from the dashboard or the plugin\r\n"
+
+
+def not_running_line(name: str, state: str) -> str:
+    return (
+        f"workshop {name} is not running ({state}): wait for it, or start it from the dashboard\r\n"
+    )
+
+
+@dataclass(frozen=True)
+class LoginTarget:
+    """What an accepted key opens: the key, its owner, the workshop (as the database said)."""
+
+    key_id: int
+    user_id: int
+    workshop_id: int
+    workshop_name: str
+    workload_name: str
+    state: str
+
+
+# --- the database, from the loop ----------------------------------------------------
+
+
+def _login_target(username: str, fingerprint: str) -> LoginTarget | None:
+    from workshops.selectors import ssh_login_target
+
+    close_old_connections()  # a long-lived process: drop connections the server closed
+    found = ssh_login_target(username=username, fingerprint=fingerprint)
+    if found is None:
+        return None
+    key, workshop = found
+    return LoginTarget(
+        key_id=key.pk,
+        user_id=key.user_id,
+        workshop_id=workshop.pk,
+        workshop_name=workshop.name,
+        workload_name=workshop.workload_name,
+        state=workshop.state,
+    )
+
+
+def _login_record(key_id: int) -> None:
+    from workshops.services import ssh_login_record
+
+    close_old_connections()
+    ssh_login_record(key_id=key_id)
+
+
+login_target = sync_to_async(_login_target, thread_sensitive=True)
+login_record = sync_to_async(_login_record, thread_sensitive=True)
+
+
+# --- the gateway ---------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """The listening server and what its connections share (session counts)."""
+
+    max_sessions: int = 200
+    max_sessions_per_user: int = 10
+    idle_timeout: float = 0
+    sessions: int = 0
+    sessions_by_user: dict[int, int] = field(default_factory=dict)
+    server: Any = None
+
+    def session_open(self, user_id: int) -> str | None:
+        """Count a new session; the refusal's message when a limit is reached."""
+        if self.sessions >= self.max_sessions:
+            return "the SSH gateway is full: try again in a minute\r\n"
+        if self.sessions_by_user.get(user_id, 0) >= self.max_sessions_per_user:
+            return (
+                f"too many SSH sessions: {self.max_sessions_per_user} at once per user; "
+                "close one first\r\n"
+            )
+        self.sessions += 1
+        self.sessions_by_user[user_id] = self.sessions_by_user.get(user_id, 0) + 1
+        return None
+
+    def session_closed(self, user_id: int) -> None:
+        self.sessions -= 1
+        left = self.sessions_by_user.get(user_id, 1) - 1
+        if left:
+            self.sessions_by_user[user_id] = left
+        else:
+            self.sessions_by_user.pop(user_id, None)
+
+    async def start(self, *, host: str, port: int, host_keys: list) -> None:
+        self.server = await asyncssh.create_server(
+            lambda: _Connection(self),
+            host,
+            port,
+            server_host_keys=host_keys,
+            # Public keys only (SPEC §6): the other methods are not offered.
+            password_auth=False,
+            kbdint_auth=False,
+            host_based_auth=False,
+            gss_auth=False,
+            gss_kex=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            # Sessions are raw bytes both ways: the workload's PTY does the
+            # line editing, as sshd leaves it to the remote shell.
+            encoding=None,
+            line_editor=False,
+            login_timeout=60,
+            keepalive_interval=60,
+        )
+        log.info(
+            "SSH gateway listening on %s:%d (host keys: %s)",
+            host,
+            port,
+            ", ".join(k.get_fingerprint("sha256") for k in host_keys),
+        )
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+class _Connection(asyncssh.SSHServer):
+    """One client connection: authentication, then its sessions."""
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = ""
+        self.target: LoginTarget | None = None
+        self.login: tuple[str, str] = ("", "")  # (user name, key fingerprint) accepted
+        self.opened = time.monotonic()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_activity = time.monotonic()
+        self._idle_task: asyncio.Task | None = None
+
+    # --- connection ---------------------------------------------------------------
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.peer = str(peer[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        if self.target is not None:
+            log.info(
+                "ssh closed: user=%s workshop=%s client=%s duration=%.1fs in=%d out=%d",
+                self.target.user_id,
+                self.target.workshop_name,
+                self.peer,
+                time.monotonic() - self.opened,
+                self.bytes_in,
+                self.bytes_out,
+            )
+
+    # --- authentication: public keys only, one answer for every refusal ------------
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # Called for the client's probe and again for its signed request
+        # (asyncssh checks the signature); the target is the last key accepted.
+        fingerprint = key.get_fingerprint("sha256")
+        target = await login_target(username, fingerprint)
+        self.target = target
+        self.login = (username, fingerprint)
+        if target is None:
+            log.info("ssh refused: client=%s user-name=%r", self.peer, username[:64])
+        return target is not None
+
+    def auth_completed(self) -> None:
+        assert self.target is not None
+        log.info(
+            "ssh login: user=%s workshop=%s key=%s client=%s",
+            self.target.user_id,
+            self.target.workshop_name,
+            self.target.key_id,
+            self.peer,
+        )
+        asyncio.ensure_future(self._record_login(self.target.key_id))
+        if self.gateway.idle_timeout:
+            self._idle_task = asyncio.ensure_future(self._close_when_idle())
+
+    async def _record_login(self, key_id: int) -> None:
+        try:
+            await login_record(key_id)
+        except Exception:  # a failed write must not end the session
+            log.exception("recording the SSH login failed")
+
+    async def _close_when_idle(self) -> None:
+        timeout = self.gateway.idle_timeout
+        while True:
+            await asyncio.sleep(max(1.0, timeout - (time.monotonic() - self.last_activity)))
+            if time.monotonic() - self.last_activity >= timeout:
+                log.info("ssh idle for %ss: closing (client=%s)", timeout, self.peer)
+                assert self.conn is not None
+                self.conn.close()
+                return
+
+    def activity(self, *, received: int = 0, sent: int = 0) -> None:
+        self.bytes_in += received
+        self.bytes_out += sent
+        self.last_activity = time.monotonic()
+
+    # --- channels -------------------------------------------------------------------
+    def session_requested(self) -> asyncssh.SSHServerSession:
+        return _Session(self)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
+        return False  # local port forwarding: not yet (issue 13 restricts it to own workloads)
+
+    def server_requested(self, listen_host: str, listen_port: int):
+        return False  # remote forwarding is refused (SPEC §6)
+
+
+class _Session(asyncssh.SSHServerSession):
+    """One session channel: a shell or a command, relayed to the workload's exec."""
+
+    def __init__(self, connection: _Connection):
+        self.connection = connection
+        self.chan: asyncssh.SSHServerChannel | None = None
+        self.loop = asyncio.get_running_loop()
+        self.command: str | None = None
+        self.command_argv: list[str] | None = None  # a subsystem's own argv
+        self.tty = False
+        self.term = ""
+        self.size = (24, 80)
+        self.exec = None
+        self.counted_user: int | None = None
+        # The client's input, EOF and resizes, kept in order from the first
+        # byte: a client sends stdin right after its exec request, before the
+        # workload's exec is open.
+        self.inputs: queue.Queue[Callable[[Any], None] | None] = queue.Queue()
+        self.writable = threading.Event()
+        self.writable.set()
+        self.closed = False
+        self.refused = False
+
+    # --- requests before the start ----------------------------------------------
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type: str, term_size, term_modes) -> bool:
+        self.tty = True
+        self.term = term_type or "xterm-256color"
+        width, height = term_size[0], term_size[1]
+        self.size = (height or 24, width or 80)
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        # SFTP (and scp, which speaks SFTP since OpenSSH 9) is OpenSSH's own
+        # sftp-server run inside the workload as its user: the sandbox, not
+        # this process, judges every path, permission and symlink.
+        if subsystem != "sftp":
+            return False
+        self.command_argv = [settings.SSH_SFTP_SERVER]
+        return True
+
+    def session_started(self) -> None:
+        asyncio.ensure_future(self._start())
+
+    # --- the start: check the workshop, count the session, open the exec ------------
+    async def _start(self) -> None:
+        chan = self.chan
+        assert chan is not None
+        # Again now: the key may have been revoked or the workshop stopped
+        # since the login (a connection may carry many sessions).
+        target = await login_target(*self.connection.login)
+        if target is None:
+            return self._refuse("access to this workshop was revoked\r\n")
+        if target.state == "stopped":
+            return self._refuse(stopped_line(target.workshop_name))
+        if target.state != "running":
+            return self._refuse(not_running_line(target.workshop_name, target.state))
+        refusal = self.connection.gateway.session_open(target.user_id)
+        if refusal:
+            return self._refuse(refusal)
+        self.counted_user = target.user_id
+        env = {"TERM": self.term} if self.tty else {}
+        for name, value in chan.get_environment().items():
+            if name in ACCEPTED_ENV or name.startswith(ACCEPTED_ENV_PREFIXES):
+                env[name] = value
+        # sshd runs an exec request as `$SHELL -c COMMAND`; the shell runs in the workload.
+        command = self.command_argv or (
+            ["/bin/bash", "-c", self.command] if self.command is not None else None
+        )
+        rows, cols = self.size
+        try:
+            self.exec = await self.loop.run_in_executor(
+                None,
+                lambda: cluster.get_driver().exec_in_workload(
+                    name=target.workload_name,
+                    command=command,
+                    tty=self.tty,
+                    env=env,
+                    rows=rows,
+                    cols=cols,
+                ),
+            )
+        except DriverError as exc:
+            log.warning("ssh exec in %s failed: %s", target.workload_name, exc)
+            if exc.code == "not_running":
+                return self._refuse(not_running_line(target.workshop_name, "not running"))
+            return self._refuse("the workshop cannot be reached now: try again in a minute\r\n")
+        if self.closed:  # the client left while the exec was being opened
+            self.exec.close()
+            return
+        threading.Thread(target=self._pump_output, daemon=True, name="ssh-out").start()
+        threading.Thread(target=self._pump_input, daemon=True, name="ssh-in").start()
+
+    def _refuse(self, line: str) -> None:
+        assert self.chan is not None
+        self.chan.write_stderr(line.encode())
+        self.refused = True
+        # One line, then the connection closes (the issue's stopped-workshop
+        # case): once the channel is closed (connection_lost below), so the
+        # line and the exit status reach the client before the disconnect.
+        self.chan.exit(1)
+
+    # --- the relay ----------------------------------------------------------------
+    def _pump_output(self) -> None:
+        """Reader thread: the workload's output to the client, then its exit status."""
+        session = self.exec
+        assert session is not None
+        while True:
+            self.writable.wait()
+            try:
+                stream, data = session.read()
+            except (OSError, DriverError):
+                stream, data = 0, b""
+            if not stream:
+                break
+            self.loop.call_soon_threadsafe(self._write, stream, data)
+        code = session.exit_code
+        self.loop.call_soon_threadsafe(self._exit, 255 if code is None else code)
+
+    def _write(self, stream: int, data: bytes) -> None:
+        if self.chan is None or self.closed:
+            return
+        self.connection.activity(sent=len(data))
+        if stream == 2:
+            self.chan.write_stderr(data)
+        else:
+            self.chan.write(data)
+
+    def _exit(self, code: int) -> None:
+        if self.chan is not None and not self.closed:
+            self.chan.exit(code)
+
+    def _pump_input(self) -> None:
+        """Writer thread: the client's input, EOF and resizes, in order, to the workload."""
+        session = self.exec
+        assert session is not None
+        while True:
+            action = self.inputs.get()
+            if action is None:
+                return
+            try:
+                action(session)
+            except DriverError:
+                return  # the session ended; the reader reports how
+            if self.inputs.qsize() < INPUT_QUEUE_HIGH // 2 and self.chan is not None:
+                self.loop.call_soon_threadsafe(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if self.chan is not None and not self.closed:
+            self.chan.resume_reading()
+
+    def _queue(self, action: Callable[[Any], None]) -> None:
+        self.inputs.put(action)
+        if self.inputs.qsize() > INPUT_QUEUE_HIGH and self.chan is not None:
+            self.chan.pause_reading()
+
+    # --- the client's side ----------------------------------------------------------
+    def data_received(self, data: bytes, datatype) -> None:
+        self.connection.activity(received=len(data))
+        self._queue(lambda session: session.write(data))
+
+    def eof_received(self) -> bool:
+        self._queue(lambda session: session.close_stdin())
+        return True  # half-closed: the command's output still comes back
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int):
+        if width and height:
+            self.size = (height, width)  # before the exec opens: its initial size
+            self._queue(lambda session: session.resize(rows=height, cols=width))
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+        self.inputs.put(None)
+        if self.exec is not None:
+            with contextlib.suppress(DriverError, OSError):
+                self.exec.close()
+        if self.counted_user is not None:
+            self.connection.gateway.session_closed(self.counted_user)
+            self.counted_user = None
+        if self.refused and self.connection.conn is not None:
+            self.connection.conn.close()
+
+
+def serve(*, host: str | None = None, port: int | None = None) -> None:
+    """Run the gateway until SIGTERM or SIGINT (``manage.py ssh_gateway``)."""
+    import signal
+
+    from aladdin.lib.ssh_host_keys import load_or_create
+
+    async def main() -> None:
+        gateway = Gateway(
+            max_sessions=settings.SSH_MAX_SESSIONS,
+            max_sessions_per_user=settings.SSH_MAX_SESSIONS_PER_USER,
+            idle_timeout=settings.SSH_IDLE_TIMEOUT_SECONDS,
+        )
+        host_keys = load_or_create(settings.SSH_HOST_KEYS_DIR)
+        await gateway.start(
+            host=host or settings.SSH_BIND, port=port or settings.SSH_PORT, host_keys=host_keys
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        gateway.close()
+        log.info("SSH gateway stopped")
+
+    asyncio.run(main())
