@@ -134,7 +134,7 @@ class Grant(models.Model):
     """A quantity of compute a user may spend, with its own life cycle (SPEC §3.2–3.4).
 
     ``remaining_micro`` changes only together with a LedgerEntry, under a lock on
-    the user's Account. ``active_until`` is when active compute stops being
+    the user's Account, and only through ``billing.services.ledger.write``. ``active_until`` is when active compute stops being
     spendable; ``carry_until`` is set while the grant is carried (inactive).
     ``may_carry`` is False once carry-over has been activated: it cannot carry again.
     """

@@ -1,9 +1,10 @@
 """Order services: checkout, Alipay notifications, reconciliation, refunds, invoices (SPEC §5).
 
-The billing core (services.py) grants compute; this module decides when an
-order is paid and fulfils it exactly once, in the transaction that records
-the payment (the order row is locked first, so duplicate, late or concurrent
-notifications find it already paid).
+The module that talks to Alipay. The billing core (``billing.services``)
+grants compute and takes back a refund's share (``services.refund_apply``);
+this module decides when an order is paid and fulfils it exactly once, in
+the transaction that records the payment (the order row is locked first, so
+duplicate, late or concurrent notifications find it already paid).
 """
 
 from __future__ import annotations
@@ -19,18 +20,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import alipay, services
-from .choices import GrantState, LedgerKind, PlanKind, SubscriptionState
+from .choices import PlanKind, SubscriptionState
 from .models import (
-    Grant,
     Invoice,
-    LedgerEntry,
     Order,
     PaymentNotification,
     Plan,
     Refund,
     Subscription,
 )
-from .units import format_micro
 
 logger = logging.getLogger("aladdin.billing.payments")
 
@@ -379,26 +377,6 @@ def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refun
     return refund
 
 
-def _order_grants(order: Order) -> list[Grant]:
-    """The compute an order bought, following carry-over into its new grants."""
-    if order.grant_id:
-        roots = [order.grant]
-    elif order.subscription_id:
-        roots = list(
-            Grant.objects.filter(
-                subscription_id=order.subscription_id, parent=None, grant_class="plan"
-            )
-        )
-    else:
-        roots = []
-    grants: list[Grant] = []
-    frontier = roots
-    while frontier:
-        grants.extend(frontier)
-        frontier = list(Grant.objects.filter(parent__in=frontier))
-    return grants
-
-
 def refund_execute(*, refund_id: int, at=None) -> Refund:
     """Refund at Alipay (retries reuse out_request_no) and reverse the unspent share, once."""
     at = at or timezone.now()
@@ -418,70 +396,7 @@ def refund_execute(*, refund_id: int, at=None) -> Refund:
             raise services.BillingError(
                 _("Alipay refused the refund: %(error)s") % {"error": exc}
             ) from exc
-    return _refund_apply(refund_id=refund.pk, at=at)
-
-
-@transaction.atomic
-def _refund_apply(*, refund_id: int, at) -> Refund:
-    refund = Refund.objects.select_for_update().get(pk=refund_id)
-    if refund.state == Refund.State.SUCCEEDED:
-        return refund
-    order = Order.objects.select_for_update().get(pk=refund.order_id)
-    account = services._lock_account(order.user)
-    bought_grants = _order_grants(order)
-    grants = [g for g in bought_grants if g.state in (GrantState.ACTIVE, GrantState.CARRIED)]
-    # What the order granted (the plan may have been edited since); the
-    # plan's figure only for a period that has not started yet.
-    roots = [g for g in bought_grants if g.parent_id is None]
-    bought = sum(g.granted_micro for g in roots) if roots else order.plan.dcu_micro
-    # The refunded share of what was bought, never more than is still unspent.
-    # Cumulative shares, so partial refunds that add up to the price take
-    # back all of it (rounding each part down separately would leave µDCU).
-    share = (
-        bought * (order.refunded_fen + refund.amount_fen) // order.price_fen
-        - bought * order.refunded_fen // order.price_fen
-    )
-    to_reverse = min(share, sum(g.remaining_micro for g in grants))
-    left = to_reverse
-    entries = []
-    for grant in sorted(grants, key=lambda g: (g.state != GrantState.ACTIVE, g.pk)):
-        take = min(grant.remaining_micro, left)
-        if take <= 0:
-            continue
-        Grant.objects.filter(pk=grant.pk).update(remaining_micro=grant.remaining_micro - take)
-        entries.append(
-            LedgerEntry(
-                user_id=order.user_id,
-                grant=grant,
-                delta_micro=-take,
-                kind=LedgerKind.REFUND,
-                reason=_("Refund of order %(order)s: %(amount)s DCU taken back")
-                % {"order": order.out_trade_no, "amount": format_micro(take)},
-                idempotency_key=f"refund:{refund.out_request_no}:{grant.pk}",
-                created_at=at,
-            )
-        )
-        left -= take
-    LedgerEntry.objects.bulk_create(entries)
-    order.refunded_fen += refund.amount_fen
-    fully = order.refunded_fen >= order.price_fen
-    order.state = Order.State.REFUNDED if fully else Order.State.PARTLY_REFUNDED
-    order.save(update_fields=["refunded_fen", "state"])
-    if fully and order.subscription_id:
-        # A fully refunded subscription ends now (a queued one never starts).
-        Subscription.objects.filter(
-            pk=order.subscription_id, state=SubscriptionState.QUEUED
-        ).update(state=SubscriptionState.ENDED)
-        Subscription.objects.filter(
-            pk=order.subscription_id, state=SubscriptionState.ACTIVE
-        ).update(state=SubscriptionState.ENDED, ends_at=at)
-        services._refresh_next_event(account)
-    refund.state = Refund.State.SUCCEEDED
-    refund.reversed_micro = to_reverse
-    refund.completed_at = at
-    refund.error = ""
-    refund.save(update_fields=["state", "reversed_micro", "completed_at", "error"])
-    return refund
+    return services.refund_apply(refund_id=refund.pk, at=at)
 
 
 # --- invoices --------------------------------------------------------------------------

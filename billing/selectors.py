@@ -6,12 +6,10 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .choices import (
-    GRANT_CLASS_RANK,
-    GrantClass,
     GrantState,
     LedgerKind,
     PlanKind,
@@ -45,28 +43,14 @@ def carried_grants(user) -> QuerySet[Grant]:
     return Grant.objects.filter(user=user, state=GrantState.CARRIED).order_by("carry_until", "pk")
 
 
-def spending_order(user, at: datetime) -> QuerySet[Grant]:
+def spending_order(user, at: datetime) -> list[Grant]:
     """Active grants in the order compute is spent (SPEC §3.4).
 
-    Activated carry-over, then extension packs (and vouchers), then plan
-    compute by tier ascending; within a class the earliest ``active_until``
-    first, then pk so the order is total and repeatable.
+    The order is the ledger's ``spend_rank``, the one definition of it.
     """
-    class_rank = Case(
-        *(When(grant_class=value, then=Value(rank)) for value, rank in GRANT_CLASS_RANK.items()),
-        output_field=IntegerField(),
-    )
-    # Tier orders plan compute only; other classes ignore it even if set.
-    plan_tier = Case(
-        When(grant_class=GrantClass.PLAN, then=F("tier")),
-        default=Value(0),
-        output_field=IntegerField(),
-    )
-    return (
-        _spendable(user, at)
-        .annotate(class_rank=class_rank, plan_tier=plan_tier)
-        .order_by("class_rank", "plan_tier", "active_until", "pk")
-    )
+    from .services.ledger import spend_rank
+
+    return sorted(_spendable(user, at), key=spend_rank)
 
 
 def current_subscription(user, at: datetime | None = None) -> Subscription | None:
