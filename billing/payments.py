@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import alipay, services
+from . import alipay, selectors, services
 from .choices import PlanKind, SubscriptionState
 from .models import (
     Invoice,
@@ -408,7 +408,7 @@ def invoice_request(
 ) -> Invoice:
     """A user asks for the invoice of a paid order (one per order)."""
     order = Order.objects.select_for_update().get(pk=order.pk)
-    if order.state not in {Order.State.PAID, Order.State.PARTLY_REFUNDED}:
+    if not selectors.order_invoiceable(order):
         raise services.BillingError(_("Invoices are issued for paid orders only."))
     if Invoice.objects.filter(order=order).exists():
         raise services.BillingError(_("An invoice was already requested for this order."))

@@ -15,7 +15,7 @@ from .choices import (
     PlanKind,
     SubscriptionState,
 )
-from .models import Account, Grant, LedgerEntry, Plan, Subscription
+from .models import Account, Grant, LedgerEntry, Order, Plan, Subscription
 
 
 def account_for(user) -> Account:
@@ -64,6 +64,16 @@ def current_subscription(user, at: datetime | None = None) -> Subscription | Non
         .order_by("-plan__tier", "-ends_at")
         .first()
     )
+
+
+def order_invoiceable(order: Order) -> bool:
+    """Whether an invoice can be asked for ``order``: paid, and not refunded in full (SPEC §5).
+
+    The one statement of the rule: the orders page, the invoice page and
+    ``payments.invoice_request`` all ask here. One invoice per order is
+    checked apart (the page shows the request made).
+    """
+    return order.state in {Order.State.PAID, Order.State.PARTLY_REFUNDED}
 
 
 def free_plan() -> Plan:
