@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -322,10 +322,46 @@ def orders_reconcile_due(*, at=None) -> dict[str, int]:
 # --- refunds -------------------------------------------------------------------------
 
 
+class RefundAlreadyRequested(services.BillingError):
+    """A refund request repeated with its key (a double submit): refused, nothing done.
+
+    ``refund`` is the refund the first request made.
+    """
+
+    def __init__(self, refund: Refund):
+        super().__init__(_("This refund was already submitted."))
+        self.refund = refund
+
+
 @transaction.atomic
-def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refund:
-    """Staff ask for a full or partial refund; :func:`refund_execute` carries it out."""
+def refund_create(
+    *, order: Order, amount_fen: int, reason: str, actor, request_key: str = ""
+) -> Refund:
+    """Staff ask for a full or partial refund; :func:`refund_execute` carries it out.
+
+    ``request_key`` (e.g. the back office's confirmation page) makes a repeat
+    of the same request raise :class:`RefundAlreadyRequested` instead of
+    refunding twice: the key is checked under the order's lock and stored,
+    unique per order, with the refund it made (DESIGN rule 6).
+    """
     order = Order.objects.select_for_update().get(pk=order.pk)
+    if request_key:
+        first = Refund.objects.filter(order=order, request_key=request_key).first()
+        if first is not None:
+            raise RefundAlreadyRequested(first)
+    try:
+        with transaction.atomic():
+            return _refund_create_locked(order, amount_fen, reason, actor, request_key)
+    except IntegrityError:
+        # The backstop: the key's unique index refuses a second refund even
+        # if the check above was raced (a caller that did not lock the order).
+        first = Refund.objects.filter(order=order, request_key=request_key).first()
+        if not request_key or first is None:
+            raise
+        raise RefundAlreadyRequested(first) from None
+
+
+def _refund_create_locked(order: Order, amount_fen: int, reason: str, actor, request_key) -> Refund:
     if order.state not in {Order.State.PAID, Order.State.PARTLY_REFUNDED}:
         raise services.BillingError(_("Only paid orders can be refunded."))
     if not reason.strip():
@@ -364,6 +400,7 @@ def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refun
         amount_fen=amount_fen,
         reason=reason,
         created_by=actor,
+        request_key=request_key,
     )
     from aladdin.accounts.models import StaffAction
 
@@ -375,6 +412,20 @@ def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refun
         details={"order": order.out_trade_no, "amount_fen": amount_fen},
     )
     return refund
+
+
+def order_refund(
+    *, order: Order, amount_fen: int, reason: str, actor, request_key: str = ""
+) -> Refund:
+    """Refund all or part of an order now: :func:`refund_create` then :func:`refund_execute`.
+
+    A repeat with the same ``request_key`` raises :class:`RefundAlreadyRequested`;
+    if Alipay refuses, the refund stays requested (retry it from the refunds list).
+    """
+    refund = refund_create(
+        order=order, amount_fen=amount_fen, reason=reason, actor=actor, request_key=request_key
+    )
+    return refund_execute(refund_id=refund.pk)
 
 
 def refund_execute(*, refund_id: int, at=None) -> Refund:
