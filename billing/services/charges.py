@@ -90,7 +90,7 @@ def charge(
     at = at or timezone.now()
     full_key = _full_key(kind, key)
     account = ledger.lock_account(user)
-    if LedgerEntry.objects.filter(idempotency_key=full_key).exists():
+    if ledger.known_keys([full_key]):
         return _replayed_result(user.pk, full_key)
     if amount_micro == 0:
         return ChargeResult(0, 0, exhausted=False)
@@ -110,30 +110,28 @@ def charge_batch(
 ) -> dict[str, ChargeResult]:
     """Apply many charges in one transaction (a metering tick): same rules as charge().
 
-    Built for 100,000 users per tick: accounts are locked in user order
-    (concurrent batches cannot deadlock) with one statement per chunk of
-    ids, as are the reads of known keys and spendable grants; every charge
-    then runs ``ledger.spend`` in memory and one ``ledger.write`` stores them
-    all. Returns results by full idempotency key.
+    Built for 100,000 users per tick: the accounts are locked in user order
+    (concurrent batches cannot deadlock) with one statement, as are the reads
+    of known keys and spendable grants; every charge then runs
+    ``ledger.spend`` in memory, in request order, and one ``ledger.write``
+    stores them all. Returns results by full idempotency key.
     """
     at = at or timezone.now()
-    keyed = sorted(((_full_key(r.kind, r.key), r) for r in requests), key=lambda kr: kr[1].user_id)
-    accounts = ledger.lock_accounts(r.user_id for _k, r in keyed)
-    due = [a.user_id for a in accounts.values() if a.next_event_at and a.next_event_at <= at]
+    with ledger.no_cyclic_gc():
+        return _charge_batch(requests, at)
+
+
+def _charge_batch(requests: Sequence[ChargeRequest], at: datetime) -> dict[str, ChargeResult]:
+    keyed = [(_full_key(r.kind, r.key), r) for r in requests]
+    accounts = ledger.lock_accounts((r.user_id for r in requests), at=at)
+    due = [user_id for user_id, a in accounts.items() if a.due]
     for chunk in ledger.chunks(due):
         # Rare (a period ended since the user's last charge): model instances,
         # which period processing needs; its writes keep their debt current.
         for account in Account.objects.filter(user_id__in=chunk).order_by("user_id"):
             periods.process_due(account, as_of=at)
             accounts[account.user_id] = account
-
-    known: set[str] = set()
-    for chunk in ledger.chunks([k for k, _r in keyed]):
-        known.update(
-            LedgerEntry.objects.filter(idempotency_key__in=chunk).values_list(
-                "idempotency_key", flat=True
-            )
-        )
+    known = ledger.known_keys([k for k, _r in keyed])
     grants = ledger.spendable(list(accounts), at)
 
     results: dict[str, ChargeResult] = {}

@@ -25,8 +25,11 @@ is written by :func:`write`.
 
 from __future__ import annotations
 
+import gc
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
@@ -41,8 +44,8 @@ DCU = 1_000_000
 # SPEC §3.5: the user never bears more than 10 DCU of arrears.
 ARREARS_CAP_MICRO = 10 * DCU
 
-# SQLite allows ~32k bound variables per statement (PostgreSQL 65k): a
-# statement with one variable per id stays far below with chunks of this size.
+# Ids per ORM ``__in`` list where one is still used (rare paths): SQLite
+# binds ~32k variables per statement at most.
 CHUNK = 2000
 
 
@@ -77,14 +80,36 @@ class GrantBalance:
 
 
 class AccountBalance:
-    """A locked account as a batch sees it: the user and their debt (an Account quacks the same)."""
+    """A locked account as a batch sees it (an Account quacks the same for ``spend``).
 
-    __slots__ = ("user_id", "debt_micro", "next_event_at")
+    ``due``: a period event is due, so the account needs period processing first.
+    """
 
-    def __init__(self, user_id, debt_micro, next_event_at):
+    __slots__ = ("user_id", "debt_micro", "due")
+
+    def __init__(self, user_id, debt_micro, due):
         self.user_id = user_id
         self.debt_micro = debt_micro
-        self.next_event_at = next_event_at
+        self.due = due
+
+
+@contextmanager
+def no_cyclic_gc():
+    """Pause Python's cyclic garbage collector for a batch's work in memory.
+
+    A tick of 100,000 charges makes ~500,000 small container objects
+    (entries, grants, results) that all live until it ends; the collections
+    they trigger walk the whole heap again and again, which doubled the
+    tick's time (docs/benchmarks.md). They form no reference cycles, so
+    reference counting frees them as before. Restores the previous state.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def chunks(items: Sequence, size: int = CHUNK):
@@ -107,23 +132,63 @@ def spend_rank(grant) -> tuple:
     return (GRANT_CLASS_RANK[grant.grant_class], tier, grant.active_until, grant.pk)
 
 
+_LEDGER = LedgerEntry._meta.db_table
+_GRANT = Grant._meta.db_table
+_ACCOUNT = Account._meta.db_table
+
+
+def _in(column: str, values: list) -> tuple[str, list]:
+    """``column`` in ``values`` as one parameter, however many values (one statement).
+
+    PostgreSQL takes an array; SQLite, which binds ~32k variables at most, a
+    JSON list. Chunked ``IN (%s, …)`` lists cost one statement per chunk and,
+    through the ORM, most of a 100,000-user tick in compiling them.
+    """
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [values]
+    return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(values)]
+
+
+def _aware(text: str) -> datetime:
+    # Datetimes are read as text (CAST … AS TEXT) and parsed here: SQLite
+    # stores naive UTC text, PostgreSQL answers in the session's zone, UTC
+    # (Django sets it). Django's PostgreSQL converters cost ~15 µs a value,
+    # which at 100,000 grants was a large part of a tick.
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def spendable(user_ids: Sequence[int], at: datetime) -> dict[int, list[GrantBalance]]:
     """The grants each user can spend at ``at``, each list in the spending order.
 
-    Read as tuples, not model instances: at 100,000 users building the Grant
-    objects was most of a metering tick (docs/benchmarks.md).
+    Read as tuples into ``GrantBalance``, not model instances: building the
+    Grant objects was most of a metering tick (docs/benchmarks.md).
     """
+    where, params = _in("user_id", sorted(set(user_ids)))
+    sql = (
+        "SELECT id, user_id, grant_class, tier, CAST(active_until AS TEXT), remaining_micro "  # noqa: S608
+        f"FROM {_GRANT} WHERE {where} AND state = %s AND active_until > %s"
+    )
     grants: dict[int, list[GrantBalance]] = {}
-    for chunk in chunks(sorted(set(user_ids))):
-        for row in Grant.objects.filter(
-            user_id__in=chunk, state=GrantState.ACTIVE, active_until__gt=at
-        ).values_list("pk", "user_id", "grant_class", "tier", "active_until", "remaining_micro"):
-            grant = GrantBalance(*row)
-            grants.setdefault(grant.user_id, []).append(grant)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [*params, GrantState.ACTIVE, connection.ops.adapt_datetimefield_value(at)]
+        )
+        for pk, user_id, grant_class, tier, active_until, remaining in cursor.fetchall():
+            grant = GrantBalance(pk, user_id, grant_class, tier, _aware(active_until), remaining)
+            grants.setdefault(user_id, []).append(grant)
     for user_grants in grants.values():
         # Looked up at call time, so a test can inject a wrong order (the canary).
         user_grants.sort(key=spend_rank)
     return grants
+
+
+def known_keys(keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that the ledger already holds (events applied before)."""
+    where, params = _in("idempotency_key", list(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT idempotency_key FROM {_LEDGER} WHERE {where}", params)  # noqa: S608
+        return {key for (key,) in cursor.fetchall()}
 
 
 # --- locking ----------------------------------------------------------------------
@@ -148,60 +213,79 @@ def account_lock(*, user) -> Account:
     return lock_account(user)
 
 
-def _lock_rows(user_ids: Sequence[int]) -> dict[int, AccountBalance]:
-    found: dict[int, AccountBalance] = {}
-    for chunk in chunks(user_ids):
-        for row in (
-            Account.objects.select_for_update()
-            .filter(user_id__in=chunk)
-            .order_by("user_id")
-            .values_list("user_id", "debt_micro", "next_event_at")
-        ):
-            found[row[0]] = AccountBalance(*row)
-    return found
+def _lock_rows(user_ids: list[int], at: datetime) -> dict[int, AccountBalance]:
+    where, params = _in("user_id", user_ids)
+    # FOR UPDATE where the database has row locks (PostgreSQL); SQLite's
+    # BEGIN IMMEDIATE gave this transaction the whole database already.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (
+        "SELECT user_id, debt_micro, "  # noqa: S608
+        "CASE WHEN next_event_at <= %s THEN 1 ELSE 0 END "
+        f"FROM {_ACCOUNT} WHERE {where} ORDER BY user_id{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(at), *params])
+        return {
+            user_id: AccountBalance(user_id, debt, bool(due))
+            for user_id, debt, due in cursor.fetchall()
+        }
 
 
-def lock_accounts(user_ids: Iterable[int]) -> dict[int, AccountBalance]:
-    """Lock the accounts of ``user_ids`` in user order (so concurrent batches cannot
-    deadlock) and return each user's debt and next period event; missing
-    accounts are created, then locked like the others.
+def lock_accounts(user_ids: Iterable[int], *, at: datetime) -> dict[int, AccountBalance]:
+    """Lock the accounts of ``user_ids``, in one statement and in user order (so
+    concurrent batches cannot deadlock); return each user's debt and whether
+    a period event is due by ``at``. Missing accounts are created, then
+    locked like the others.
     """
     ids = sorted(set(user_ids))
-    found = _lock_rows(ids)
+    found = _lock_rows(ids, at)
     missing = [i for i in ids if i not in found]
     if missing:
         Account.objects.bulk_create([Account(user_id=i) for i in missing], ignore_conflicts=True)
         # Locked after the insert: a concurrent transaction may have made the row.
-        found.update(_lock_rows(missing))
+        found.update(_lock_rows(missing, at))
     return found
 
 
 # --- the one write ---------------------------------------------------------------
 
-_LEDGER = LedgerEntry._meta.db_table
-_GRANT = Grant._meta.db_table
-_ACCOUNT = Account._meta.db_table
-_INSERT = (
-    f"INSERT INTO {_LEDGER} "  # noqa: S608
-    "(user_id, grant_id, delta_micro, kind, reason, idempotency_key, created_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
+_COLUMNS = "user_id, grant_id, delta_micro, kind, reason, idempotency_key, created_at"
+_INSERT = f"INSERT INTO {_LEDGER} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 _MOVE_GRANT = f"UPDATE {_GRANT} SET remaining_micro = remaining_micro + %s WHERE id = %s"  # noqa: S608
 _MOVE_DEBT = f"UPDATE {_ACCOUNT} SET debt_micro = debt_micro + %s WHERE user_id = %s"  # noqa: S608
+# PostgreSQL: each write is one statement over arrays (unnest), whatever the
+# number of rows. psycopg's executemany sends one statement per row (~100 µs
+# each here, pipelined), so a tick of 100,000 charges took tens of seconds.
+_PG_INSERT = (
+    f"INSERT INTO {_LEDGER} ({_COLUMNS}) "  # noqa: S608
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[])"
+)
+_PG_MOVE_GRANT = (
+    f"UPDATE {_GRANT} AS g SET remaining_micro = g.remaining_micro + m.delta "  # noqa: S608
+    "FROM unnest(%s::bigint[], %s::bigint[]) AS m(id, delta) WHERE g.id = m.id"
+)
+_PG_MOVE_DEBT = (
+    f"UPDATE {_ACCOUNT} AS a SET debt_micro = a.debt_micro + m.delta "  # noqa: S608
+    "FROM unnest(%s::bigint[], %s::bigint[]) AS m(user_id, delta) WHERE a.user_id = m.user_id"
+)
 
 
 def write(entries: Sequence[Entry]) -> None:
     """Append ``entries`` to the ledger and move the balances they describe, together.
 
     Each grant's ``remaining_micro`` moves by the sum of its entries and each
-    user's ``debt_micro`` by minus the sum of their entries without a grant,
-    one relative UPDATE per grant and per account, in id order. The database
-    checks what a bug could break: a repeated key (unique index), a remainder
-    below 0 or above what was granted, a negative debt (check constraints).
+    user's ``debt_micro`` by minus the sum of their entries without a grant:
+    one relative UPDATE per grant and per account. The database checks what
+    a bug could break: a repeated key (unique index), a remainder below 0 or
+    above what was granted, a negative debt (check constraints).
 
-    One prepared statement each, run with ``executemany``: the ORM's
-    per-object work cost several times the database's own (docs/benchmarks.md).
-    Must run inside the transaction that holds the users' account locks.
+    Raw SQL, not the ORM, whose per-object work cost several times the
+    database's own (docs/benchmarks.md): on SQLite one prepared statement
+    each, run with ``executemany``; on PostgreSQL one statement each over
+    arrays. Must run inside the transaction that holds the users' account
+    locks (so no other writer touches these rows, and the order of the
+    UPDATEs cannot deadlock).
     """
     if not entries:
         return
@@ -221,14 +305,21 @@ def write(entries: Sequence[Entry]) -> None:
             debt_moves[user_id] = debt_moves.get(user_id, 0) - delta
         else:
             grant_moves[grant_id] = grant_moves.get(grant_id, 0) + delta
+    grant_moves = {pk: d for pk, d in sorted(grant_moves.items()) if d}
+    debt_moves = {user_id: d for user_id, d in sorted(debt_moves.items()) if d}
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_PG_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            if grant_moves:
+                cursor.execute(_PG_MOVE_GRANT, [list(grant_moves), list(grant_moves.values())])
+            if debt_moves:
+                cursor.execute(_PG_MOVE_DEBT, [list(debt_moves), list(debt_moves.values())])
+            return
         cursor.executemany(_INSERT, rows)
-        moves = [(d, pk) for pk, d in sorted(grant_moves.items()) if d]
-        if moves:
-            cursor.executemany(_MOVE_GRANT, moves)
-        moves = [(d, user_id) for user_id, d in sorted(debt_moves.items()) if d]
-        if moves:
-            cursor.executemany(_MOVE_DEBT, moves)
+        if grant_moves:
+            cursor.executemany(_MOVE_GRANT, [(d, pk) for pk, d in grant_moves.items()])
+        if debt_moves:
+            cursor.executemany(_MOVE_DEBT, [(d, u) for u, d in debt_moves.items()])
 
 
 # --- debits and credits ------------------------------------------------------------
