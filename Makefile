@@ -100,6 +100,10 @@ bench-load: venv system-test-deps ## Load test: a few hundred students on the pr
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/load_portal.py $(ARGS)
 
+.PHONY: bench-ledger
+bench-ledger: venv system-test-deps ## Ledger writes (metering tick, nightly storage charge) vs the raw writes, SQLite and PostgreSQL
+	$(BIN)/python bench/ledger_writes.py $(ARGS)
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .

@@ -16,7 +16,6 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.cache import cache
 from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value, When
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext
@@ -351,8 +350,8 @@ class RefundForm(forms.Form):
         label=_("Reason (recorded with your name)"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
-    # One token per confirmation page: a double click or a resent POST of the
-    # same page refunds once (the service numbers refunds, it cannot tell).
+    # One token per confirmation page, passed to the refund service as its
+    # request key: a double click or a resent POST of the page refunds once.
     refund_token = forms.UUIDField(widget=forms.HiddenInput)
 
     def clean_reason(self):
@@ -375,21 +374,17 @@ def refund_order(modeladmin, request, queryset):
     if request.POST.get("confirm_refund"):
         form = RefundForm(request.POST)
         if form.is_valid():
-            token = form.cleaned_data["refund_token"]
-            if not cache.add(f"admin-refund:{token}", 1, timeout=24 * 3600):
-                modeladmin.message_user(
-                    request, gettext("This refund was already submitted."), messages.WARNING
-                )
-                return None
-            amount_fen = int(form.cleaned_data["amount_yuan"] * FEN_PER_YUAN)
             try:
-                refund = payments.refund_create(
+                refund = payments.order_refund(
                     order=order,
-                    amount_fen=amount_fen,
+                    amount_fen=int(form.cleaned_data["amount_yuan"] * FEN_PER_YUAN),
                     reason=form.cleaned_data["reason"],
                     actor=request.user,
+                    request_key=str(form.cleaned_data["refund_token"]),
                 )
-                refund = payments.refund_execute(refund_id=refund.pk)
+            except payments.RefundAlreadyRequested as exc:
+                modeladmin.message_user(request, " ".join(exc.messages), messages.WARNING)
+                return None
             except services.BillingError as exc:
                 modeladmin.message_user(request, " ".join(exc.messages), messages.ERROR)
                 return None

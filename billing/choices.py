@@ -14,7 +14,7 @@ class SubscriptionState(models.TextChoices):
 
 
 class GrantClass(models.TextChoices):
-    # Declared in spending order (SPEC §3.4); selectors.spending_order relies on
+    # Declared in spending order (SPEC §3.4); services.ledger.spend_rank relies on
     # GRANT_CLASS_RANK below, not on this declaration order.
     CARRY_OVER = "carry_over", _("Activated carry-over")
     EXTENSION = "extension", _("Extension pack")

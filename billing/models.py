@@ -134,7 +134,7 @@ class Grant(models.Model):
     """A quantity of compute a user may spend, with its own life cycle (SPEC §3.2–3.4).
 
     ``remaining_micro`` changes only together with a LedgerEntry, under a lock on
-    the user's Account. ``active_until`` is when active compute stops being
+    the user's Account, and only through ``billing.services.ledger.write``. ``active_until`` is when active compute stops being
     spendable; ``carry_until`` is set while the grant is carried (inactive).
     ``may_carry`` is False once carry-over has been activated: it cannot carry again.
     """
@@ -394,11 +394,26 @@ class Refund(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    request_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "The requester's key (the back office's confirmation page): "
+            "a request repeated with it refunds once."
+        ),
+    )
 
     class Meta:
         ordering = ("-created_at",)
         constraints = [
-            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="refund_amount_positive")
+            models.CheckConstraint(condition=Q(amount_fen__gt=0), name="refund_amount_positive"),
+            # DESIGN rule 6: the key is inserted with the refund, in its
+            # transaction, so a double submit cannot make two refunds.
+            models.UniqueConstraint(
+                fields=("order", "request_key"),
+                condition=~Q(request_key=""),
+                name="refund_unique_request_key_per_order",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,9 +1,10 @@
 """Order services: checkout, Alipay notifications, reconciliation, refunds, invoices (SPEC §5).
 
-The billing core (services.py) grants compute; this module decides when an
-order is paid and fulfils it exactly once, in the transaction that records
-the payment (the order row is locked first, so duplicate, late or concurrent
-notifications find it already paid).
+The module that talks to Alipay. The billing core (``billing.services``)
+grants compute and takes back a refund's share (``services.refund_apply``);
+this module decides when an order is paid and fulfils it exactly once, in
+the transaction that records the payment (the order row is locked first, so
+duplicate, late or concurrent notifications find it already paid).
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aladdin.lib.units import format_micro
-
-from . import alipay, services
-from .choices import GrantState, LedgerKind, PlanKind, SubscriptionState
+from . import alipay, selectors, services
+from .choices import PlanKind, SubscriptionState
 from .models import (
-    Grant,
     Invoice,
-    LedgerEntry,
     Order,
     PaymentNotification,
     Plan,
@@ -325,10 +322,46 @@ def orders_reconcile_due(*, at=None) -> dict[str, int]:
 # --- refunds -------------------------------------------------------------------------
 
 
+class RefundAlreadyRequested(services.BillingError):
+    """A refund request repeated with its key (a double submit): refused, nothing done.
+
+    ``refund`` is the refund the first request made.
+    """
+
+    def __init__(self, refund: Refund):
+        super().__init__(_("This refund was already submitted."))
+        self.refund = refund
+
+
 @transaction.atomic
-def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refund:
-    """Staff ask for a full or partial refund; :func:`refund_execute` carries it out."""
+def refund_create(
+    *, order: Order, amount_fen: int, reason: str, actor, request_key: str = ""
+) -> Refund:
+    """Staff ask for a full or partial refund; :func:`refund_execute` carries it out.
+
+    ``request_key`` (e.g. the back office's confirmation page) makes a repeat
+    of the same request raise :class:`RefundAlreadyRequested` instead of
+    refunding twice: the key is checked under the order's lock and stored,
+    unique per order, with the refund it made (DESIGN rule 6).
+    """
     order = Order.objects.select_for_update().get(pk=order.pk)
+    if request_key:
+        first = Refund.objects.filter(order=order, request_key=request_key).first()
+        if first is not None:
+            raise RefundAlreadyRequested(first)
+    try:
+        with transaction.atomic():
+            return _refund_create_locked(order, amount_fen, reason, actor, request_key)
+    except IntegrityError:
+        # The backstop: the key's unique index refuses a second refund even
+        # if the check above was raced (a caller that did not lock the order).
+        first = Refund.objects.filter(order=order, request_key=request_key).first()
+        if not request_key or first is None:
+            raise
+        raise RefundAlreadyRequested(first) from None
+
+
+def _refund_create_locked(order: Order, amount_fen: int, reason: str, actor, request_key) -> Refund:
     if order.state not in {Order.State.PAID, Order.State.PARTLY_REFUNDED}:
         raise services.BillingError(_("Only paid orders can be refunded."))
     if not reason.strip():
@@ -367,6 +400,7 @@ def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refun
         amount_fen=amount_fen,
         reason=reason,
         created_by=actor,
+        request_key=request_key,
     )
     from aladdin.accounts.models import StaffAction
 
@@ -380,24 +414,18 @@ def refund_create(*, order: Order, amount_fen: int, reason: str, actor) -> Refun
     return refund
 
 
-def _order_grants(order: Order) -> list[Grant]:
-    """The compute an order bought, following carry-over into its new grants."""
-    if order.grant_id:
-        roots = [order.grant]
-    elif order.subscription_id:
-        roots = list(
-            Grant.objects.filter(
-                subscription_id=order.subscription_id, parent=None, grant_class="plan"
-            )
-        )
-    else:
-        roots = []
-    grants: list[Grant] = []
-    frontier = roots
-    while frontier:
-        grants.extend(frontier)
-        frontier = list(Grant.objects.filter(parent__in=frontier))
-    return grants
+def order_refund(
+    *, order: Order, amount_fen: int, reason: str, actor, request_key: str = ""
+) -> Refund:
+    """Refund all or part of an order now: :func:`refund_create` then :func:`refund_execute`.
+
+    A repeat with the same ``request_key`` raises :class:`RefundAlreadyRequested`;
+    if Alipay refuses, the refund stays requested (retry it from the refunds list).
+    """
+    refund = refund_create(
+        order=order, amount_fen=amount_fen, reason=reason, actor=actor, request_key=request_key
+    )
+    return refund_execute(refund_id=refund.pk)
 
 
 def refund_execute(*, refund_id: int, at=None) -> Refund:
@@ -419,70 +447,7 @@ def refund_execute(*, refund_id: int, at=None) -> Refund:
             raise services.BillingError(
                 _("Alipay refused the refund: %(error)s") % {"error": exc}
             ) from exc
-    return _refund_apply(refund_id=refund.pk, at=at)
-
-
-@transaction.atomic
-def _refund_apply(*, refund_id: int, at) -> Refund:
-    refund = Refund.objects.select_for_update().get(pk=refund_id)
-    if refund.state == Refund.State.SUCCEEDED:
-        return refund
-    order = Order.objects.select_for_update().get(pk=refund.order_id)
-    account = services._lock_account(order.user)
-    bought_grants = _order_grants(order)
-    grants = [g for g in bought_grants if g.state in (GrantState.ACTIVE, GrantState.CARRIED)]
-    # What the order granted (the plan may have been edited since); the
-    # plan's figure only for a period that has not started yet.
-    roots = [g for g in bought_grants if g.parent_id is None]
-    bought = sum(g.granted_micro for g in roots) if roots else order.plan.dcu_micro
-    # The refunded share of what was bought, never more than is still unspent.
-    # Cumulative shares, so partial refunds that add up to the price take
-    # back all of it (rounding each part down separately would leave µDCU).
-    share = (
-        bought * (order.refunded_fen + refund.amount_fen) // order.price_fen
-        - bought * order.refunded_fen // order.price_fen
-    )
-    to_reverse = min(share, sum(g.remaining_micro for g in grants))
-    left = to_reverse
-    entries = []
-    for grant in sorted(grants, key=lambda g: (g.state != GrantState.ACTIVE, g.pk)):
-        take = min(grant.remaining_micro, left)
-        if take <= 0:
-            continue
-        Grant.objects.filter(pk=grant.pk).update(remaining_micro=grant.remaining_micro - take)
-        entries.append(
-            LedgerEntry(
-                user_id=order.user_id,
-                grant=grant,
-                delta_micro=-take,
-                kind=LedgerKind.REFUND,
-                reason=_("Refund of order %(order)s: %(amount)s DCU taken back")
-                % {"order": order.out_trade_no, "amount": format_micro(take)},
-                idempotency_key=f"refund:{refund.out_request_no}:{grant.pk}",
-                created_at=at,
-            )
-        )
-        left -= take
-    LedgerEntry.objects.bulk_create(entries)
-    order.refunded_fen += refund.amount_fen
-    fully = order.refunded_fen >= order.price_fen
-    order.state = Order.State.REFUNDED if fully else Order.State.PARTLY_REFUNDED
-    order.save(update_fields=["refunded_fen", "state"])
-    if fully and order.subscription_id:
-        # A fully refunded subscription ends now (a queued one never starts).
-        Subscription.objects.filter(
-            pk=order.subscription_id, state=SubscriptionState.QUEUED
-        ).update(state=SubscriptionState.ENDED)
-        Subscription.objects.filter(
-            pk=order.subscription_id, state=SubscriptionState.ACTIVE
-        ).update(state=SubscriptionState.ENDED, ends_at=at)
-        services._refresh_next_event(account)
-    refund.state = Refund.State.SUCCEEDED
-    refund.reversed_micro = to_reverse
-    refund.completed_at = at
-    refund.error = ""
-    refund.save(update_fields=["state", "reversed_micro", "completed_at", "error"])
-    return refund
+    return services.refund_apply(refund_id=refund.pk, at=at)
 
 
 # --- invoices --------------------------------------------------------------------------
@@ -494,7 +459,7 @@ def invoice_request(
 ) -> Invoice:
     """A user asks for the invoice of a paid order (one per order)."""
     order = Order.objects.select_for_update().get(pk=order.pk)
-    if order.state not in {Order.State.PAID, Order.State.PARTLY_REFUNDED}:
+    if not selectors.order_invoiceable(order):
         raise services.BillingError(_("Invoices are issued for paid orders only."))
     if Invoice.objects.filter(order=order).exists():
         raise services.BillingError(_("An invoice was already requested for this order."))

@@ -6,18 +6,16 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .choices import (
-    GRANT_CLASS_RANK,
-    GrantClass,
     GrantState,
     LedgerKind,
     PlanKind,
     SubscriptionState,
 )
-from .models import Account, Grant, LedgerEntry, Plan, Subscription
+from .models import Account, Grant, LedgerEntry, Order, Plan, Subscription
 
 
 def account_for(user) -> Account:
@@ -45,28 +43,14 @@ def carried_grants(user) -> QuerySet[Grant]:
     return Grant.objects.filter(user=user, state=GrantState.CARRIED).order_by("carry_until", "pk")
 
 
-def spending_order(user, at: datetime) -> QuerySet[Grant]:
+def spending_order(user, at: datetime) -> list[Grant]:
     """Active grants in the order compute is spent (SPEC §3.4).
 
-    Activated carry-over, then extension packs (and vouchers), then plan
-    compute by tier ascending; within a class the earliest ``active_until``
-    first, then pk so the order is total and repeatable.
+    The order is the ledger's ``spend_rank``, the one definition of it.
     """
-    class_rank = Case(
-        *(When(grant_class=value, then=Value(rank)) for value, rank in GRANT_CLASS_RANK.items()),
-        output_field=IntegerField(),
-    )
-    # Tier orders plan compute only; other classes ignore it even if set.
-    plan_tier = Case(
-        When(grant_class=GrantClass.PLAN, then=F("tier")),
-        default=Value(0),
-        output_field=IntegerField(),
-    )
-    return (
-        _spendable(user, at)
-        .annotate(class_rank=class_rank, plan_tier=plan_tier)
-        .order_by("class_rank", "plan_tier", "active_until", "pk")
-    )
+    from .services.ledger import spend_rank
+
+    return sorted(_spendable(user, at), key=spend_rank)
 
 
 def current_subscription(user, at: datetime | None = None) -> Subscription | None:
@@ -80,6 +64,16 @@ def current_subscription(user, at: datetime | None = None) -> Subscription | Non
         .order_by("-plan__tier", "-ends_at")
         .first()
     )
+
+
+def order_invoiceable(order: Order) -> bool:
+    """Whether an invoice can be asked for ``order``: paid, and not refunded in full (SPEC §5).
+
+    The one statement of the rule: the orders page, the invoice page and
+    ``payments.invoice_request`` all ask here. One invoice per order is
+    checked apart (the page shows the request made).
+    """
+    return order.state in {Order.State.PAID, Order.State.PARTLY_REFUNDED}
 
 
 def free_plan() -> Plan:
@@ -193,7 +187,8 @@ def _preview(plan: Plan, *, at: datetime, current: Subscription | None, last_end
     # reads it only when needed and a list of offers (plan_offers) reads it once.
     if plan.kind == PlanKind.EXTENSION:
         return {"effect": "pack", "starts_at": at, "allowed": current is not None}
-    if current is None or plan.tier > current.plan.tier:
+    # Plans other than extension packs have a tier (the pack returned above).
+    if current is None or (plan.tier or 0) > (current.plan.tier or 0):
         return {"effect": "now", "starts_at": at, "allowed": True}
     return {"effect": "queued", "starts_at": last_end(), "allowed": True}
 

@@ -293,8 +293,7 @@ def orders(request):
                 "order": order,
                 "payable": _payable(order, now),
                 "invoice": invoice,
-                "invoiceable": invoice is None
-                and order.state in {Order.State.PAID, Order.State.PARTLY_REFUNDED},
+                "invoiceable": invoice is None and selectors.order_invoiceable(order),
             }
         )
     return render(
@@ -313,7 +312,7 @@ def invoice_request(request, out_trade_no: str):
     """Ask for the invoice of a paid order; once asked, the page shows the request."""
     order = _own_order(request, out_trade_no)
     invoice = Invoice.objects.filter(order=order).first()
-    invoiceable = order.state in {Order.State.PAID, Order.State.PARTLY_REFUNDED}
+    invoiceable = selectors.order_invoiceable(order)
     form = None
     if invoice is None and invoiceable:
         form = InvoiceRequestForm(

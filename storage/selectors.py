@@ -14,7 +14,7 @@ from billing import selectors as billing_selectors
 from billing.choices import SubscriptionState
 from billing.models import Subscription
 
-from .choices import GIB, RETENTION_DAYS, WARNING_DAYS
+from .choices import FEE_PER_GIB_DAY_MICRO, GIB, RETENTION_DAYS, WARNING_DAYS
 from .models import DailyPeak, StorageAllowance, StorageCharge
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ def gib_ceil(n_bytes: int) -> int:
 
 def fee_micro(*, peak_bytes: int, free_gib: int) -> tuple[int, int]:
     """(GiB charged, fee in µDCU) of one day: ceil(peak − free) GiB × 0.0015 DCU (SPEC §4.2)."""
-    from .choices import FEE_PER_GIB_DAY_MICRO
-
     over = gib_ceil(peak_bytes - free_gib * GIB)
     return over, over * FEE_PER_GIB_DAY_MICRO
 

@@ -170,12 +170,14 @@ def _charge_chunk(day: date, *, lo: int, hi: int, at: datetime) -> int:
         day_text = day.isoformat()
         created = connection.ops.adapt_datetimefield_value(at)
         day_value = connection.ops.adapt_datefield_value(day)
+        # Translated once per chunk, not once per user (a tenth of the night at 100,000 users).
+        reason_text = _("Storage %(day)s: %(gib)s GiB over %(free)s GiB free")
         for _pk, user_id, peak_bytes in peaks:
             gib, amount = selectors.fee_micro(peak_bytes=peak_bytes, free_gib=free[user_id])
             if amount <= 0:
                 continue
             key = f"{user_id}:{day_text}"  # same key as billing.storage_fee_charge
-            reason = _("Storage %(day)s: %(gib)s GiB over %(free)s GiB free") % {
+            reason = reason_text % {
                 "day": day_text,
                 "gib": gib,
                 "free": free[user_id],

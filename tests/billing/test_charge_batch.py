@@ -84,3 +84,34 @@ def test_a_batch_of_many_users_charges_each_once(make_user, plans):
     assert all(not r.replayed for r in first.values())
     assert all(r.replayed for r in again.values())
     assert again[f"gpu:tick:{users[0].pk}"].charged_micro == 2 * DCU
+
+
+def test_a_batch_with_period_events_due_and_debt_keeps_the_ledger_invariant(make_user, plans):
+    # given users whose period ended before the tick (processing is due), one
+    # with no compute at all (all of it becomes debt, capped at 10 DCU)
+    at = T0 + timedelta(days=70)  # the second period (from T0+35d) ended at T0+65d
+    users = [_rich_user(make_user, plans) for _ in range(3)]
+    broke = make_user()
+    requests = [services.ChargeRequest(u.pk, "gpu", f"late:{u.pk}", 3 * DCU, "gpu") for u in users]
+    requests.append(services.ChargeRequest(broke.pk, "storage", f"{broke.pk}:d", 25 * DCU, "s"))
+
+    results = services.charge_batch(requests=requests, at=at)
+
+    # then nothing was spendable (periods lapsed first), so it all became debt
+    for u in [*users, broke]:
+        key = f"storage:{u.pk}:d" if u == broke else f"gpu:late:{u.pk}"
+        assert results[key].charged_micro == 0 and results[key].exhausted
+        ledger = sum(LedgerEntry.objects.filter(user=u).values_list("delta_micro", flat=True))
+        remaining = sum(g.remaining_micro for g in Grant.objects.filter(user=u))
+        assert ledger == remaining - selectors.account_for(u).debt_micro
+    assert selectors.account_for(broke).debt_micro == 10 * DCU  # the rest: a platform voucher
+
+
+def test_a_batch_leaves_the_garbage_collector_as_it_found_it(make_user, plans):
+    import gc
+
+    user = _rich_user(make_user, plans)
+    request = services.ChargeRequest(user.pk, "gpu", "gc", DCU, "gpu")
+    assert gc.isenabled()
+    services.charge_batch(requests=[request], at=T0 + timedelta(days=36))
+    assert gc.isenabled()

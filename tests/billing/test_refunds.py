@@ -243,3 +243,29 @@ def test_refunds_are_checked_before_anything_happens(alipay, gateway, user, staf
 
     assert gateway.calls("alipay.trade.refund") == []
     assert StaffAction.objects.filter(action="refund", target_user=user).count() == 1
+
+
+def test_a_refund_request_repeated_with_its_key_refunds_once(alipay, gateway, user, staff, plans):
+    # given a refund made with a request key (the back office's confirmation page)
+    order = bought(user, plans["basic"], gateway)
+    first = payments.order_refund(
+        order=order, amount_fen=1_000, reason="goodwill", actor=staff, request_key="page-1"
+    )
+
+    # when the same request comes again (a double click, a resent POST)
+    with pytest.raises(payments.RefundAlreadyRequested) as refused:
+        payments.order_refund(
+            order=order, amount_fen=1_000, reason="goodwill", actor=staff, request_key="page-1"
+        )
+
+    # then it is refused by the service, naming the first refund, and nothing moved twice
+    assert refused.value.refund == first
+    assert Refund.objects.filter(order=order).count() == 1
+    assert len(gateway.calls("alipay.trade.refund")) == 1
+    assert refund_entries(user).count() == 1
+    assert StaffAction.objects.filter(action="refund", target_user=user).count() == 1
+    # and another request, with another key, is a refund of its own
+    payments.order_refund(
+        order=order, amount_fen=1_000, reason="goodwill", actor=staff, request_key="page-2"
+    )
+    assert Refund.objects.filter(order=order).count() == 2

@@ -14,7 +14,7 @@ processed; the model applies them at exactly the same moments
 (``Model.apply_until``), so even the not-yet-processed state is compared.
 
 The canary test swaps the spending order in the portal on purpose
-(``services._SPEND_ORDER_SWAPPED``) and expects the machine to notice.
+(a wrong ``spend_rank`` injected by the test) and expects the machine to notice.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from aladdin.accounts.models import User
 from billing import selectors, services
 from billing.choices import GrantState, LedgerKind, SubscriptionState
 from billing.models import Account, Grant, LedgerEntry, Plan, Subscription
+from billing.services import ledger
 
 from .conftest import SH, sh
 
@@ -556,13 +557,20 @@ def test_billing_state_machine_agrees_with_the_spec_model(db):
     run_state_machine_as_test(BillingMachine, settings=_settings(EXAMPLES))
 
 
-def test_canary_a_wrong_spending_order_is_caught(db):
-    services._SPEND_ORDER_SWAPPED = True
-    try:
-        with pytest.raises(AssertionError, match="per-class active totals"):
-            run_state_machine_as_test(
-                BillingMachine,
-                settings=_settings(200, phases=[Phase.explicit, Phase.generate]),
-            )
-    finally:
-        services._SPEND_ORDER_SWAPPED = False
+def _plan_compute_first(right):
+    """A wrong SPEC §3.4 order: the classes reversed, plan compute spent first."""
+
+    def wrong(grant):
+        rank, *rest = right(grant)
+        return (-rank, *rest)
+
+    return wrong
+
+
+def test_canary_a_wrong_spending_order_is_caught(db, monkeypatch):
+    monkeypatch.setattr(ledger, "spend_rank", _plan_compute_first(ledger.spend_rank))
+    with pytest.raises(AssertionError, match="per-class active totals"):
+        run_state_machine_as_test(
+            BillingMachine,
+            settings=_settings(200, phases=[Phase.explicit, Phase.generate]),
+        )
