@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from aladdin.lib.errors import DomainError
 from aladdin.lib.units import format_micro
 
-from . import services
+from . import files, services
 from .api import storage_summary
 
 
@@ -62,3 +71,159 @@ def expand(request):
     else:
         messages.error(request, _("Enter a whole number of GiB."))
     return redirect("storage:dashboard")
+
+
+# --- files (issue 13): the user's volume, through the driver (storage/files.py) ----------
+FILES_CHUNK_MAX = 16 * 1024 * 1024  # the browser sends 8 MiB; a request never holds more
+BODY_READ = 1024 * 1024
+
+
+def _files_redirect(folder: str):
+    url = reverse("storage:files")
+    return redirect(f"{url}?{urlencode({'path': folder})}" if folder else url)
+
+
+@login_required
+def files_page(request):
+    path = request.GET.get("path", "")
+    try:
+        rel = files.clean_path(path)
+        rows = files.files_list(user=request.user, path=rel)
+    except files.FileNotFound as exc:
+        raise Http404(str(exc)) from None
+    except DomainError as exc:
+        messages.error(request, exc.error_detail())
+        return redirect("storage:dashboard")
+    crumbs, acc = [], []
+    for part in rel.split("/") if rel else []:
+        acc.append(part)
+        crumbs.append({"name": part, "path": "/".join(acc)})
+    return render(
+        request,
+        "storage/files.html",
+        {
+            "folder": rel,
+            "rows": rows,
+            "crumbs": crumbs,
+            "chunk_bytes": 8 * 1024 * 1024,
+        },
+    )
+
+
+@login_required
+@require_POST
+def files_action(request, action: str):
+    """The page's forms: new folder, rename, delete; each then shows the folder again."""
+    folder = request.POST.get("folder", "")
+    try:
+        if action == "mkdir":
+            files.folder_create(user=request.user, folder=folder, name=request.POST.get("name", ""))
+            messages.success(request, _("Folder created."))
+        elif action == "rename":
+            files.file_rename(
+                user=request.user,
+                path=request.POST.get("path", ""),
+                new_name=request.POST.get("name", ""),
+            )
+            messages.success(request, _("Renamed."))
+        elif action == "delete":
+            files.file_delete(user=request.user, path=request.POST.get("path", ""))
+            messages.success(request, _("Deleted."))
+        else:
+            raise Http404
+    except DomainError as exc:
+        messages.error(request, exc.error_detail())
+    try:
+        folder = files.clean_path(folder)
+    except DomainError:
+        folder = ""
+    return _files_redirect(folder)
+
+
+@login_required
+def files_download(request):
+    try:
+        download = files.file_download(user=request.user, path=request.GET.get("path", ""))
+    except files.FileNotFound as exc:
+        raise Http404(str(exc)) from None
+    except DomainError as exc:
+        messages.error(request, exc.error_detail())
+        return _files_redirect("")
+    response = StreamingHttpResponse(
+        _streamed(request, download.chunks), content_type="application/octet-stream"
+    )
+    if download.size is not None:
+        response["Content-Length"] = str(download.size)
+    response["Content-Disposition"] = content_disposition_header(True, download.name)
+    return response
+
+
+def _streamed(request, chunks: Iterator[bytes]):
+    """``chunks`` as the server wants them: under ASGI an async iterator, else as they are.
+
+    Django serves a *sync* iterator under ASGI by reading it whole into a
+    list first; a 2 GiB download must go out chunk by chunk instead.
+    """
+    if not isinstance(request, ASGIRequest):
+        return chunks
+
+    async def each():
+        take = sync_to_async(next, thread_sensitive=False)
+        try:
+            while (chunk := await take(chunks, None)) is not None:
+                yield chunk
+        finally:
+            await sync_to_async(chunks.close, thread_sensitive=False)()  # type: ignore[attr-defined]
+
+    return each()
+
+
+def _json_error(exc: DomainError) -> JsonResponse:
+    return JsonResponse(
+        {"code": exc.error_code, "detail": exc.error_detail()}, status=exc.http_status
+    )
+
+
+@login_required
+@require_POST
+def files_check(request):
+    """Before an upload starts: would ``bytes`` more fit the allowance? 200, or 413 with the numbers."""
+    try:
+        size = int(request.POST.get("bytes", ""))
+        files.upload_check(user=request.user, size=size)
+    except ValueError:
+        return JsonResponse({"code": "invalid", "detail": _("Bad size.")}, status=400)
+    except DomainError as exc:
+        return _json_error(exc)
+    return JsonResponse({"ok": True})
+
+
+@login_required
+@require_POST
+def files_upload(request):
+    """One chunk of an upload, the raw request body, at ``offset`` of ``total`` bytes."""
+    try:
+        offset = int(request.GET.get("offset", ""))
+        total = int(request.GET.get("total", ""))
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return JsonResponse({"code": "invalid", "detail": _("Bad offsets.")}, status=400)
+    if length > FILES_CHUNK_MAX:
+        return JsonResponse({"code": "invalid", "detail": _("Chunk too large.")}, status=400)
+
+    def body() -> Iterator[bytes]:
+        while chunk := request.read(BODY_READ):
+            yield chunk
+
+    try:
+        end = files.file_upload_chunk(
+            user=request.user,
+            folder=request.GET.get("folder", ""),
+            name=request.GET.get("name", ""),
+            offset=offset,
+            total=total,
+            chunks=body(),
+        )
+    except DomainError as exc:
+        return _json_error(exc)
+    return JsonResponse({"ok": True, "offset": end})

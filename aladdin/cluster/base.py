@@ -371,3 +371,20 @@ class ClusterDriver(abc.ABC):
         Raises DriverError (``code`` "not_running" when the workload does
         not run; permanent) or when the backend cannot be reached (transient).
         """
+
+    def open_files(self, *, user_id: int) -> ExecSession:
+        """An SFTP v3 server over ``user_id``'s volume (``/root``), as the user, no workload needed.
+
+        The session's stdin/stdout carry SFTP (OpenSSH's ``sftp-server``;
+        :mod:`aladdin.cluster.sftp` is the portal's client). It runs in the
+        user's isolation, not the portal's: locally a short-lived sandbox
+        over the volume as the user's uid; on Kubernetes a pod exec in a
+        small pod mounting the user's PVC. Paths, permissions and symlinks
+        are therefore judged there: a symlink to ``/`` shows that sandbox's
+        root, never the host's. Creates the volume if it does not exist.
+
+        Raises DriverError (the backend cannot be reached, transient; or
+        cannot isolate, permanent). Not abstract: a backend without it
+        refuses, permanently.
+        """
+        raise DriverError(f"the {self.name} backend has no files access", permanent=True)

@@ -324,7 +324,7 @@ class LocalDriver(ClusterDriver):
             ) from exc
 
     def _open_stream(
-        self, request: protocol.Follow | protocol.OpenTerminal | protocol.Exec
+        self, request: protocol.Follow | protocol.OpenTerminal | protocol.Exec | protocol.OpenFiles
     ) -> _Connection:
         """A connection on which ``request`` was accepted; what follows is its stream."""
         conn = _Connection(self.socket_path, CALL_TIMEOUT)
@@ -456,3 +456,7 @@ class LocalDriver(ClusterDriver):
             cols=int(cols),
         )
         return LocalExecSession(self._open_stream(request))
+
+    def open_files(self, *, user_id: int) -> ExecSession:
+        """The agent's ``files`` stream: sftp-server in a sandbox over the volume (agent/files.py)."""
+        return LocalExecSession(self._open_stream(protocol.OpenFiles(user_id=int(user_id))))

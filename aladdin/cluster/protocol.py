@@ -32,6 +32,7 @@ DeleteLogs             Done                    ``still_running``
 Follow (follow)        Done, then a stream     --
 OpenTerminal           Done, then a stream     ``not_running``
 Exec (exec)            Done, then a stream     ``not_running``
+OpenFiles (files)      Done, then a stream     ``unavailable`` (cannot sandbox)
 =====================  ======================  ======================================
 
 A start that was accepted but could not run (bad image, bwrap failed) is
@@ -51,6 +52,9 @@ workload, the SSH gateway's shell and exec): :class:`TerminalInput`,
 :class:`ExecEof` (stdin ended), :class:`TerminalResize` (with a PTY),
 :class:`TerminalClose` in; :class:`ExecOutput` (stdout, or stderr without
 a PTY), then :class:`TerminalExit` out, once all output was sent.
+``OpenFiles``' stream is the same as ``Exec``'s without a PTY: OpenSSH's
+``sftp-server`` (SFTP v3 on stdin/stdout) in a short-lived sandbox over the
+user's volume, for the dashboard's files page.
 
 Errors. :class:`AgentError` carries an :class:`ErrorCode` across the
 boundary; whether a retry can help is a property of the code, so no side
@@ -308,6 +312,19 @@ class Exec:
     cols: int = 80
 
 
+@dataclass(frozen=True)
+class OpenFiles:
+    """SFTP over ``user_id``'s volume: ``sftp-server`` in its own sandbox, as the user's uid.
+
+    No workload needs to run. The volume is ``/root`` and nothing else of
+    the host is there but what every sandbox sees (read-only ``/usr``), so
+    paths, permissions and symlinks are judged inside, as in a workshop.
+    """
+
+    op: ClassVar[str] = "files"
+    user_id: int
+
+
 Request = (
     Health
     | EnsureUserSpace
@@ -323,6 +340,7 @@ Request = (
     | Follow
     | OpenTerminal
     | Exec
+    | OpenFiles
 )
 REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
 
@@ -383,6 +401,7 @@ ANSWERS: dict[type, type] = {
     Follow: Done,
     OpenTerminal: Done,
     Exec: Done,
+    OpenFiles: Done,
 }
 
 

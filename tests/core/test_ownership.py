@@ -64,6 +64,8 @@ OWNED_WEBSOCKETS = {
 NOT_OWNED = {
     "account/education/confirm/<str:token>/": "a signed one-time token from the email",
     "accounts/^confirm-email/(?P<key>[-:\\w]+)/$": "allauth's email key (email is unused)",
+    # The files page is the logged-in user's own volume; paths are query data.
+    "storage/files/<str:action>/": "an action name (mkdir, rename, delete), not an object",
 }
 # The back office checks its own permissions (tests/accounts/test_admin.py and others).
 SKIPPED_PREFIXES = ("admin/", "static/", "media/")

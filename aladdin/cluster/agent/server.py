@@ -24,7 +24,7 @@ from typing import Any
 from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
-from . import execs, pty
+from . import execs, files, pty
 from .journal import HEARTBEAT_SECONDS, Journal
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
@@ -251,6 +251,16 @@ class Agent:
         peer.send(protocol.encode_answer(protocol.Done()))
         execs.relay(peer, proc, master)
 
+    def files(self, peer: _Handler, request: protocol.OpenFiles) -> None:
+        """Relay ``sftp-server`` over the user's volume in a sandbox of its own (see :mod:`.files`).
+
+        Started by this connection's thread, which lives as long as the
+        session: bwrap's --die-with-parent follows the forking thread.
+        """
+        proc = files.start(self.workloads, user_id=request.user_id)
+        peer.send(protocol.encode_answer(protocol.Done()))
+        execs.relay(peer, proc, None)
+
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
@@ -283,6 +293,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 if isinstance(request, protocol.Exec):
                     agent.exec(self, request)
+                    return
+                if isinstance(request, protocol.OpenFiles):
+                    agent.files(self, request)
                     return
                 answer = protocol.encode_answer(agent.handle(request))
             except AgentError as exc:
