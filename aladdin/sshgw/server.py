@@ -18,6 +18,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,45 @@ class Gateway:
     sessions: int = 0
     sessions_by_user: dict[int, int] = field(default_factory=dict)
     server: Any = None
+    # Failed authentications per client address (0: no limit), see auth_failed.
+    auth_failures_per_minute: int = 0
+    auth_block_seconds: float = 300
+    clock: Callable[[], float] = time.monotonic
+    auth_failures: dict[str, deque[float]] = field(default_factory=dict)
+    blocked_until: dict[str, float] = field(default_factory=dict)
+
+    def auth_blocked(self, address: str) -> bool:
+        """Whether ``address`` failed too often lately: its connections are refused."""
+        until = self.blocked_until.get(address)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self.blocked_until[address]
+        return False
+
+    def auth_failed(self, address: str) -> None:
+        """Count a refused key; past the limit within a minute, block the address."""
+        if not self.auth_failures_per_minute:
+            return
+        now = self.clock()
+        recent = self.auth_failures.setdefault(address, deque())
+        recent.append(now)
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) > self.auth_failures_per_minute:
+            self.blocked_until[address] = now + self.auth_block_seconds
+            self.auth_failures.pop(address, None)
+            log.warning(
+                "ssh client %s blocked for %ss: more than %d failed authentications in a minute",
+                address,
+                self.auth_block_seconds,
+                self.auth_failures_per_minute,
+            )
+        # Forget quiet addresses, so the table does not grow with every scanner.
+        if len(self.auth_failures) > 10_000:
+            for stale in [a for a, t in self.auth_failures.items() if t[-1] <= now - 60]:
+                del self.auth_failures[stale]
 
     def session_open(self, user_id: int) -> str | None:
         """Count a new session; the refusal's message when a limit is reached."""
@@ -197,6 +237,9 @@ class _Connection(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer = str(peer[0])
+        if self.gateway.auth_blocked(self.peer):
+            log.info("ssh refused: client=%s is blocked (failed authentications)", self.peer)
+            asyncio.get_running_loop().call_soon(conn.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_task is not None:
@@ -231,12 +274,15 @@ class _Connection(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Called for the client's probe and again for its signed request
         # (asyncssh checks the signature); the target is the last key accepted.
+        if self.gateway.auth_blocked(self.peer):
+            return False
         fingerprint = key.get_fingerprint("sha256")
         target = await login_target(username, fingerprint)
         self.target = target
         self.login = (username, fingerprint)
         if target is None:
             log.info("ssh refused: client=%s user-name=%r", self.peer, username[:64])
+            self.gateway.auth_failed(self.peer)
         return target is not None
 
     def auth_completed(self) -> None:
@@ -627,6 +673,8 @@ def serve(*, host: str | None = None, port: int | None = None) -> None:
             max_sessions=settings.SSH_MAX_SESSIONS,
             max_sessions_per_user=settings.SSH_MAX_SESSIONS_PER_USER,
             idle_timeout=settings.SSH_IDLE_TIMEOUT_SECONDS,
+            auth_failures_per_minute=settings.SSH_AUTH_FAILURES_PER_MINUTE,
+            auth_block_seconds=settings.SSH_AUTH_BLOCK_SECONDS,
         )
         host_keys = load_or_create(settings.SSH_HOST_KEYS_DIR)
         await gateway.start(
