@@ -694,6 +694,11 @@ SSH_HOST_KEYS_DIR = Path(
 SSH_MAX_SESSIONS_PER_USER = _env_int("ALADDIN_SSH_MAX_SESSIONS_PER_USER", 10, minimum=1)
 SSH_MAX_SESSIONS = _env_int("ALADDIN_SSH_MAX_SESSIONS", 200, minimum=1)
 SSH_IDLE_TIMEOUT_SECONDS = _env_int("ALADDIN_SSH_IDLE_TIMEOUT_SECONDS", 3600)
+# Failed authentications (each key refused) from one client address: more
+# than this many within a minute, and its connections are refused for the
+# block time (0: no limit). A client offers several keys, so this is not 1.
+SSH_AUTH_FAILURES_PER_MINUTE = _env_int("ALADDIN_SSH_AUTH_FAILURES_PER_MINUTE", 30)
+SSH_AUTH_BLOCK_SECONDS = _env_int("ALADDIN_SSH_AUTH_BLOCK_SECONDS", 300, minimum=1)
 # OpenSSH's sftp-server as the workload sees it (Debian's openssh-sftp-server;
 # under /usr, which the local sandbox mounts read-only): the `sftp` subsystem.
 SSH_SFTP_SERVER = env.str("ALADDIN_SSH_SFTP_SERVER", default="/usr/lib/openssh/sftp-server")

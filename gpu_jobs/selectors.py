@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import metering
-from .choices import ACTIVE_STATES, JobKind
+from .choices import ACTIVE_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration
 
 if TYPE_CHECKING:
@@ -82,3 +82,19 @@ def is_active(job: Job) -> bool:
 
 def is_dev(job: Job) -> bool:
     return job.kind in DEV_KINDS
+
+
+def running_job_workload(*, user_id: int, job_id: int) -> str | None:
+    """The workload name of the user's running job ``job_id``, or None (another's, ended, unknown).
+
+    What the SSH gateway's ``ssh -L PORT:job-<id>:PORT`` may reach (issue 13):
+    one answer for every refusal, as the login's.
+    """
+    job = (
+        Job.objects.filter(
+            pk=job_id, user_id=user_id, user__is_active=True, deleted_at__isnull=True
+        )
+        .filter(state=JobState.RUNNING)
+        .first()
+    )
+    return job.workload_name if job is not None else None

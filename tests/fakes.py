@@ -202,6 +202,11 @@ class FakeDriver(ClusterDriver):
         self._record("exec_in_workload", name=name, command=command, tty=tty)
         raise DriverError(f"{name} is not running", permanent=True, code="not_running")
 
+    def connect_port(self, *, name: str, port: int):
+        # As exec: the gateway's forwarding tests use a real agent (tests/sshgw).
+        self._record("connect_port", name=name, port=port)
+        raise DriverError(f"{name} is not running", permanent=True, code="not_running")
+
     # helpers for tests
     def set_phase(self, name: str, phase: str, reason: str = "") -> None:
         old = self.workloads[name]

@@ -7,9 +7,15 @@ another user's id is a 404 on every endpoint. ENV values are write-only.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -354,6 +360,52 @@ class SSHKeyView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class SSHConfigSerializer(serializers.Serializer):
+    host_alias = serializers.CharField(help_text='The config\'s Host, e.g. "dev.bj1".')
+    host = serializers.CharField(help_text="The gateway's public host name (HostName).")
+    port = serializers.IntegerField(help_text="The gateway's public port (Port).")
+    user = serializers.CharField(help_text="The workshop's name: the SSH user selects it.")
+    identity_file = serializers.CharField(
+        help_text="IdentityFile: the key's file under ~/.alaya/ssh/ (from the key's name)."
+    )
+    host_key_alias = serializers.CharField(help_text="HostKeyAlias: the known_hosts entry's name.")
+    known_hosts_file = serializers.CharField(help_text="Where the config reads known_hosts from.")
+    known_hosts = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="known_hosts lines of the gateway's host keys (empty before its first start).",
+    )
+    config = serializers.CharField(help_text="The ssh_config block, ready to write.")
+
+
+class WorkshopSSHConfigView(APIView):
+    @extend_schema(
+        operation_id="workshops_ssh_config",
+        parameters=[
+            OpenApiParameter(
+                "key",
+                int,
+                required=False,
+                description="An SSH key's id: its file becomes the IdentityFile "
+                "(default: the key used last, else the newest).",
+            )
+        ],
+        responses={200: SSHConfigSerializer, **error_responses({404: NOT_FOUND})},
+        description="The ssh_config block and known_hosts lines that reach this workshop "
+        "through the SSH gateway, with no trust-on-first-use question.",
+    )
+    def get(self, request, pk: int):
+        workshop = _own(request, pk)
+        key_id = request.query_params.get("key")
+        if key_id is None:
+            key = selectors.ssh_default_key(request.user)
+        elif key_id.isdigit():
+            key = _own_key(request, int(key_id))
+        else:
+            raise Http404
+        config = selectors.workshop_ssh_config(workshop=workshop, key=key)
+        return Response(SSHConfigSerializer(config).data)
+
+
 urlpatterns = [
     path("ssh-keys", SSHKeysView.as_view(), name="api-ssh-keys"),
     path("ssh-keys/generate", SSHKeyGenerateView.as_view(), name="api-ssh-keys-generate"),
@@ -364,4 +416,9 @@ urlpatterns = [
     path("workshops/<int:pk>", WorkshopView.as_view(), name="api-workshop"),
     path("workshops/<int:pk>/start", WorkshopStartView.as_view(), name="api-workshop-start"),
     path("workshops/<int:pk>/stop", WorkshopStopView.as_view(), name="api-workshop-stop"),
+    path(
+        "workshops/<int:pk>/ssh-config",
+        WorkshopSSHConfigView.as_view(),
+        name="api-workshop-ssh-config",
+    ),
 ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import F, QuerySet
 
 from aladdin.cluster.base import Resources
+from aladdin.lib import ssh_host_keys
 from aladdin.workloads.models import Image
 
 from .choices import ACTIVE_STATES
@@ -96,3 +100,78 @@ def ssh_login_target(*, username: str, fingerprint: str) -> tuple[SSHKey, Worksh
     if workshop is None:
         return None
     return key, workshop
+
+
+@dataclass(frozen=True)
+class SSHConfig:
+    """What the plugin writes to reach a workshop (issue 13): an ssh_config block and known_hosts.
+
+    ``known_hosts`` holds the gateway's host keys under ``host_key_alias``
+    (the config's ``HostKeyAlias``), so the first connection is checked
+    against them: no trust-on-first-use question, and one entry serves
+    every workshop behind the gateway.
+    """
+
+    host_alias: str
+    host: str
+    port: int
+    user: str
+    identity_file: str
+    host_key_alias: str
+    known_hosts_file: str
+    known_hosts: list[str]
+    config: str
+
+
+# Where the manual keeps the plugin's keys on the student's machine (SPEC §6).
+SSH_CLIENT_DIR = "~/.alaya/ssh"
+_IDENTITY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def ssh_identity_file(key: SSHKey | None) -> str:
+    """The key's file under the plugin's folder: its name made a safe file name."""
+    stem = _IDENTITY_UNSAFE.sub("-", key.name).strip(".-") if key is not None else ""
+    if not stem and key is not None:
+        stem = f"aladdin-key-{key.pk}"
+    return f"{SSH_CLIENT_DIR}/{stem or 'id_ed25519'}"
+
+
+def ssh_default_key(user: User) -> SSHKey | None:
+    """The key the config names when none is asked for: the last used, else the newest."""
+    return (
+        ssh_keys_for(user)
+        .order_by(F("last_used_at").desc(nulls_last=True), "-created_at", "-pk")
+        .first()
+    )
+
+
+def workshop_ssh_config(*, workshop: Workshop, key: SSHKey | None) -> SSHConfig:
+    """The ssh_config block and known_hosts lines for ``workshop`` through the gateway."""
+    host, port = settings.SSH_PUBLIC_HOST, settings.SSH_PUBLIC_PORT
+    alias = f"aladdin-gateway.{host}" if port == 22 else f"aladdin-gateway.{host}.{port}"
+    known_hosts = [
+        f"{alias} {hk.public_key}" for hk in ssh_host_keys.public_keys(settings.SSH_HOST_KEYS_DIR)
+    ]
+    identity = ssh_identity_file(key)
+    known_hosts_file = f"{SSH_CLIENT_DIR}/known_hosts"
+    lines = [
+        f"Host {workshop.host_alias}",
+        f"    HostName {host}",
+        f"    Port {port}",
+        f"    User {workshop.name}",
+        f"    IdentityFile {identity}",
+        "    IdentitiesOnly yes",
+        f"    HostKeyAlias {alias}",
+        f"    UserKnownHostsFile {known_hosts_file}",
+    ]
+    return SSHConfig(
+        host_alias=workshop.host_alias,
+        host=host,
+        port=port,
+        user=workshop.name,
+        identity_file=identity,
+        host_key_alias=alias,
+        known_hosts_file=known_hosts_file,
+        known_hosts=known_hosts,
+        config="\n".join(lines) + "\n",
+    )

@@ -107,6 +107,10 @@ def _ssh_details(user, workshop: Workshop) -> dict:
         "port": port,
         "host_keys": public_keys(settings.SSH_HOST_KEYS_DIR),
         "has_keys": selectors.ssh_keys_for(user).exists(),
+        # The same block as GET /api/v1/workshops/<id>/ssh-config writes for the plugin.
+        "config": selectors.workshop_ssh_config(
+            workshop=workshop, key=selectors.ssh_default_key(user)
+        ),
     }
 
 

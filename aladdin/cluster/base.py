@@ -257,6 +257,38 @@ class ExecSession(abc.ABC):
         """
 
 
+class PortStream(abc.ABC):
+    """A TCP connection to a port inside a workload (:meth:`ClusterDriver.connect_port`).
+
+    A byte stream both ways, the shape of Kubernetes' pod port-forward (one
+    data stream per connection), so either backend serves the SSH gateway's
+    ``ssh -L``. One thread may read while others write and close.
+    """
+
+    @abc.abstractmethod
+    def read(self, size: int = 65536) -> bytes:
+        """Up to ``size`` bytes from the workload's side; ``b""`` once it closed (or broke)."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send to the workload's side. Raises DriverError once the stream is closed or broke."""
+
+    @abc.abstractmethod
+    def close_write(self) -> None:
+        """End what we send (a TCP half-close); the other side's data keeps coming."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close both ways; idempotent. Another thread may call it to end a waiting :meth:`read`."""
+
+
+def check_port(port: object) -> int:
+    """``port`` as a TCP port number (an int 1-65535, not a bool). Raises DriverError (permanent)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise DriverError(f"invalid port {port!r}: 1-65535", permanent=True, code="invalid")
+    return port
+
+
 class ClusterDriver(abc.ABC):
     """The small interface every backend implements. See the module docstring."""
 
@@ -388,3 +420,20 @@ class ClusterDriver(abc.ABC):
         refuses, permanently.
         """
         raise DriverError(f"the {self.name} backend has no files access", permanent=True)
+
+    @abc.abstractmethod
+    def connect_port(self, *, name: str, port: int) -> PortStream:
+        """A TCP connection to ``127.0.0.1:port`` inside the running workload ``name``.
+
+        The loopback is the workload's own (its network namespace locally,
+        the pod's on Kubernetes), never the host's or the cluster network's:
+        the SSH gateway forwards ``ssh -L`` only there. ``port`` is an int
+        1-65535 (:func:`check_port`); nothing of the request chooses a host
+        address, path or program. Kubernetes: the pod's port-forward
+        subresource (one data stream per connection).
+
+        Raises DriverError: ``code`` "invalid" (a bad port or name;
+        permanent), "not_running" (permanent), "connection_refused" (nothing
+        listens on the port; permanent), or a transient one when the
+        backend cannot be reached.
+        """

@@ -32,10 +32,12 @@ from .base import (
     ClusterDriver,
     DriverError,
     ExecSession,
+    PortStream,
     Resources,
     Terminal,
     WorkloadSpec,
     WorkloadStatus,
+    check_port,
 )
 from .protocol import AgentError
 
@@ -210,6 +212,50 @@ class LocalExecSession(ExecSession):
             self._conn.sock.shutdown(socket.SHUT_RDWR)
 
 
+class LocalPortStream(PortStream):
+    """A port inside a workload, relayed by the agent (raw bytes after ``connect_port``'s Done).
+
+    :meth:`close` shuts the socket down rather than closing it under a
+    reader (see :class:`LogStream`).
+    """
+
+    def __init__(self, connection: _Connection):
+        self._conn = connection
+        # Bytes of the port that arrived with the Done line come first.
+        self._pending = connection.buffer
+        connection.buffer = b""
+        connection.sock.settimeout(None)
+        self._closed = False
+
+    def read(self, size: int = 65536) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+            return data
+        try:
+            return self._conn.sock.recv(size)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise DriverError("the port connection is closed", permanent=True)
+        try:
+            self._conn.sock.sendall(data)
+        except OSError as exc:
+            raise DriverError(f"the port connection broke: {exc}") from exc
+
+    def close_write(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)
+
+
 class LogStream(Iterator[bytes]):
     """A workload's output as the agent pushes it (its ``follow`` op); see ``follow_logs``.
 
@@ -324,7 +370,12 @@ class LocalDriver(ClusterDriver):
             ) from exc
 
     def _open_stream(
-        self, request: protocol.Follow | protocol.OpenTerminal | protocol.Exec | protocol.OpenFiles
+        self,
+        request: protocol.Follow
+        | protocol.OpenTerminal
+        | protocol.Exec
+        | protocol.OpenFiles
+        | protocol.ConnectPort,
     ) -> _Connection:
         """A connection on which ``request`` was accepted; what follows is its stream."""
         conn = _Connection(self.socket_path, CALL_TIMEOUT)
@@ -460,3 +511,7 @@ class LocalDriver(ClusterDriver):
     def open_files(self, *, user_id: int) -> ExecSession:
         """The agent's ``files`` stream: sftp-server in a sandbox over the volume (agent/files.py)."""
         return LocalExecSession(self._open_stream(protocol.OpenFiles(user_id=int(user_id))))
+
+    def connect_port(self, *, name: str, port: int) -> PortStream:
+        request = protocol.ConnectPort(name=name, port=check_port(port))
+        return LocalPortStream(self._open_stream(request))

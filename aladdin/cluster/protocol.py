@@ -33,6 +33,7 @@ Follow (follow)        Done, then a stream     --
 OpenTerminal           Done, then a stream     ``not_running``
 Exec (exec)            Done, then a stream     ``not_running``
 OpenFiles (files)      Done, then a stream     ``unavailable`` (cannot sandbox)
+ConnectPort            Done, then raw bytes    ``not_running``, ``connection_refused``
 =====================  ======================  ======================================
 
 A start that was accepted but could not run (bad image, bwrap failed) is
@@ -55,6 +56,12 @@ a PTY), then :class:`TerminalExit` out, once all output was sent.
 ``OpenFiles``' stream is the same as ``Exec``'s without a PTY: OpenSSH's
 ``sftp-server`` (SFTP v3 on stdin/stdout) in a short-lived sandbox over the
 user's volume, for the dashboard's files page.
+
+After ``ConnectPort``'s ``Done`` line (``op`` ``connect_port``, the SSH
+gateway's ``ssh -L``) the connection is no longer JSON: it carries the TCP
+connection's bytes both ways, a half-close (``shutdown(SHUT_WR)``) for
+each side's end, until both ended. The client sends nothing before the
+``Done``; the agent may send the port's first bytes right after it.
 
 Errors. :class:`AgentError` carries an :class:`ErrorCode` across the
 boundary; whether a retry can help is a property of the code, so no side
@@ -91,6 +98,7 @@ class ErrorCode(StrEnum):
     STILL_RUNNING = "still_running"  # forget/delete_logs of a running workload: stop it first
     USER_SPACE_BUSY = "user_space_busy"  # delete_user_space while its workloads run
     NOT_RUNNING = "not_running"  # a terminal into a workload that does not run
+    CONNECTION_REFUSED = "connection_refused"  # connect_port: nothing listens on that port
     UNAVAILABLE = "unavailable"  # the agent failed (OS error) or cannot be reached
 
     @property
@@ -154,6 +162,12 @@ def check_name(name: str) -> None:
     """Raise AgentError(INVALID) unless ``name`` is a valid workload name."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise AgentError(ErrorCode.INVALID, f"invalid workload name {name!r}")
+
+
+def check_port(port: object) -> None:
+    """Raise AgentError(INVALID) unless ``port`` is an int 1-65535 (not a bool)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise AgentError(ErrorCode.INVALID, f"invalid port {port!r}: 1-65535")
 
 
 # --- records -----------------------------------------------------------------------
@@ -325,6 +339,15 @@ class OpenFiles:
     user_id: int
 
 
+@dataclass(frozen=True)
+class ConnectPort:
+    """A TCP connection to 127.0.0.1:``port`` inside the running workload's network namespace."""
+
+    op: ClassVar[str] = "connect_port"
+    name: str
+    port: int
+
+
 Request = (
     Health
     | EnsureUserSpace
@@ -341,6 +364,7 @@ Request = (
     | OpenTerminal
     | Exec
     | OpenFiles
+    | ConnectPort
 )
 REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
 
@@ -402,6 +426,7 @@ ANSWERS: dict[type, type] = {
     OpenTerminal: Done,
     Exec: Done,
     OpenFiles: Done,
+    ConnectPort: Done,
 }
 
 

@@ -6,7 +6,10 @@ A client logs in with one of its owner's keys (``workshops.SSHKey``) and
 names the workshop as the SSH user (``ssh dev@host``); a wrong key, an
 unknown name and another user's name are refused alike, so nobody learns
 which names exist. Only public keys are accepted: no passwords, no
-keyboard-interactive, no agent or X11 forwarding, no port forwarding (yet).
+keyboard-interactive, no agent or X11 forwarding, no remote forwarding;
+``ssh -L`` reaches only a port of the session's own workshop (``localhost``)
+or of one of the user's running jobs (``job-<id>``), through the driver's
+:meth:`~aladdin.cluster.base.ClusterDriver.connect_port`.
 
 What a session runs, it runs inside the workshop through the cluster
 driver's :meth:`~aladdin.cluster.base.ClusterDriver.exec_in_workload`

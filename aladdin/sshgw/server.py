@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +92,21 @@ def _login_record(key_id: int) -> None:
     ssh_login_record(key_id=key_id)
 
 
+def _job_workload(user_id: int, job_id: int) -> str | None:
+    from gpu_jobs.selectors import running_job_workload
+
+    close_old_connections()
+    return running_job_workload(user_id=user_id, job_id=job_id)
+
+
 login_target = sync_to_async(_login_target, thread_sensitive=True)
 login_record = sync_to_async(_login_record, thread_sensitive=True)
+job_workload = sync_to_async(_job_workload, thread_sensitive=True)
+
+# ``ssh -L PORT:HOST:PORT``: HOST names the workshop the session is on, or
+# one of the user's running jobs; nothing else is reachable (SPEC §6).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+JOB_HOST = re.compile(r"job-([1-9][0-9]{0,17})")
 
 
 # --- the gateway ---------------------------------------------------------------------
@@ -107,6 +122,45 @@ class Gateway:
     sessions: int = 0
     sessions_by_user: dict[int, int] = field(default_factory=dict)
     server: Any = None
+    # Failed authentications per client address (0: no limit), see auth_failed.
+    auth_failures_per_minute: int = 0
+    auth_block_seconds: float = 300
+    clock: Callable[[], float] = time.monotonic
+    auth_failures: dict[str, deque[float]] = field(default_factory=dict)
+    blocked_until: dict[str, float] = field(default_factory=dict)
+
+    def auth_blocked(self, address: str) -> bool:
+        """Whether ``address`` failed too often lately: its connections are refused."""
+        until = self.blocked_until.get(address)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self.blocked_until[address]
+        return False
+
+    def auth_failed(self, address: str) -> None:
+        """Count a refused key; past the limit within a minute, block the address."""
+        if not self.auth_failures_per_minute:
+            return
+        now = self.clock()
+        recent = self.auth_failures.setdefault(address, deque())
+        recent.append(now)
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) > self.auth_failures_per_minute:
+            self.blocked_until[address] = now + self.auth_block_seconds
+            self.auth_failures.pop(address, None)
+            log.warning(
+                "ssh client %s blocked for %ss: more than %d failed authentications in a minute",
+                address,
+                self.auth_block_seconds,
+                self.auth_failures_per_minute,
+            )
+        # Forget quiet addresses, so the table does not grow with every scanner.
+        if len(self.auth_failures) > 10_000:
+            for stale in [a for a, t in self.auth_failures.items() if t[-1] <= now - 60]:
+                del self.auth_failures[stale]
 
     def session_open(self, user_id: int) -> str | None:
         """Count a new session; the refusal's message when a limit is reached."""
@@ -183,6 +237,9 @@ class _Connection(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer = str(peer[0])
+        if self.gateway.auth_blocked(self.peer):
+            log.info("ssh refused: client=%s is blocked (failed authentications)", self.peer)
+            asyncio.get_running_loop().call_soon(conn.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_task is not None:
@@ -217,12 +274,15 @@ class _Connection(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Called for the client's probe and again for its signed request
         # (asyncssh checks the signature); the target is the last key accepted.
+        if self.gateway.auth_blocked(self.peer):
+            return False
         fingerprint = key.get_fingerprint("sha256")
         target = await login_target(username, fingerprint)
         self.target = target
         self.login = (username, fingerprint)
         if target is None:
             log.info("ssh refused: client=%s user-name=%r", self.peer, username[:64])
+            self.gateway.auth_failed(self.peer)
         return target is not None
 
     def auth_completed(self) -> None:
@@ -263,8 +323,59 @@ class _Connection(asyncssh.SSHServer):
     def session_requested(self) -> asyncssh.SSHServerSession:
         return _Session(self)
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
-        return False  # local port forwarding: not yet (issue 13 restricts it to own workloads)
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Any:
+        """``ssh -L`` (direct-tcpip): a port of this workshop or of one of the user's running jobs.
+
+        Refused at once for any other host name and for a bad port; the rest
+        (whose job, running or not, anything listening) is decided by
+        :meth:`_forward`, which asyncssh awaits before answering the client.
+        """
+        host = dest_host.lower()
+        job = JOB_HOST.fullmatch(host)
+        if (host not in LOCAL_HOSTS and job is None) or not 1 <= dest_port <= 65535:
+            log.info(
+                "ssh forward refused: client=%s to=%r:%s", self.peer, dest_host[:64], dest_port
+            )
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                "forwarding reaches only localhost (this workshop) or job-<id> (your running job)",
+            )
+        return self._forward(int(job.group(1)) if job else None, dest_port)
+
+    async def _forward(self, job_id: int | None, port: int) -> asyncssh.SSHTCPSession:
+        def refuse(reason: str) -> asyncssh.ChannelOpenError:
+            log.info(
+                "ssh forward refused: client=%s job=%s port=%s: %s", self.peer, job_id, port, reason
+            )
+            return asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, reason)
+
+        # Again now, as for a session: the key may be revoked or the workshop stopped.
+        target = await login_target(*self.login)
+        if target is None:
+            raise refuse("access to this workshop was revoked")
+        if job_id is None:
+            if target.state != "running":
+                raise refuse(f"workshop {target.workshop_name} is not running")
+            name = target.workload_name
+        else:
+            found = await job_workload(target.user_id, job_id)
+            if found is None:
+                raise refuse(f"job-{job_id} is not one of your running jobs")
+            name = found
+        loop = asyncio.get_running_loop()
+        try:
+            stream = await loop.run_in_executor(
+                None, lambda: cluster.get_driver().connect_port(name=name, port=port)
+            )
+        except DriverError as exc:
+            if exc.code == "connection_refused":
+                raise refuse(f"nothing listens on port {port} there") from None
+            log.warning("ssh forward to %s:%s failed: %s", name, port, exc)
+            raise refuse("the workload cannot be reached now") from None
+        log.info("ssh forward: user=%s to=%s:%s client=%s", target.user_id, name, port, self.peer)
+        return _Forward(self, stream)
 
     def server_requested(self, listen_host: str, listen_port: int):
         return False  # remote forwarding is refused (SPEC §6)
@@ -469,6 +580,88 @@ class _Session(asyncssh.SSHServerSession):
             self.connection.conn.close()
 
 
+class _Forward(asyncssh.SSHTCPSession):
+    """One ``ssh -L`` connection: the channel's bytes to and from the driver's port stream.
+
+    As :class:`_Session`: a reader thread (the port's bytes to the client,
+    paused while the client's window is full) and a writer thread (the
+    client's bytes, in order, to the port), so the loop never blocks.
+    """
+
+    def __init__(self, connection: _Connection, stream: Any):
+        self.connection = connection
+        self.stream = stream
+        self.chan: Any = None
+        self.loop = asyncio.get_running_loop()
+        self.inputs: queue.Queue[Callable[[Any], None] | None] = queue.Queue()
+        self.writable = threading.Event()
+        self.writable.set()
+        self.closed = False
+
+    def connection_made(self, chan: Any) -> None:
+        self.chan = chan
+        threading.Thread(target=self._pump_output, daemon=True, name="ssh-fwd-out").start()
+        threading.Thread(target=self._pump_input, daemon=True, name="ssh-fwd-in").start()
+
+    def _pump_output(self) -> None:
+        while True:
+            self.writable.wait()
+            data = self.stream.read()
+            if not data or self.closed:
+                break
+            self.loop.call_soon_threadsafe(self._write, data)
+        self.loop.call_soon_threadsafe(self._eof)
+
+    def _write(self, data: bytes) -> None:
+        if self.chan is not None and not self.closed:
+            self.connection.activity(sent=len(data))
+            self.chan.write(data)
+
+    def _eof(self) -> None:
+        if self.chan is not None and not self.closed:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.chan.write_eof()
+
+    def _pump_input(self) -> None:
+        while True:
+            action = self.inputs.get()
+            if action is None:
+                return
+            try:
+                action(self.stream)
+            except DriverError:
+                return
+            if self.inputs.qsize() < INPUT_QUEUE_HIGH // 2:
+                self.loop.call_soon_threadsafe(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if self.chan is not None and not self.closed:
+            self.chan.resume_reading()
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        self.connection.activity(received=len(data))
+        self.inputs.put(lambda stream: stream.write(data))
+        if self.inputs.qsize() > INPUT_QUEUE_HIGH and self.chan is not None:
+            self.chan.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.inputs.put(lambda stream: stream.close_write())
+        return True  # half-closed: the port's answer still comes back
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+        self.inputs.put(None)
+        with contextlib.suppress(DriverError, OSError):
+            self.stream.close()
+
+
 def serve(*, host: str | None = None, port: int | None = None) -> None:
     """Run the gateway until SIGTERM or SIGINT (``manage.py ssh_gateway``)."""
     import signal
@@ -480,6 +673,8 @@ def serve(*, host: str | None = None, port: int | None = None) -> None:
             max_sessions=settings.SSH_MAX_SESSIONS,
             max_sessions_per_user=settings.SSH_MAX_SESSIONS_PER_USER,
             idle_timeout=settings.SSH_IDLE_TIMEOUT_SECONDS,
+            auth_failures_per_minute=settings.SSH_AUTH_FAILURES_PER_MINUTE,
+            auth_block_seconds=settings.SSH_AUTH_BLOCK_SECONDS,
         )
         host_keys = load_or_create(settings.SSH_HOST_KEYS_DIR)
         await gateway.start(

@@ -50,6 +50,7 @@ OWNED = {
     "api/v1/ssh-keys/<int:pk>": "ssh_key",
     "api/v1/workshops/<int:pk>/start": "workshop",
     "api/v1/workshops/<int:pk>/stop": "workshop",
+    "api/v1/workshops/<int:pk>/ssh-config": "workshop",
     "api/v1/jobs/configurations/<int:pk>": "configuration",
     "api/v1/jobs/<int:pk>": "job",
     "api/v1/jobs/<int:pk>/stop": "job",

@@ -24,7 +24,7 @@ from typing import Any
 from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
-from . import execs, files, pty
+from . import execs, files, ports, pty
 from .journal import HEARTBEAT_SECONDS, Journal
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
@@ -261,6 +261,18 @@ class Agent:
         peer.send(protocol.encode_answer(protocol.Done()))
         execs.relay(peer, proc, None)
 
+    def connect_port(self, peer: _Handler, request: protocol.ConnectPort) -> None:
+        """Connect to a port inside the running workload and relay bytes (see :mod:`.ports`)."""
+        protocol.check_name(request.name)
+        protocol.check_port(request.port)
+        target = ports.connect(self.workloads.running(request.name), request.port)
+        try:
+            peer.send(protocol.encode_answer(protocol.Done()))
+        except OSError:
+            target.close()
+            return
+        ports.relay(peer, target)
+
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
@@ -296,6 +308,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 if isinstance(request, protocol.OpenFiles):
                     agent.files(self, request)
+                    return
+                if isinstance(request, protocol.ConnectPort):
+                    agent.connect_port(self, request)
                     return
                 answer = protocol.encode_answer(agent.handle(request))
             except AgentError as exc:
