@@ -38,6 +38,8 @@ EVERY_REQUEST = [
     protocol.Follow(name="job-7", offset=9),
     protocol.OpenTerminal(name="ws-1", rows=40, cols=120),
     protocol.Exec(name="ws-1", command=["sh", "-c", "ls"], tty=True, env={"TERM": "vt100"}),
+    protocol.OpenFiles(user_id=3),
+    protocol.ConnectPort(name="ws-1", port=8888),
 ]
 
 

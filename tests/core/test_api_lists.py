@@ -64,6 +64,12 @@ def _configurations(user, ctx):
     factories.JobConfigurationFactory(user=user, gpu_type=ctx["cards"]["80g"])
 
 
+def _ssh_keys(user, ctx):
+    from workshops import services as workshop_services
+
+    workshop_services.ssh_key_generate(user=user, name=f"key{next(_n)}")
+
+
 # Each list endpoint with a way to add one row that ``user`` sees in it.
 LISTS = {
     "/api/v1/billing/ledger": _ledger,
@@ -74,6 +80,7 @@ LISTS = {
     "/api/v1/workshops": _workshops,
     "/api/v1/jobs": _jobs,
     "/api/v1/jobs/configurations": _configurations,
+    "/api/v1/ssh-keys": _ssh_keys,
 }
 
 
