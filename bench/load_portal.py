@@ -8,7 +8,7 @@ Starts the portal as docs/operations.md runs it in production, on this
 machine, in a temporary directory: PostgreSQL (tests/pg.py: a private
 server), Redis (the bundled binary), ``migrate``, ``load_catalog``,
 ``collectstatic``, then the ASGI server exactly as documented (uvicorn,
-``--workers 2``: this machine has 2 cores), one Celery worker, one beat and
+``--workers 4``, the production unit's WEB_WORKERS, about two per core), one Celery worker, one beat and
 the local agent, with DEBUG off. The settings module is bench/load_settings.py:
 the portal's own settings with one more route, ``/bench/bare`` (a view that
 returns "ok" and touches nothing), the baseline served by the same server.
@@ -393,29 +393,43 @@ def summarise(rows: dict[str, dict], seconds: int) -> dict[str, dict]:
     return kinds
 
 
-READING = """Reading the figures (what this session measured around them, 2026-12-01):
+READING = """Reading the figures (what was measured around them, 2026-12-01, two sessions):
 
-- The goal is missed at this load on this machine: p95 is 0.6-0.8 s for pages
-  and the API in locust's figures, and the API list serves 15-20 % of the bare
-  view's throughput (goal: p95 < 300 ms, >= 50 %). 0 errors.
-- Locust's own figures carry its client's delays: 300 users in one gevent
-  loop on the same 2 cores. The one-connection prober measures the same
-  server at the same moment with a p50 of 2-3 ms (bare) and 13-16 ms (API
-  list), against locust's 200-400 ms.
-- The p95 tail comes from the job submissions: each one starts a real
-  bubblewrap sandbox (new user, mount, pid and network namespaces), and that
-  kernel work stalls the whole VM. The same mix without submissions gave the
-  prober a bare-view p95 of 26 ms instead of 200-270 ms.
-- Throughput: the bare view costs ~3 ms of server CPU (Django's ASGI handler
-  and middleware), an authenticated API list ~9-14 ms: the OAuth token
-  look-up (django-oauth-toolkit through oauthlib), the throttle's two Redis
-  round trips, the page's count and rows, DRF serialisation. A WSGI server
-  (gunicorn, 4 sync workers) gave the same latencies, so it is not ASGI.
+- The goals are missed at this load on this machine: p95 is 0.5-0.8 s for
+  pages and the API in locust's figures, and the API list serves 15-20 % of
+  the bare view's throughput (goal: p95 < 300 ms, >= 50 %). 0 errors.
+- Locust's figures carry a delay of its own: the one-connection prober
+  measures the same server at the same moment with a p50 of 3 ms (bare) and
+  17 ms (API list) against locust's 220-450 ms. Even with nothing but the
+  bare view at 38/s (locust at 1 % of a core) locust reports a p50 of 49 ms,
+  while http.client and geventhttpclient on their own, fresh or kept-alive
+  connections, see 2-5 ms: not found where.
+- The p95 tail of the server itself comes with the job submissions: each
+  starts a real bubblewrap sandbox (user, mount, pid and network
+  namespaces). The same mix without submissions gave the prober a bare-view
+  p95 of 26 ms instead of 110-270 ms.
+- Throughput. An API list now costs, in-process (Django's test client, the
+  same settings and PostgreSQL), 5.5-7 ms of CPU and 3 queries plus 1 Redis
+  round trip, down from ~14 ms and 5 queries plus 2 round trips: the bearer
+  token is one indexed query with its user (not oauthlib's round), the page
+  counts its total in its own query (COUNT(*) OVER ()), the rate limit is
+  one Lua call, model serializers are introspected once per class
+  (tests/gpu_jobs/test_api_costs.py keeps the counts). The bare view costs
+  0.2-0.5 ms in-process. Served, the ratio did not move (15-19 %): 2, 4 and 8
+  uvicorn workers gave 61, 78-106 and 79 API lists a second, gunicorn with
+  4 sync workers 63, and the same with the whole stack at a higher priority
+  than other work on the machine 76-79; the bare view 330-560. The server
+  spends 3-4 times the in-process CPU on an API list (~24 ms at 47/s, from
+  /proc) while each PostgreSQL query answers in 0.15-0.3 ms: where the
+  rest goes is not found yet; the next step is a profile of one worker
+  process under the closed loop with the Python profiler rather than
+  sampling, which inside this VM counted idle waits as work.
 - Found and fixed by this benchmark: PostgreSQL connections leaked under ASGI
   (persistent connections per request thread; "too many clients" after a few
   seconds), fixed with psycopg's pool; a new Redis connection per request
   (Django's cache client per context), fixed with one pool per process; an
-  UPDATE of last activity on every API call, now skipped when recent.
+  UPDATE of last activity on every API call, now skipped when recent; the
+  costs above.
 """
 
 
@@ -425,7 +439,7 @@ def record(lines: list[str], command: str) -> None:
         f"{SECTION}\n\n"
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{stamp}. Command: `{command}`.\n"
-        "Server: uvicorn `--workers 2` (DEBUG off), PostgreSQL, Redis, one Celery worker, beat "
+        f"Server: uvicorn `--workers {WEB_WORKERS}` (DEBUG off), PostgreSQL, Redis, one Celery worker, beat "
         "and the agent, all on this machine with locust itself (2 cores in all).\n\n"
         "```\n" + "\n".join(lines) + "\n```\n\n" + READING
     )
