@@ -418,12 +418,16 @@ READING = """Reading the figures (what was measured around them, 2026-12-01, two
   0.2-0.5 ms in-process. Served, the ratio did not move (15-19 %): 2, 4 and 8
   uvicorn workers gave 61, 78-106 and 79 API lists a second, gunicorn with
   4 sync workers 63, and the same with the whole stack at a higher priority
-  than other work on the machine 76-79; the bare view 330-560. The server
-  spends 3-4 times the in-process CPU on an API list (~24 ms at 47/s, from
-  /proc) while each PostgreSQL query answers in 0.15-0.3 ms: where the
-  rest goes is not found yet; the next step is a profile of one worker
-  process under the closed loop with the Python profiler rather than
-  sampling, which inside this VM counted idle waits as work.
+  than other work on the machine 76-79; the bare view 330-560. One gunicorn
+  worker under cProfile in the closed loop: 31 lists/s, CPU 45 % of its
+  time (13 ms a list profiled, ~6.5 ms unprofiled: the in-process figure),
+  the rest waiting, mostly on PostgreSQL, whose answers take ~1.2 ms each
+  there against 0.15-0.3 ms on a quiet machine: locust, PostgreSQL, Redis
+  and the workers share the 2 cores, and every wait for another process is
+  a trip through the scheduler. The bare view waits for nothing, so on this
+  machine a list that reads the database cannot come near half its rate;
+  the CPU left to cut is DRF's field copies (~1 ms), the ORM's SQL
+  compilation (~1.5 ms) and URL resolution (~0.3 ms).
 - Found and fixed by this benchmark: PostgreSQL connections leaked under ASGI
   (persistent connections per request thread; "too many clients" after a few
   seconds), fixed with psycopg's pool; a new Redis connection per request
