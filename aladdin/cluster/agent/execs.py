@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import termios
@@ -28,7 +27,7 @@ from typing import IO, Any
 
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
-from .pty import HANGUP_WAIT_SECONDS, Peer, set_winsize, wait_for_uid_map
+from .pty import Peer, hang_up, set_winsize, wait_for_uid_map
 from .workloads import Workload
 
 LOGIN_SHELL = ["/bin/bash", "-l"]
@@ -192,17 +191,8 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
         if stdin is not None:
             with contextlib.suppress(OSError):
                 stdin.close()
-        if proc.poll() is None:
-            # The client hung up before the command ended: SIGHUP to its
-            # group, as sshd does when a connection drops; SIGKILL after.
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGHUP)
-            try:
-                proc.wait(HANGUP_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # The client may have hung up before the command ended.
+        hang_up(proc)
         done.join(5)
         if master is not None:
             os.close(master)

@@ -122,6 +122,24 @@ def open_shell(
     return master, proc
 
 
+def hang_up(proc: subprocess.Popen) -> None:
+    """End ``proc``'s process group if it still runs: SIGHUP, then SIGKILL after a grace.
+
+    What sshd does when a connection drops, for the terminals and the
+    gateway's shells and commands alike.
+    """
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGHUP)
+    try:
+        proc.wait(HANGUP_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def relay(peer: Peer, master: int, proc: subprocess.Popen) -> None:
     """Carry the PTY over the connection both ways until the shell exits or the client leaves."""
     done = threading.Event()
@@ -161,16 +179,8 @@ def relay(peer: Peer, master: int, proc: subprocess.Popen) -> None:
     except (OSError, ValueError):  # the client went away, or stopped speaking JSON
         pass
     finally:
-        if proc.poll() is None:
-            # The client left: end the shell (and what it started in the
-            # foreground), as sshd does when the connection drops.
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGHUP)
-            try:
-                proc.wait(HANGUP_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # The client left: end the shell (and what it started in the
+        # foreground), as sshd does when the connection drops.
+        hang_up(proc)
         done.wait(5)
         os.close(master)
