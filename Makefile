@@ -55,12 +55,13 @@ payload-venv: ## Create the venv job payloads run in (torch CPU, numpy; PAYLOAD_
 	fi
 
 .PHONY: system-run-deps
-system-run-deps: ## Install Debian packages the portal needs (bubblewrap; sftp-server for the SSH gateway's SFTP)
-	@bash scripts/apt-ensure.sh bubblewrap openssh-sftp-server
+# rsync: `rsync -e ssh` runs `rsync --server` inside the workshop's sandbox, which sees the host's /usr.
+system-run-deps: ## Install Debian packages the portal needs (bubblewrap; sftp-server and rsync for the SSH gateway)
+	@bash scripts/apt-ensure.sh bubblewrap openssh-sftp-server rsync
 
 .PHONY: system-test-deps
-system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, OpenSSH client and sftp-server)
-	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap openssh-client openssh-sftp-server
+system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, OpenSSH client and sftp-server, rsync)
+	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap openssh-client openssh-sftp-server rsync
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data
