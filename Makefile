@@ -105,6 +105,12 @@ bench-load: venv system-test-deps ## Load test: a few hundred students on the pr
 bench-ledger: venv system-test-deps ## Ledger writes (metering tick, nightly storage charge) vs the raw writes, SQLite and PostgreSQL
 	$(BIN)/python bench/ledger_writes.py $(ARGS)
 
+# Debian's sshd is the baseline here only: `make run` never needs openssh-server.
+.PHONY: bench-ssh
+bench-ssh: venv system-test-deps ## scp (1 GiB) and keystrokes through the SSH gateway vs. Debian's sshd (ARGS="--sizes 256 1024")
+	@bash scripts/apt-ensure.sh openssh-server
+	$(BIN)/python bench/ssh_transfer.py $(or $(ARGS),--sizes 256 1024 --profile)
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
