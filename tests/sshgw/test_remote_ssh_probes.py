@@ -348,7 +348,7 @@ def test_the_install_script_starts_a_server_that_socks_and_a_local_forward_reach
 
 def test_the_install_script_as_bash_c_in_the_command_line(portal):
     # open-remote-ssh sends the whole script as one exec: bash -c '<script>'
-    upload_server(portal)
+    # (a fresh install: whatever an earlier test unpacked or started is gone)
     portal.ssh("dev", "a", f"rm -rf .vscode-server/bin/{COMMIT}/bin .vscode-server/.{COMMIT}.pid")
     upload_server(portal)
     script_id, token = secrets.token_hex(12), secrets.token_hex(16)
