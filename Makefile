@@ -55,12 +55,13 @@ payload-venv: ## Create the venv job payloads run in (torch CPU, numpy; PAYLOAD_
 	fi
 
 .PHONY: system-run-deps
-system-run-deps: ## Install Debian packages the portal needs (bubblewrap; sftp-server for the SSH gateway's SFTP)
-	@bash scripts/apt-ensure.sh bubblewrap openssh-sftp-server
+# rsync: `rsync -e ssh` runs `rsync --server` inside the workshop's sandbox, which sees the host's /usr.
+system-run-deps: ## Install Debian packages the portal needs (bubblewrap; sftp-server and rsync for the SSH gateway)
+	@bash scripts/apt-ensure.sh bubblewrap openssh-sftp-server rsync
 
 .PHONY: system-test-deps
-system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, OpenSSH client and sftp-server)
-	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap openssh-client openssh-sftp-server
+system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, OpenSSH client and sftp-server, rsync)
+	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap openssh-client openssh-sftp-server rsync
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data
@@ -103,6 +104,12 @@ bench-load: venv system-test-deps ## Load test: a few hundred students on the pr
 .PHONY: bench-ledger
 bench-ledger: venv system-test-deps ## Ledger writes (metering tick, nightly storage charge) vs the raw writes, SQLite and PostgreSQL
 	$(BIN)/python bench/ledger_writes.py $(ARGS)
+
+# Debian's sshd is the baseline here only: `make run` never needs openssh-server.
+.PHONY: bench-ssh
+bench-ssh: venv system-test-deps ## scp (1 GiB) and keystrokes through the SSH gateway vs. Debian's sshd (ARGS="--sizes 256 1024")
+	@bash scripts/apt-ensure.sh openssh-server
+	$(BIN)/python bench/ssh_transfer.py $(or $(ARGS),--sizes 256 1024 --profile)
 
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
