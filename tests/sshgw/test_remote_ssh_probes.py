@@ -376,11 +376,6 @@ def test_the_install_script_as_bash_c_in_the_command_line(portal):
         portal.ssh("dev", "a", f"kill $(cat .vscode-server/.{COMMIT}.pid)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent hangs up the exec's whole process group when the client drops mid-command "
-    "(sshd, without a PTY, only closes the pipes): see docs/ssh.md, 'Not verified / known gaps'",
-)
 def test_a_background_server_outlives_a_client_that_drops_while_bash_still_reads(portal):
     # VSCode's local server mode keeps ``ssh -T -D port host bash`` open; when
     # the editor quits or the network drops, ssh dies while bash still waits.

@@ -191,8 +191,9 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
         if stdin is not None:
             with contextlib.suppress(OSError):
                 stdin.close()
-        # The client may have hung up before the command ended.
-        hang_up(proc)
+        # The client may have hung up before the command ended: with a
+        # terminal the session's whole group goes, without one the command only.
+        hang_up(proc, group=master is not None)
         done.join(5)
         if master is not None:
             os.close(master)

@@ -122,21 +122,30 @@ def open_shell(
     return master, proc
 
 
-def hang_up(proc: subprocess.Popen) -> None:
-    """End ``proc``'s process group if it still runs: SIGHUP, then SIGKILL after a grace.
+def hang_up(proc: subprocess.Popen, *, group: bool = True) -> None:
+    """End ``proc`` if it still runs: SIGHUP, then SIGKILL after a grace, as sshd does.
 
-    What sshd does when a connection drops, for the terminals and the
-    gateway's shells and commands alike.
+    ``group``: its whole process group, what a terminal's hang-up reaches
+    (the shell and its foreground jobs). Without a terminal sshd signals
+    nothing; here the command itself only, so what it started in the
+    background (an IDE's server launched by ``bash`` over ``ssh -T``)
+    outlives a dropped connection, as it would under sshd.
     """
     if proc.poll() is not None:
         return
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGHUP)
+
+    def send(signum: int) -> None:
+        with contextlib.suppress(OSError):
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+
+    send(signal.SIGHUP)
     try:
         proc.wait(HANGUP_WAIT_SECONDS)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        send(signal.SIGKILL)
         proc.wait()
 
 
