@@ -122,6 +122,18 @@ def open_shell(
     return master, proc
 
 
+def _command_pids(proc: subprocess.Popen) -> list[int]:
+    """The command's own process: under nsenter, which forks to enter the pid
+    namespace, its child (the loader that execs the command) as well as nsenter."""
+    pids = [proc.pid]
+    args = proc.args
+    if isinstance(args, list | tuple) and args and args[0] == sandbox.NSENTER:
+        with contextlib.suppress(OSError, ValueError):
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            pids = [int(child) for child in children] + pids
+    return pids
+
+
 def hang_up(proc: subprocess.Popen, *, group: bool = True) -> None:
     """End ``proc`` if it still runs: SIGHUP, then SIGKILL after a grace, as sshd does.
 
@@ -134,12 +146,16 @@ def hang_up(proc: subprocess.Popen, *, group: bool = True) -> None:
     if proc.poll() is not None:
         return
 
+    pids = [] if group else _command_pids(proc)
+
     def send(signum: int) -> None:
-        with contextlib.suppress(OSError):
-            if group:
+        if group:
+            with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
-            else:
-                proc.send_signal(signum)
+            return
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
 
     send(signal.SIGHUP)
     try:
