@@ -44,6 +44,9 @@ from .protocol import AgentError
 AGENT_DOWN = "the local agent is not running (make run starts it)"
 CONNECT_TIMEOUT = 2
 CALL_TIMEOUT = 15
+# What one recv asks of the agent's socket: a frame of exec output is up to
+# ~350 KiB of JSON (agent/execs.py READ_CHUNK, base64).
+RECV_CHUNK = 256 * 1024
 
 
 class _Connection:
@@ -58,19 +61,25 @@ class _Connection:
             self.sock.close()
             raise DriverError(f"{AGENT_DOWN}: {exc}", permanent=False) from exc
         self.sock.settimeout(timeout)
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(protocol.encode_line(message))
 
     def receive(self) -> dict[str, Any] | None:
         """The next message; None when the agent closed the connection. Raises ValueError, OSError."""
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
+        # Only the new bytes are searched for the end of the line: a frame of
+        # output is a few hundred KiB, read in several pieces.
+        end = self.buffer.find(b"\n")
+        while end < 0:
+            chunk = self.sock.recv(RECV_CHUNK)
             if not chunk:
                 return None
+            start = len(self.buffer)
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
+            end = self.buffer.find(b"\n", start)
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 1]
         return protocol.decode_line(line)
 
     def close(self) -> None:
@@ -222,8 +231,8 @@ class LocalPortStream(PortStream):
     def __init__(self, connection: _Connection):
         self._conn = connection
         # Bytes of the port that arrived with the Done line come first.
-        self._pending = connection.buffer
-        connection.buffer = b""
+        self._pending = bytes(connection.buffer)
+        connection.buffer = bytearray()
         connection.sock.settimeout(None)
         self._closed = False
 

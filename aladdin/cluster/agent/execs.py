@@ -31,7 +31,9 @@ from .pty import Peer, hang_up, set_winsize, wait_for_uid_map
 from .workloads import Workload
 
 LOGIN_SHELL = ["/bin/bash", "-l"]
-READ_CHUNK = 65536
+# Bigger reads, fewer frames: each frame costs a JSON line, base64 and a wake-up
+# on both sides (bench/ssh_transfer.py: 64 KiB frames held scp to ~30 % of sshd).
+READ_CHUNK = 256 * 1024
 
 
 def exit_status(returncode: int) -> int:
