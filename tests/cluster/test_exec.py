@@ -101,10 +101,17 @@ def test_closing_hangs_up_the_command(workshop):
     session = workshop.driver.exec_in_workload(name="ws-1", command=["sleep", "300"])
     session.close()
     assert session.read(timeout=10) == (0, b"")
-    check = workshop.driver.exec_in_workload(
-        name="ws-1", command=["/bin/sh", "-c", "pgrep -c sleep"]
-    )
-    out, _err, _code = run(check)
+    # The agent hangs up once it sees the connection close, and the sandbox's
+    # init reaps the command after that: both happen after close() returned.
+    deadline = time.monotonic() + 10
+    while True:
+        check = workshop.driver.exec_in_workload(
+            name="ws-1", command=["/bin/sh", "-c", "pgrep -c sleep"]
+        )
+        out, _err, _code = run(check)
+        if out.strip() == b"1" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert out.strip() == b"1"  # the workshop's own sleep only
 
 
