@@ -20,6 +20,7 @@ Driver calls block, so they run in threads. The reader thread blocks in
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -42,19 +43,19 @@ MAX_DIMENSION = 1000
 log = logging.getLogger(__name__)
 
 
-class TerminalConsumer(AsyncWebsocketConsumer):
+class TerminalConsumer(AsyncWebsocketConsumer, abc.ABC):
     """A shell in a running workload; subclasses say which workload (see :meth:`workload_for`)."""
 
     terminal: Terminal | None = None
     reader: threading.Thread | None = None
 
+    @abc.abstractmethod
     async def workload_for(self, user: User, pk: int) -> tuple[str, None] | tuple[None, int]:
         """(the workload's name, None), or (None, the close code) when refused.
 
         Another user's workload is CLOSE_NOT_FOUND, one not running
         CLOSE_NOT_RUNNING (aladdin.wsauth).
         """
-        raise NotImplementedError
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -15,6 +15,7 @@ stops the pass: driver calls made while converging go through
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -40,7 +41,7 @@ def quietly(func: Callable[..., object], **kwargs: Any) -> bool:
     return True
 
 
-class Reconciler:
+class Reconciler(abc.ABC):
     """One pass over one workload kind. Subclasses set ``kind`` and ``counts`` and supply:
 
     - :meth:`rows`: ``{workload name: row}`` for every row the app answers for;
@@ -86,14 +87,17 @@ class Reconciler:
 
     # --- what each app supplies ---------------------------------------------------
 
+    @abc.abstractmethod
     def rows(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Supplied by each app (see the class docstring)."""
 
+    @abc.abstractmethod
     def converge(self, row: Any, status: WorkloadStatus) -> None:
-        raise NotImplementedError
+        """Supplied by each app (see the class docstring)."""
 
+    @abc.abstractmethod
     def orphan(self, name: str, status: WorkloadStatus) -> None:
-        raise NotImplementedError
+        """Supplied by each app (see the class docstring)."""
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - optional: only apps that batch override it
         """Nothing by default."""
