@@ -24,6 +24,7 @@ from aladdin.cluster.base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from aladdin.cluster.images import BuildState, ImageRecipe, ImageState
 
 
 class FakeTerminal(Terminal):
@@ -112,6 +113,8 @@ class FakeDriver(ClusterDriver):
         self.logs: dict[str, bytes] = {}  # each workload's output so far (write_log)
         self.usage: dict[int, int] = {}  # bytes in each user's volume (storage_usage_bytes)
         self.deleted: list[int] = []  # users whose space was deleted, in order
+        # Each recipe's state by ref; unknown refs are ready (a fake host has every image).
+        self.images: dict[str, ImageState] = {}
 
     def _record(self, method: str, **kwargs: Any) -> None:
         self.calls.append(Call(method, kwargs))
@@ -137,6 +140,22 @@ class FakeDriver(ClusterDriver):
     def storage_usage_bytes(self, *, user_id: int) -> int:
         self._record("storage_usage_bytes", user_id=user_id)
         return self.usage.get(user_id, 0)
+
+    def set_image(self, ref: str, state: str, **fields: Any) -> None:
+        """Make ``ref`` report ``state`` (with ``reason``, ``progress``, ``cpu_only``...)."""
+        self.images[ref] = ImageState(key=ref, state=state, **fields)
+
+    def image_status(self, recipe: ImageRecipe) -> ImageState:
+        self._record("image_status", recipe=recipe)
+        return self.images.get(recipe.ref) or ImageState(key=recipe.key(), state=BuildState.READY)
+
+    def build_image(self, recipe: ImageRecipe) -> ImageState:
+        self._record("build_image", recipe=recipe)
+        state = self.image_status(recipe)
+        if state.state in (BuildState.MISSING, BuildState.FAILED):
+            state = ImageState(key=state.key, state=BuildState.BUILDING)
+            self.images[recipe.ref] = state
+        return state
 
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         self._record("start_workload", spec=spec)

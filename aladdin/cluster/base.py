@@ -54,6 +54,8 @@ from django.utils.translation import gettext as _
 
 from aladdin.lib.errors import DomainError
 
+from .images import ImageRecipe, ImageState
+
 LABEL_USER = "aladdin/user"
 LABEL_KIND = "aladdin/kind"
 LABEL_OWNER = "aladdin/owner"
@@ -175,9 +177,12 @@ class WorkloadStatus:
 class WorkloadSpec:
     """What to run.
 
-    ``image`` is a catalog reference ("torch:2.5.1-cu124"): Kubernetes pulls
-    it; the local backend maps it to an interpreter/environment chosen by the
-    operator. ``command`` runs with ``/root`` (the user's volume) as home and
+    ``image`` is a catalog reference ("torch:2.5.1-cu124") and ``recipe``
+    what it is made of (:mod:`aladdin.cluster.images`): Kubernetes runs the
+    container image built from it; the local backend mounts the environment
+    it built from it, and fails the start (reason given) if that is not
+    ready. ``recipe`` None: no image environment (the host's userland only,
+    e.g. a job whose interpreter is the user's own conda under /root). ``command`` runs with ``/root`` (the user's volume) as home and
     ``workdir`` as working directory; ``env`` already holds the platform
     defaults merged with the user's variables. ``gpu_devices`` is filled by
     the local backend's allocator (CUDA_VISIBLE_DEVICES); Kubernetes uses
@@ -194,6 +199,7 @@ class WorkloadSpec:
     workdir: str = "/root"
     labels: dict[str, str] = field(default_factory=dict)
     gpu_devices: tuple[str, ...] = ()
+    recipe: ImageRecipe | None = None
 
 
 class Terminal(abc.ABC):
@@ -315,6 +321,27 @@ class ClusterDriver(abc.ABC):
     @abc.abstractmethod
     def storage_usage_bytes(self, *, user_id: int) -> int:
         """Bytes used in the user's volume now (0 when it does not exist). Raises DriverError."""
+
+    # --- images -----------------------------------------------------------
+    @abc.abstractmethod
+    def image_status(self, recipe: ImageRecipe) -> ImageState:
+        """Where ``recipe`` stands on this backend now; never starts a build.
+
+        ``unavailable`` (with the reason) when the host cannot provide it as
+        it says: a Python version it has none of, CUDA without an NVIDIA
+        driver (unless the operator allows CPU builds: then it builds, and
+        ``cpu_only``), a userland or Debian packages it lacks. Kubernetes:
+        ``ready`` (the registry's container image is pulled at start).
+        Raises DriverError.
+        """
+
+    @abc.abstractmethod
+    def build_image(self, recipe: ImageRecipe) -> ImageState:
+        """Start building ``recipe`` unless it is ready, building or unavailable; return its state.
+
+        Idempotent: a second call while it builds returns the same build.
+        A failed build is retried. Raises DriverError.
+        """
 
     # --- workloads --------------------------------------------------------
     @abc.abstractmethod
