@@ -334,6 +334,24 @@ CELERY_BEAT_SCHEDULE["gpu-jobs-expire-logs"] = {
     "options": {"expires": 3000},
 }
 
+# --- Images: the catalog against the backend (SPEC §9 "Decision — images") ---
+# How often the catalog's copy of each image's build state is refreshed (and
+# the builds that start on their own are started): pickers and pages read it.
+IMAGES_SYNC_SECONDS = _env_int("ALADDIN_IMAGES_SYNC_SECONDS", 15, minimum=1)
+# Which images build without being asked: "plain" (no CUDA, no conda: the
+# python images, a minute or two each), "all" (the CUDA images download
+# several GB each), or "none" (only `manage.py build_images` or first use).
+IMAGES_AUTO_BUILD = env.str("ALADDIN_IMAGES_AUTO_BUILD", default="plain")
+if IMAGES_AUTO_BUILD not in ("plain", "all", "none"):
+    raise ImproperlyConfigured(
+        f"ALADDIN_IMAGES_AUTO_BUILD must be plain, all or none, got {IMAGES_AUTO_BUILD!r}"
+    )
+CELERY_BEAT_SCHEDULE["workshops-sync-images"] = {
+    "task": "workshops.sync_images",
+    "schedule": float(IMAGES_SYNC_SECONDS),
+    "options": {"expires": max(IMAGES_SYNC_SECONDS - 1, 1)},
+}
+
 # --- auth -------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 # No oauth2_provider.backends.OAuth2Backend: it authenticates any request

@@ -121,6 +121,8 @@ class JobSerializer(CachedFieldsModelSerializer):
             "state_display",
             "active",
             "reason",
+            "waiting_for_image",
+            "runtime_facts",
             "exit_code",
             "gpu_devices",
             "created_at",

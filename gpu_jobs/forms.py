@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aladdin.lib.units import format_micro
 from aladdin.workloads.env import parse_env
+from aladdin.workloads.forms import ImageSelect, image_label, unlaunchable
 from aladdin.workloads.models import Image
 
 from . import services
@@ -30,10 +31,10 @@ class GpuTypeChoiceField(forms.ModelChoiceField):
         }
 
 
-def _image_choices():
-    refs = [image.ref for image in Image.objects.filter(is_active=True)]
+def _image_choices(images: list[Image]):
+    refs = [image.ref for image in images]
     default = services.DEFAULT_IMAGE
-    choices = [(ref, ref) for ref in refs]
+    choices = [(image.ref, image_label(image)) for image in images]
     if default not in refs:
         return [("", _("Default (%(image)s)") % {"image": default}), *choices]
     return choices
@@ -86,7 +87,9 @@ class JobLaunchForm(forms.Form):
         max_length=1024,
         help_text=_("Under /root; by default the entry file's directory."),
     )
-    image = forms.ChoiceField(label=_("Environment (image)"), required=False, choices=())
+    image = forms.ChoiceField(
+        label=_("Environment (image)"), required=False, choices=(), widget=ImageSelect
+    )
     interpreter = forms.CharField(
         label=_("Interpreter"),
         required=False,
@@ -109,7 +112,9 @@ class JobLaunchForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["image"].choices = _image_choices()
+        images = list(Image.objects.filter(is_active=True))
+        self.fields["image"].choices = _image_choices(images)
+        self.fields["image"].widget.disabled = unlaunchable(images, by="ref")
         if not self.is_bound and not self.initial.get("image"):
             self.fields["image"].initial = services.DEFAULT_IMAGE
 

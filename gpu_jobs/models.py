@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.workloads import facts
 from aladdin.workloads.env import decrypt_value, encrypt_value
 
 from .choices import JobKind, JobState
@@ -88,6 +89,10 @@ class Job(EncryptedEnvMixin):
     )
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # Starting, but its image is still being built (see workshops.Workshop).
+    waiting_for_image = models.BooleanField(default=False)
+    # Measured inside the workload once it runs (python, torch, cuda, gpus).
+    runtime_facts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources allocated."))
     ended_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources released."))
     charged_micro = models.BigIntegerField(
@@ -142,6 +147,11 @@ class Job(EncryptedEnvMixin):
     def workload_name(self) -> str:
         """Deterministic cluster name (DESIGN rule 7)."""
         return f"job-{self.pk}"
+
+    @property
+    def runtime_summary(self) -> str:
+        """What runs, measured in the job at its start ("Python 3.11.7 · torch …")."""
+        return facts.describe(self.runtime_facts)
 
     @property
     def display_name(self) -> str:

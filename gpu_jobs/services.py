@@ -44,6 +44,9 @@ from aladdin.cluster.base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from aladdin.cluster.images import BuildState
+from aladdin.workloads import facts, images
+from aladdin.workloads.models import Image
 from aladdin.workloads.reconcile import Reconciler, quietly
 from aladdin.workloads.space import platform_env, user_space_prepare
 from billing import services as billing_services
@@ -146,6 +149,12 @@ def job_create(
         state=JobState.STARTING,
     )
     job.set_env(clean_env(env))
+    if not job.interpreter:
+        # The image runs only if it is what it says (a conda interpreter
+        # under /root replaces it, SPEC §6, so then it is not checked).
+        image_row = images.image_for_ref(job.image)
+        if image_row is not None:
+            images.image_check_launchable(image_row)
     admission.admit(
         user=user,
         gpu_type=gpu_type,
@@ -343,6 +352,10 @@ def workload_env(job: Job) -> dict[str, str]:
 
 
 def workload_spec(job: Job) -> WorkloadSpec:
+    recipe = None
+    if not job.interpreter:
+        image_row = images.image_for_ref(job.image or DEFAULT_IMAGE)
+        recipe = image_row.recipe() if image_row is not None else None
     workdir = job.workdir
     if not workdir:
         # A file's own directory, as an IDE runs it; /root for a module.
@@ -352,6 +365,7 @@ def workload_spec(job: Job) -> WorkloadSpec:
         user_id=job.user_id,
         kind=WORKLOAD_KIND,
         image=job.image or DEFAULT_IMAGE,
+        recipe=recipe,
         command=job_command(job),
         env=workload_env(job),
         resources=admission.job_resources(job.gpu_type, job.cards_per_worker, job.workers),
@@ -436,6 +450,8 @@ def _apply_status(
             )
             if changed:
                 _set_window(job_id, started_at=started_at or now, ended_at=None)
+        if changed and job.state == JobState.STARTING:
+            _dispatch("probe", job_id)
         return JobState.RUNNING
     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
         state, reason = _end_state(job, status)
@@ -482,6 +498,8 @@ def job_start_apply(*, job_id: int) -> None:
     if job is None:
         return  # stopped, deleted or already handled
     driver = cluster.get_driver()
+    if not _image_ready_for(job, driver):
+        return
     try:
         user_space_prepare(user=job.user, driver=driver)
         status = driver.start_workload(workload_spec(job))
@@ -501,6 +519,52 @@ def job_start_apply(*, job_id: int) -> None:
             )
         raise
     _apply_status(job_id, status, driver=driver)
+
+
+def _image_ready_for(job: Job, driver: ClusterDriver) -> bool:
+    """Whether ``job`` may start now: its image is built (or it runs the user's own interpreter).
+
+    An image still building leaves the job starting (unbilled) with the
+    build's progress as its reason; one that cannot run here fails it with
+    the reason. Never another image in its place.
+    """
+    if job.interpreter:
+        return True
+    image = images.image_for_ref(job.image or DEFAULT_IMAGE)
+    if image is None:
+        _fail_unstarted(job.pk, _("%(image)s is not in the image catalog.") % {"image": job.image})
+        return False
+    image = images.image_prepare(image=image, driver=driver)
+    if not image.launchable:
+        _fail_unstarted(job.pk, str(images.ImageUnavailable(image)))
+        return False
+    if not image.ready:
+        Job.objects.filter(pk=job.pk, state=JobState.STARTING).update(
+            waiting_for_image=True, reason=images.waiting_reason(image), updated_at=timezone.now()
+        )
+        return False
+    if job.waiting_for_image:
+        Job.objects.filter(pk=job.pk).update(waiting_for_image=False, reason="")
+    return True
+
+
+def job_probe_apply(*, job_id: int) -> None:
+    """Measure what runs in a job that just started (Python, torch, CUDA, GPUs) and keep it.
+
+    A job that ended before the probe ran keeps none (its image's facts,
+    measured when it was built, are on GET /images).
+    """
+    job = Job.objects.filter(pk=job_id, state=JobState.RUNNING).first()
+    if job is None:
+        return
+    try:
+        measured = facts.measure(
+            cluster.get_driver(), name=job.workload_name, python=job.interpreter or "python3"
+        )
+    except (DriverError, TimeoutError):
+        log.info("could not measure what runs in %s", job.workload_name, exc_info=True)
+        return
+    Job.objects.filter(pk=job_id).update(runtime_facts=measured)
 
 
 def job_stop_apply(*, job_id: int) -> None:
@@ -614,6 +678,7 @@ class JobReconciler(Reconciler):
     def __init__(self, *, as_of: datetime | None = None):
         super().__init__(as_of=as_of)
         self.seen_running: list[int] = []
+        self._images: dict[str, Image | None] = {}  # by ref, read once a pass
 
     def rows(self) -> dict[str, Job]:
         return {
@@ -635,6 +700,8 @@ class JobReconciler(Reconciler):
             self.count("running" if state == JobState.RUNNING else "ended")
         elif phase == Phase.PENDING:
             pass
+        elif job.state == JobState.STARTING and job.waiting_for_image:
+            self._wait_for_image(job)
         elif job.state == JobState.STARTING:
             if job.updated_at < self.now - START_REDISPATCH_AFTER:
                 Job.objects.filter(pk=job.pk).update(updated_at=self.now)
@@ -653,6 +720,21 @@ class JobReconciler(Reconciler):
             )
             _apply_status(job.pk, lost)
             self.count("lost")
+
+    def _wait_for_image(self, job: Job) -> None:
+        """A job waiting for its image: show the build's progress; start it once it is over."""
+        ref = job.image or DEFAULT_IMAGE
+        if ref not in self._images:
+            self._images[ref] = images.image_for_ref(ref)
+        image = self._images[ref]
+        if image is not None and image.build_state in (BuildState.BUILDING, BuildState.MISSING):
+            Job.objects.filter(pk=job.pk, state=JobState.STARTING, waiting_for_image=True).update(
+                reason=images.waiting_reason(image)
+            )
+            return
+        # Ready, failed or unavailable: the start task decides (and says why).
+        _dispatch("start", job.pk)
+        self.count("restarted")
 
     def orphan(self, name: str, status: WorkloadStatus) -> None:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED):

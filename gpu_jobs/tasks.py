@@ -31,6 +31,12 @@ def start(job_id: int) -> None:
     services.job_start_apply(job_id=job_id)
 
 
+@shared_task(name="gpu_jobs.probe", acks_late=True, ignore_result=True)
+def probe(job_id: int) -> None:
+    """Measure what runs in a job that just started (best effort: no retries)."""
+    services.job_probe_apply(job_id=job_id)
+
+
 @shared_task(name="gpu_jobs.stop", **_OPTS)
 def stop(job_id: int) -> None:
     services.job_stop_apply(job_id=job_id)

@@ -19,6 +19,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from aladdin.workloads.images import ImageUnavailable
+
 from . import selectors, services
 from .admission import JobRefused
 from .choices import JobState
@@ -116,6 +118,9 @@ def _launch(request, form: JobLaunchForm, loaded: JobConfiguration | None):
         job = services.job_create(user=request.user, **_launch_values(form, loaded))
     except JobRefused as exc:
         form.add_error(None, " ".join(exc.messages))
+        return None
+    except ImageUnavailable as exc:
+        form.add_error("image", str(exc))
         return None
     except ValidationError as exc:  # services.JobError
         _add_errors(form, exc)

@@ -33,10 +33,37 @@ from .models import ResourcePreset, SSHKey, Workshop, dns_label
 
 class ImageSerializer(CachedFieldsModelSerializer):
     ref = serializers.CharField(read_only=True, help_text='"name:tag", e.g. "torch:2.5.1-cu124".')
+    launchable = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether a workload may be started on it now (it may wait for its build).",
+    )
+    build_facts = serializers.JSONField(
+        read_only=True,
+        help_text='Measured in the built image: "python", "packages" (name: version), "cuda".',
+    )
 
     class Meta:
         model = Image
-        fields = ["id", "name", "tag", "ref", "description"]
+        fields = [
+            "id",
+            "name",
+            "tag",
+            "ref",
+            "description",
+            "python_version",
+            "packages",
+            "apt_packages",
+            "conda",
+            "cuda",
+            "container_image",
+            "build_state",
+            "build_progress",
+            "build_step",
+            "build_reason",
+            "cpu_only",
+            "launchable",
+            "build_facts",
+        ]
 
 
 class PresetSerializer(CachedFieldsModelSerializer):
@@ -77,6 +104,8 @@ class WorkshopSerializer(CachedFieldsModelSerializer):
             "state",
             "state_display",
             "reason",
+            "waiting_for_image",
+            "runtime_facts",
             "host_alias",
             "env",
             "created_at",

@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.workloads.env import env_key, parse_env
+from aladdin.workloads.forms import ImageSelect, image_label, unlaunchable
 from aladdin.workloads.models import Image
 
 from .models import ResourcePreset, dns_label
@@ -19,8 +20,10 @@ class PresetChoiceField(forms.ModelChoiceField):
 
 
 class ImageChoiceField(forms.ModelChoiceField):
+    widget = ImageSelect
+
     def label_from_instance(self, obj: Image) -> str:
-        return obj.ref
+        return image_label(obj)
 
 
 def _presets():
@@ -47,6 +50,8 @@ class WorkshopCreateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        field = self.fields["image"]
+        field.widget.disabled = unlaunchable(list(field.queryset), by="pk")
         recommended = _presets().filter(recommended=True).first()
         if recommended is not None:
             self.fields["preset"].initial = recommended.pk

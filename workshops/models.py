@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.workloads import facts
 from aladdin.workloads.env import decrypt_value, env_key
 
 # The catalog and the platform variables are shared with GPU jobs; imported
@@ -67,6 +68,11 @@ class Workshop(models.Model):
         _("state"), max_length=16, choices=WorkshopState.choices, default=WorkshopState.CREATING
     )
     reason = models.TextField(_("reason"), blank=True)
+    # Creating, but its image is still being built: the reconciler starts it
+    # once the build is over (or fails it with the image's reason).
+    waiting_for_image = models.BooleanField(default=False)
+    # Measured inside the workload at its last start (python, torch, cuda, gpus).
+    runtime_facts = models.JSONField(_("what runs"), default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -88,6 +94,11 @@ class Workshop(models.Model):
     @property
     def host_alias(self) -> str:
         return f"{self.name}.bj1"
+
+    @property
+    def runtime_summary(self) -> str:
+        """What runs, as measured at the last start ("Python 3.11.7 · torch …")."""
+        return facts.describe(self.runtime_facts)
 
     @property
     def is_transitional(self) -> bool:

@@ -10,6 +10,7 @@ reconciler converges rows with what the driver reports.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,9 @@ from aladdin.cluster.base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from aladdin.cluster.images import BuildState
 from aladdin.lib.errors import DomainError
-from aladdin.workloads import quota
+from aladdin.workloads import facts, images, quota
 from aladdin.workloads.env import encrypt_value
 from aladdin.workloads.models import Image
 from aladdin.workloads.reconcile import Reconciler, quietly
@@ -41,6 +43,8 @@ from storage import selectors as storage_selectors
 
 from .choices import WORKLOAD_KIND, WorkshopState
 from .models import ResourcePreset, SSHKey, Workshop, WorkshopEnvVar, WorkshopEvent
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -105,6 +109,7 @@ def workshop_create(
     workshop.full_clean()
     if not image.is_active:
         raise ValidationError({"image": _("This image is no longer offered.")})
+    images.image_check_launchable(image)
     _check_storage(user)
     quota.check(user, _requested(workshop))
     workshop.save()
@@ -133,6 +138,7 @@ def workshop_start(*, workshop: Workshop) -> Workshop:
     workshop = _lock(workshop)
     if workshop.state not in (WorkshopState.STOPPED, WorkshopState.FAILED):
         raise WorkshopError(_("Only a stopped workshop can be started."))
+    images.image_check_launchable(workshop.image)
     _check_storage(workshop.user)
     quota.check(workshop.user, _requested(workshop), exclude_workshop_id=workshop.pk)
     workshop.state = WorkshopState.CREATING
@@ -219,6 +225,7 @@ def workload_spec(workshop: Workshop) -> WorkloadSpec:
         user_id=workshop.user_id,
         kind=WORKLOAD_KIND,
         image=workshop.image.ref,
+        recipe=workshop.image.recipe(),
         command=list(WORKSHOP_COMMAND),
         env=workload_env(workshop),
         resources=Resources(
@@ -255,6 +262,25 @@ def workshop_start_apply(*, workshop_id: int) -> None:
     if workshop is None:
         return  # stopped, deleted or already handled
     driver = cluster.get_driver()
+    image = images.image_prepare(image=workshop.image, driver=driver)
+    if not image.launchable:
+        _transition(
+            workshop_id,
+            from_states=[WorkshopState.CREATING],
+            to=WorkshopState.FAILED,
+            reason=str(images.ImageUnavailable(image)),
+            waiting_for_image=False,
+        )
+        return
+    if not image.ready:
+        # Building: wait in "creating" with the build's progress as the
+        # reason; the reconciler starts it once the build is over.
+        Workshop.objects.filter(pk=workshop_id, state=WorkshopState.CREATING).update(
+            waiting_for_image=True, reason=images.waiting_reason(image), updated_at=timezone.now()
+        )
+        return
+    if workshop.waiting_for_image:
+        Workshop.objects.filter(pk=workshop_id).update(waiting_for_image=False, reason="")
     try:
         user_space_prepare(user=workshop.user, driver=driver)
         status = driver.start_workload(workload_spec(workshop))
@@ -273,13 +299,15 @@ def workshop_start_apply(*, workshop_id: int) -> None:
 
 def _apply_status(workshop_id: int, phase: str, reason: str) -> None:
     if phase == Phase.RUNNING:
-        _transition(
+        if _transition(
             workshop_id,
             from_states=[WorkshopState.CREATING],
             to=WorkshopState.RUNNING,
             reason="",
             started_at=timezone.now(),
-        )
+            runtime_facts={},
+        ):
+            _dispatch("probe", workshop_id)
     elif phase in (Phase.FAILED, Phase.SUCCEEDED):
         _transition(
             workshop_id,
@@ -287,6 +315,21 @@ def _apply_status(workshop_id: int, phase: str, reason: str) -> None:
             to=WorkshopState.FAILED,
             reason=reason or _("The workshop's container ended."),
         )
+
+
+def workshop_probe_apply(*, workshop_id: int) -> None:
+    """Measure what runs in a running workshop (Python, torch, CUDA, GPUs) and keep it."""
+    workshop = Workshop.objects.filter(pk=workshop_id, state=WorkshopState.RUNNING).first()
+    if workshop is None:
+        return
+    try:
+        measured = facts.measure(cluster.get_driver(), name=workshop.workload_name)
+    except (DriverError, TimeoutError):
+        log.warning("could not measure what runs in %s", workshop.workload_name, exc_info=True)
+        return
+    Workshop.objects.filter(pk=workshop_id, state=WorkshopState.RUNNING).update(
+        runtime_facts=measured
+    )
 
 
 def workshop_stop_apply(*, workshop_id: int) -> None:
@@ -333,14 +376,17 @@ class WorkshopReconciler(Reconciler):
     """
 
     kind = WORKLOAD_KIND
-    counts = ("running", "failed", "stopped", "orphans", "deleted")
+    counts = ("running", "failed", "stopped", "orphans", "deleted", "image_ready")
 
     def rows(self) -> dict[str, Workshop]:
-        return {w.workload_name: w for w in Workshop.objects.all()}
+        return {w.workload_name: w for w in Workshop.objects.select_related("image")}
 
     def converge(self, workshop: Workshop, status: WorkloadStatus) -> None:
         name, phase, state = workshop.workload_name, status.phase, workshop.state
-        if state == WorkshopState.CREATING:
+        if state == WorkshopState.CREATING and workshop.waiting_for_image:
+            if phase == Phase.MISSING:
+                self._wait_for_image(workshop)
+        elif state == WorkshopState.CREATING:
             if phase == Phase.RUNNING:
                 _apply_status(workshop.pk, phase, "")
                 self.count("running")
@@ -390,6 +436,18 @@ class WorkshopReconciler(Reconciler):
             # Stopped or failed rows must not keep a workload.
             _event(workshop, "orphan-stopped", _("A workload of a stopped workshop was stopped."))
             self.count("orphans")
+
+    def _wait_for_image(self, workshop: Workshop) -> None:
+        """A workshop waiting for its image: show the build's progress; start it once it is over."""
+        image = workshop.image
+        if image.build_state in (BuildState.BUILDING, BuildState.MISSING):
+            Workshop.objects.filter(
+                pk=workshop.pk, state=WorkshopState.CREATING, waiting_for_image=True
+            ).update(reason=images.waiting_reason(image))
+            return
+        # Ready, failed or unavailable: the start task decides (and says why).
+        _dispatch("start", workshop.pk)
+        self.count("image_ready")
 
     def orphan(self, name: str, status: WorkloadStatus) -> None:
         if not self.stop_quietly(name):

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from aladdin import cluster
 from aladdin.cluster.base import DriverError
 from aladdin.lib.timeutil import parse_as_of
+from aladdin.workloads import images
+from aladdin.workloads.models import Image
 
 from . import services
 
@@ -21,6 +24,13 @@ _OPTS = {
     "retry_backoff": 5,
     "retry_backoff_max": 120,
     "max_retries": 10,
+}
+_BUILD_OPTS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (DriverError,),
+    "retry_backoff": 5,
+    "max_retries": 5,
 }
 
 
@@ -35,6 +45,12 @@ def stop(workshop_id: int) -> None:
     services.workshop_stop_apply(workshop_id=workshop_id)
 
 
+@shared_task(name="workshops.probe", acks_late=True, ignore_result=True)
+def probe(workshop_id: int) -> None:
+    """Measure what runs in a workshop that just started (best effort: no retries)."""
+    services.workshop_probe_apply(workshop_id=workshop_id)
+
+
 @shared_task(name="workshops.delete", **_OPTS)
 def delete(workshop_id: int) -> None:
     services.workshop_delete_apply(workshop_id=workshop_id)
@@ -46,3 +62,19 @@ def delete(workshop_id: int) -> None:
 def reconcile(as_of: str | None = None) -> dict[str, int]:
     """Converge workshops with the cluster; beat runs it every 30 s without ``as_of``."""
     return services.workshops_reconcile(as_of=parse_as_of(as_of) if as_of else None)
+
+
+@shared_task(
+    name="workshops.sync_images", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def sync_images() -> dict[str, int]:
+    """Refresh the catalog's build states and start the builds that start on their own (beat)."""
+    return images.images_sync(driver=cluster.get_driver())
+
+
+@shared_task(name="workshops.build_image", ignore_result=True, **_BUILD_OPTS)
+def build_image(image_id: int) -> None:
+    """Start building one image (staff asked for it); the sync task follows its progress."""
+    image = Image.objects.filter(pk=image_id).first()
+    if image is not None:
+        images.image_build(image=image, driver=cluster.get_driver())

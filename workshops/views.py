@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from aladdin.cluster.base import DriverError
+from aladdin.workloads.images import ImageUnavailable
 
 from . import selectors, services
 from .choices import WorkshopState
@@ -67,6 +68,8 @@ def workshop_create(request):
                     form.add_error(field if field in form.fields else None, errors)
             else:
                 form.add_error(None, exc)
+        except ImageUnavailable as exc:
+            form.add_error("image", str(exc))
         except DriverError as exc:  # QuotaExceeded included
             form.add_error(None, str(exc))
         else:
@@ -130,7 +133,7 @@ def workshop_action(request, pk: int, action: str):
         raise Http404
     try:
         service(workshop=workshop)
-    except (services.WorkshopError, DriverError) as exc:
+    except (services.WorkshopError, DriverError, ImageUnavailable) as exc:
         messages.error(request, str(exc))
     if action == "delete":
         return redirect("workshops:list")

@@ -11,10 +11,52 @@ but a state-only migration and new admin URLs.
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.cluster.images import BASE_OS_HOST, BuildState, ImageRecipe
+
 from .env import env_key
+
+# A pinned requirement as a recipe holds it: name==version (extras allowed).
+# Ranges would let the same recipe build different environments.
+PIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9.+!_-]+$")
+APT_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}$")
+CUDA_RE = re.compile(r"^[0-9]{2}\.[0-9]$")
+
+
+@deconstructible
+class ListValidator:
+    """Every item of a JSON list is text matching ``pattern`` (migrations can serialise it)."""
+
+    def __init__(self, pattern: str, message: str):
+        self.pattern = pattern
+        self.message = message
+
+    def __call__(self, value: object) -> None:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError(_("Enter a list of text values."))
+        bad = [v for v in value if not re.match(self.pattern, v)]
+        if bad:
+            raise ValidationError(self.message % {"values": ", ".join(bad)})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ListValidator) and (self.pattern, self.message) == (
+            other.pattern,
+            other.message,
+        )
+
+
+validate_pins = ListValidator(
+    PIN_RE.pattern, _("Pin every package to one version (name==version): %(values)s")
+)
+validate_apt = ListValidator(APT_RE.pattern, _("Not Debian package names: %(values)s"))
 
 
 class Image(models.Model):
@@ -25,6 +67,61 @@ class Image(models.Model):
     description = models.TextField(_("contents"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     sort = models.PositiveIntegerField(_("sort"), default=0)
+    # --- the recipe (SPEC §9 "Decision — images"): what the image is made of ---
+    python_version = models.CharField(
+        _("Python version"),
+        max_length=8,
+        blank=True,
+        validators=[RegexValidator(PYTHON_RE, _("Major.minor, e.g. 3.11."))],
+        help_text=_("Major.minor, e.g. 3.11; empty for an image without Python."),
+    )
+    packages = models.JSONField(
+        _("Python packages"),
+        default=list,
+        blank=True,
+        validators=[validate_pins],
+        help_text=_('Pinned: ["torch==2.6.0", "torchvision==0.21.0"].'),
+    )
+    apt_packages = models.JSONField(
+        _("Debian packages"), default=list, blank=True, validators=[validate_apt]
+    )
+    conda = models.BooleanField(_("conda"), default=False)
+    cuda = models.CharField(
+        _("CUDA"),
+        max_length=8,
+        blank=True,
+        validators=[RegexValidator(CUDA_RE, _("e.g. 12.4"))],
+        help_text=_("The CUDA its torch is built for, e.g. 12.4; empty for none."),
+    )
+    base_os = models.CharField(_("userland"), max_length=32, default=BASE_OS_HOST)
+    container_image = models.CharField(
+        _("container image"),
+        max_length=255,
+        blank=True,
+        help_text=_(
+            "What the Kubernetes backend runs, built from this recipe (manage.py image_dockerfile)."
+        ),
+    )
+    # --- where the recipe stands on this platform's backend (images_sync) ---
+    build_state = models.CharField(
+        _("build state"),
+        max_length=16,
+        default=BuildState.MISSING,
+        choices=[
+            (BuildState.MISSING, _("not built yet")),
+            (BuildState.BUILDING, _("building")),
+            (BuildState.READY, _("ready")),
+            (BuildState.UNAVAILABLE, _("unavailable")),
+            (BuildState.FAILED, _("build failed")),
+        ],
+    )
+    build_progress = models.PositiveSmallIntegerField(_("build progress"), default=0)
+    build_step = models.CharField(_("build step"), max_length=200, blank=True)
+    build_reason = models.TextField(_("why unavailable"), blank=True)
+    cpu_only = models.BooleanField(_("CPU only on this host"), default=False)
+    build_facts = models.JSONField(_("measured in the image"), default=dict, blank=True)
+    build_key = models.CharField(max_length=80, blank=True)
+    build_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "workshops"
@@ -39,6 +136,40 @@ class Image(models.Model):
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.tag}"
+
+    def recipe(self) -> ImageRecipe:
+        return ImageRecipe(
+            ref=self.ref,
+            python=self.python_version,
+            packages=tuple(self.packages or ()),
+            apt=tuple(self.apt_packages or ()),
+            conda=self.conda,
+            cuda=self.cuda,
+            base_os=self.base_os or BASE_OS_HOST,
+        )
+
+    @property
+    def launchable(self) -> bool:
+        """Whether a workload may be asked for on it (it may still have to wait for its build)."""
+        return self.build_state not in (BuildState.UNAVAILABLE, BuildState.FAILED)
+
+    @property
+    def ready(self) -> bool:
+        return self.build_state == BuildState.READY
+
+    def availability(self) -> str:
+        """A short note for pickers: why it cannot be chosen, or what to expect."""
+        if self.build_state == BuildState.UNAVAILABLE:
+            return str(_("unavailable: %(reason)s") % {"reason": self.build_reason})
+        if self.build_state == BuildState.FAILED:
+            return str(_("build failed: %(reason)s") % {"reason": self.build_reason})
+        if self.build_state == BuildState.BUILDING:
+            return str(_("building, %(progress)s%%") % {"progress": self.build_progress})
+        if self.build_state == BuildState.MISSING:
+            return str(_("built at first use"))
+        if self.cpu_only:
+            return str(_("CPU only on this host"))
+        return ""
 
 
 class PlatformEnvVar(models.Model):
