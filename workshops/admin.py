@@ -14,9 +14,72 @@ from .models import ResourcePreset, SSHKey, Workshop, WorkshopEvent
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["name", "tag", "is_active", "sort"]
+    """The catalog: each image's recipe (staff edit it) and where its build stands (read-only).
+
+    Editing a recipe gives it a new key: the backend builds a new
+    environment beside the old one, so running workloads keep theirs.
+    """
+
+    list_display = ["name", "tag", "is_active", "build_state", "build_progress", "cpu_only", "sort"]
     list_editable = ["is_active", "sort"]
+    list_filter = ["build_state", "is_active"]
     search_fields = ["name", "tag", "description"]
+    actions = ["build_now"]
+    fieldsets = [
+        (None, {"fields": ["name", "tag", "description", "is_active", "sort"]}),
+        (
+            _("Recipe"),
+            {
+                "fields": [
+                    "python_version",
+                    "packages",
+                    "apt_packages",
+                    "conda",
+                    "cuda",
+                    "base_os",
+                    "container_image",
+                ]
+            },
+        ),
+        (
+            _("Build on this platform"),
+            {
+                "fields": [
+                    "build_state",
+                    "build_progress",
+                    "build_step",
+                    "build_reason",
+                    "cpu_only",
+                    "build_facts",
+                    "build_key",
+                    "build_checked_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "build_state",
+        "build_progress",
+        "build_step",
+        "build_reason",
+        "cpu_only",
+        "build_facts",
+        "build_key",
+        "build_checked_at",
+    ]
+
+    @admin.action(description=_("Build now (or retry a failed build)"))
+    def build_now(self, request, queryset):
+        from . import tasks
+
+        for image in queryset:
+            tasks.build_image.delay(image.pk)
+            self.log_change(request, image, "build requested")
+        self.message_user(
+            request,
+            _("Build requested for %(count)s image(s); the list shows their progress.")
+            % {"count": queryset.count()},
+        )
 
 
 @admin.register(ResourcePreset)
