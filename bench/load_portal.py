@@ -121,7 +121,7 @@ class Stack:
                 str(VENV_BIN / "uvicorn"), "aladdin.asgi:application",
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--workers", str(WEB_WORKERS), "--no-proxy-headers", "--no-access-log",
-                "--lifespan", "off",
+                "--lifespan", "off", "--timeout-keep-alive", "75",
             ],
         )  # fmt: skip
         self._spawn(

@@ -10,6 +10,7 @@ compressed, redirect plain HTTP to HTTPS and speak websocket.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -219,6 +220,19 @@ def test_the_production_units_serve_healthz_static_files_https_and_websockets(
             time.sleep(1)
         assert status == 200, f"{status} {body[:500]!r}\n{tails()}"
         assert json.loads(body)["status"] == "ok"
+
+        # An idle keep-alive connection outlives uvicorn's default 5 s: nginx's
+        # upstream pool reuses it for up to 60 s, and a POST sent down a
+        # connection the backend is closing would be a 502.
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            kept.request("GET", "/healthz", headers={"Host": HOST})
+            assert kept.getresponse().read()
+            time.sleep(6)
+            kept.request("GET", "/healthz", headers={"Host": HOST})
+            assert kept.getresponse().status == 200
+        finally:
+            kept.close()
 
         # Plain HTTP from a client is sent to HTTPS.
         status, headers, _ = request(port, "GET", "/", headers={"Host": HOST})
