@@ -716,6 +716,21 @@ SSH_IDLE_TIMEOUT_SECONDS = _env_int("ALADDIN_SSH_IDLE_TIMEOUT_SECONDS", 3600)
 # than this many within a minute, and its connections are refused for the
 # block time (0: no limit). A client offers several keys, so this is not 1.
 SSH_AUTH_FAILURES_PER_MINUTE = _env_int("ALADDIN_SSH_AUTH_FAILURES_PER_MINUTE", 30)
+
+# --- Port proxy (SPEC §7 "External access", issue 15; docs/operations.md) ----
+# `manage.py ports_proxy` serves each exposed job port at
+# <scheme>://<token>.<PORTS_DOMAIN>/. PORTS_DOMAIN must be a different site
+# from the portal's (in production another registrable domain, with a
+# wildcard DNS name and certificate): no portal cookie may reach a student's
+# server, and a student's page may set no cookie the portal reads. The
+# default works in a browser on this machine: *.localhost resolves to
+# loopback.
+PORTS_PORT = _env_int("ALADDIN_PORTS_PORT", 8001, minimum=1)
+PORTS_BIND = env.str("ALADDIN_PORTS_BIND", default="127.0.0.1")
+PORTS_DOMAIN = env.str("ALADDIN_PORTS_DOMAIN", default=f"localhost:{PORTS_PORT}").lower()
+PORTS_SCHEME = env.str("ALADDIN_PORTS_SCHEME", default="http" if DEBUG else "https")
+if PORTS_SCHEME not in ("http", "https"):
+    raise ImproperlyConfigured(f"ALADDIN_PORTS_SCHEME must be http or https, got {PORTS_SCHEME!r}")
 SSH_AUTH_BLOCK_SECONDS = _env_int("ALADDIN_SSH_AUTH_BLOCK_SECONDS", 300, minimum=1)
 # OpenSSH's sftp-server as the workload sees it (Debian's openssh-sftp-server;
 # under /usr, which the local sandbox mounts read-only): the `sftp` subsystem.

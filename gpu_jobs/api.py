@@ -28,6 +28,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
 )
 from rest_framework import exceptions, generics, renderers, serializers, status
 from rest_framework.response import Response
@@ -70,6 +71,11 @@ class GpuTypeSerializer(CachedFieldsModelSerializer):
         return format_micro(obj.price_micro_per_hour)
 
 
+class PortUrlSerializer(serializers.Serializer):
+    port = serializers.IntegerField()
+    url = serializers.CharField(help_text="Opens the job's server in a browser (its own site).")
+
+
 class JobSerializer(CachedFieldsModelSerializer):
     gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
     gpu_type_name = serializers.CharField(source="gpu_type.name", read_only=True)
@@ -77,6 +83,9 @@ class JobSerializer(CachedFieldsModelSerializer):
     state_display = serializers.CharField(source="get_state_display", read_only=True)
     name = serializers.CharField(source="display_name", read_only=True)
     active = serializers.SerializerMethodField(help_text="Starting or running (holds cards).")
+    port_urls = serializers.SerializerMethodField(
+        help_text="Each exposed port's URL while the job runs (external access)."
+    )
     cards = serializers.IntegerField(read_only=True, help_text="Cards per worker × workers.")
     parallelism = serializers.IntegerField(read_only=True)
     env_keys = serializers.ListField(
@@ -117,6 +126,7 @@ class JobSerializer(CachedFieldsModelSerializer):
             "cards",
             "parallelism",
             "ports",
+            "port_urls",
             "state",
             "state_display",
             "active",
@@ -162,6 +172,12 @@ class JobSerializer(CachedFieldsModelSerializer):
 
     def get_billed_so_far_dcu(self, obj) -> str:
         return format_micro(self._billing(obj).billed_so_far_micro)
+
+    @extend_schema_field(PortUrlSerializer(many=True))
+    def get_port_urls(self, obj) -> list[dict]:
+        return [
+            {"port": row.port, "url": selectors.port_url(row)} for row in selectors.open_ports(obj)
+        ]
 
     def get_logs_url(self, obj) -> str:
         request = self.context.get("request")
@@ -447,6 +463,52 @@ class JobStopView(APIView):
         return Response(_job_data(request, job), status=status.HTTP_202_ACCEPTED)
 
 
+class PortAddSerializer(serializers.Serializer):
+    port = serializers.IntegerField(help_text="1024-65535: the port the job's server listens on.")
+
+
+class JobPortsView(APIView):
+    @extend_schema(
+        operation_id="jobs_ports_add",
+        request=PortAddSerializer,
+        responses={
+            201: PortUrlSerializer,
+            **error_responses(
+                {
+                    400: "invalid: not a port 1024-65535, or the job has 8 ports already.",
+                    404: NOT_FOUND,
+                    409: "state_conflict: the job is not starting or running.",
+                }
+            ),
+        },
+    )
+    def post(self, request, pk: int):
+        """Expose a port of a starting or running job at its own URL (external access).
+
+        A job's server must listen on 0.0.0.0. The URL answers while the port
+        stays and the job runs; adding an open port again returns its URL.
+        """
+        job = _own_job(request, pk)  # another user's id is 404 before anything is read
+        body = PortAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        row = services.port_add(job=job, port=body.validated_data["port"])
+        return Response(
+            {"port": row.port, "url": selectors.port_url(row)}, status=status.HTTP_201_CREATED
+        )
+
+
+class JobPortView(APIView):
+    @extend_schema(
+        operation_id="jobs_ports_remove",
+        request=None,
+        responses={204: None, **error_responses({404: NOT_FOUND + " Or the port is not open."})},
+    )
+    def delete(self, request, pk: int, port: int):
+        """Stop exposing a port: its URL answers 404 at once and open connections are cut."""
+        services.port_remove(job=_own_job(request, pk), port=port)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class PlainTextRenderer(renderers.BaseRenderer):
     """text/plain for the log endpoint; error bodies (dicts) are written as JSON text."""
 
@@ -623,5 +685,7 @@ urlpatterns = [
     ),
     path("jobs/<int:pk>", JobView.as_view(), name="api-job"),
     path("jobs/<int:pk>/stop", JobStopView.as_view(), name="api-job-stop"),
+    path("jobs/<int:pk>/ports", JobPortsView.as_view(), name="api-job-ports"),
+    path("jobs/<int:pk>/ports/<int:port>", JobPortView.as_view(), name="api-job-port"),
     path("jobs/<int:pk>/logs", JobLogsView.as_view(), name="api-job-logs"),
 ]

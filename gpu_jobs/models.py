@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -197,6 +198,40 @@ class JobWorker(models.Model):
 
     def __str__(self) -> str:
         return f"job-{self.job_id}:w{self.index}"
+
+
+def new_port_token() -> str:
+    """128 random bits as 32 hex digits: unguessable, and a valid DNS label (the URL's host)."""
+    return secrets.token_hex(16)
+
+
+class JobPort(models.Model):
+    """A port of a job served to the browser (SPEC §7 "External access").
+
+    Its URL is ``<token>.<PORTS_DOMAIN>``, served by the port proxy
+    (``manage.py ports_proxy``), a different site from the portal. It
+    answers while the port is not removed and the job runs; a removed and
+    re-added port gets a new token, so an old URL never comes back to life.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="exposed_ports")
+    port = models.PositiveIntegerField()
+    token = models.CharField(max_length=32, unique=True, default=new_port_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "port"],
+                condition=models.Q(removed_at__isnull=True),
+                name="gpu_jobs_port_open_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"job-{self.job_id}:{self.port}"
 
 
 class JobConfiguration(EncryptedEnvMixin):

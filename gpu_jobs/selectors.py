@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import metering
 from .choices import ACTIVE_STATES, JobKind, JobState
-from .models import GpuType, Job, JobConfiguration
+from .models import GpuType, Job, JobConfiguration, JobPort
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -37,7 +38,7 @@ def job_list(
 ) -> QuerySet[Job]:
     # Each job's billing so far sums its workers (metering.owed): one query
     # for all of them rather than one per job.
-    rows = jobs_for(user).prefetch_related("worker_rows")
+    rows = jobs_for(user).prefetch_related("worker_rows", "exposed_ports")
     if state:
         rows = rows.filter(state=state)
     if kind:
@@ -98,3 +99,15 @@ def running_job_workload(*, user_id: int, job_id: int) -> str | None:
         .first()
     )
     return job.workload_name if job is not None else None
+
+
+def port_url(row: JobPort) -> str:
+    """The browser's address of an exposed port: <scheme>://<token>.<PORTS_DOMAIN>/."""
+    return f"{settings.PORTS_SCHEME}://{row.token}.{settings.PORTS_DOMAIN}/"
+
+
+def open_ports(job: Job) -> list[JobPort]:
+    """The job's exposed ports that are not removed, by number (prefetch ``exposed_ports``)."""
+    return sorted(
+        (p for p in job.exposed_ports.all() if p.removed_at is None), key=lambda p: p.port
+    )

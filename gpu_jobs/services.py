@@ -53,11 +53,13 @@ from billing import services as billing_services
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
-from .models import GpuType, Job, JobConfiguration, JobWorker
+from .models import GpuType, Job, JobConfiguration, JobPort, JobWorker
 from .selectors import DEV_KINDS
 from .validation import (
     DEFAULT_IMAGE,
+    MAX_PORTS,
     JobError,
+    JobNotFound,
     clean_args,
     clean_entry,
     clean_env,
@@ -166,6 +168,7 @@ def job_create(
         with transaction.atomic():
             job.save()
             JobWorker.objects.bulk_create([JobWorker(job=job, index=i) for i in range(job.workers)])
+            JobPort.objects.bulk_create([JobPort(job=job, port=port) for port in job.ports])
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -201,6 +204,45 @@ def job_create_once(*, user: User, idempotency_key: str, **launch: Any) -> tuple
 
 def _lock(job: Job) -> Job:
     return Job.objects.select_for_update().select_related("gpu_type").get(pk=job.pk)
+
+
+# --- external access (SPEC §7) ---------------------------------------------------------
+
+
+@transaction.atomic
+def port_add(*, job: Job, port: int) -> JobPort:
+    """Serve ``port`` of a starting or running job at its own URL; the open one if already there.
+
+    Raises JobError: the job ended, the number is not a port a user may
+    expose, or the job already has the most ports allowed.
+    """
+    job = _lock(job)
+    if job.state not in ACTIVE_STATES or job.stop_requested_at is not None:
+        raise JobError(_("Ports can be added to a starting or running job only."))
+    (number,) = clean_ports([port])
+    open_ports = list(job.exposed_ports.filter(removed_at__isnull=True))
+    for existing in open_ports:
+        if existing.port == number:
+            return existing
+    if len(open_ports) >= MAX_PORTS:
+        raise JobError({"ports": _("At most %(n)s external ports.") % {"n": MAX_PORTS}})
+    row = JobPort.objects.create(job=job, port=number)
+    job.ports = sorted({*job.ports, number})
+    job.save(update_fields=["ports", "updated_at"])
+    return row
+
+
+@transaction.atomic
+def port_remove(*, job: Job, port: int) -> None:
+    """Stop serving ``port``: its URL answers 404 from now on (the proxy drops open connections)."""
+    job = _lock(job)
+    removed = job.exposed_ports.filter(port=port, removed_at__isnull=True).update(
+        removed_at=timezone.now()
+    )
+    if not removed:
+        raise JobNotFound(_("Port %(port)s is not open on this job.") % {"port": port})
+    job.ports = [p for p in job.ports if p != port]
+    job.save(update_fields=["ports", "updated_at"])
 
 
 @transaction.atomic

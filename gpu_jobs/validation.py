@@ -26,6 +26,13 @@ class JobError(ValidationError, DomainError):
     error_code = "state_conflict"
 
 
+class JobNotFound(DomainError):  # noqa: N818 - reads as the condition
+    """Something of the user's job that does not exist (404, the API's not_found)."""
+
+    http_status = 404
+    error_code = "not_found"
+
+
 def clean_path(value: str, *, field: str, must_be_under_root: bool) -> str:
     value = (value or "").strip()
     if "\x00" in value or "\n" in value:

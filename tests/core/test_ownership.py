@@ -21,6 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from aladdin.routing import websocket_urlpatterns
+from gpu_jobs.models import JobPort
 from tests.factories import JobConfigurationFactory
 from tests.workshops.sshkeys import public_key
 from workshops.services import ssh_key_add
@@ -54,6 +55,8 @@ OWNED = {
     "api/v1/jobs/configurations/<int:pk>": "configuration",
     "api/v1/jobs/<int:pk>": "job",
     "api/v1/jobs/<int:pk>/stop": "job",
+    "api/v1/jobs/<int:pk>/ports": "job",
+    "api/v1/jobs/<int:pk>/ports/<int:port>": "job",
     "api/v1/jobs/<int:pk>/logs": "job",
 }
 OWNED_WEBSOCKETS = {
@@ -118,6 +121,8 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):
         "job": make_job(other_user, started_at=timezone.now() - timedelta(minutes=1)),
         "ssh_key": ssh_key_add(user=other_user, public_key=public_key()),
     }
+    # B's job serves port 8888: removing or adding a port of it must be 404 to A.
+    JobPort.objects.create(job=objects["job"], port=8888)
     return objects
 
 
@@ -127,6 +132,7 @@ def fill(route: str, obj) -> str:
         "token_id": obj.pk,
         "out_trade_no": getattr(obj, "out_trade_no", ""),
         "action": "stop",
+        "port": 8888,
     }
     return "/" + PARAM.sub(lambda m: str(values[m.group(1)]), route)
 

@@ -35,7 +35,7 @@ def bearer(user):
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 
-def test_a_job_list_with_a_token_costs_three_queries(
+def test_a_job_list_with_a_token_costs_four_queries(
     client, user, bearer, make_job, django_assert_num_queries
 ):
     # given two ended jobs, one of them with two workers
@@ -51,8 +51,9 @@ def test_a_job_list_with_a_token_costs_three_queries(
     # The first call in five minutes also notes the user's activity (one UPDATE).
     client.get("/api/v1/me", **bearer)
     # when the plugin lists them: the token with its user, the page with its
-    # total, the workers of the page's jobs (their billing so far)
-    with django_assert_num_queries(3):
+    # total, the workers of the page's jobs (their billing so far), their
+    # exposed ports (the URLs)
+    with django_assert_num_queries(4):
         response = client.get("/api/v1/jobs", **bearer)
     # then
     assert response.status_code == 200
