@@ -414,6 +414,9 @@ class LocalDriver(ClusterDriver):
             "driver": self.name,
             "volumes_dir": str(self.volumes_dir),
             "free_gib": round(free / 2**30, 1),
+            # The disk guard's numbers (aladdin/workloads/disk.py), for /metrics.
+            "disk_free_bytes": free,
+            "disk_reserve_bytes": int(settings.LOCAL_DISK_RESERVE_MIB) * 2**20,
             "insecure": bool(settings.ALADDIN_LOCAL_INSECURE),
             "pid": os.getpid(),
         }
