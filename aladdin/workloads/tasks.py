@@ -6,7 +6,7 @@ the worker finds this module.
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import shared_task  # type: ignore[import-untyped]  # celery ships no types
 
 from aladdin.lib.timeutil import parse_as_of
 
