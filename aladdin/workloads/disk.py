@@ -120,9 +120,9 @@ def ranked_overuse() -> list[Overuse]:
     over = []
     rows = StorageAllowance.objects.filter(has_volume=True).select_related("user")
     for row in rows:
-        allowed = storage_selectors.allowance_gib(row.user) * GIB
-        if row.last_bytes > allowed:
-            over.append(Overuse(row.user_id, row.last_bytes, allowed))
+        found = storage_selectors.over_allowance(row.user)
+        if found is not None:
+            over.append(Overuse(row.user_id, found.used_bytes, found.allowance_gib * GIB))
     # Ties (same excess) in user order, so every pass picks the same users.
     return sorted(over, key=lambda o: (-o.excess, o.user_id))
 
