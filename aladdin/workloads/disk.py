@@ -175,7 +175,7 @@ def disk_guard(
     driver: ClusterDriver | None = None,
     reserve: int | None = None,
 ) -> GuardResult:
-    """One pass of the reserve check (module docstring). Raises DriverError (the task retries)."""
+    """One pass of the reserve check (module docstring). Raises DriverError (the next pass retries)."""
     at = as_of or timezone.now()
     reserve = reserve_bytes() if reserve is None else reserve
     result = GuardResult(reserve=reserve)

@@ -231,3 +231,48 @@ def test_a_write_past_the_cap_is_refused_for_real(prjquota_ext4):
         [sys.executable, "-c", writer, str(volume / "big")], capture_output=True, text=True
     )
     assert run.stdout.strip() == str(errno.EDQUOT), run.stdout + run.stderr
+
+
+# --- the agent's user space -------------------------------------------------------------
+
+
+@pytest.fixture
+def workloads(tmp_path):
+    from aladdin.cluster.agent.journal import Journal
+    from aladdin.cluster.agent.workloads import Workloads
+
+    (tmp_path / "volumes").mkdir()
+    return Workloads(
+        volumes_dir=tmp_path / "volumes",
+        logs_dir=tmp_path / "logs",
+        journal=Journal(tmp_path / "state"),
+        uid_base=20000,
+        image_map={},
+        insecure=False,
+        log_max_bytes=2**20,
+        log_user_max_bytes=2**20,
+    )
+
+
+def test_the_user_space_is_capped_at_the_allowance_with_the_sandbox_uid_as_project(workloads):
+    kernel = Recorded()
+    workloads.quotas = ProjectQuotas(Support(True, "test", "/dev/vdb"), kernel)
+
+    workloads.ensure_user_space(7, 30)
+    workloads.ensure_user_space(7)  # the agent's own start path: the cap stays as it is
+
+    assert kernel.limits == [("/dev/vdb", 20007, 30 * 1024 * 1024)]
+    assert (workloads.volumes_dir / "7").is_dir()
+
+
+def test_a_cap_the_kernel_refuses_does_not_refuse_the_user_space(workloads, caplog):
+    class Refusing(Recorded):
+        def set_block_limit(self, device, project_id, blocks):
+            raise OSError(errno.EIO, "I/O error")
+
+    workloads.quotas = ProjectQuotas(Support(True, "test", "/dev/vdb"), Refusing())
+
+    workloads.ensure_user_space(8, 30)
+
+    assert (workloads.volumes_dir / "8").is_dir()
+    assert "hard cap of user 8's volume" in caplog.text
