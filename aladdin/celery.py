@@ -9,6 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aladdin.settings")
 app = Celery("aladdin")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Not a Django app (it has no AppConfig), but it has periodic tasks: the disk guard.
+app.autodiscover_tasks(["aladdin.workloads"])
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):

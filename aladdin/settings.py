@@ -648,6 +648,19 @@ LOCAL_GPUS = env.str("ALADDIN_LOCAL_GPUS", default="auto")
 LOCAL_LOG_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_MAX_MIB", 256, minimum=1)
 # All of one user's kept output together (their oldest ended logs are emptied first).
 LOCAL_LOG_USER_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_USER_MAX_MIB", 1024, minimum=1)
+# --- disk (issue 14; docs/operations.md "Disk") --------------------------------
+# Free space kept on the volumes' filesystem. Below it, a periodic check stops
+# the workloads of the users furthest over their storage allowance (with the
+# reason, on their page); users within their allowance are never stopped for
+# it. 0 turns the check off. 10 GiB leaves room for the database, logs and a
+# builder's scratch on a lab server; raise it on big disks.
+LOCAL_DISK_RESERVE_MIB = _env_int("ALADDIN_LOCAL_DISK_RESERVE_MIB", 10240)
+LOCAL_DISK_CHECK_SECONDS = _env_int("ALADDIN_LOCAL_DISK_CHECK_SECONDS", 60, minimum=5)
+CELERY_BEAT_SCHEDULE["workloads-disk-guard"] = {
+    "task": "workloads.disk_guard",
+    "schedule": float(LOCAL_DISK_CHECK_SECONDS),
+    "options": {"expires": max(LOCAL_DISK_CHECK_SECONDS - 5, 1)},
+}
 try:
     _local_gpus.parse_config(LOCAL_GPUS)
 except _local_gpus.GpuConfigError as exc:

@@ -14,3 +14,10 @@ class GpuJobsConfig(AppConfig):
         from .admission import jobs_usage
 
         quota.register_usage(jobs_usage)
+
+        # The disk guard (aladdin.workloads) stops jobs too, through the job's own stop.
+        from aladdin.workloads import disk
+
+        from .services import jobs_stop_all
+
+        disk.register_stopper(jobs_stop_all)

@@ -281,22 +281,41 @@ def job_delete(*, job: Job, at: datetime | None = None) -> Job:
     return job
 
 
+def _stop_active(user_id: int, reason: str, now: datetime) -> list[int]:
+    """Ask every active job of the user to stop, with ``reason``; the ids this call asked.
+
+    Call inside a transaction. A job whose stop was already asked (by the
+    user, or a concurrent pass) keeps its own reason and is not counted.
+    """
+    ids = list(
+        Job.objects.select_for_update()
+        .filter(user_id=user_id, state__in=ACTIVE_STATES, stop_requested_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        Job.objects.filter(pk__in=ids).update(stop_requested_at=now, reason=reason, updated_at=now)
+        for job_id in ids:
+            _dispatch("stop", job_id)
+    return ids
+
+
+def jobs_stop_all(*, user_id: int, reason: str, at: datetime | None = None) -> int:
+    """Stop every active job of the user with ``reason`` on each (the disk guard's stop).
+
+    Billing ends when each is released (job_stop_apply), as for any stop.
+    Returns how many this call stopped.
+    """
+    with transaction.atomic():
+        return len(_stop_active(user_id, reason, at or timezone.now()))
+
+
 def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
     """Stop every active job of a user whose balance ran out, and tell the user once."""
     now = at or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Job.objects.select_for_update()
-            .filter(user_id=user_id, state__in=ACTIVE_STATES, stop_requested_at__isnull=True)
-            .values_list("pk", flat=True)
-        )
+        ids = _stop_active(user_id, _("Stopped: your compute balance is used up."), now)
         if not ids:
             return 0
-        Job.objects.filter(pk__in=ids).update(
-            stop_requested_at=now,
-            reason=_("Stopped: your compute balance is used up."),
-            updated_at=now,
-        )
         user = Job.objects.get(pk=ids[0]).user
         notification_create(
             user=user,
@@ -306,8 +325,6 @@ def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
             % {"n": len(ids)},
             at=now,
         )
-        for job_id in ids:
-            _dispatch("stop", job_id)
     return len(ids)
 
 

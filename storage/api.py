@@ -52,6 +52,7 @@ def storage_summary(user) -> dict:
     row = selectors.allowance_row(user)
     used = row.last_bytes if row else 0
     allowance = selectors.allowance_gib(user)
+    over = selectors.over_allowance(user)
     retention = selectors.retention_for(user)
     return {
         "used_bytes": used,
@@ -61,7 +62,7 @@ def storage_summary(user) -> dict:
         "free_gib": plan.free_storage_gib,
         "max_gib": max(plan.max_storage_gib, plan.free_storage_gib),
         "can_expand": plan.max_storage_gib > plan.free_storage_gib,
-        "over_allowance": used > allowance * GIB,
+        "over_allowance": over is not None,
         "reclaim_at": None if (row and row.hold) else retention.reclaim_at,
         "days": [
             {**d, "fee_dcu": format_micro(d["fee_micro"])}

@@ -61,6 +61,29 @@ def used_bytes(user: User) -> int:
     return row.last_bytes if row is not None else 0
 
 
+@dataclass(frozen=True)
+class OverAllowance:
+    """The last measured use of a volume over its allowance."""
+
+    used_bytes: int
+    allowance_gib: int
+
+    @property
+    def used_gib(self) -> float:
+        return round(self.used_bytes / GIB, 2)
+
+
+def over_allowance(user: User) -> OverAllowance | None:
+    """The numbers when the user's last measured use is over the allowance; None otherwise.
+
+    The one rule behind the refusal of new workloads, the warnings on the
+    pages, and who the disk guard may stop (aladdin/workloads/disk.py).
+    """
+    used = used_bytes(user)
+    limit = allowance_gib(user)
+    return OverAllowance(used, limit) if used > limit * GIB else None
+
+
 def workloads_allowed(user: User) -> tuple[bool, str]:
     """Whether the user may start a new workload as far as storage goes, and why not.
 
@@ -69,9 +92,9 @@ def workloads_allowed(user: User) -> tuple[bool, str]:
     """
     from django.utils.translation import gettext as _
 
-    used = used_bytes(user)
-    limit = allowance_gib(user)
-    if used > limit * GIB:
+    over = over_allowance(user)
+    if over is not None:
+        used, limit = over.used_bytes, over.allowance_gib
         return False, _(
             "Your storage use (%(used)s GiB) is over your allowance (%(limit)s GiB). "
             "Delete files or expand your storage before starting a new workload."

@@ -17,6 +17,7 @@ from aladdin.cluster.base import (
     LABEL_KIND,
     LABEL_USER,
     ClusterDriver,
+    DiskSpace,
     DriverError,
     Phase,
     Resources,
@@ -96,7 +97,8 @@ class FakeDriver(ClusterDriver):
     """Workloads, user spaces and logs in memory; every interface call recorded in ``calls``.
 
     Knobs a test may set: ``fail_next`` (raised by the next start),
-    ``start_phase`` (what a start reports), ``usage`` (a user's volume bytes).
+    ``start_phase`` (what a start reports), ``usage`` (a user's volume bytes),
+    ``disk`` (the volumes' filesystem, :meth:`disk_free`).
     """
 
     name = "fake"
@@ -113,6 +115,8 @@ class FakeDriver(ClusterDriver):
         self.logs: dict[str, bytes] = {}  # each workload's output so far (write_log)
         self.usage: dict[int, int] = {}  # bytes in each user's volume (storage_usage_bytes)
         self.deleted: list[int] = []  # users whose space was deleted, in order
+        # The volumes' filesystem: 1 TiB, half free, unless a test says otherwise.
+        self.disk = DiskSpace(total=2**40, free=2**39)
         # Each recipe's state by ref; unknown refs are ready (a fake host has every image).
         self.images: dict[str, ImageState] = {}
 
@@ -140,6 +144,10 @@ class FakeDriver(ClusterDriver):
     def storage_usage_bytes(self, *, user_id: int) -> int:
         self._record("storage_usage_bytes", user_id=user_id)
         return self.usage.get(user_id, 0)
+
+    def disk_free(self) -> DiskSpace:
+        self._record("disk_free")
+        return self.disk
 
     def set_image(self, ref: str, state: str, **fields: Any) -> None:
         """Make ``ref`` report ``state`` (with ``reason``, ``progress``, ``cpu_only``...)."""

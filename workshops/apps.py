@@ -21,3 +21,11 @@ class WorkshopsConfig(AppConfig):
         from .services import ssh_keys_revoke_all
 
         register_access_revoker(ssh_keys_revoke_all)
+
+        # Below the host's free-space reserve, the disk guard (aladdin.workloads,
+        # below this app) stops the workshops of the users furthest over their allowance.
+        from aladdin.workloads import disk
+
+        from .services import workshops_stop_all
+
+        disk.register_stopper(workshops_stop_all)

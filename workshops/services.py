@@ -41,7 +41,7 @@ from aladdin.workloads.reconcile import Reconciler, quietly
 from aladdin.workloads.space import platform_env, user_space_prepare
 from storage import selectors as storage_selectors
 
-from .choices import WORKLOAD_KIND, WorkshopState
+from .choices import ACTIVE_STATES, WORKLOAD_KIND, WorkshopState
 from .models import ResourcePreset, SSHKey, Workshop, WorkshopEnvVar, WorkshopEvent
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,26 @@ def workload_spec(workshop: Workshop) -> WorkloadSpec:
     )
 
 
+def workshops_stop_all(*, user_id: int, reason: str) -> int:
+    """Stop every creating or running workshop of the user, ``reason`` shown on each.
+
+    For stops the user did not ask for (the disk guard). Each is a
+    conditional update, so a workshop a concurrent pass (or the user)
+    already stopped is left alone and not counted. Files under /root stay.
+    Returns how many this call stopped.
+    """
+    stopped = 0
+    active = Workshop.objects.filter(user_id=user_id, state__in=ACTIVE_STATES)
+    for workshop_id in list(active.values_list("pk", flat=True)):
+        with transaction.atomic():
+            if _transition(
+                workshop_id, from_states=ACTIVE_STATES, to=WorkshopState.STOPPING, reason=reason
+            ):
+                _dispatch("stop", workshop_id)
+                stopped += 1
+    return stopped
+
+
 def _transition(
     workshop_id: int, *, from_states: Iterable[str], to: str, reason: str = "", **extra: Any
 ) -> bool:
@@ -341,6 +361,8 @@ def workshop_stop_apply(*, workshop_id: int) -> None:
         workshop_id,
         from_states=[WorkshopState.STOPPING],
         to=WorkshopState.STOPPED,
+        # Why it was stopped, when it was not the user (workshops_stop_all).
+        reason=workshop.reason,
         stopped_at=timezone.now(),
     )
 

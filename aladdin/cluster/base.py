@@ -157,6 +157,18 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class DiskSpace:
+    """The volumes' filesystem as :meth:`ClusterDriver.disk_free` reports it, in bytes.
+
+    ``free`` is what an unprivileged writer can still use (statvfs ``f_bavail``:
+    the filesystem's root reserve is not theirs).
+    """
+
+    total: int
+    free: int
+
+
+@dataclass(frozen=True)
 class WorkloadStatus:
     """What the cluster says about one workload now."""
 
@@ -321,6 +333,17 @@ class ClusterDriver(abc.ABC):
     @abc.abstractmethod
     def storage_usage_bytes(self, *, user_id: int) -> int:
         """Bytes used in the user's volume now (0 when it does not exist). Raises DriverError."""
+
+    @abc.abstractmethod
+    def disk_free(self) -> DiskSpace:
+        """Total and free bytes of the filesystem that holds the users' volumes. Raises DriverError.
+
+        Local: ``statvfs`` of ``LOCAL_VOLUMES_DIR`` as the agent sees it (the
+        portal's disk guard, aladdin/workloads/disk.py, compares it with the
+        operator's reserve). Kubernetes: the volumes' storage class has its
+        own capacity management; a backend without a shared filesystem
+        answers its quota's view.
+        """
 
     # --- images -----------------------------------------------------------
     @abc.abstractmethod

@@ -30,6 +30,7 @@ from django.conf import settings
 from . import protocol
 from .base import (
     ClusterDriver,
+    DiskSpace,
     DriverError,
     ExecSession,
     PortStream,
@@ -413,6 +414,9 @@ class LocalDriver(ClusterDriver):
             "driver": self.name,
             "volumes_dir": str(self.volumes_dir),
             "free_gib": round(free / 2**30, 1),
+            # The disk guard's numbers (aladdin/workloads/disk.py), for /metrics.
+            "disk_free_bytes": free,
+            "disk_reserve_bytes": int(settings.LOCAL_DISK_RESERVE_MIB) * 2**20,
             "insecure": bool(settings.ALADDIN_LOCAL_INSECURE),
             "pid": os.getpid(),
         }
@@ -427,6 +431,9 @@ class LocalDriver(ClusterDriver):
             running_workloads=agent.running,
             # {"virtual": bool, "models": {"80g": {"total": 4, "free": 2}, ...}}
             gpus=protocol.to_wire(agent.gpus),
+            # Hard caps per volume (project quotas), or why they are off (issue 14).
+            project_quota=agent.project_quota,
+            project_quota_reason=agent.project_quota_reason,
         )
         if not agent.sandbox:
             # The dashboard says so (SPEC §9): single user, or insecure.
@@ -437,11 +444,16 @@ class LocalDriver(ClusterDriver):
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
         """Create the volume directory (owned by the user's uid, 0700).
 
-        The size and quota are not enforced locally: the portal checks
-        quota before starting, and storage is billed from
-        :meth:`storage_usage_bytes`.
+        ``storage_gib`` becomes the volume's hard cap where the volumes'
+        filesystem has project quotas (agent/projquota.py); elsewhere the
+        portal refuses new workloads over the allowance (SPEC §4.2). The CPU
+        and memory quota is the portal's own check before starting.
         """
-        self._ask(protocol.EnsureUserSpace(user_id=int(user_id)))
+        self._ask(protocol.EnsureUserSpace(user_id=int(user_id), storage_gib=int(storage_gib)))
+
+    def disk_free(self) -> DiskSpace:
+        info: protocol.DiskInfo = self._ask(protocol.DiskFree())
+        return DiskSpace(total=info.total, free=info.free)
 
     def delete_user_space(self, *, user_id: int) -> None:
         self._ask(protocol.DeleteUserSpace(user_id=int(user_id)), timeout=120)

@@ -20,6 +20,7 @@ request (op)           answer                  errors (besides ``invalid``)
 =====================  ======================  ======================================
 Health (health)        HealthInfo              -- (driver: ``health()`` never raises)
 EnsureUserSpace        Done                    ``unavailable``
+DiskFree (disk_free)   DiskInfo                ``unavailable``
 DeleteUserSpace        Done                    ``user_space_busy`` (running workloads)
 Usage (usage)          UsageInfo               ``unavailable``
 Start (start)          StatusAnswer            ``no_capacity``, ``single_user``
@@ -232,8 +233,14 @@ class Health:
 
 @dataclass(frozen=True)
 class EnsureUserSpace:
+    """The user's volume; with ``storage_gib``, also its hard cap where project quotas are on.
+
+    None leaves the cap as it is (an older portal sends no size).
+    """
+
     op: ClassVar[str] = "ensure_user_space"
     user_id: int
+    storage_gib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +253,23 @@ class DeleteUserSpace:
 class Usage:
     op: ClassVar[str] = "usage"
     user_id: int
+
+
+# --- disk (issue 14): the volumes' filesystem, for the portal's free-space reserve ---
+@dataclass(frozen=True)
+class DiskFree:
+    op: ClassVar[str] = "disk_free"
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """statvfs of the volumes directory: total bytes, and bytes an unprivileged writer may use."""
+
+    total: int
+    free: int
+
+
+# --- end disk ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -353,6 +377,7 @@ Request = (
     | EnsureUserSpace
     | DeleteUserSpace
     | Usage
+    | DiskFree
     | Start
     | Stop
     | Status
@@ -384,6 +409,9 @@ class HealthInfo:
     single_user_id: int | None = None  # only while unsandboxed and not insecure
     running: int = 0
     gpus: GpuSummary | None = None
+    # Per-directory hard caps on the volumes (project quotas), or why not (issue 14).
+    project_quota: bool = False
+    project_quota_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -408,13 +436,14 @@ class LogChunk:
     ended: bool  # the workload has ended (or has no record): the log cannot grow
 
 
-Answer = Done | HealthInfo | UsageInfo | StatusAnswer | ListAnswer | LogChunk
+Answer = Done | HealthInfo | UsageInfo | DiskInfo | StatusAnswer | ListAnswer | LogChunk
 
 ANSWERS: dict[type, type] = {
     Health: HealthInfo,
     EnsureUserSpace: Done,
     DeleteUserSpace: Done,
     Usage: UsageInfo,
+    DiskFree: DiskInfo,
     Start: StatusAnswer,
     Stop: StatusAnswer,
     Status: StatusAnswer,

@@ -365,6 +365,21 @@ def _driver(now: datetime) -> Iterator[Metric]:
             name,
             1 if result["sandbox"] == "bubblewrap" else 0,
         )
+    if "disk_free_bytes" in result:
+        yield _one(
+            "aladdin_cluster_disk_free_bytes",
+            "Local driver: free bytes of the users' volumes filesystem.",
+            "driver",
+            name,
+            result["disk_free_bytes"],
+        )
+        yield _one(
+            "aladdin_cluster_disk_reserve_bytes",
+            "Local driver: the free-space reserve (ALADDIN_LOCAL_DISK_RESERVE_MIB); 0 is off.",
+            "driver",
+            name,
+            result.get("disk_reserve_bytes", 0),
+        )
     if "running_workloads" in result:
         yield _one(
             "aladdin_cluster_running_workloads",

@@ -1,4 +1,4 @@
-"""Template tags of the storage app: unread in-app notices (the overview page shows them)."""
+"""Template tags of the storage app: unread in-app notices, the over-allowance warning."""
 
 from __future__ import annotations
 
@@ -16,3 +16,14 @@ def unread_notices(user, limit: int = 5):
     if getattr(user, "is_authenticated", False):
         notices = list(Notification.objects.filter(user=user, read_at__isnull=True)[:limit])
     return {"notices": notices}
+
+
+@register.inclusion_tag("storage/_over_allowance.html")
+def over_allowance_warning(user):
+    """The storage page's warning, on the pages where new workloads start (SPEC §4.2)."""
+    from storage.selectors import over_allowance
+
+    over = None
+    if getattr(user, "is_authenticated", False):
+        over = over_allowance(user)
+    return {"over": over}

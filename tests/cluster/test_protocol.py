@@ -26,6 +26,8 @@ SPEC = WorkloadSpec(
 EVERY_REQUEST = [
     protocol.Health(),
     protocol.EnsureUserSpace(user_id=3),
+    protocol.EnsureUserSpace(user_id=3, storage_gib=50),
+    protocol.DiskFree(),
     protocol.DeleteUserSpace(user_id=3),
     protocol.Usage(user_id=3),
     protocol.Start(spec=SPEC),
@@ -100,6 +102,12 @@ def test_a_malformed_request_is_refused_naming_the_field(message, says):
         protocol.decode_request(message)
     assert refused.value.code is ErrorCode.INVALID and refused.value.permanent
     assert says in str(refused.value)
+
+
+def test_an_older_portal_ensures_a_user_space_without_a_size():
+    # No size: the agent leaves the volume's hard cap (if any) as it is.
+    request = protocol.decode_request({"op": "ensure_user_space", "user_id": 3})
+    assert request == protocol.EnsureUserSpace(user_id=3, storage_gib=None)
 
 
 def test_unknown_fields_are_ignored_so_either_side_may_be_newer():

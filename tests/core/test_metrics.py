@@ -280,6 +280,10 @@ def test_driver_state_and_gpu_cards_come_from_the_driver_health_check(client):
     assert value(families, "aladdin_cluster_gpu_cards", model="40g") == 4
     assert value(families, "aladdin_cluster_gpu_cards_free", model="40g") == 1
     assert value(families, "aladdin_cluster_gpu_cards_free", model="80g") == 4
+    # The disk guard's numbers: the volumes' free space against the reserve.
+    assert value(families, "aladdin_cluster_disk_free_bytes", driver="local") > 0
+    reserve = value(families, "aladdin_cluster_disk_reserve_bytes", driver="local")
+    assert reserve == settings.LOCAL_DISK_RESERVE_MIB * 2**20
 
 
 def test_an_unreachable_agent_shows_the_driver_down(client, monkeypatch):

@@ -87,3 +87,17 @@ def test_the_admin_reclaim_queue_lists_volumes_without_a_plan(client, make_user,
 def test_the_schema_describes_the_storage_endpoints(client, db):
     paths = client.get("/api/schema/", {"format": "json"}).json()["paths"]
     assert {"/api/v1/storage", "/api/v1/storage/expand"} <= set(paths)
+
+
+@pytest.mark.parametrize("page", ["/overview/", "/workshops/", "/jobs/"])
+def test_the_pages_that_start_workloads_warn_a_user_over_the_allowance(client, trial_user, page):
+    client.force_login(trial_user)
+    html = client.get(page).content.decode()
+    assert 'data-testid="storage-over"' in html
+    assert "You use 40.0 GiB, more than your allowance of 30 GiB." in html
+
+
+@pytest.mark.parametrize("page", ["/overview/", "/workshops/", "/jobs/"])
+def test_a_user_within_the_allowance_sees_no_storage_warning(client, user, driver, page):
+    client.force_login(user)
+    assert 'data-testid="storage-over"' not in client.get(page).content.decode()

@@ -24,7 +24,7 @@ from typing import Any
 from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
-from . import execs, files, ports, pty
+from . import execs, files, ports, projquota, pty
 from .journal import HEARTBEAT_SECONDS, Journal
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
@@ -91,6 +91,12 @@ class Agent:
             workloads.uid_base, self.volumes_dir
         )
         workloads.inventory = gpu_cards.Inventory(gpu_cards.discover(self.gpus_config))
+        workloads.quotas = projquota.ProjectQuotas(projquota.probe(self.volumes_dir))
+        log.info(
+            "per-volume hard caps: %s (%s)",
+            "on" if workloads.quotas.on else "off",
+            workloads.quotas.support.reason,
+        )
         log.info("GPU cards: %s", workloads.inventory.summary())
         if not workloads.sandbox_ok:
             log.warning("cannot sandbox: %s", workloads.sandbox_reason)
@@ -139,8 +145,11 @@ class Agent:
         match request:
             case protocol.Health():
                 return self.health()
-            case protocol.EnsureUserSpace(user_id=user_id):
-                workloads.ensure_user_space(user_id)
+            case protocol.EnsureUserSpace(user_id=user_id, storage_gib=storage_gib):
+                workloads.ensure_user_space(user_id, storage_gib)
+            case protocol.DiskFree():
+                total, free = workloads.disk_free()
+                return protocol.DiskInfo(total=total, free=free)
             case protocol.DeleteUserSpace(user_id=user_id):
                 workloads.delete_user_space(user_id)
             case protocol.Usage(user_id=user_id):
@@ -174,6 +183,8 @@ class Agent:
             single_user_id=workloads.single_user_id if unsandboxed_single else None,
             running=workloads.running_count(),
             gpus=protocol.from_wire(protocol.GpuSummary, workloads.inventory.summary()),
+            project_quota=workloads.quotas.on,
+            project_quota_reason=workloads.quotas.support.reason,
         )
 
     def read_logs(self, name: str, offset: int, limit: int) -> protocol.LogChunk:

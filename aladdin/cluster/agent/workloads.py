@@ -41,6 +41,7 @@ from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
 from .journal import Journal, JournalState
 from .output import OutputStore
+from .projquota import ProjectQuotas, Support
 
 log = logging.getLogger("aladdin.cluster.agent")
 
@@ -136,6 +137,8 @@ class Workloads:
         self.sandbox_ok = False
         self.sandbox_reason = ""
         self.inventory = gpu_cards.Inventory([])
+        # Hard caps per volume where the filesystem has project quotas (issue 14).
+        self.quotas = ProjectQuotas(Support(False, "not probed yet"))
         # The one user an unsandboxed host serves (unless insecure); journaled.
         self.single_user_id: int | None = None
         self.lock = threading.RLock()
@@ -215,12 +218,20 @@ class Workloads:
     def volume_for(self, user_id: int) -> Path:
         return self.volumes_dir / str(int(user_id))
 
-    def ensure_user_space(self, user_id: int) -> None:
+    def ensure_user_space(self, user_id: int, storage_gib: int | None = None) -> None:
         volume = self.volume_for(user_id)
         volume.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             os.chown(volume, self.uid_for(user_id), self.uid_for(user_id))
         os.chmod(volume, 0o700)
+        if storage_gib is not None and self.quotas.on:
+            try:
+                # The project id is the sandbox uid: one per user on this host.
+                self.quotas.apply(volume, project_id=self.uid_for(user_id), storage_gib=storage_gib)
+            except OSError as exc:
+                # The user's work goes on without the cap; the portal's refusals
+                # and its free-space reserve still hold (SPEC §4.2).
+                log.warning("hard cap of user %s's volume: %s", user_id, exc)
 
     def delete_user_space(self, user_id: int) -> None:
         with self.lock:
@@ -233,6 +244,11 @@ class Workloads:
                 f"user {user_id} still has running workloads: {', '.join(busy)}",
             )
         shutil.rmtree(self.volume_for(user_id), ignore_errors=True)
+
+    def disk_free(self) -> tuple[int, int]:
+        """(total, free) bytes of the volumes' filesystem; free as an unprivileged writer sees it."""
+        st = os.statvfs(self.volumes_dir)
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
     def usage(self, user_id: int) -> int:
         # One scandir walk like `du -s` (hard links once, no symlinks followed);
