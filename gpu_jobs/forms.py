@@ -16,6 +16,7 @@ from aladdin.workloads.models import Image
 from . import services
 from .choices import JobKind, JobState
 from .models import GpuType, JobConfiguration
+from .validation import clean_ports
 
 # What the launch form offers now; GPU Debug and Run Task come later.
 LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.SHELL)]
@@ -103,6 +104,16 @@ class JobLaunchForm(forms.Form):
     cards_per_worker = forms.IntegerField(
         label=_("Cards per worker"), min_value=1, max_value=64, initial=1
     )
+    ports = forms.CharField(
+        label=_("+ External access"),
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "8888, 8188", "inputmode": "numeric"}),
+        help_text=_(
+            "Ports of your server to open in the browser (Jupyter 8888, ComfyUI 8188), each at "
+            "its own URL. Your server must listen on 0.0.0.0. A dev job bills until deleted."
+        ),
+    )
     save_name = forms.CharField(
         label=_("Configuration name"),
         required=False,
@@ -117,6 +128,13 @@ class JobLaunchForm(forms.Form):
         self.fields["image"].widget.disabled = unlaunchable(images, by="ref")
         if not self.is_bound and not self.initial.get("image"):
             self.fields["image"].initial = services.DEFAULT_IMAGE
+
+    def clean_ports(self) -> list[int]:
+        text = (self.cleaned_data.get("ports") or "").replace(",", " ")
+        try:
+            return clean_ports(text.split())
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict.get("ports", exc.messages)) from None
 
     def clean_args(self) -> list[str]:
         try:
@@ -141,6 +159,7 @@ class JobLaunchForm(forms.Form):
             "workdir": config.workdir,
             "interpreter": config.interpreter,
             "cards_per_worker": config.cards_per_worker,
+            "ports": ", ".join(str(p) for p in config.ports),
             "save_name": config.name,
         }
         if config.image:

@@ -18,4 +18,6 @@ urlpatterns = [
     path("<int:pk>/terminal/", views.job_terminal, name="terminal"),
     path("<int:pk>/stop/", views.job_stop, name="stop"),
     path("<int:pk>/delete/", views.job_delete, name="delete"),
+    path("<int:pk>/ports/", views.job_port_add, name="port_add"),
+    path("<int:pk>/ports/<int:port>/remove/", views.job_port_remove, name="port_remove"),
 ]

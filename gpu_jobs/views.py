@@ -26,6 +26,7 @@ from .admission import JobRefused
 from .choices import JobState
 from .forms import JobFilterForm, JobLaunchForm
 from .models import Job, JobConfiguration
+from .validation import JobNotFound
 
 LIST_REFRESH_SECONDS = 5
 STATUS_POLL_SECONDS = 10
@@ -76,6 +77,7 @@ def _launch_values(form: JobLaunchForm, loaded: JobConfiguration | None) -> dict
         "interpreter": data["interpreter"],
         "gpu_type": data["gpu_type"],
         "cards_per_worker": data["cards_per_worker"],
+        "ports": data["ports"],
     }
 
 
@@ -190,7 +192,38 @@ def job_detail(request, pk: int):
     context = _status_context(job)
     context["poll_seconds"] = STATUS_POLL_SECONDS
     context["log_retention_days"] = settings.JOB_LOG_RETENTION_DAYS
+    context["ports"] = [(row, selectors.port_url(row)) for row in selectors.open_ports(job)]
     return render(request, "gpu_jobs/detail.html", context)
+
+
+@login_required
+@require_POST
+def job_port_add(request, pk: int):
+    job = _own_job(request, pk)
+    try:
+        row = services.port_add(job=job, port=request.POST.get("port", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            _("Port %(port)s opens at %(url)s")
+            % {"port": row.port, "url": selectors.port_url(row)},
+        )
+    return redirect("gpu_jobs:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def job_port_remove(request, pk: int, port: int):
+    job = _own_job(request, pk)
+    try:
+        services.port_remove(job=job, port=port)
+    except JobNotFound as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Port %(port)s is closed.") % {"port": port})
+    return redirect("gpu_jobs:detail", pk=pk)
 
 
 @login_required

@@ -46,6 +46,8 @@ OWNED = {
     "jobs/<int:pk>/terminal/": "job",
     "jobs/<int:pk>/stop/": "job",
     "jobs/<int:pk>/delete/": "job",
+    "jobs/<int:pk>/ports/": "job",
+    "jobs/<int:pk>/ports/<int:port>/remove/": "job",
     "api/v1/billing/orders/<int:pk>": "order",
     "api/v1/workshops/<int:pk>": "workshop",
     "api/v1/ssh-keys/<int:pk>": "ssh_key",

@@ -329,3 +329,44 @@ def test_a_revoked_port_cuts_open_connections_within_a_second(ports_proxy):
 )
 def test_only_a_plain_token_under_the_domain_is_a_token(host, token):
     assert proxy.token_from_host(host, DOMAIN) == token
+
+
+def test_the_job_page_opens_lists_and_closes_ports(client, user, make_job):
+    job = make_job(user, kind="shell")
+    client.force_login(user)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "No port is open to the browser." in page
+    assert "A dev job keeps billing until you delete it" in page
+    client.post(f"/jobs/{job.pk}/ports/", {"port": "8888"})
+    row = JobPort.objects.get(job=job, port=8888)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="{selectors.port_url(row)}"' in page and 'rel="noopener noreferrer"' in page
+    refused = client.post(f"/jobs/{job.pk}/ports/", {"port": "80"}, follow=True)
+    assert "between 1024 and 65535" in refused.content.decode()
+    client.post(f"/jobs/{job.pk}/ports/8888/remove/")
+    assert JobPort.objects.get(pk=row.pk).removed_at is not None
+
+
+def test_the_launch_form_takes_ports(client, user, cards, catalog, driver, subscribe):
+    from django.utils import timezone
+
+    subscribe(user, "basic", timezone.now())
+    client.force_login(user)
+    response = client.post(
+        "/jobs/new/",
+        {
+            "kind": "run",
+            "entry": "a.py",
+            "gpu_type": "40g",
+            "cards_per_worker": 1,
+            "image": "python:3.12",
+            "ports": "8888, 8188",
+            "launch": "1",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    job_id = int(response["Location"].rstrip("/").split("/")[-1])
+    assert sorted(JobPort.objects.filter(job_id=job_id).values_list("port", flat=True)) == [
+        8188,
+        8888,
+    ]
