@@ -21,3 +21,5 @@ class GpuJobsConfig(AppConfig):
         from .services import jobs_stop_all
 
         disk.register_stopper(jobs_stop_all)
+
+        from . import checks  # noqa: F401 - registers the deploy checks

@@ -52,6 +52,7 @@ def production_env(var_dir: Path, **extra: str) -> dict[str, str]:
         CSRF_TRUSTED_ORIGINS=f"https://{HOST}",
         SITE_URL=f"https://{HOST}",
         TRUSTED_PROXY_COUNT="1",
+        ALADDIN_PORTS_DOMAIN="aladdin-ports.example.net",
         **extra,
     )
 
@@ -119,6 +120,28 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("ports_domain", "expected"),
+    [
+        ("ports.portal.example.edu", "gpu_jobs.E002"),  # a subdomain of the portal's
+        ("ports.example.edu", "gpu_jobs.E002"),  # the same registrable domain
+        ("localhost:8001", "gpu_jobs.E001"),
+    ],
+)
+def test_check_deploy_refuses_a_ports_domain_on_the_portals_site(tmp_path, ports_domain, expected):
+    env = production_env(tmp_path / "var", REDIS_URL="redis://127.0.0.1:6379/0")
+    env["ALADDIN_PORTS_DOMAIN"] = ports_domain
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and expected in done.stdout + done.stderr
 
 
 def test_the_documented_web_command_is_the_web_unit():

@@ -370,3 +370,18 @@ def test_the_launch_form_takes_ports(client, user, cards, catalog, driver, subsc
         8188,
         8888,
     ]
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [
+        ("portal.example.edu", "example.edu"),
+        ("a.b.example.edu.cn", "example.edu.cn"),
+        ("ports.example.co.uk", "example.co.uk"),
+        ("aladdin-ports.net", "aladdin-ports.net"),
+    ],
+)
+def test_the_registrable_domain_of_a_host(host, domain):
+    from gpu_jobs.checks import registrable_domain
+
+    assert registrable_domain(host) == domain
