@@ -444,23 +444,21 @@ class Images:
         # Built in place: pip writes the environment's own path into its
         # scripts' shebangs, so the directory cannot move afterwards.
         work = self.envs_dir / key
-        ok = False
+        reason = ""
         try:
             with self._builds:
                 self._build(recipe, work)
-            ok = True
         except BuildError as exc:
             log.warning("image %s (%s) failed: %s", recipe.ref, key, exc)
-            self._set(key, state=BuildState.FAILED, progress=0, step="", reason=str(exc))
+            reason = str(exc) or "build error"
         except Exception as exc:  # noqa: BLE001 - any failure ends the build, with its reason
             log.exception("image %s (%s) failed", recipe.ref, key)
-            self._set(
-                key, state=BuildState.FAILED, progress=0, step="", reason=f"build error: {exc}"
-            )
-        finally:
-            if not ok:
-                shutil.rmtree(work, ignore_errors=True)
-            self._save()
+            reason = f"build error: {exc}"
+        if reason:
+            # Its files go before it reads as failed: a retry starts clean.
+            shutil.rmtree(work, ignore_errors=True)
+            self._set(key, state=BuildState.FAILED, progress=0, step="", reason=reason)
+        self._save()
 
     def _progress(self, key: str, progress: int, step: str) -> None:
         log.info("image %s: %d%% %s", key, progress, step)
