@@ -670,8 +670,6 @@ if IMAGES_CONDA_INSTALLER and not IMAGES_CONDA_INSTALLER.startswith("/"):
     raise ImproperlyConfigured(
         f"ALADDIN_IMAGES_CONDA_INSTALLER must be an absolute path, got {IMAGES_CONDA_INSTALLER}"
     )
-# Builds at once (each is a pip install: CPU, disk and network).
-IMAGES_MAX_BUILDS = _env_int("ALADDIN_IMAGES_MAX_BUILDS", 1, minimum=1)
 
 # --- SSH gateway (aladdin/sshgw, issue 13; docs/operations.md) ----------------
 # Where `manage.py ssh_gateway` listens, and the host and port users are told

@@ -6,7 +6,8 @@ Starts a private agent (tests/cluster/conftest.py's ``RunningAgent``) with
 a temporary images root, and has it build the tests' small image (Python
 3.12 + six) and, unless --no-torch, the test torch image (Python 3.11 +
 torch 2.13.0 CPU + numpy, about ten times bigger): the two sizes. Then,
-alternating, --repeats times each (after one untimed round):
+alternating (the order rotated each round), --repeats times each (after
+one untimed round):
 
 - bare: ``start_workload`` of a job with no recipe (the host's userland
   only), timed from the call to the moment its command's first line reached
@@ -59,9 +60,9 @@ make bench-image-start    # .venv/bin/python bench/image_start.py
 ```
 
 (default `--repeats 15`). A private agent builds the tests' two images into a
-temporary images root: the small one (Python 3.12 + six, ~110 MB) and the
-test torch image (Python 3.11 + torch 2.13.0 CPU + numpy, ~1 GB). Then,
-alternating, each start is timed from `start_workload` to the moment the
+temporary images root: the small one (Python 3.12 + six, ~104 MiB) and the
+test torch image (Python 3.11 + torch 2.13.0 CPU + numpy, ~1 GiB). Then,
+alternating (the order rotated each round), each start is timed from `start_workload` to the moment the
 command's first line reached a `follow_logs` reader: a job with no recipe
 (the bare sandbox, the host's userland) against the same job on each image
 (its environment bound read-only, its `bin` first on PATH). `sh` prints a
@@ -183,8 +184,13 @@ def main() -> None:
             for label, command in COMMANDS.items():
                 runs = [("bare", BARE_COMMANDS[label], None)]
                 runs += [(r.ref, command, r) for r in recipes]
+                # Rotated each round: whichever goes first pays for what the
+                # previous one left behind (its stop, the agent's journal write).
+                shift = round_ % len(runs)
+                runs = runs[shift:] + runs[:shift]
                 for i, (what, argv, recipe) in enumerate(runs):
-                    elapsed = time_start(agent, f"bench-{round_}-{label}-{i}", argv, recipe)
+                    name = f"bench-{round_}-{label}-{i}"
+                    elapsed = time_start(agent, name, argv, recipe)
                     if round_:  # the first round warms the page cache, untimed
                         times.setdefault((what, label), []).append(elapsed)
         load_after = os.getloadavg()[0]

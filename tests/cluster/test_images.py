@@ -331,3 +331,33 @@ def test_an_interrupted_build_is_failed_and_cleaned_at_the_next_start(start_agen
     state = agent.driver.image_status(recipe)
     assert state.state == BuildState.FAILED and "stopped during the build" in state.reason
     assert not env.exists()
+
+
+# A stand-in for Miniforge's installer (-b -p PREFIX), as small as a test needs.
+FAKE_CONDA_INSTALLER = """#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = -p ] && prefix=$2; shift; done
+mkdir -p "$prefix/condabin"
+printf '#!/bin/sh\\necho conda 24.11.0\\n' > "$prefix/condabin/conda"
+chmod +x "$prefix/condabin/conda"
+"""
+
+
+def test_conda_needs_the_operators_installer_and_is_then_on_path(start_agent):
+    recipe = ImageRecipe("jupyter-lab:test", python="3.12", conda=True)
+    agent = sandboxed(start_agent())
+    refused = agent.driver.image_status(recipe)
+    installer = agent.base / "Miniforge3-test.sh"
+    installer.write_text(FAKE_CONDA_INSTALLER)
+    installer.chmod(0o644)  # read by the build uid, run with bash
+    agent.env["ALADDIN_IMAGES_CONDA_INSTALLER"] = str(installer)
+    agent.restart()
+
+    agent.driver.build_image(recipe)
+    final = wait_for_image(agent.driver, recipe)[-1]
+    status, output = run_job(agent, "job-conda", "conda --version; python --version", recipe)
+
+    assert refused.state == BuildState.UNAVAILABLE and "conda" in refused.reason
+    assert final.state == BuildState.READY, final
+    assert status.phase == Phase.SUCCEEDED, (status, output)
+    assert output.splitlines()[0] == "conda 24.11.0"
+    assert output.splitlines()[1].startswith("Python 3.12.")

@@ -157,7 +157,6 @@ class Images:
         torch_index: str = "https://download.pytorch.org/whl/cu{cuda_nodot}",
         torch_cpu_index: str = "https://download.pytorch.org/whl/cpu",
         conda_installer: str = "",
-        max_builds: int = 1,
         environ: dict[str, str] | None = None,
     ):
         self.root = Path(root)
@@ -175,7 +174,9 @@ class Images:
         }
         self.lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        self._builds = threading.Semaphore(max_builds)
+        # One build at a time: each is CPU, disk and network heavy, and the
+        # build uid is shared (kill_uid ends whatever it runs after a build).
+        self._builds = threading.Lock()
         self._versions: dict[Path, str | None] = {}  # a prefix's version, found once
         self._procs: set[subprocess.Popen] = set()  # what the builds run now
         self._stopping = False
@@ -209,7 +210,9 @@ class Images:
                 if entry.state == BuildState.READY and not (self.envs_dir / key).is_dir():
                     continue  # removed by an operator: built again on demand
                 self._entries[key] = entry
-        # A directory no ready entry owns is an interrupted or failed build.
+        # A directory no ready entry owns is an interrupted or failed build
+        # (and whatever it ran is ended first).
+        kill_uid(self.build_uid)
         for leftover in self.envs_dir.iterdir():
             entry = self._entries.get(leftover.name)
             if entry is None or entry.state != BuildState.READY:
@@ -506,6 +509,10 @@ class Images:
         self._progress(key, VERIFY_PERCENT, "checking the installed versions")
         facts = self._facts(python, home, packages)
         verify(recipe, packages, facts, cpu_only=cpu_only, has_nvidia=self.has_nvidia)
+        # Nothing the build started may outlive it (an install script can
+        # daemonize out of pip's process group): a process left with the
+        # build uid could still write here, or race the walks below.
+        kill_uid(self.build_uid)
         shutil.rmtree(home)
         # Done: root's, read-only to everyone else (workloads, the build uid).
         _chown_tree(work, 0)
@@ -686,6 +693,20 @@ def relocate(old_prefix: Path, target: Path) -> None:
             check=True,
             capture_output=True,
         )
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (the build uid: it runs builds only, one at a time)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"/proc/{entry}/status") as status:
+                for line in status:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            os.kill(int(entry), signal.SIGKILL)
+                        break
 
 
 def _is_elf(path: Path) -> bool:

@@ -41,7 +41,6 @@ class Command(BaseCommand):
             torch_index=settings.IMAGES_TORCH_INDEX,
             torch_cpu_index=settings.IMAGES_TORCH_CPU_INDEX,
             conda_installer=settings.IMAGES_CONDA_INSTALLER,
-            max_builds=settings.IMAGES_MAX_BUILDS,
         )
         agent = Agent(
             socket_path=Path(options["socket"] or settings.LOCAL_AGENT_SOCKET),
