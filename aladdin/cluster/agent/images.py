@@ -168,9 +168,9 @@ class Images:
         self.torch_index = torch_index
         self.torch_cpu_index = torch_cpu_index
         self.conda_installer = conda_installer
-        environ = os.environ if environ is None else environ
+        source = dict(os.environ) if environ is None else environ
         self.pip_env = {
-            k: v for k, v in environ.items() if k.startswith(PASSED_PREFIXES) or k in PASSED_NAMES
+            k: v for k, v in source.items() if k.startswith(PASSED_PREFIXES) or k in PASSED_NAMES
         }
         self.lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
@@ -214,8 +214,8 @@ class Images:
         # (and whatever it ran is ended first).
         kill_uid(self.build_uid)
         for leftover in self.envs_dir.iterdir():
-            entry = self._entries.get(leftover.name)
-            if entry is None or entry.state != BuildState.READY:
+            owner = self._entries.get(leftover.name)
+            if owner is None or owner.state != BuildState.READY:
                 shutil.rmtree(leftover, ignore_errors=True)
         self._save()
         blocked = sandbox.check_traversable(self.envs_dir, self.build_uid)
