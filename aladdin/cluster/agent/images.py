@@ -407,8 +407,8 @@ class Images:
         key = recipe.key()
         with self.lock:
             entry = self._entries.get(key)
-            if entry is not None and entry.state == BuildState.BUILDING:
-                return entry.image_state(key)  # a concurrent build() won
+            if entry is not None and entry.state in (BuildState.BUILDING, BuildState.READY):
+                return entry.image_state(key)  # a concurrent build() came first
             self._entries[key] = Entry(
                 state=BuildState.BUILDING,
                 step="waiting for another build to finish",
