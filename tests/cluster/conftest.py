@@ -203,7 +203,9 @@ class BuiltImages:
             finally:
                 agent.stop()
         final = self.builds[key][-1]
-        assert final.state == BuildState.READY, (final, agent.log.read_text()[-3000:])
+        # The agent's log (its build steps) says where a failed build stopped.
+        log = self.base / "agent-output.log"
+        assert final.state == BuildState.READY, (final, log.read_text()[-3000:])
         return final
 
     def agent_env(self) -> dict[str, str]:

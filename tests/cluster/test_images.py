@@ -321,7 +321,9 @@ def _only_sh_and_libs(directory: str, names: list[str]) -> list[str]:
 def test_an_interrupted_build_is_failed_and_cleaned_at_the_next_start(start_agent):
     agent = start_agent()
     recipe = ImageRecipe("slow:1", python="3.12", packages=("six==1.16.0",))
-    agent.driver.build_image(recipe)
+    first = agent.driver.build_image(recipe)
+    again = agent.driver.build_image(recipe)  # the same build, not a second one
+    assert (first.state, again.state) == (BuildState.BUILDING, BuildState.BUILDING)
     env = agent.base / "images" / "envs" / recipe.key()
     deadline = time.monotonic() + 30
     while not env.exists():
