@@ -667,45 +667,40 @@ except _local_gpus.GpuConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
 
 
-def _image_map(raw: str) -> dict[str, str]:
-    """ "torch:2.5.1-cu124=/opt/envs/torch/bin/python,python=/usr/bin/python3" -> dict."""
-    mapping = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        image, sep, interpreter = item.partition("=")
-        if not sep or not interpreter.startswith("/"):
-            raise ImproperlyConfigured(
-                f"ALADDIN_LOCAL_IMAGE_MAP: expected image=/absolute/interpreter, got {item!r}"
-            )
-        mapping[image.strip()] = interpreter.strip()
-    return mapping
-
-
-# The job-payload venv (`make payload-venv`): Debian's python3 with torch, the
-# CPU build, for job payloads that import torch on a host without real CUDA
-# environments. Under /opt, not in the checkout: a sandbox uid must be able
-# to traverse to it (docs/operations.md).
-PAYLOAD_VENV = Path(env.str("ALADDIN_PAYLOAD_VENV", default="/opt/aladdin/payload-venv"))
-if not PAYLOAD_VENV.is_absolute():
-    raise ImproperlyConfigured(f"ALADDIN_PAYLOAD_VENV must be an absolute path, got {PAYLOAD_VENV}")
-# Catalog images whose payloads import torch.
-PAYLOAD_VENV_IMAGES = ("torch", "jupyter-lab", "llama-factory")
-
-
-def _local_image_map(raw: str) -> dict[str, str]:
-    """The operator's map, then the torch images to the payload venv's Python if it exists."""
-    mapping = _image_map(raw)
-    payload_python = PAYLOAD_VENV / "bin" / "python"
-    if payload_python.exists():
-        # setdefault: the operator's entry (by name, or by name:tag, which
-        # interpreter_for looks up first) wins over this fallback.
-        for image in PAYLOAD_VENV_IMAGES:
-            mapping.setdefault(image, str(payload_python))
-    return mapping
-
-
-# Catalog image ("name:tag" or "name") -> local interpreter; images mapped to
-# nothing use the host's /usr/bin/python3.
-LOCAL_IMAGE_MAP = _local_image_map(env.str("ALADDIN_LOCAL_IMAGE_MAP", default=""))
+# --- images (aladdin/cluster/agent/images.py, docs/operations.md "Images") ----
+# Each catalog image is a recipe that the local agent builds once into an
+# environment under this root, which sandboxes mount read-only: sandbox uids
+# must be able to traverse it (not under the host's /root, nor in var/).
+IMAGES_ROOT = Path(env.str("ALADDIN_IMAGES_ROOT", default="/opt/aladdin/images"))
+if not IMAGES_ROOT.is_absolute():
+    raise ImproperlyConfigured(f"ALADDIN_IMAGES_ROOT must be an absolute path, got {IMAGES_ROOT}")
+# Where base CPython installs are looked for (glob patterns, comma-separated):
+# a recipe's Python is copied from the newest install of its major.minor.
+IMAGES_PYTHONS = [
+    pattern.strip()
+    for pattern in env.str(
+        "ALADDIN_IMAGES_PYTHONS", default="/root/.pyenv/versions/*,/usr/local,/opt/python/*"
+    ).split(",")
+    if pattern.strip()
+]
+# A CUDA image on a host without an NVIDIA GPU is unavailable, unless the
+# operator allows building it with the CPU torch of the same version (then
+# it is labelled "CPU only on this host").
+IMAGES_ALLOW_CPU_BUILDS = _env_bool("ALADDIN_IMAGES_ALLOW_CPU_BUILDS", False)
+# PyTorch's wheel indexes: {cuda_nodot} is the recipe's CUDA without the dot
+# ("124"); the CPU index serves CPU builds of CUDA images.
+IMAGES_TORCH_INDEX = env.str(
+    "ALADDIN_IMAGES_TORCH_INDEX", default="https://download.pytorch.org/whl/cu{cuda_nodot}"
+)
+IMAGES_TORCH_CPU_INDEX = env.str(
+    "ALADDIN_IMAGES_TORCH_CPU_INDEX", default="https://download.pytorch.org/whl/cpu"
+)
+# A Miniforge installer (a local file): recipes with conda are unavailable without it.
+IMAGES_CONDA_INSTALLER = env.str("ALADDIN_IMAGES_CONDA_INSTALLER", default="")
+if IMAGES_CONDA_INSTALLER and not IMAGES_CONDA_INSTALLER.startswith("/"):
+    raise ImproperlyConfigured(
+        f"ALADDIN_IMAGES_CONDA_INSTALLER must be an absolute path, got {IMAGES_CONDA_INSTALLER}"
+    )
 
 # --- SSH gateway (aladdin/sshgw, issue 13; docs/operations.md) ----------------
 # Where `manage.py ssh_gateway` listens, and the host and port users are told

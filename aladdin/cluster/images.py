@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -102,3 +103,123 @@ class ImageState:
     @property
     def usable(self) -> bool:
         return self.state == BuildState.READY
+
+
+# --- torch builds ---------------------------------------------------------------------
+# The packages PyTorch publishes per CUDA build ("2.6.0+cu124"): a CUDA recipe
+# pins them by version, and both backends install the build its CUDA names
+# (or, for an allowed CPU build, "+cpu") from PyTorch's own index.
+TORCH_PACKAGES = frozenset({"torch", "torchvision", "torchaudio"})
+_PIN_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;+]+)\s*$")
+
+
+def cuda_nodot(cuda: str) -> str:
+    """ "12.4" -> "124" (PyTorch's index and local version label)."""
+    return cuda.replace(".", "")
+
+
+def pin_name(requirement: str) -> str:
+    """The normalized project name of a requirement ("Torch==2.6" -> "torch")."""
+    name = re.split(r"[\s<>=!~;\[@]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def torch_variant_pins(packages: tuple[str, ...], variant: str) -> tuple[str, ...]:
+    """``packages`` with each exact torch-family pin given the build label ``variant`` ("cu124", "cpu").
+
+    Without the label, pip may take either build of the same version from
+    the index it finds first; with it, only the build the recipe means.
+    """
+    pins = []
+    for requirement in packages:
+        match = _PIN_RE.match(requirement)
+        if match and pin_name(match.group(1)) in TORCH_PACKAGES:
+            pins.append(f"{match.group(1)}=={match.group(2)}+{variant}")
+        else:
+            pins.append(requirement)
+    return tuple(pins)
+
+
+def has_torch(recipe: ImageRecipe) -> bool:
+    return any(pin_name(p) in TORCH_PACKAGES for p in recipe.packages)
+
+
+# --- container build file (the Kubernetes backend) --------------------------------------
+# nvidia/cuda publishes full versions only ("12.4.1-cudnn-runtime-ubuntu22.04"):
+# the newest patch release of each CUDA a catalog image names.
+CUDA_IMAGE_VERSIONS = {"11.8": "11.8.0", "12.1": "12.1.1", "12.4": "12.4.1", "12.6": "12.6.3"}
+BASE_OS_IMAGES = {"debian-12": "debian:bookworm-slim", "ubuntu-22.04": "ubuntu:22.04"}
+# A fixed uv release: the Python of non-Debian bases (python-build-standalone).
+UV_IMAGE = "ghcr.io/astral-sh/uv:0.5.11"
+MINIFORGE_URL = (
+    "https://github.com/conda-forge/miniforge/releases/latest/download/Miniforge3-Linux-x86_64.sh"
+)
+VENV = "/opt/venv"
+
+
+def default_base_image(recipe: ImageRecipe) -> str:
+    """The container image a recipe's Dockerfile starts FROM."""
+    if recipe.cuda:
+        version = CUDA_IMAGE_VERSIONS.get(recipe.cuda, f"{recipe.cuda}.0")
+        return f"nvidia/cuda:{version}-cudnn-runtime-ubuntu22.04"
+    if recipe.base_os == BASE_OS_HOST and recipe.python:
+        return f"python:{recipe.python}-slim-bookworm"
+    try:
+        return BASE_OS_IMAGES[recipe.base_os]
+    except KeyError:
+        raise ValueError(f"no container base image for base_os {recipe.base_os!r}") from None
+
+
+def render_dockerfile(recipe: ImageRecipe, *, base_image: str = "") -> str:
+    """A Dockerfile that builds ``recipe`` as a container image (pure; ``base_image`` overrides FROM).
+
+    The same recipe the local backend builds: its Python version, its
+    Debian packages, conda (Miniforge) when it says so, and exactly its
+    pinned packages (torch's CUDA build from PyTorch's index). Python comes
+    from the python:X.Y image on Debian, and from uv's standalone builds on
+    any other base (CUDA images are Ubuntu-based).
+    """
+    base = base_image or default_base_image(recipe)
+    python_image = base.startswith("python:")
+    lines = [
+        f"# {recipe.ref}: written by `manage.py image_dockerfile` from its recipe; do not edit.",
+        f"FROM {base}",
+        f'LABEL org.opencontainers.image.title="{recipe.ref}" aladdin.image.key="{recipe.key()}"',
+        "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_NO_CACHE_DIR=1",
+    ]
+    apt = sorted(set(recipe.apt) | ({"ca-certificates", "curl"} if recipe.conda else set()))
+    if apt:
+        lines.append(
+            "RUN apt-get update \\\n"
+            f"    && apt-get install -y --no-install-recommends {' '.join(apt)} \\\n"
+            "    && rm -rf /var/lib/apt/lists/*"
+        )
+    path = []
+    if recipe.python and not python_image:
+        lines += [
+            f"COPY --from={UV_IMAGE} /uv /usr/local/bin/uv",
+            "ENV UV_PYTHON_INSTALL_DIR=/opt/python",
+            f"RUN uv venv --seed --python {recipe.python} {VENV}",
+        ]
+        path.append(f"{VENV}/bin")
+    if recipe.conda:
+        lines.append(
+            f"RUN curl -fsSL -o /tmp/miniforge.sh {MINIFORGE_URL} \\\n"
+            "    && bash /tmp/miniforge.sh -b -p /opt/conda && rm /tmp/miniforge.sh"
+        )
+        path.append("/opt/conda/condabin")
+    if path:
+        lines.append(f"ENV PATH={':'.join(path)}:$PATH")
+    if recipe.packages:
+        packages = recipe.packages
+        index = ""
+        if recipe.cuda and has_torch(recipe):
+            variant = f"cu{cuda_nodot(recipe.cuda)}"
+            packages = torch_variant_pins(packages, variant)
+            index = f" \\\n    --extra-index-url https://download.pytorch.org/whl/{variant}"
+        quoted = " ".join(shlex.quote(p) for p in packages)
+        lines.append(f"RUN python -m pip install --no-cache-dir{index} \\\n    {quoted}")
+    if recipe.python:
+        lines.append("RUN python --version && pip --version")
+    lines += ["WORKDIR /root", 'CMD ["bash"]']
+    return "\n".join(lines) + "\n"

@@ -40,6 +40,7 @@ from .base import (
     WorkloadStatus,
     check_port,
 )
+from .images import ImageRecipe, ImageState
 from .protocol import AgentError
 
 AGENT_DOWN = "the local agent is not running (make run starts it)"
@@ -461,6 +462,15 @@ class LocalDriver(ClusterDriver):
     def storage_usage_bytes(self, *, user_id: int) -> int:
         usage: protocol.UsageInfo = self._ask(protocol.Usage(user_id=int(user_id)), timeout=120)
         return usage.bytes
+
+    # --- images (issue 14): the agent builds them (agent/images.py) ---
+    def image_status(self, recipe: ImageRecipe) -> ImageState:
+        answer: protocol.ImageStateAnswer = self._ask(protocol.ImageStatus(recipe=recipe))
+        return answer.state
+
+    def build_image(self, recipe: ImageRecipe) -> ImageState:
+        answer: protocol.ImageStateAnswer = self._ask(protocol.BuildImage(recipe=recipe))
+        return answer.state
 
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Raises NoCapacity when a card model asked for has none free (a typed refusal)."""

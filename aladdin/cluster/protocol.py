@@ -35,10 +35,18 @@ OpenTerminal           Done, then a stream     ``not_running``
 Exec (exec)            Done, then a stream     ``not_running``
 OpenFiles (files)      Done, then a stream     ``unavailable`` (cannot sandbox)
 ConnectPort            Done, then raw bytes    ``not_running``, ``connection_refused``
+ImageStatus            ImageStateAnswer        --
+BuildImage             ImageStateAnswer        --
 =====================  ======================  ======================================
 
-A start that was accepted but could not run (bad image, bwrap failed) is
-not an error: the answer's status has phase ``failed`` and the reason, as a
+``ImageStatus`` says where an image recipe stands (never builds);
+``BuildImage`` starts its build unless it is ready, building or
+unavailable: a failed build or an unavailable recipe is an answer (its
+state and reason), not an error. An agent older than images answers
+``invalid`` (unknown operation).
+
+A start that was accepted but could not run (bad image, an image that is
+not built, bwrap failed) is not an error: the answer's status has phase ``failed`` and the reason, as a
 pod that fails to start does on Kubernetes. Any operation may also fail with
 ``unavailable`` (the agent hit an OS error, or cannot be reached: the driver
 raises that one itself).
@@ -87,6 +95,7 @@ from functools import cache
 from typing import Any, ClassVar, Union
 
 from .base import DriverError, NoCapacity, WorkloadSpec, WorkloadStatus
+from .images import ImageRecipe, ImageState
 
 
 # --- errors ------------------------------------------------------------------------
@@ -372,6 +381,29 @@ class ConnectPort:
     port: int
 
 
+# --- images (issue 14) ---
+@dataclass(frozen=True)
+class ImageStatus:
+    """Where ``recipe`` stands on this host (:meth:`ClusterDriver.image_status`)."""
+
+    op: ClassVar[str] = "image_status"
+    recipe: ImageRecipe
+
+
+@dataclass(frozen=True)
+class BuildImage:
+    """Start building ``recipe`` unless it is ready, building or unavailable (:meth:`ClusterDriver.build_image`)."""
+
+    op: ClassVar[str] = "build_image"
+    recipe: ImageRecipe
+
+
+@dataclass(frozen=True)
+class ImageStateAnswer:
+    state: ImageState
+
+
+# --- the tables ---
 Request = (
     Health
     | EnsureUserSpace
@@ -390,6 +422,8 @@ Request = (
     | Exec
     | OpenFiles
     | ConnectPort
+    | ImageStatus
+    | BuildImage
 )
 REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
 
@@ -436,7 +470,16 @@ class LogChunk:
     ended: bool  # the workload has ended (or has no record): the log cannot grow
 
 
-Answer = Done | HealthInfo | UsageInfo | DiskInfo | StatusAnswer | ListAnswer | LogChunk
+Answer = (
+    Done
+    | HealthInfo
+    | UsageInfo
+    | DiskInfo
+    | StatusAnswer
+    | ListAnswer
+    | LogChunk
+    | ImageStateAnswer
+)
 
 ANSWERS: dict[type, type] = {
     Health: HealthInfo,
@@ -456,6 +499,8 @@ ANSWERS: dict[type, type] = {
     Exec: Done,
     OpenFiles: Done,
     ConnectPort: Done,
+    ImageStatus: ImageStateAnswer,
+    BuildImage: ImageStateAnswer,
 }
 
 

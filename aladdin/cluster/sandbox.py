@@ -63,11 +63,6 @@ BWRAP = host_program("bwrap")
 NSENTER = host_program("nsenter")
 # A variable name a workload may set (the portal's rule too, workshops.models.env_key).
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Where an image's interpreter is looked for when the operator mapped none:
-# the host's system Python. Not `which python3`: on a developer's machine that
-# is often under the host's /root (pyenv) or the project's venv, neither of
-# which the sandbox may see.
-DEFAULT_INTERPRETER = "/usr/bin/python3"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The variables a workload gets besides the spec's own (SPEC: "env from the
 # spec only"): nothing of the agent's environment leaks in.
@@ -127,34 +122,6 @@ def etc_files(uid: int) -> dict[str, bytes]:
     }
 
 
-def interpreter_for(image: str, image_map: dict[str, str]) -> str | None:
-    """The operator's interpreter for a catalog image, else the host's Python (None if absent)."""
-    path = image_map.get(image) or image_map.get(image.split(":", 1)[0])
-    if path:
-        return path
-    return DEFAULT_INTERPRETER if os.path.exists(DEFAULT_INTERPRETER) else None
-
-
-def interpreter_prefixes(interpreter: str | None) -> list[Path]:
-    """The host directories a sandbox needs, read-only, to run ``interpreter`` (none under /usr).
-
-    An operator's environment (/opt/envs/torch/bin/python) is bound at its
-    own path so that its shebangs keep working. A venv's ``bin/python`` is a
-    symlink to the interpreter it was made with: Debian's /usr/bin/python3
-    (``make payload-venv``) is in the sandbox already, any other base (a
-    Python built under /opt) is bound too, or the symlink would dangle.
-    """
-    if not interpreter:
-        return []
-    prefixes = []
-    for path in (Path(interpreter), Path(os.path.realpath(interpreter))):
-        prefix = path.parent.parent
-        if path.is_relative_to("/usr") or prefix in prefixes:
-            continue
-        prefixes.append(prefix)
-    return prefixes
-
-
 def check_traversable(path: Path, uid: int) -> Path | None:
     """The first ancestor of ``path`` that ``uid`` cannot enter (bwrap would fail), else None."""
     for directory in [*reversed(path.parents), path]:
@@ -184,7 +151,8 @@ def bwrap_options(
     volume: Path,
     env: dict[str, str],
     workdir: str = "/root",
-    interpreter: str | None = None,
+    image_dirs: tuple[Path, ...] = (),
+    userland: Path = Path("/"),
     gpu_devices: tuple[str, ...] = (),
     etc_fds: dict[str, int] | None = None,
     info_fd: int | None = None,
@@ -195,6 +163,10 @@ def bwrap_options(
     ``etc_fds`` maps a file name of the generated /etc to a readable fd (a
     pipe holding :func:`etc_files`); the caller passes those fds on.
     ``info_fd`` receives bwrap's JSON with the sandboxed child's host pid.
+    ``image_dirs`` (the workload's image environment) are bound read-only
+    at their own paths, so their scripts' shebangs hold; ``userland`` is
+    the root whose ``/usr`` and ``/etc`` pieces the sandbox gets: the
+    host's, or an operator's root filesystem for another distribution.
     """
     check_env(env)
     workdir = workdir or "/root"
@@ -206,7 +178,7 @@ def bwrap_options(
         "--disable-userns",
         "--die-with-parent",
         "--new-session",  # no TIOCSTI into a terminal the workload does not own
-        "--ro-bind", "/usr", "/usr",
+        "--ro-bind", str(userland / "usr"), "/usr",
         "--symlink", "usr/lib", "/lib",
         "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin",
@@ -220,11 +192,12 @@ def bwrap_options(
     for name, fd in (etc_fds or {}).items():
         argv += ["--file", str(fd), f"/etc/{name}"]
     for name in HOST_ETC:
-        host = Path("/etc") / name
+        # Name resolution is the host's; the rest belongs with the /usr in use.
+        host = (Path("/") if name in ("resolv.conf", "hosts") else userland) / "etc" / name
         if host.exists():
-            argv += ["--ro-bind", str(host), str(host)]
-    for prefix in interpreter_prefixes(interpreter):
-        argv += ["--ro-bind", str(prefix), str(prefix)]
+            argv += ["--ro-bind", str(host), f"/etc/{name}"]
+    for directory in image_dirs:
+        argv += ["--ro-bind", str(directory), str(directory)]
     for device in gpu_devices:
         for node in (
             f"/dev/nvidia{device}",
@@ -261,12 +234,14 @@ def bwrap_argv(args_fd_number: int, command: list[str]) -> list[str]:
 
 
 def workload_env(
-    spec_env: dict[str, str], *, interpreter: str | None, gpu_devices: tuple[str, ...]
+    spec_env: dict[str, str], *, bin_dirs: tuple[str, ...] = (), gpu_devices: tuple[str, ...]
 ) -> dict[str, str]:
-    """The workload's whole environment: the spec's variables plus HOME, PATH, LANG, TERM."""
-    path = SANDBOX_PATH
-    if interpreter:
-        path = f"{Path(interpreter).parent}:{path}"
+    """The workload's whole environment: the spec's variables plus HOME, PATH, LANG, TERM.
+
+    ``bin_dirs`` (the image environment's ``bin``) come first on PATH: its
+    ``python`` and ``pip`` are the ones a script finds.
+    """
+    path = ":".join([*bin_dirs, SANDBOX_PATH])
     env = {**BASE_ENV, "PATH": path, **{str(k): str(v) for k, v in spec_env.items()}}
     env["HOME"] = "/root"  # the spec cannot move the volume
     if gpu_devices:

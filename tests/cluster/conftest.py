@@ -1,4 +1,12 @@
-"""A private local agent per test: real processes, a temporary socket, volumes and var/."""
+"""A private local agent per test: real processes, a temporary socket, volumes and var/.
+
+Image environments are built once per test session (:func:`built_images`):
+a small recipe (Python 3.12 and one pinned pure-Python package) and the
+test torch image (Python 3.11 with the torch 2.13.0 CPU build that pip
+takes from this machine's disk), into an images root that the agents of
+the tests needing them share (``start_agent(ALADDIN_IMAGES_ROOT=...)``).
+Every other agent gets an empty images root of its own.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from aladdin.cluster.base import LABEL_KIND, LABEL_OWNER, LABEL_USER, Resources, WorkloadSpec
+from aladdin.cluster.images import BuildState, ImageRecipe, ImageState
 from aladdin.cluster.local import LocalDriver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +30,27 @@ REPO = Path(__file__).resolve().parents[2]
 WORKSHOP_INIT = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done']
 
 
-def spec(name: str, *, user_id: int = 1, command=None, kind: str = "workshop", env=None):
+# The recipes the session builds (DESIGN: small recipes; the torch one because
+# the manual's CUDA check needs torch, and 2.13.0 CPU is on this machine's disk).
+SMALL_RECIPE = ImageRecipe("test-python:3.12", python="3.12", packages=("six==1.16.0",))
+TORCH_RECIPE = ImageRecipe(
+    "test-torch:2.13.0-cpu",
+    python="3.11",
+    # numpy keeps torch from warning at import that it is missing.
+    packages=("torch==2.13.0", "numpy==2.3.5"),
+)
+BUILD_TIMEOUT = 900
+
+
+def spec(
+    name: str,
+    *,
+    user_id: int = 1,
+    command=None,
+    kind: str = "workshop",
+    env=None,
+    recipe: ImageRecipe | None = None,
+):
     return WorkloadSpec(
         name=name,
         user_id=user_id,
@@ -31,7 +60,21 @@ def spec(name: str, *, user_id: int = 1, command=None, kind: str = "workshop", e
         env=env or {},
         resources=Resources(1000, 1024),
         labels={LABEL_USER: str(user_id), LABEL_KIND: kind, LABEL_OWNER: name},
+        recipe=recipe,
     )
+
+
+def wait_for_image(driver: LocalDriver, recipe: ImageRecipe, timeout: float = BUILD_TIMEOUT):
+    """Poll ``recipe``'s state until its build ended: every state seen, the last one ended."""
+    seen: list[ImageState] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        state = driver.image_status(recipe)
+        seen.append(state)
+        if state.state != BuildState.BUILDING:
+            return seen
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
 
 
 class RunningAgent:
@@ -59,6 +102,8 @@ class RunningAgent:
             # The default virtual cards on every machine (a GPU host's own
             # cards would change what the tests count); a test may override.
             "ALADDIN_LOCAL_GPUS": "virtual:40g=4,80g=4",
+            # Its own images root unless the test shares the session's.
+            "ALADDIN_IMAGES_ROOT": str(self.base / "images"),
             **self.env,
         }
         with self.log.open("ab") as out:
@@ -136,3 +181,42 @@ def agent(start_agent) -> RunningAgent:
     if not running.health["sandbox"]:
         pytest.skip(f"cannot sandbox here: {running.health['sandbox_reason']}")
     return running
+
+
+class BuiltImages:
+    """The session's images root, and each recipe's build (states seen, in order), built on first use."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.root = base / "images"
+        self.builds: dict[str, list[ImageState]] = {}
+
+    def build(self, recipe: ImageRecipe) -> ImageState:
+        """``recipe`` built into the session's root (once); its final state."""
+        key = recipe.key()
+        if key not in self.builds:
+            agent = RunningAgent(self.base, {"ALADDIN_IMAGES_ROOT": str(self.root)})
+            agent.start()
+            try:
+                agent.driver.build_image(recipe)
+                self.builds[key] = wait_for_image(agent.driver, recipe)
+            finally:
+                agent.stop()
+        final = self.builds[key][-1]
+        # The agent's log (its build steps) says where a failed build stopped.
+        log = self.base / "agent-output.log"
+        assert final.state == BuildState.READY, (final, log.read_text()[-3000:])
+        return final
+
+    def agent_env(self) -> dict[str, str]:
+        return {"ALADDIN_IMAGES_ROOT": str(self.root)}
+
+
+@pytest.fixture(scope="session")
+def built_images():
+    """The session's image builds (:class:`BuiltImages`); removed at the end of the session."""
+    base = Path(tempfile.mkdtemp(prefix="aladdin-images-"))
+    os.chmod(base, 0o711)
+    (base / "var").mkdir(mode=0o700)
+    yield BuiltImages(base)
+    shutil.rmtree(base, ignore_errors=True)

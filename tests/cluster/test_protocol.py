@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from aladdin.cluster import protocol
 from aladdin.cluster.agent.journal import Journal
 from aladdin.cluster.base import DriverError, NoCapacity, Resources, WorkloadSpec
+from aladdin.cluster.images import BuildState, ImageRecipe, ImageState
 from aladdin.cluster.protocol import AgentError, ErrorCode
 
 SPEC = WorkloadSpec(
@@ -42,6 +44,12 @@ EVERY_REQUEST = [
     protocol.Exec(name="ws-1", command=["sh", "-c", "ls"], tty=True, env={"TERM": "vt100"}),
     protocol.OpenFiles(user_id=3),
     protocol.ConnectPort(name="ws-1", port=8888),
+    # images (issue 14)
+    protocol.ImageStatus(
+        recipe=ImageRecipe("python:3.12", python="3.12", packages=("six==1.16.0",))
+    ),
+    protocol.BuildImage(recipe=ImageRecipe("tools:1", apt=("git",), cuda="12.4", conda=True)),
+    protocol.Start(spec=replace(SPEC, recipe=ImageRecipe("python:3.11", python="3.11"))),
 ]
 
 
@@ -49,6 +57,27 @@ EVERY_REQUEST = [
 def test_every_request_survives_the_wire(request_):
     line = protocol.encode_line(protocol.encode_request(request_))
     assert protocol.decode_request(protocol.decode_line(line)) == request_
+
+
+def test_a_start_from_a_portal_without_recipes_runs_on_no_image():
+    # An older portal sends no recipe: the agent reads None (the host's userland).
+    message = protocol.encode_request(protocol.Start(spec=SPEC))
+    del message["spec"]["recipe"]
+    assert protocol.decode_request(message).spec.recipe is None
+
+
+def test_an_image_state_survives_the_wire():
+    state = ImageState(
+        key="torch-abc",
+        state=BuildState.READY,
+        progress=100,
+        cpu_only=True,
+        facts={"python": "3.11.7", "packages": {"torch": "2.6.0+cpu"}, "cuda": ""},
+    )
+    wire = json.loads(
+        protocol.encode_line(protocol.encode_answer(protocol.ImageStateAnswer(state)))
+    )
+    assert protocol.decode_answer(protocol.BuildImage, wire).state == state
 
 
 def test_every_request_has_an_answer_type():

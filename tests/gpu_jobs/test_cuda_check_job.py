@@ -2,7 +2,8 @@
 
 A user launches ``test.py`` (the manual's script, verbatim) as a GPU Run job
 on a 40G card with a torch image; the local backend runs it in the user's
-sandbox with torch 2.13.0 (CPU) from the job-payload venv; its output
+sandbox on the test torch image (Python 3.11 with torch 2.13.0, the CPU
+build, built once per session by tests/cluster/conftest.py); its output
 reaches a websocket client of ``ws/jobs/<id>/logs/``; the job ends
 succeeded and is billed to its exit. No GPU here: the script reports that
 CUDA is unavailable and trains on the CPU, as it does on such a machine.
@@ -12,16 +13,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
+from aladdin.cluster.base import WorkloadSpec, WorkloadStatus
+from aladdin.cluster.local import LocalDriver
 from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import owed
-from tests.cluster.conftest import REPO, start_agent  # noqa: F401
+from tests.cluster.conftest import REPO, TORCH_RECIPE, built_images, start_agent  # noqa: F401
 from tests.gpu_jobs.test_logs import collect, cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,17 +32,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
 
 
+class TorchImageDriver(LocalDriver):
+    """The agent's driver, with the test torch image's recipe on each start that names none.
+
+    Stands in for the catalog's recipe of the job's image (the portal side of
+    issue 14): the real torch images are CUDA builds this host cannot run.
+    """
+
+    def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
+        return super().start_workload(replace(spec, recipe=spec.recipe or TORCH_RECIPE))
+
+
 @pytest.fixture
-def torch_agent(start_agent, use_driver):  # noqa: F811 - the imported fixture
-    venv = settings.PAYLOAD_VENV
-    if not (venv / "bin" / "python").exists():
-        message = f"no job-payload venv at {venv}: run `make payload-venv`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    agent = start_agent(ALADDIN_PAYLOAD_VENV=str(venv), ALADDIN_LOCAL_IMAGE_MAP="")
+def torch_agent(start_agent, built_images, use_driver):  # noqa: F811 - the imported fixtures
+    built_images.build(TORCH_RECIPE)
+    agent = start_agent(**built_images.agent_env())
     if not agent.health["sandbox"]:
         pytest.skip(f"cannot sandbox here: {agent.health['sandbox_reason']}")
+    agent.driver = TorchImageDriver(socket_path=agent.socket)
     use_driver(agent.driver)
     return agent
 

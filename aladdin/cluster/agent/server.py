@@ -25,6 +25,7 @@ from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
 from . import execs, files, ports, projquota, pty
+from .images import Images
 from .journal import HEARTBEAT_SECONDS, Journal
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
@@ -49,7 +50,7 @@ class Agent:
         state_dir: Path,
         volumes_dir: Path,
         uid_base: int = 20000,
-        image_map: dict[str, str] | None = None,
+        images: Images | None = None,
         insecure: bool = False,
         gpus: str = "auto",
         log_max_bytes: int = DEFAULT_MAX_BYTES,
@@ -61,12 +62,17 @@ class Agent:
         self.logs_dir = self.state_dir / "logs"
         self.gpus_config = gpus
         self.journal = Journal(self.state_dir)
+        # Without an images root (an embedding that builds none) every recipe
+        # is unavailable; the portal's settings always give one.
+        self.images = images or Images(
+            self.state_dir / "images", pythons=[], build_uid=uid_base, has_nvidia=False
+        )
         self.workloads = Workloads(
             volumes_dir=self.volumes_dir,
             logs_dir=self.logs_dir,
             journal=self.journal,
             uid_base=uid_base,
-            image_map=image_map or {},
+            images=self.images,
             insecure=insecure,
             log_max_bytes=log_max_bytes,
             log_user_max_bytes=log_user_max_bytes,
@@ -101,6 +107,7 @@ class Agent:
         if not workloads.sandbox_ok:
             log.warning("cannot sandbox: %s", workloads.sandbox_reason)
         workloads.load(self.journal.load())
+        self.images.prepare()
 
     def serve_forever(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`shutdown`); the main thread spawns workloads."""
@@ -127,6 +134,7 @@ class Agent:
                 self.journal.beat()
                 last_beat = time.monotonic()
             self.workloads.run_spawns(timeout=MAIN_LOOP_WAIT_SECONDS)
+        self.images.stop()
         self.workloads.stop_all()
         self._server.shutdown()
         self._server.server_close()
@@ -168,6 +176,11 @@ class Agent:
                 return self.read_logs(name, offset, limit)
             case protocol.DeleteLogs(name=name):
                 workloads.delete_logs(name)
+            # --- images (issue 14) ---
+            case protocol.ImageStatus(recipe=recipe):
+                return protocol.ImageStateAnswer(self.images.status(recipe))
+            case protocol.BuildImage(recipe=recipe):
+                return protocol.ImageStateAnswer(self.images.build(recipe))
             case _:
                 raise AgentError(ErrorCode.INVALID, f"{request.op} is a stream, not a call")
         return protocol.Done()

@@ -39,6 +39,7 @@ from .. import gpus as gpu_cards
 from .. import sandbox
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
+from .images import BuildError, ImageEnv, Images
 from .journal import Journal, JournalState
 from .output import OutputStore
 from .projquota import ProjectQuotas, Support
@@ -123,7 +124,7 @@ class Workloads:
         logs_dir: Path,
         journal: Journal,
         uid_base: int,
-        image_map: dict[str, str],
+        images: Images,
         insecure: bool,
         log_max_bytes: int,
         log_user_max_bytes: int,
@@ -131,7 +132,7 @@ class Workloads:
         self.volumes_dir = volumes_dir
         self.journal = journal
         self.uid_base = uid_base
-        self.image_map = image_map
+        self.images = images
         self.insecure = insecure
         # Set by the agent's prepare(): what the host can do.
         self.sandbox_ok = False
@@ -282,8 +283,38 @@ class Workloads:
         # the caller gets an error worth retrying, and no record or card is
         # left behind to make the retry find a start that never happened.
         self.ensure_user_space(spec.user_id)
+        # The image's environment, or why there is none: the start is then
+        # accepted and fails at once with that reason, as a pod whose image
+        # cannot be pulled. Never another interpreter in its place.
+        try:
+            image_env: ImageEnv | None = self.images.env_for(spec.recipe)
+            unready = ""
+        except BuildError as exc:
+            image_env, unready = None, str(exc)
         with self.lock:
             existing = self._table.get(spec.name)  # a concurrent start of the name won
+            if existing is not None:
+                return existing.record()
+            if image_env is None:
+                now = _now()
+                failed = Workload(
+                    name=spec.name,
+                    phase=Phase.FAILED,
+                    user_id=spec.user_id,
+                    kind=spec.kind,
+                    image=spec.image,
+                    labels=dict(spec.labels),
+                    reason=unready,
+                    started_at=now,
+                    finished_at=now,
+                )
+                failed.ended.set()
+                self._table[spec.name] = failed
+        if image_env is None:
+            self.save()
+            return failed.record()
+        with self.lock:
+            existing = self._table.get(spec.name)
             if existing is not None:
                 return existing.record()
             wanted = {model: n for model, n in spec.resources.gpus.items() if n > 0}
@@ -310,7 +341,7 @@ class Workloads:
 
         def spawn() -> None:
             try:
-                self._spawn(workload, spec)
+                self._spawn(workload, spec, image_env)
                 future.set_result(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 future.set_exception(exc)
@@ -337,15 +368,14 @@ class Workloads:
             return
         spawn()
 
-    def _spawn(self, workload: Workload, spec: WorkloadSpec) -> None:
+    def _spawn(self, workload: Workload, spec: WorkloadSpec, image_env: ImageEnv) -> None:
         name, user_id = workload.name, int(spec.user_id)
         uid = self.uid_for(user_id)
         volume = self.volume_for(user_id)
-        interpreter = sandbox.interpreter_for(workload.image, self.image_map)
         cards = workload.cards
         # Device numbers (for the sandbox's device nodes) and what CUDA sees.
         gpus = tuple(c.index for c in cards) or spec.gpu_devices
-        env = sandbox.workload_env(spec.env, interpreter=interpreter, gpu_devices=gpus)
+        env = sandbox.workload_env(spec.env, bin_dirs=image_env.bin_dirs, gpu_devices=gpus)
         if cards:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(c.visible_id for c in cards)
             if any(c.virtual for c in cards):
@@ -363,7 +393,7 @@ class Workloads:
         try:
             if self.sandbox_ok:
                 proc = self._spawn_sandboxed(
-                    workload, spec, env, command, volume, interpreter, gpus, uid, out_w, as_user
+                    workload, spec, env, command, volume, image_env, gpus, uid, out_w, as_user
                 )
             else:
                 # No sandbox (single user, or the operator's insecure flag):
@@ -408,7 +438,7 @@ class Workloads:
         env: dict[str, str],
         command: list[str],
         volume: Path,
-        interpreter: str | None,
+        image_env: ImageEnv,
         gpus: tuple[str, ...],
         uid: int,
         out_w: int,
@@ -433,7 +463,8 @@ class Workloads:
                     volume=volume,
                     env=env,
                     workdir=spec.workdir or "/root",
-                    interpreter=interpreter,
+                    image_dirs=(image_env.path,) if image_env.path else (),
+                    userland=image_env.userland,
                     gpu_devices=gpus,
                     etc_fds=etc_fds,
                     info_fd=info_w,

@@ -11,7 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from aladdin.cluster import gpus
 from aladdin.cluster.agent import Agent
+from aladdin.cluster.agent.images import Images
 
 
 class Command(BaseCommand):
@@ -26,12 +28,26 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        images = Images(
+            settings.IMAGES_ROOT,
+            pythons=settings.IMAGES_PYTHONS,
+            # pip and the packages' install scripts run as the agent's self-test
+            # uid, which no user has (agent/images.py).
+            build_uid=settings.LOCAL_UID_BASE,
+            # The host's own cards, whatever ALADDIN_LOCAL_GPUS hands out: CUDA
+            # builds need the real driver.
+            has_nvidia=bool(gpus.host_cards()),
+            allow_cpu_builds=settings.IMAGES_ALLOW_CPU_BUILDS,
+            torch_index=settings.IMAGES_TORCH_INDEX,
+            torch_cpu_index=settings.IMAGES_TORCH_CPU_INDEX,
+            conda_installer=settings.IMAGES_CONDA_INSTALLER,
+        )
         agent = Agent(
             socket_path=Path(options["socket"] or settings.LOCAL_AGENT_SOCKET),
             state_dir=Path(options["state_dir"] or settings.LOCAL_AGENT_DIR),
             volumes_dir=Path(options["volumes_dir"] or settings.LOCAL_VOLUMES_DIR),
             uid_base=settings.LOCAL_UID_BASE,
-            image_map=settings.LOCAL_IMAGE_MAP,
+            images=images,
             insecure=settings.ALADDIN_LOCAL_INSECURE,
             gpus=settings.LOCAL_GPUS,
             log_max_bytes=settings.LOCAL_LOG_MAX_MIB * 2**20,
