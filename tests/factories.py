@@ -334,3 +334,22 @@ class JobConfigurationFactory(DjangoModelFactory):
             config.set_env(extracted)
             if create:
                 config.save()
+
+
+def catalog_image(recipe) -> Image:
+    """A catalog row carrying ``recipe`` (an ImageRecipe), as staff would enter it."""
+    name, _sep, tag = recipe.ref.partition(":")
+    image, _created = Image.objects.update_or_create(
+        name=name,
+        tag=tag,
+        defaults={
+            "description": f"test image {recipe.ref}",
+            "python_version": recipe.python,
+            "packages": list(recipe.packages),
+            "apt_packages": list(recipe.apt),
+            "conda": recipe.conda,
+            "cuda": recipe.cuda,
+            "base_os": recipe.base_os,
+        },
+    )
+    return image

@@ -13,34 +13,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import replace
 
 import pytest
 from django.utils import timezone
 
-from aladdin.cluster.base import WorkloadSpec, WorkloadStatus
-from aladdin.cluster.local import LocalDriver
 from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import owed
 from tests.cluster.conftest import REPO, TORCH_RECIPE, built_images, start_agent  # noqa: F401
+from tests.factories import catalog_image
 from tests.gpu_jobs.test_logs import collect, cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
-
-
-class TorchImageDriver(LocalDriver):
-    """The agent's driver, with the test torch image's recipe on each start that names none.
-
-    Stands in for the catalog's recipe of the job's image (the portal side of
-    issue 14): the real torch images are CUDA builds this host cannot run.
-    """
-
-    def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
-        return super().start_workload(replace(spec, recipe=spec.recipe or TORCH_RECIPE))
 
 
 @pytest.fixture
@@ -49,7 +36,6 @@ def torch_agent(start_agent, built_images, use_driver):  # noqa: F811 - the impo
     agent = start_agent(**built_images.agent_env())
     if not agent.health["sandbox"]:
         pytest.skip(f"cannot sandbox here: {agent.health['sandbox_reason']}")
-    agent.driver = TorchImageDriver(socket_path=agent.socket)
     use_driver(agent.driver)
     return agent
 
@@ -64,9 +50,11 @@ def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket
     shutil.copy(CUDA_CHECK, target)
     os.chown(target, 20000 + user.pk, 20000 + user.pk)
 
-    # when: GPU Run on a 40G card with a torch image
+    # when: GPU Run on a 40G card with a torch image (the test's: the catalog's
+    # torch images are CUDA builds, unavailable on a host without NVIDIA GPUs)
+    image = catalog_image(TORCH_RECIPE)
     job = services.job_create(
-        user=user, kind="run", entry="test.py", image="torch:2.6.0-cu124", gpu_type=cards["40g"]
+        user=user, kind="run", entry="test.py", image=image.ref, gpu_type=cards["40g"]
     )
 
     # then: its output reaches a websocket client, to the end
@@ -94,3 +82,19 @@ def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket
         )
     )
     assert charged == job.charged_micro == owed(job, job.ended_at)
+
+
+def test_a_cuda_image_is_refused_here_with_its_reason_never_run_as_something_else(
+    torch_agent, user, cards, catalog, subscribe
+):
+    from aladdin.workloads import images
+
+    subscribe(user, "basic", timezone.now())
+    images.images_sync(driver=torch_agent.driver)
+    torch = images.image_for_ref("torch:2.6.0-cu124")
+    assert torch.build_state == "unavailable" and "NVIDIA" in torch.build_reason
+    with pytest.raises(images.ImageUnavailable) as refused:
+        services.job_create(
+            user=user, kind="run", entry="test.py", image=torch.ref, gpu_type=cards["40g"]
+        )
+    assert torch.build_reason in str(refused.value)
