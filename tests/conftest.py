@@ -16,6 +16,9 @@ Tests marked ``nightly`` run only under the nightly profile.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -210,3 +213,18 @@ def make_job(cards):
         )
 
     return _make
+
+
+# --- image builds (issue 14) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def built_images():
+    """The session's image builds (tests.cluster.conftest.BuiltImages); removed at the end of the session."""
+    base = Path(tempfile.mkdtemp(prefix="aladdin-images-"))
+    os.chmod(base, 0o711)
+    (base / "var").mkdir(mode=0o700)
+    from tests.cluster.conftest import BuiltImages
+
+    yield BuiltImages(base)
+    shutil.rmtree(base, ignore_errors=True)

@@ -40,6 +40,12 @@ TORCH_RECIPE = ImageRecipe(
     packages=("torch==2.13.0", "numpy==2.3.5"),
 )
 BUILD_TIMEOUT = 900
+# The catalog's own recipes that tests start through the portal: workshops'
+# default (tests.factories.seeded_catalog) and jobs' (gpu_jobs DEFAULT_IMAGE).
+CATALOG_DEFAULTS = (
+    ImageRecipe("python:3.12", python="3.12"),
+    ImageRecipe("python:3.11", python="3.11"),
+)
 
 
 def spec(
@@ -175,9 +181,14 @@ def start_agent():
 
 
 @pytest.fixture
-def agent(start_agent) -> RunningAgent:
-    """An agent that can sandbox; the test is skipped (with the agent's reason) if it cannot."""
-    running = start_agent()
+def agent(start_agent, built_images) -> RunningAgent:
+    """An agent that can sandbox; the test is skipped (with the agent's reason) if it cannot.
+
+    It shares the session's images root, where the catalog's default python
+    images are built (once): workloads the portal starts run on them.
+    """
+    built_images.build_catalog_defaults()
+    running = start_agent(**built_images.agent_env())
     if not running.health["sandbox"]:
         pytest.skip(f"cannot sandbox here: {running.health['sandbox_reason']}")
     return running
@@ -211,12 +222,6 @@ class BuiltImages:
     def agent_env(self) -> dict[str, str]:
         return {"ALADDIN_IMAGES_ROOT": str(self.root)}
 
-
-@pytest.fixture(scope="session")
-def built_images():
-    """The session's image builds (:class:`BuiltImages`); removed at the end of the session."""
-    base = Path(tempfile.mkdtemp(prefix="aladdin-images-"))
-    os.chmod(base, 0o711)
-    (base / "var").mkdir(mode=0o700)
-    yield BuiltImages(base)
-    shutil.rmtree(base, ignore_errors=True)
+    def build_catalog_defaults(self) -> None:
+        for recipe in CATALOG_DEFAULTS:
+            self.build(recipe)

@@ -21,7 +21,7 @@ from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import owed
-from tests.cluster.conftest import REPO, TORCH_RECIPE, built_images, start_agent  # noqa: F401
+from tests.cluster.conftest import REPO, TORCH_RECIPE, start_agent  # noqa: F401
 from tests.factories import catalog_image
 from tests.gpu_jobs.test_logs import collect, cookie
 

@@ -139,12 +139,14 @@ def keygen(path: Path, kind: str = "ed25519") -> str:
 
 
 @pytest.fixture(scope="module")
-def portal(migrated_db):  # noqa: F811 - the imported fixture
+def portal(migrated_db, built_images):  # noqa: F811 - the imported fixtures
     # Under /tmp, 0711: sandbox uids traverse to their volumes (tests/cluster/conftest.py).
     base = Path(tempfile.mkdtemp(prefix="aladdin-sshgw-"))
     os.chmod(base, 0o711)
     (base / "var").mkdir(mode=0o711)
-    agent = RunningAgent(base, {})
+    # Workshops run on the catalog's python image, built once a session.
+    built_images.build_catalog_defaults()
+    agent = RunningAgent(base, built_images.agent_env())
     agent.start()
     try:
         if not agent.health["sandbox"]:
