@@ -384,6 +384,10 @@ class HealthInfo:
     single_user_id: int | None = None  # only while unsandboxed and not insecure
     running: int = 0
     gpus: GpuSummary | None = None
+    # How workloads are limited ("cgroup v1", "cgroup v2"), "" when they are
+    # not; then limits_reason says why (aladdin.cluster.cgroups.detect).
+    limits: str = ""
+    limits_reason: str = ""
 
 
 @dataclass(frozen=True)
