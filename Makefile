@@ -111,6 +111,10 @@ bench-ssh: venv system-test-deps ## scp (1 GiB) and keystrokes through the SSH g
 	@bash scripts/apt-ensure.sh openssh-server
 	$(BIN)/python bench/ssh_transfer.py $(or $(ARGS),--sizes 256 1024 --profile)
 
+.PHONY: bench-limits
+bench-limits: venv system-run-deps ## Cost of the local resource limits: CPU- and memory-bound payloads in the sandbox with vs. without their cgroup (ARGS="--repeats 5")
+	$(BIN)/python bench/limits.py $(ARGS)
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
