@@ -117,13 +117,15 @@ def guarded(command: list[str]) -> list[str]:
 # with the same pid. Whatever it then forks is born inside the cgroup, so
 # nothing of the workload ever runs outside its limits. Anything but "go"
 # (the agent could not attach it, or died) ends it instead: it fails closed.
-# bash, not sh: dash takes descriptors 0-9 only in a redirection.
+# bash, not sh: dash takes descriptors 0-9 only in a redirection; env drops
+# what bash itself exports (PWD, SHLVL), so the program gets exactly the
+# environment the agent gave the gate (HOST_ENV for bwrap and nsenter).
 GATE = r"""
 IFS= read -r go <&"$1"
 eval "exec $1<&-"
 [ "$go" = go ] || exit 125
 shift
-exec "$@"
+exec /usr/bin/env -u PWD -u OLDPWD -u SHLVL -u _ "$@"
 """
 GATE_NAME = "aladdin-cgroup"
 
