@@ -279,3 +279,23 @@ def test_limits_off_are_reported_with_their_reason_and_workloads_still_run(start
     assert portal_view["limits_reason"] == agent.health["limits_reason"]
     start(agent, "ws-1", user_id=1)
     assert "ran" in run_in_terminal(agent.driver, "ws-1", "echo r''an")
+
+
+def test_a_resource_given_as_zero_is_left_unlimited_but_processes_still_are(limited):
+    # 0 means no preset said how much, not "nothing": no memory limit, no quota.
+    start(limited, "ws-1", user_id=1, cpu=0, memory=0)
+    found = limited.cgroups()
+    assert found is not None
+
+    if found.version == 1:
+        quota = (found.path("ws-1", "cpu") / "cpu.cfs_quota_us").read_text().strip()
+        memory = int((found.path("ws-1") / "memory.limit_in_bytes").read_text())
+        assert quota == "-1" and memory >= 2**62
+    else:
+        assert (found.path("ws-1") / "cpu.max").read_text().split()[0] == "max"
+        assert (found.path("ws-1") / "memory.max").read_text().strip() == "max"
+    assert (found.path("ws-1", "pids") / "pids.max").read_text().strip() == "4096"
+    mounts = run_in_terminal(
+        limited.driver, "ws-1", "echo SHM-$(grep -c ' /dev/shm ' /proc/mounts)"
+    )
+    assert "SHM-0" in mounts  # no tmpfs of its own: nothing to size
