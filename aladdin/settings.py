@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -661,6 +662,18 @@ CELERY_BEAT_SCHEDULE["workloads-disk-guard"] = {
     "schedule": float(LOCAL_DISK_CHECK_SECONDS),
     "options": {"expires": max(LOCAL_DISK_CHECK_SECONDS - 5, 1)},
 }
+# Each local workload runs in a cgroup of its own (aladdin/cluster/cgroups.py):
+# memory and CPU from its preset, and at most this many processes/threads, so a
+# fork bomb stays inside it.
+LOCAL_PIDS_MAX = _env_int("ALADDIN_LOCAL_PIDS_MAX", 4096, minimum=64)
+# Where the cgroup hierarchies are mounted, and the group under which the
+# agent makes one cgroup per workload (two agents on one host need two names).
+LOCAL_CGROUP_ROOT = Path(env.str("ALADDIN_LOCAL_CGROUP_ROOT", default="/sys/fs/cgroup"))
+LOCAL_CGROUP_PARENT = env.str("ALADDIN_LOCAL_CGROUP_PARENT", default="aladdin")
+if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", LOCAL_CGROUP_PARENT):
+    raise ImproperlyConfigured(
+        f"ALADDIN_LOCAL_CGROUP_PARENT must be a plain directory name, got {LOCAL_CGROUP_PARENT!r}"
+    )
 try:
     _local_gpus.parse_config(LOCAL_GPUS)
 except _local_gpus.GpuConfigError as exc:

@@ -46,7 +46,14 @@ def workshops_usage(user: User, exclude_workshop_id: int | None = None) -> Resou
     return total
 
 
-def isolation_notice() -> str:
+def cluster_health() -> dict:
+    """The driver's health (one agent round trip): what the notices below read."""
+    from aladdin import cluster
+
+    return cluster.get_driver().health()
+
+
+def isolation_notice(health: dict | None = None) -> str:
     """What users must know when workloads are not isolated (SPEC §9), or "".
 
     The local backend without a sandbox serves one user only, or several
@@ -54,9 +61,8 @@ def isolation_notice() -> str:
     """
     from django.utils.translation import gettext as _
 
-    from aladdin import cluster
-
-    health = cluster.get_driver().health()
+    if health is None:
+        health = cluster_health()
     if health.get("sandbox", "bubblewrap") != "unavailable":
         return ""
     if health.get("insecure"):
@@ -68,6 +74,24 @@ def isolation_notice() -> str:
         "This host cannot isolate workloads, so it serves a single user only; other users' "
         "workshops will be refused."
     )
+
+
+def limits_notice(health: dict | None = None) -> str:
+    """What users must know when workloads run without memory, CPU and process limits (SPEC §9), or "".
+
+    Only a driver that reports ``limits`` as "off" says so (the local
+    backend without cgroup control); one that says nothing has its own.
+    """
+    from django.utils.translation import gettext as _
+
+    if health is None:
+        health = cluster_health()
+    if health.get("limits") != "off":
+        return ""
+    return _(
+        "Resource limits are off: %(reason)s. A workload here can use all of the host's "
+        "memory and CPU, and slow down everyone's."
+    ) % {"reason": health.get("limits_reason", "")}
 
 
 def ssh_keys_for(user: User) -> QuerySet[SSHKey]:

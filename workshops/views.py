@@ -38,13 +38,15 @@ def _own(request, pk: int) -> Workshop:
 @login_required
 def workshop_list(request):
     workshops = list(selectors.workshops_for(request.user))
+    health = selectors.cluster_health()
     return render(
         request,
         "workshops/list.html",
         {
             "workshops": workshops,
             "refresh": REFRESH_SECONDS if any(w.is_transitional for w in workshops) else None,
-            "isolation": selectors.isolation_notice(),
+            "isolation": selectors.isolation_notice(health),
+            "limits": selectors.limits_notice(health),
         },
     )
 

@@ -440,6 +440,10 @@ class LocalDriver(ClusterDriver):
             # The dashboard says so (SPEC §9): single user, or insecure.
             result["sandbox_reason"] = agent.sandbox_reason
             result["single_user_id"] = agent.single_user_id
+        # Memory, CPU and process limits per workload (SPEC §9), or why there are none.
+        result["limits"] = agent.limits or "off"
+        if not agent.limits:
+            result["limits_reason"] = agent.limits_reason or "the agent does not enforce limits"
         return result
 
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:

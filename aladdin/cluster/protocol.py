@@ -446,6 +446,10 @@ class HealthInfo:
     # Per-directory hard caps on the volumes (project quotas), or why not (issue 14).
     project_quota: bool = False
     project_quota_reason: str = ""
+    # How workloads are limited ("cgroup v1", "cgroup v2"), "" when they are
+    # not; then limits_reason says why (aladdin.cluster.cgroups.detect).
+    limits: str = ""
+    limits_reason: str = ""
 
 
 @dataclass(frozen=True)

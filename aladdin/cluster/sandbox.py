@@ -105,6 +105,39 @@ def guarded(command: list[str]) -> list[str]:
     return ["/bin/sh", "-c", GUARD, "aladdin-guard", *command]
 
 
+# What a workload's first process (bwrap, or the command without a sandbox)
+# and every terminal's or exec's nsenter runs as until the agent has put it
+# into the workload's cgroup (aladdin.cluster.cgroups): it waits for the
+# agent's "go" on the descriptor named in $1, closes it and execs the rest,
+# with the same pid. Whatever it then forks is born inside the cgroup, so
+# nothing of the workload ever runs outside its limits. Anything but "go"
+# (the agent could not attach it, or died) ends it instead: it fails closed.
+# bash, not sh: dash takes descriptors 0-9 only in a redirection; env drops
+# what bash itself exports (PWD, SHLVL), so the program gets exactly the
+# environment the agent gave the gate (HOST_ENV for bwrap and nsenter).
+GATE = r"""
+IFS= read -r go <&"$1"
+eval "exec $1<&-"
+[ "$go" = go ] || exit 125
+shift
+exec /usr/bin/env -u PWD -u OLDPWD -u SHLVL -u _ "$@"
+"""
+GATE_NAME = "aladdin-cgroup"
+
+
+def gated(release_fd: int, argv: list[str]) -> list[str]:
+    """``argv`` behind :data:`GATE`, which waits on ``release_fd`` (the caller passes it on)."""
+    return ["/bin/bash", "-c", GATE, GATE_NAME, str(release_fd), *argv]
+
+
+def ungated(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """``argv`` without a :func:`gated` prefix: what the process runs once released."""
+    argv = list(argv)
+    if len(argv) > 4 and argv[:4] == ["/bin/bash", "-c", GATE, GATE_NAME]:
+        return argv[5:]
+    return argv
+
+
 def sandbox_uid(uid_base: int, user_id: int) -> int:
     return uid_base + int(user_id)
 
@@ -156,6 +189,7 @@ def bwrap_options(
     gpu_devices: tuple[str, ...] = (),
     etc_fds: dict[str, int] | None = None,
     info_fd: int | None = None,
+    shm_mib: int = 0,
 ) -> list[str]:
     """bwrap's options (not the command) to run with ``volume`` as /root and exactly ``env``.
 
@@ -167,6 +201,8 @@ def bwrap_options(
     at their own paths, so their scripts' shebangs hold; ``userland`` is
     the root whose ``/usr`` and ``/etc`` pieces the sandbox gets: the
     host's, or an operator's root filesystem for another distribution.
+    ``shm_mib`` sizes ``/dev/shm`` (the workload's memory: what it writes
+    there is charged to its memory cgroup anyway); 0 leaves bwrap's default.
     """
     check_env(env)
     workdir = workdir or "/root"
@@ -185,6 +221,7 @@ def bwrap_options(
         "--symlink", "usr/sbin", "/sbin",
         "--proc", "/proc",
         "--dev", "/dev",
+        *(["--size", str(shm_mib * 2**20), "--tmpfs", "/dev/shm"] if shm_mib else []),
         "--tmpfs", "/tmp",
         "--tmpfs", "/var/tmp",
         "--dir", "/etc",

@@ -10,6 +10,7 @@ Every other agent gets an empty images root of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from aladdin.cluster.base import LABEL_KIND, LABEL_OWNER, LABEL_USER, Resources, WorkloadSpec
+from aladdin.cluster.cgroups import Cgroups
+from aladdin.cluster.cgroups import detect as detect_cgroups
 from aladdin.cluster.images import BuildState, ImageRecipe, ImageState
 from aladdin.cluster.local import LocalDriver
 
@@ -96,6 +99,12 @@ class RunningAgent:
         self.proc: subprocess.Popen | None = None
         self.driver = LocalDriver(socket_path=self.socket)
         self.log = base / "agent-output.log"
+        self.cgroup_parent = f"aladdin-test-{base.name}"
+
+    def cgroups(self) -> Cgroups | None:
+        """The agent's workload cgroups as the test sees them (None where the host has none)."""
+        found, _reason = detect_cgroups(parent=self.cgroup_parent)
+        return found
 
     def start(self) -> None:
         env = {
@@ -110,6 +119,9 @@ class RunningAgent:
             "ALADDIN_LOCAL_GPUS": "virtual:40g=4,80g=4",
             # Its own images root unless the test shares the session's.
             "ALADDIN_IMAGES_ROOT": str(self.base / "images"),
+            # Its own cgroup group: agents of parallel tests (and their stale
+            # cleanup at start) never touch each other's workload cgroups.
+            "ALADDIN_LOCAL_CGROUP_PARENT": self.cgroup_parent,
             **self.env,
         }
         with self.log.open("ab") as out:
@@ -177,6 +189,12 @@ def start_agent():
     yield _start
     for agent in agents:
         agent.stop()
+    for agent in agents[:1]:  # they share the base, so the cgroup group
+        if (cgroups := agent.cgroups()) is not None:
+            cgroups.remove_stale(set())
+            for parent in cgroups.parents():
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
     shutil.rmtree(base, ignore_errors=True)
 
 

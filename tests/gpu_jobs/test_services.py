@@ -7,9 +7,11 @@ from datetime import timedelta
 import pytest
 import time_machine
 from celery.exceptions import Retry
+from django.urls import reverse
 
 from aladdin.accounts.models import Notification
 from aladdin.cluster.base import DriverError, NoCapacity, Phase, WorkloadStatus
+from aladdin.cluster.cgroups import oom_reason
 from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.admission import JobRefused
@@ -267,3 +269,29 @@ def test_configurations_are_saved_by_name_and_refuse_duplicates(user, cards, cat
     services.configuration_save(user=user, name="train", entry="c.py", configuration=config)
     config.refresh_from_db()
     assert config.entry == "/root/c.py"
+
+
+def test_a_job_killed_for_memory_fails_with_the_out_of_memory_reason_on_its_page(
+    launch, driver, client, user
+):
+    job = launch(cards_per_worker=2)
+    # the 80g card preset's memory per card, times two cards
+    memory_mib = job.gpu_type.memory_mib * 2
+    driver.workloads[job.workload_name] = WorkloadStatus(
+        name=job.workload_name,
+        phase=Phase.FAILED,
+        kind="job",
+        exit_code=137,
+        reason=oom_reason(memory_mib),
+        started_at=T0,
+        finished_at=T0 + timedelta(minutes=1),
+    )
+
+    with time_machine.travel(T0 + timedelta(minutes=2), tick=False):
+        services.jobs_reconcile()
+
+    job.refresh_from_db()
+    expected = f"out of memory (limit {memory_mib // 1024} GiB)"
+    assert (job.state, job.reason) == (JobState.FAILED, expected)
+    client.force_login(user)
+    assert expected in client.get(reverse("gpu_jobs:detail", args=[job.pk])).content.decode()

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.urls import reverse
 from django.utils import timezone
 
 from aladdin.cluster.base import Phase
+from aladdin.cluster.cgroups import oom_reason
 from workshops import services, tasks
 from workshops.choices import WorkshopState
 from workshops.models import WorkshopEvent
@@ -97,3 +99,20 @@ def test_one_unreachable_workload_does_not_stop_the_rest(user, make_workshop, dr
     assert set(driver.workloads) == {ws.workload_name, "ws-998"}
     assert WorkshopEvent.objects.filter(name="ws-999", kind="orphan-removed").exists()
     assert not WorkshopEvent.objects.filter(name="ws-998").exists()
+
+
+def test_a_workload_killed_for_memory_fails_the_workshop_and_its_page_says_so(
+    client, user, make_workshop, driver
+):
+    # given a workshop on the 2C/4G preset whose workload the agent ended for memory
+    ws = make_workshop(user, preset="2C/4G")
+    reason = oom_reason(ws.applied_memory_mib)
+    driver.set_phase(ws.workload_name, Phase.FAILED, reason)
+
+    services.workshops_reconcile()
+
+    ws.refresh_from_db()
+    assert (ws.state, ws.reason) == (WorkshopState.FAILED, "out of memory (limit 4 GiB)")
+    client.force_login(user)
+    page = client.get(reverse("workshops:detail", args=[ws.pk])).content.decode()
+    assert "out of memory (limit 4 GiB)" in page

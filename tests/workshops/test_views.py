@@ -141,3 +141,42 @@ def test_the_list_says_when_workloads_are_not_isolated(
         assert 'data-testid="isolation-notice"' not in html
     else:
         assert 'data-testid="isolation-notice"' in html and expected in html
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Resource limits are off: no cgroup here."),
+        ("zh-hans", "资源限制已关闭：no cgroup here。"),
+    ],
+)
+def test_the_list_says_when_resource_limits_are_off_and_why(
+    client, make_user, driver, monkeypatch, language, expected
+):
+    monkeypatch.setattr(
+        driver,
+        "health",
+        lambda: {
+            "ok": True,
+            "sandbox": "bubblewrap",
+            "limits": "off",
+            "limits_reason": "no cgroup here",
+        },
+    )
+    client.force_login(make_user(language=language))
+
+    html = client.get(reverse("workshops:list")).content.decode()
+
+    assert 'data-testid="limits-notice"' in html and expected in html
+    assert 'data-testid="isolation-notice"' not in html
+
+
+def test_the_list_says_nothing_of_limits_where_they_hold(client, user, driver, monkeypatch):
+    monkeypatch.setattr(
+        driver, "health", lambda: {"ok": True, "sandbox": "bubblewrap", "limits": "cgroup v1"}
+    )
+    client.force_login(user)
+
+    html = client.get(reverse("workshops:list")).content.decode()
+
+    assert 'data-testid="limits-notice"' not in html

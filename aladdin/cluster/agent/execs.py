@@ -28,7 +28,7 @@ from typing import IO, Any
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
 from .pty import Peer, hang_up, set_winsize, wait_for_uid_map
-from .workloads import Workload
+from .workloads import CgroupGate, Workload
 
 LOGIN_SHELL = ["/bin/bash", "-l"]
 # Bigger reads, fewer frames: each frame costs a JSON line, base64 and a wake-up
@@ -75,6 +75,9 @@ def start(
         if os.geteuid() == 0:
             as_user = {"user": uid, "group": uid, "extra_groups": []}
     master = slave = None
+    # The command joins the workload's cgroup before it runs (see pty.open_shell).
+    gate = CgroupGate.into(workload)
+    argv, pass_fds = gate.wrap(argv), (*fds, *gate.pass_fds)
     try:
         if request.tty:
             master, slave = os.openpty()
@@ -91,7 +94,7 @@ def start(
                 stderr=slave,
                 env=popen_env,
                 cwd=cwd,
-                pass_fds=fds,
+                pass_fds=pass_fds,
                 preexec_fn=controlling_tty,  # noqa: PLW1509 - only setsid + ioctl
                 **as_user,
             )
@@ -103,15 +106,17 @@ def start(
                 stderr=subprocess.PIPE,
                 env=popen_env,
                 cwd=cwd,
-                pass_fds=fds,
+                pass_fds=pass_fds,
                 start_new_session=True,  # one group to hang up, as with a PTY
                 **as_user,
             )
+        gate.release(proc)
     except OSError as exc:
         if master is not None:
             os.close(master)
         raise AgentError(ErrorCode.UNAVAILABLE, f"cannot start the command: {exc}") from exc
     finally:
+        gate.close()
         if slave is not None:
             os.close(slave)
         for fd in fds:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import protocol, sandbox
-from .workloads import Workload
+from .workloads import CgroupGate, Workload
 
 UID_MAP_WAIT_SECONDS = 5
 HANGUP_WAIT_SECONDS = 2
@@ -100,22 +100,27 @@ def open_shell(
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
+    # The shell joins the workload's cgroup before it runs: its limits hold
+    # for what a student starts from a terminal too.
+    gate = CgroupGate.into(workload)
     try:
         proc = subprocess.Popen(
-            argv,
+            gate.wrap(argv),
             stdin=slave,
             stdout=slave,
             stderr=slave,
             env=env,
             cwd=cwd,
-            pass_fds=pass_fds,
+            pass_fds=(*pass_fds, *gate.pass_fds),
             preexec_fn=controlling_tty,  # noqa: PLW1509 - only setsid + ioctl
             **as_user,
         )
+        gate.release(proc)
     except OSError:
         os.close(master)
         raise
     finally:
+        gate.close()
         os.close(slave)
         for fd in pass_fds:
             os.close(fd)
@@ -126,8 +131,8 @@ def _command_pids(proc: subprocess.Popen) -> list[int]:
     """The command's own process: under nsenter, which forks to enter the pid
     namespace, its child (the loader that execs the command) as well as nsenter."""
     pids = [proc.pid]
-    args = proc.args
-    if isinstance(args, list | tuple) and args and args[0] == sandbox.NSENTER:
+    args = sandbox.ungated(proc.args) if isinstance(proc.args, list | tuple) else []
+    if args and args[0] == sandbox.NSENTER:
         with contextlib.suppress(OSError, ValueError):
             children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
             pids = [int(child) for child in children] + pids

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import cgroups as cgroup_limits
 from .. import gpus as gpu_cards
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
@@ -55,12 +56,17 @@ class Agent:
         gpus: str = "auto",
         log_max_bytes: int = DEFAULT_MAX_BYTES,
         log_user_max_bytes: int = DEFAULT_USER_MAX_BYTES,
+        cgroup_root: Path = cgroup_limits.ROOT,
+        cgroup_parent: str = cgroup_limits.DEFAULT_PARENT,
+        pids_max: int = 4096,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
         self.volumes_dir = Path(volumes_dir)
         self.logs_dir = self.state_dir / "logs"
         self.gpus_config = gpus
+        self.cgroup_root = Path(cgroup_root)
+        self.cgroup_parent = cgroup_parent
         self.journal = Journal(self.state_dir)
         # Without an images root (an embedding that builds none) every recipe
         # is unavailable; the portal's settings always give one.
@@ -77,6 +83,7 @@ class Agent:
             log_max_bytes=log_max_bytes,
             log_user_max_bytes=log_user_max_bytes,
         )
+        self.workloads.pids_max = pids_max
         self._stopping = threading.Event()
         self._server: _Server | None = None
 
@@ -106,6 +113,11 @@ class Agent:
         log.info("GPU cards: %s", workloads.inventory.summary())
         if not workloads.sandbox_ok:
             log.warning("cannot sandbox: %s", workloads.sandbox_reason)
+        workloads.cgroups, workloads.limits_reason = cgroup_limits.detect(
+            self.cgroup_root, self.cgroup_parent
+        )
+        if workloads.cgroups is None:
+            log.warning("resource limits are off: %s", workloads.limits_reason)
         workloads.load(self.journal.load())
         self.images.prepare()
 
@@ -198,6 +210,8 @@ class Agent:
             gpus=protocol.from_wire(protocol.GpuSummary, workloads.inventory.summary()),
             project_quota=workloads.quotas.on,
             project_quota_reason=workloads.quotas.support.reason,
+            limits=workloads.cgroups.label if workloads.cgroups is not None else "",
+            limits_reason=workloads.limits_reason,
         )
 
     def read_logs(self, name: str, offset: int, limit: int) -> protocol.LogChunk:

@@ -11,6 +11,13 @@ itself without a sandbox): :meth:`Workloads._wait` records the phase, exit
 code, reason and time, after the last of its output reached the log, and
 sets :attr:`Workload.ended`. A stop sends SIGTERM to every process in the
 sandbox, SIGKILL after the grace.
+
+Limits. Where the host lets the agent make cgroups (:mod:`..cgroups`),
+each workload runs in its own, with its memory, CPU and a process limit;
+its first process enters it before it runs anything (:class:`CgroupGate`),
+and it is removed, with whatever is left in it, when the workload ends. A
+workload whose processes the kernel killed for memory ends failed with
+"out of memory (limit N GiB)".
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 
 from aladdin.lib.diskusage import tree_bytes
 
+from .. import cgroups as cgroup_limits
 from .. import gpus as gpu_cards
 from .. import sandbox
 from ..base import Phase, WorkloadSpec
@@ -93,6 +101,8 @@ class Workload:
     pump: threading.Thread | None = None  # copies its output to the log
     ended: threading.Event = field(default_factory=threading.Event)
     end_reason: str = ""  # why the agent is ending it: "stopped", "agent stopped"
+    cgroups: cgroup_limits.Cgroups | None = None  # set while its cgroup exists
+    memory_mib: int = 0  # its memory limit (0: none), for the out-of-memory reason
 
     @property
     def has_ended(self) -> bool:
@@ -112,6 +122,64 @@ class Workload:
 
 def missing(name: str) -> WorkloadRecord:
     return WorkloadRecord(name=name, phase=Phase.MISSING)
+
+
+class CgroupGate:
+    """Start a process held at :data:`~aladdin.cluster.sandbox.GATE` until it is in a cgroup.
+
+    ``wrap`` the argv and pass ``pass_fds`` on to Popen, then ``release``
+    the process once started (or ``close`` if it never was). Without
+    cgroups (``cgroups`` None) the argv is left as it is and the rest does
+    nothing.
+    """
+
+    @classmethod
+    def into(cls, workload: Workload) -> CgroupGate:
+        """A gate into ``workload``'s cgroup: terminals and execs join it (see :mod:`.pty`)."""
+        return cls(workload.cgroups, workload.name)
+
+    def __init__(self, cgroups: cgroup_limits.Cgroups | None, name: str):
+        self.cgroups, self.name = cgroups, name
+        self._r: int | None = None
+        self._w: int | None = None
+        if cgroups is not None:
+            self._r, self._w = os.pipe()
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return () if self._r is None else (self._r,)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return argv if self._r is None else sandbox.gated(self._r, argv)
+
+    def release(self, proc: subprocess.Popen) -> None:
+        """Put ``proc`` into the cgroup and let it run; if it cannot be, kill it and raise OSError."""
+        if self.cgroups is None or self._w is None:
+            return
+        self._close_read()
+        try:
+            self.cgroups.attach(self.name, proc.pid)
+            os.write(self._w, b"go\n")
+        except OSError:
+            # Never let it run unlimited: the gate sees EOF and exits, and
+            # the kill covers a gate that has not reached its read yet.
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+            raise
+        finally:
+            self.close()
+
+    def _close_read(self) -> None:
+        fd, self._r = self._r, None
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._close_read()
+        fd, self._w = self._w, None
+        if fd is not None:
+            os.close(fd)
 
 
 class Workloads:
@@ -137,6 +205,10 @@ class Workloads:
         # Set by the agent's prepare(): what the host can do.
         self.sandbox_ok = False
         self.sandbox_reason = ""
+        # Set by prepare() too: the cgroups of workloads, or None and why not.
+        self.cgroups: cgroup_limits.Cgroups | None = None
+        self.limits_reason = "not probed"
+        self.pids_max = 0
         self.inventory = gpu_cards.Inventory([])
         # Hard caps per volume where the filesystem has project quotas (issue 14).
         self.quotas = ProjectQuotas(Support(False, "not probed yet"))
@@ -156,6 +228,7 @@ class Workloads:
     # --- the journal -------------------------------------------------------------
     def load(self, state: JournalState | None) -> None:
         """Take over the previous run's records: what it left running ended with it."""
+        self.remove_stale_cgroups()
         if state is None:
             return
         self.single_user_id = state.single_user_id
@@ -174,6 +247,15 @@ class Workloads:
                 workload.ended.set()
             self._table[name] = workload
         self.save()
+
+    def remove_stale_cgroups(self) -> None:
+        """Remove the cgroups of workloads that do not run here (a previous agent's, with what is left in them)."""
+        if self.cgroups is None:
+            return
+        with self.lock:
+            keep = {n for n, w in self._table.items() if not w.has_ended}
+        for name in self.cgroups.remove_stale(keep):
+            log.info("removed the stale cgroup of %s", name)
 
     def save(self) -> None:
         with self.lock:
@@ -386,6 +468,7 @@ class Workloads:
         as_user: dict[str, Any] = (
             {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
         )
+        gate = self._make_cgroup(workload, spec)
         # Output goes through a pipe that the agent copies into the log file,
         # up to its bounds: a job printing in a loop cannot fill the host's
         # disk (the rest is dropped, with a note, and the job runs on).
@@ -393,24 +476,29 @@ class Workloads:
         try:
             if self.sandbox_ok:
                 proc = self._spawn_sandboxed(
-                    workload, spec, env, command, volume, image_env, gpus, uid, out_w, as_user
-                )
+                    workload, spec, env, command, volume, image_env, gpus, uid, out_w, as_user,
+                    gate,
+                )  # fmt: skip
             else:
                 # No sandbox (single user, or the operator's insecure flag):
                 # the volume is the working directory and HOME.
                 env["HOME"] = str(volume)
                 proc = subprocess.Popen(
-                    command,
+                    gate.wrap(command),
                     cwd=volume,
                     stdin=subprocess.DEVNULL,
                     stdout=out_w,
                     stderr=subprocess.STDOUT,
                     env=env,
+                    pass_fds=gate.pass_fds,
                     start_new_session=True,
                     **as_user,
                 )
+                gate.release(proc)
         except BaseException:
             os.close(out_r)
+            gate.close()
+            self._remove_cgroup(workload)
             raise
         finally:
             os.close(out_w)
@@ -443,6 +531,7 @@ class Workloads:
         uid: int,
         out_w: int,
         as_user: dict[str, Any],
+        gate: CgroupGate,
     ) -> subprocess.Popen:
         info_r, info_w = os.pipe()
         watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
@@ -468,18 +557,22 @@ class Workloads:
                     gpu_devices=gpus,
                     etc_fds=etc_fds,
                     info_fd=info_w,
+                    shm_mib=spec.resources.memory_mib,
                 )
             )
+            # The gate holds bwrap (same pid once released) until it is in
+            # the workload's cgroup; its argv carries no student data.
             proc = subprocess.Popen(
-                sandbox.bwrap_argv(options_fd, sandbox.guarded(command)),
+                gate.wrap(sandbox.bwrap_argv(options_fd, sandbox.guarded(command))),
                 stdin=watch_r,
                 stdout=out_w,
                 stderr=subprocess.STDOUT,
                 env=sandbox.HOST_ENV,
-                pass_fds=(info_w, options_fd, *etc_fds.values()),
+                pass_fds=(info_w, options_fd, *etc_fds.values(), *gate.pass_fds),
                 start_new_session=True,  # Ctrl-C reaches the agent, which stops it
                 **as_user,
             )
+            gate.release(proc)
         except BaseException:
             os.close(info_r)
             raise
@@ -497,6 +590,32 @@ class Workloads:
         workload.sandbox_pid = info.get("child-pid")
         workload.pid_namespace = info.get("pid-namespace")
         return proc
+
+    # --- limits ------------------------------------------------------------------
+    def _make_cgroup(self, workload: Workload, spec: WorkloadSpec) -> CgroupGate:
+        """The workload's cgroup with its limits, and the gate its first process waits at.
+
+        A resource the spec gives as 0 is left unlimited (no preset says how
+        much); the process limit is the agent's own (ALADDIN_LOCAL_PIDS_MAX).
+        """
+        if self.cgroups is None:
+            return CgroupGate(None, workload.name)
+        limits = cgroup_limits.Limits(
+            memory_mib=max(0, spec.resources.memory_mib),
+            cpu_millicores=max(0, spec.resources.cpu_millicores),
+            pids_max=self.pids_max,
+        )
+        self.cgroups.create(workload.name, limits)
+        with self.lock:
+            workload.cgroups = self.cgroups
+            workload.memory_mib = limits.memory_mib
+        return CgroupGate(self.cgroups, workload.name)
+
+    @staticmethod
+    def _remove_cgroup(workload: Workload) -> None:
+        cgroups, workload.cgroups = workload.cgroups, None
+        if cgroups is not None and not cgroups.remove(workload.name):
+            log.warning("could not remove the cgroup of %s", workload.name)
 
     # --- ending ------------------------------------------------------------------
     def _release_cards(self, workload: Workload) -> None:
@@ -532,6 +651,10 @@ class Workloads:
         with self.lock:
             self._kill_sandbox(workload)
             pump, workload.pump = workload.pump, None
+        # Read before the removal, which kills what is left (and the counter with it).
+        cgroups = workload.cgroups
+        oom_kills = cgroups.oom_kills(workload.name) if cgroups is not None else 0
+        self._remove_cgroup(workload)
         if pump is not None:
             # The sandbox is gone, so the pipe reaches EOF: the last output is
             # in the file before the workload reads as ended (followers rely on it).
@@ -540,7 +663,11 @@ class Workloads:
             if workload.end_reason:
                 phase, reason = Phase.FAILED, workload.end_reason
             elif rc == 0:
+                # A command that survived the OOM kill of one of its children
+                # and exited 0 succeeded: its own status is the verdict.
                 phase, reason = Phase.SUCCEEDED, ""
+            elif oom_kills:
+                phase, reason = Phase.FAILED, cgroup_limits.oom_reason(workload.memory_mib)
             else:
                 phase, reason = Phase.FAILED, sandbox.describe_exit(rc)
             workload.phase, workload.reason, workload.end_reason = phase, reason, ""

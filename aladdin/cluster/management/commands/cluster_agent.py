@@ -52,6 +52,9 @@ class Command(BaseCommand):
             gpus=settings.LOCAL_GPUS,
             log_max_bytes=settings.LOCAL_LOG_MAX_MIB * 2**20,
             log_user_max_bytes=settings.LOCAL_LOG_USER_MAX_MIB * 2**20,
+            cgroup_root=settings.LOCAL_CGROUP_ROOT,
+            cgroup_parent=settings.LOCAL_CGROUP_PARENT,
+            pids_max=settings.LOCAL_PIDS_MAX,
         )
         # supervisord and systemd send SIGTERM (a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.
