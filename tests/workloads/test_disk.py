@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from aladdin.cluster.base import Phase
-from aladdin.cluster.local import LocalDriver
 from aladdin.workloads import tasks as workload_tasks
 from storage import services as storage_services
-from tests.cluster import conftest as cluster_conftest
 from tests.cluster.conftest import RunningAgent
 from workshops import services as workshop_services
 from workshops.choices import WorkshopState
@@ -35,28 +33,12 @@ RESERVE_MIB = 16
 FILL_MIB = 52
 
 
-def _driver_class() -> type[LocalDriver]:
-    """LocalDriver, made concrete where this branch has driver operations without a local body.
-
-    The image operations (image_status, build_image) are declared in the
-    interface ahead of their local implementation; this test starts
-    workloads without an image recipe and needs neither, so the missing
-    ones answer "ready". Where LocalDriver has them all, it is used as is.
-    """
-    missing = getattr(LocalDriver, "__abstractmethods__", frozenset())
-    if not missing:
-        return LocalDriver
-    from aladdin.cluster.images import BuildState, ImageState
-
-    def ready(self, recipe):
-        return ImageState(key=recipe.key(), state=BuildState.READY)
-
-    return type("ConcreteLocalDriver", (LocalDriver,), dict.fromkeys(missing, ready))
-
-
 @pytest.fixture
-def small_disk_agent(monkeypatch):
-    """A private agent whose volumes are a 64 MiB tmpfs; unmounted after the test."""
+def small_disk_agent(built_images):
+    """A private agent whose volumes are a 64 MiB tmpfs; unmounted after the test.
+
+    Its workshops run on the catalog's python image, built once a session.
+    """
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     base = Path(tempfile.mkdtemp(prefix="aladdin-disk-"))
@@ -68,8 +50,8 @@ def small_disk_agent(monkeypatch):
         ["mount", "-t", "tmpfs", "-o", f"size={DISK_MIB}m,mode=0711", "tmpfs", str(volumes)],
         check=True,
     )
-    monkeypatch.setattr(cluster_conftest, "LocalDriver", _driver_class())
-    agent = RunningAgent(base, {})
+    built_images.build_catalog_defaults()
+    agent = RunningAgent(base, built_images.agent_env())
     try:
         agent.start()
         if not agent.health["sandbox"]:
