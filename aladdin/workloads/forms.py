@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from .models import Image
@@ -21,11 +23,20 @@ class ImageSelect(forms.Select):
     only spares the student a round trip and shows the reason up front.
     """
 
-    def __init__(self, *args, disabled: set[str] | None = None, **kwargs):
+    def __init__(self, *args: Any, disabled: set[str] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.disabled = disabled or set()
 
-    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+    def create_option(
+        self,
+        name: str,
+        value: Any,
+        label: Any,
+        selected: Any,
+        index: int,
+        subindex: int | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         option = super().create_option(name, value, label, selected, index, subindex, attrs)
         if str(value) in self.disabled:
             option["attrs"]["disabled"] = True

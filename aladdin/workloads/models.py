@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.deconstruct import deconstructible
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.cluster.images import BASE_OS_HOST, BuildState, ImageRecipe
@@ -35,7 +36,7 @@ CUDA_RE = re.compile(r"^[0-9]{2}\.[0-9]$")
 class ListValidator:
     """Every item of a JSON list is text matching ``pattern`` (migrations can serialise it)."""
 
-    def __init__(self, pattern: str, message: str):
+    def __init__(self, pattern: str, message: str | Promise):
         self.pattern = pattern
         self.message = message
 
