@@ -51,7 +51,13 @@ class WorkshopCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["image"]
-        field.widget.disabled = unlaunchable(list(field.queryset), by="pk")
+        images = list(field.queryset)
+        field.widget.disabled = unlaunchable(images, by="pk")
+        # The first image a workshop can start on now (built, else buildable):
+        # a disabled first option would submit nothing.
+        usable = [i for i in images if i.ready] or [i for i in images if i.launchable]
+        if usable and not self.is_bound:
+            field.initial = usable[0].pk
         recommended = _presets().filter(recommended=True).first()
         if recommended is not None:
             self.fields["preset"].initial = recommended.pk

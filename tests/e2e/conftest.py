@@ -39,7 +39,7 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 PORTAL_REDIS_DB = 1
 # Procfile.dev's processes that `make run` starts when REDIS_URL is set
 # (the test plugin's Redis stands in for the `redis` process).
-PROCESSES = ("web", "worker", "beat", "agent")
+PROCESSES = ("web", "worker", "beat", "agent", "ports")
 START_TIMEOUT = 60
 STEP_TIMEOUT = 15
 CHROMIUM = "/usr/bin/chromium"
@@ -157,6 +157,13 @@ def _portal_env(var_dir: Path, redis_url: str, port: int) -> dict:
             "ALIPAY_SANDBOX": "1",
             "DJANGO_SETTINGS_MODULE": "aladdin.settings",
             "PYTHONUNBUFFERED": "1",
+            # Images build into the run's own root, only when a workload asks
+            # (a workshop on python:3.12 builds that one), and the catalog's
+            # copy of their state follows within seconds.
+            "ALADDIN_IMAGES_ROOT": str(var_dir / "images"),
+            "ALADDIN_IMAGES_AUTO_BUILD": "none",
+            "ALADDIN_IMAGES_SYNC_SECONDS": "3",
+            "ALADDIN_PORTS_PORT": str(free_port()),
         }
     )
     return env

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -112,6 +113,23 @@ def _readable_by_others(var_dir: Path) -> list[str]:
     return found
 
 
+def _image_states(var_dir: Path) -> dict[str, str]:
+    with sqlite3.connect(f"file:{var_dir / 'db.sqlite3'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT name, tag, build_state FROM workshops_image").fetchall()
+    return {f"{name}:{tag}": state for name, tag, state in rows}
+
+
+def _wait_for_images(var_dir: Path, check, timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = _image_states(var_dir)
+        if check(states):
+            return states
+        time.sleep(2)
+    raise AssertionError(f"images not built in {timeout} s: {states}")
+
+
 @pytest.mark.e2e
 def test_make_run_survives_crashes_keeps_var_private_and_ctrl_c_leaves_nothing_running():
     port, redis_port = free_port(), free_port()
@@ -132,6 +150,12 @@ def test_make_run_survives_crashes_keeps_var_private_and_ctrl_c_leaves_nothing_r
         ALADDIN_VAR_DIR=str(var_dir),
         WORKER_CONCURRENCY="1",
         ALADDIN_LOCAL_GPUS="virtual:40g=1,80g=0",
+        # Its own images root (the default is /opt/aladdin/images), and the
+        # catalog's copy of build states refreshed every few seconds.
+        ALADDIN_IMAGES_ROOT=str(base / "images"),
+        ALADDIN_IMAGES_SYNC_SECONDS="3",
+        ALADDIN_PORTS_PORT=str(free_port()),
+        ALADDIN_SSH_PORT=str(free_port()),
     )
     # Append mode: supervisord and its processes append to the same file.
     log = log_path.open("ab")
@@ -205,6 +229,11 @@ def test_make_run_survives_crashes_keeps_var_private_and_ctrl_c_leaves_nothing_r
         assert driver.workload_status(name="crash-probe").phase == Phase.RUNNING
         assert all(_alive(p) for p in workload_pids)
         assert "agent stopped" not in json.dumps(_journal(var_dir, "crash-probe"))
+
+        # and the plain python images build in the background on their own
+        # (/healthz was 200 long before), while the CUDA ones are unavailable here
+        states = _wait_for_images(var_dir, lambda s: s.get("python:3.12") == "ready", 240)
+        assert states["torch:2.6.0-cu124"] in ("unavailable", "missing"), states
     finally:
         # Ctrl-C in a terminal sends SIGINT to the whole foreground group.
         os.killpg(proc.pid, signal.SIGINT)

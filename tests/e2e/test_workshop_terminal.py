@@ -8,6 +8,7 @@ PTY inside it reached over the websocket.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -30,16 +31,36 @@ def test_a_user_creates_a_workshop_and_uses_its_terminal(browser, page, portal, 
     # given a new user (free tier: 2 CPU / 4 GiB for one small workshop)
     _sign_up(page, portal)
 
-    # when they create a workshop with the small preset
+    # when they open the create form, the images this host cannot run (the
+    # CUDA torch images: no NVIDIA GPU here) are offered disabled, with why
     page.goto("/workshops/new/")
+    torch = page.locator("select[name=image] option", has_text="torch:2.6.0-cu124")
+    deadline = time.monotonic() + 60
+    while torch.get_attribute("disabled") is None and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)  # beat's image sync (every 3 s here) has not run yet
+        page.reload()
+    assert torch.get_attribute("disabled") is not None
+    assert "NVIDIA" in torch.inner_text()
     page.fill("input[name=name]", "demo")
     page.select_option("select[name=preset]", label="CPU:2 MEM:4G")
+    python = page.locator("select[name=image] option", has_text="python:3.12")
+    page.select_option("select[name=image]", value=python.get_attribute("value"))
     shot(page, "create")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "create-390")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.locator("[data-testid=workshop-create-form] button[type=submit]").click()
 
-    # then it becomes running ("Workshop is created.")
+    # then it waits for its image's first build, then becomes running
+    # ("Workshop is created.") and shows what runs in it, measured inside
     status = page.locator("[data-testid=workshop-status]")
-    expect(status).to_have_attribute("data-state", "running", timeout=60_000)
+    expect(status).to_have_attribute("data-state", "running", timeout=180_000)
+    facts = page.locator("[data-testid=runtime-facts]")
+    deadline = time.monotonic() + 30
+    while not facts.count() and time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(facts).to_contain_text("Python 3.12")
     shot(page, "running")
     workshop_path = re.search(r"/workshops/(\d+)/", page.url).group(0)
 
