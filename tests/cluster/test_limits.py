@@ -168,7 +168,10 @@ def test_a_fork_bomb_stays_in_its_workload_and_leaves_the_portal_and_the_other_a
     use_driver(agent.driver)
     driver = agent.driver
     start(agent, "ws-2", user_id=2)
-    bomb = ["bash", "-c", "b() { b | b & }; b; sleep 3600"]
+    # The bomb forks in the background; the main process becomes `sleep` by
+    # exec, which needs no new process: at the limit, a main process that had
+    # to fork would fail and end the workload (and its cgroup) under the test.
+    bomb = ["bash", "-c", "b() { b | b & }; (b) & exec sleep 3600"]
     start(agent, "ws-1", user_id=1, command=bomb)
     pids = agent.cgroups().path("ws-1", "pids")
     deadline = time.monotonic() + 20

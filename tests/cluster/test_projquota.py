@@ -238,6 +238,7 @@ def test_a_write_past_the_cap_is_refused_for_real(prjquota_ext4):
 
 @pytest.fixture
 def workloads(tmp_path):
+    from aladdin.cluster.agent.images import Images
     from aladdin.cluster.agent.journal import Journal
     from aladdin.cluster.agent.workloads import Workloads
 
@@ -247,7 +248,7 @@ def workloads(tmp_path):
         logs_dir=tmp_path / "logs",
         journal=Journal(tmp_path / "state"),
         uid_base=20000,
-        image_map={},
+        images=Images(tmp_path / "images", pythons=[], build_uid=20000, has_nvidia=False),
         insecure=False,
         log_max_bytes=2**20,
         log_user_max_bytes=2**20,

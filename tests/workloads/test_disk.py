@@ -89,7 +89,7 @@ def _workshop(user, catalog, name="dev"):
 
 
 def test_a_workload_filling_the_disk_is_stopped_with_its_reason_and_refused_again(
-    small_disk_agent, use_driver, settings, make_user, staff, catalog
+    small_disk_agent, use_driver, settings, make_user, staff, catalog, plans
 ):
     driver = use_driver(small_disk_agent.driver)
     settings.LOCAL_DISK_RESERVE_MIB = RESERVE_MIB

@@ -207,3 +207,15 @@ def test_build_images_reports_each_image(catalog, driver, capsys):
     out = capsys.readouterr().out
     assert "python:3.11: building" in out
     assert "ubuntu:22.04: unavailable (no Ubuntu 22.04 userland)" in out
+
+
+def test_image_dockerfile_writes_the_recipe_for_the_kubernetes_backend(catalog, capsys):
+    call_command("image_dockerfile", "torch:2.6.0-cu124")
+    dockerfile = capsys.readouterr().out
+    assert dockerfile.startswith("FROM ") or "\nFROM " in dockerfile
+    assert "torch==2.6.0" in dockerfile and "cu124" in dockerfile
+    call_command("image_dockerfile", "python:3.11", "--print-tag")
+    assert (
+        capsys.readouterr().out.strip()
+        == Image.objects.get(name="python", tag="3.11").container_image
+    )
