@@ -641,6 +641,10 @@ LOCAL_AGENT_SOCKET = Path(
 # A user's workloads run as uid LOCAL_UID_BASE + user id (never root, never
 # the portal's uid); the base itself is the agent's sandbox self-test uid.
 LOCAL_UID_BASE = _env_int("ALADDIN_LOCAL_UID_BASE", 20000, minimum=1000)
+# Image builds (pip and the packages' install scripts) run as this uid: no
+# user's, not root, and not the portal's. Whatever it still runs after a
+# build is killed, so no other program may use it.
+IMAGES_BUILD_UID = _env_int("ALADDIN_IMAGES_BUILD_UID", LOCAL_UID_BASE - 1, minimum=1000)
 # GPU cards of the local backend (aladdin/cluster/gpus.py): "auto" uses the
 # host's NVIDIA cards, or 4 × 40G + 4 × 80G virtual cards where there are none.
 LOCAL_GPUS = env.str("ALADDIN_LOCAL_GPUS", default="auto")

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             pythons=settings.IMAGES_PYTHONS,
             # pip and the packages' install scripts run as the agent's self-test
             # uid, which no user has (agent/images.py).
-            build_uid=settings.LOCAL_UID_BASE,
+            build_uid=settings.IMAGES_BUILD_UID,
             # The host's own cards, whatever ALADDIN_LOCAL_GPUS hands out: CUDA
             # builds need the real driver.
             has_nvidia=bool(gpus.host_cards()),
