@@ -62,3 +62,41 @@ def _ended(job_id: int) -> Job | None:
     services.jobs_reconcile()
     job = Job.objects.get(pk=job_id)
     return job if job.state not in (JobState.STARTING, JobState.RUNNING) else None
+
+
+def test_a_users_own_python_under_root_runs_a_job_whatever_the_image(
+    agent, portal_driver, built_images, user, cards, catalog, subscribe
+):
+    """SPEC §6: a conda (or any) Python the user set up under /root is the job's interpreter.
+
+    Stands in for Miniconda: a copy of a built Python environment placed in
+    the user's volume as /root/miniconda3 (relocatable: its binaries find
+    their library relative to themselves), owned by the user.
+    """
+    import shutil
+    import subprocess
+
+    from tests.cluster.conftest import SMALL_RECIPE
+
+    subscribe(user, "advanced", timezone.now())
+    built_images.build(SMALL_RECIPE)
+    agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
+    conda = agent.volumes_dir / str(user.pk) / "miniconda3"
+    shutil.copytree(built_images.root / "envs" / SMALL_RECIPE.key(), conda, symlinks=True)
+    uid = 20000 + user.pk
+    subprocess.run(["chown", "-R", f"{uid}:{uid}", str(conda)], check=True)
+    write_script(
+        agent, user, "which.py", "import sys, six; print('EXE', sys.executable, six.__version__)\n"
+    )
+    # The catalog's CUDA image is unavailable here, and ignored with an interpreter.
+    job = services.job_create(
+        user=user,
+        entry="which.py",
+        image="torch:2.6.0-cu124",
+        interpreter="/root/miniconda3/bin/python",
+        gpu_type=cards["40g"],
+    )
+    ended = wait_for(lambda: _ended(job.pk), timeout=60)
+    text = output(agent, ended)
+    assert ended.state == JobState.SUCCEEDED, (ended.reason, text)
+    assert "EXE /root/miniconda3/bin/python 1.16.0" in text, text
