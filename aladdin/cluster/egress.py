@@ -179,10 +179,13 @@ def host_addresses() -> list[Network]:
 
 
 def _elements(networks: list[Network], version: int) -> str:
-    chosen = [n for n in networks if n.version == version]
     # Overlapping intervals (a host address inside 10.0.0.0/8) are an error
     # in an nft interval set: collapse them first.
-    return ", ".join(str(n) for n in ipaddress.collapse_addresses(chosen))  # type: ignore[arg-type]
+    if version == 4:
+        v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+        return ", ".join(str(n) for n in ipaddress.collapse_addresses(v4))
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    return ", ".join(str(n) for n in ipaddress.collapse_addresses(v6))
 
 
 def ruleset(policy: Policy, host: list[Network]) -> str:
