@@ -15,10 +15,12 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from aladdin.cluster.base import Phase
 
 from .conftest import spec
 from .test_exec import run
-from .test_local_agent import run_job, wait_for_phase
+from .test_local_agent import alive, run_job, wait_for_phase
 
 FAKE_INTERNET = Path(__file__).with_name("fake_internet.py")
 IP = egress.IP
@@ -226,6 +228,7 @@ def test_a_workload_reaches_the_internet_by_name_and_nothing_of_the_host_or_othe
         "10.0.2.2:8123",
     ]
 
+    # The page is the probe's first act: the command never runs before its network.
     result = probe(agent, "probe-1", refused)
 
     assert result["page"] == "hello from the test's internet\n", result
@@ -260,6 +263,21 @@ def slirps_of(agent) -> list[int]:
             if agent.proc is not None and ppid == agent.proc.pid:
                 found.append(int(entry))
     return found
+
+
+def test_slirp4netns_ends_with_the_agent_even_when_it_is_killed(start_agent, internet):
+    agent = networked_agent(start_agent, internet)
+    agent.driver.ensure_user_space(user_id=1, storage_gib=1, quota=None)
+    assert agent.driver.start_workload(spec("ws-1")).phase == Phase.RUNNING
+    (slirp,) = slirps_of(agent)
+
+    agent.stop(signal.SIGKILL)
+
+    # Its exit descriptor was the agent's: the kernel closed it.
+    deadline = time.monotonic() + 5
+    while alive(slirp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(slirp)
 
 
 def test_the_operator_opens_an_internal_mirror_and_closes_more_ranges(
