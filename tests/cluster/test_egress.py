@@ -270,6 +270,9 @@ def test_slirp4netns_ends_with_the_agent_even_when_it_is_killed(start_agent, int
     agent.driver.ensure_user_space(user_id=1, storage_gib=1, quota=None)
     assert agent.driver.start_workload(spec("ws-1")).phase == Phase.RUNNING
     (slirp,) = slirps_of(agent)
+    if agent.health["limits"]:
+        # Its CPU and memory count against the workload's limits.
+        assert "ws-1" in Path(f"/proc/{slirp}/cgroup").read_text()
 
     agent.stop(signal.SIGKILL)
 

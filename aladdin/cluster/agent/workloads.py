@@ -21,8 +21,8 @@ workload whose processes the kernel killed for memory ends failed with
 
 Network. Where the host can (:mod:`..egress`), each sandbox's network
 namespace gets its deny rules and a slirp4netns before the workload's
-command runs (the guard waits for the agent's "go"); slirp4netns ends with
-the workload.
+command runs (the guard waits for the agent's "go"); slirp4netns runs in
+the workload's cgroup and ends with the workload.
 """
 
 from __future__ import annotations
@@ -610,6 +610,10 @@ class Workloads:
                 workload.network = egress.attach(
                     workload.sandbox_pid, info.get("net-namespace"), self.egress_policy
                 )
+                if workload.cgroups is not None:
+                    # Its CPU and memory are the workload's traffic: charged
+                    # to its limits, not to the host's spare capacity.
+                    workload.cgroups.attach(workload.name, workload.network.proc.pid)
             # The guard runs the command only now, rules and network in place.
             os.write(watch_w, b"go\n")
         except BaseException:
