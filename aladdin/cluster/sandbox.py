@@ -88,6 +88,9 @@ HOST_ETC = ("ssl", "ca-certificates", "alternatives", "localtime", "resolv.conf"
 # agent writes it once the sandbox's network namespace has its deny rules
 # (or at once where it has none), so the command never runs before them.
 # EOF or anything else (the agent failed, or died) ends the sandbox instead.
+# Never run it outside a sandbox's pid namespace (a test included): there
+# `kill -KILL -1` reaches every process its uid may signal, the whole host
+# for root.
 GUARD = r"""
 IFS= read -r go || exit 125
 [ "$go" = go ] || exit 125

@@ -360,3 +360,20 @@ def test_a_bad_setting_is_refused_with_its_name(setting, value):
     }[setting]
     with pytest.raises(ValueError, match=setting):
         egress.Policy.parse(**{key: value})
+
+
+def test_the_probe_says_why_workloads_have_no_network(monkeypatch):
+    policy = egress.Policy()
+
+    assert egress.probe(policy, sandboxed=False) == (
+        "",
+        "workloads are not sandboxed on this host",
+    )
+    assert egress.probe(egress.Policy(enabled=False), sandboxed=True)[1] == (
+        "turned off by ALADDIN_LOCAL_NETWORK=off"
+    )
+    if os.geteuid() != 0:
+        assert egress.probe(policy, sandboxed=True) == ("", "the agent is not root")
+        return
+    monkeypatch.setattr(egress, "SLIRP4NETNS", "/nonexistent/slirp4netns")
+    assert egress.probe(policy, sandboxed=True) == ("", "slirp4netns is not installed")
