@@ -32,12 +32,13 @@ venv: $(BIN)/.installed ## Create .venv and install the requirements
 .PHONY: system-run-deps
 # rsync: `rsync -e ssh` runs `rsync --server` inside the workshop's sandbox, which sees the host's /usr.
 # patchelf: the agent relocates the Python it copies into each image (aladdin/cluster/agent/images.py).
-system-run-deps: ## Install Debian packages the portal needs (bubblewrap, patchelf; sftp-server and rsync for the SSH gateway)
-	@bash scripts/apt-ensure.sh bubblewrap patchelf openssh-sftp-server rsync
+# slirp4netns, nftables: workloads' outbound network and its deny rules (aladdin/cluster/egress.py).
+system-run-deps: ## Install Debian packages the portal needs (bubblewrap, patchelf, slirp4netns, nftables; sftp-server and rsync for the SSH gateway)
+	@bash scripts/apt-ensure.sh bubblewrap patchelf slirp4netns nftables openssh-sftp-server rsync
 
 .PHONY: system-test-deps
-system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, patchelf, OpenSSH client and sftp-server, rsync)
-	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap patchelf openssh-client openssh-sftp-server rsync
+system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, patchelf, slirp4netns, nftables, OpenSSH client and sftp-server, rsync)
+	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap patchelf slirp4netns nftables openssh-client openssh-sftp-server rsync
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data

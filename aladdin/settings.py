@@ -20,6 +20,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.cluster import egress as _local_egress
 from aladdin.cluster import gpus as _local_gpus
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -678,6 +679,23 @@ if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", LOCAL_CGROUP_PARENT):
     raise ImproperlyConfigured(
         f"ALADDIN_LOCAL_CGROUP_PARENT must be a plain directory name, got {LOCAL_CGROUP_PARENT!r}"
     )
+# Outbound network of local workloads (docs/operations.md "Network (egress)"):
+# slirp4netns plus deny rules in each sandbox. ALADDIN_LOCAL_NETWORK=off gives
+# loopback only; DNS lists the resolvers the sandboxes use (default: slirp4netns's
+# forwarder to the host's own); EGRESS_DENY adds CIDRs to the built-in deny list;
+# EGRESS_ALLOW opens CIDRs or IP:port (an internal mirror) before it. Comma-separated.
+LOCAL_NETWORK = env.str("ALADDIN_LOCAL_NETWORK", default="on").lower() not in {
+    "off", "0", "false", "no",
+}  # fmt: skip
+try:
+    LOCAL_EGRESS_POLICY = _local_egress.Policy.parse(
+        enabled=LOCAL_NETWORK,
+        dns=env.str("ALADDIN_LOCAL_DNS", default=""),
+        deny=env.str("ALADDIN_LOCAL_EGRESS_DENY", default=""),
+        allow=env.str("ALADDIN_LOCAL_EGRESS_ALLOW", default=""),
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 try:
     _local_gpus.parse_config(LOCAL_GPUS)
 except _local_gpus.GpuConfigError as exc:

@@ -94,6 +94,24 @@ def limits_notice(health: dict | None = None) -> str:
     ) % {"reason": health.get("limits_reason", "")}
 
 
+def network_notice(health: dict | None = None) -> str:
+    """What users must know when workloads have no network (SPEC §9: pip, git, the mirrors), or "".
+
+    Only a driver that reports ``network`` as "off" says so (the local
+    backend where the host cannot attach slirp4netns and its deny rules).
+    """
+    from django.utils.translation import gettext as _
+
+    if health is None:
+        health = cluster_health()
+    if health.get("network") != "off":
+        return ""
+    return _(
+        "Network access is off: %(reason)s. Workloads here cannot reach the internet "
+        "(pip, git and the model mirrors do not work)."
+    ) % {"reason": health.get("network_reason", "")}
+
+
 def ssh_keys_for(user: User) -> QuerySet[SSHKey]:
     """The user's active SSH keys, newest first."""
     return SSHKey.objects.filter(user=user, revoked_at__isnull=True)

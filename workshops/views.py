@@ -47,6 +47,7 @@ def workshop_list(request):
             "refresh": REFRESH_SECONDS if any(w.is_transitional for w in workshops) else None,
             "isolation": selectors.isolation_notice(health),
             "limits": selectors.limits_notice(health),
+            "network": selectors.network_notice(health),
         },
     )
 

@@ -444,6 +444,13 @@ class LocalDriver(ClusterDriver):
         result["limits"] = agent.limits or "off"
         if not agent.limits:
             result["limits_reason"] = agent.limits_reason or "the agent does not enforce limits"
+        if agent.sandbox:
+            # Outbound network with the egress policy (SPEC §9), or loopback
+            # only and why. Unsandboxed workloads share the host's network:
+            # the sandbox notice covers them.
+            result["network"] = agent.network or "off"
+            if not agent.network:
+                result["network_reason"] = agent.network_reason or "the agent gives no network"
         return result
 
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:

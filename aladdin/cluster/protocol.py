@@ -450,6 +450,11 @@ class HealthInfo:
     # not; then limits_reason says why (aladdin.cluster.cgroups.detect).
     limits: str = ""
     limits_reason: str = ""
+    # How sandboxes reach the network ("slirp4netns", with the egress deny
+    # rules), "" when they have loopback only; then network_reason says why
+    # (aladdin.cluster.egress.probe).
+    network: str = ""
+    network_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ the kernel, not our code, keeps it away from everything it should not see:
   (database, keys), the checkout (``/work``, the portal's venv), the host's
   ``/root`` or other users' volumes is mounted;
 - ``--unshare-all`` gives it its own pid, ipc, uts, cgroup and network
-  namespaces. The network namespace has loopback only: workloads cannot
-  reach the internet yet (the Hugging Face mirror / pip index of SPEC §6
-  need a later decision: slirp4netns or pasta);
+  namespaces. The network namespace has loopback only, until the agent
+  attaches user-mode networking and its deny policy to it
+  (:mod:`aladdin.cluster.egress`) where the host can;
 - ``--die-with-parent`` ties it to the agent: stopping the agent stops it;
 - ``--disable-userns``: no nested user namespace (``unshare -Ur`` would give
   uid 0 in a child namespace, a kernel attack surface we do not need).
@@ -84,7 +84,16 @@ HOST_ETC = ("ssl", "ca-certificates", "alternatives", "localtime", "resolv.conf"
 # the command and its exit status comes back. When the command ends, so does
 # everything it left running (bwrap's init would otherwise wait for the last
 # background process): a workload ends with its main process, as a container.
+# Before anything, the guard waits for the agent's "go" on the same pipe: the
+# agent writes it once the sandbox's network namespace has its deny rules
+# (or at once where it has none), so the command never runs before them.
+# EOF or anything else (the agent failed, or died) ends the sandbox instead.
+# Never run it outside a sandbox's pid namespace (a test included): there
+# `kill -KILL -1` reaches every process its uid may signal, the whole host
+# for root.
 GUARD = r"""
+IFS= read -r go || exit 125
+[ "$go" = go ] || exit 125
 exec 9<&0
 trap : TERM INT HUP
 "$@" </dev/null 9<&- &
@@ -101,7 +110,7 @@ exit $rc
 
 
 def guarded(command: list[str]) -> list[str]:
-    """``command`` under :data:`GUARD`; the caller makes the guard pipe its stdin."""
+    """``command`` under :data:`GUARD`; the caller makes the guard pipe its stdin and writes "go\\n"."""
     return ["/bin/sh", "-c", GUARD, "aladdin-guard", *command]
 
 
@@ -229,6 +238,8 @@ def bwrap_options(
     for name, fd in (etc_fds or {}).items():
         argv += ["--file", str(fd), f"/etc/{name}"]
     for name in HOST_ETC:
+        if name in (etc_fds or {}):
+            continue  # generated (resolv.conf where the sandbox has a network)
         # Name resolution is the host's; the rest belongs with the /usr in use.
         host = (Path("/") if name in ("resolv.conf", "hosts") else userland) / "etc" / name
         if host.exists():

@@ -171,6 +171,55 @@ def test_the_list_says_when_resource_limits_are_off_and_why(
     assert 'data-testid="isolation-notice"' not in html
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Network access is off: slirp4netns is not installed."),
+        ("zh-hans", "网络访问已关闭：slirp4netns is not installed。"),
+    ],
+)
+def test_the_list_says_when_network_access_is_off_and_why(
+    client, make_user, driver, monkeypatch, language, expected
+):
+    monkeypatch.setattr(
+        driver,
+        "health",
+        lambda: {
+            "ok": True,
+            "sandbox": "bubblewrap",
+            "limits": "cgroup v2",
+            "network": "off",
+            "network_reason": "slirp4netns is not installed",
+        },
+    )
+    client.force_login(make_user(language=language))
+
+    html = client.get(reverse("workshops:list")).content.decode()
+
+    assert 'data-testid="network-notice"' in html and expected in html
+    assert 'data-testid="limits-notice"' not in html
+
+
+def test_the_list_says_nothing_of_the_network_where_workloads_have_it(
+    client, user, driver, monkeypatch
+):
+    monkeypatch.setattr(
+        driver,
+        "health",
+        lambda: {
+            "ok": True,
+            "sandbox": "bubblewrap",
+            "limits": "cgroup v2",
+            "network": "slirp4netns",
+        },
+    )
+    client.force_login(user)
+
+    html = client.get(reverse("workshops:list")).content.decode()
+
+    assert 'data-testid="network-notice"' not in html
+
+
 def test_the_list_says_nothing_of_limits_where_they_hold(client, user, driver, monkeypatch):
     monkeypatch.setattr(
         driver, "health", lambda: {"ok": True, "sandbox": "bubblewrap", "limits": "cgroup v1"}

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import cgroups as cgroup_limits
+from .. import egress, protocol, sandbox
 from .. import gpus as gpu_cards
-from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
 from . import execs, files, ports, projquota, pty
 from .images import Images
@@ -59,6 +59,7 @@ class Agent:
         cgroup_root: Path = cgroup_limits.ROOT,
         cgroup_parent: str = cgroup_limits.DEFAULT_PARENT,
         pids_max: int = 4096,
+        egress_policy: egress.Policy | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -84,6 +85,7 @@ class Agent:
             log_user_max_bytes=log_user_max_bytes,
         )
         self.workloads.pids_max = pids_max
+        self.workloads.egress_policy = egress_policy or egress.Policy()
         self._stopping = threading.Event()
         self._server: _Server | None = None
 
@@ -118,6 +120,13 @@ class Agent:
         )
         if workloads.cgroups is None:
             log.warning("resource limits are off: %s", workloads.limits_reason)
+        workloads.network, workloads.network_reason = egress.probe(
+            workloads.egress_policy, sandboxed=workloads.sandbox_ok
+        )
+        if workloads.network:
+            log.info("network access: %s, with the egress deny rules", workloads.network)
+        else:
+            log.warning("network access is off: %s", workloads.network_reason)
         workloads.load(self.journal.load())
         self.images.prepare()
 
@@ -212,6 +221,8 @@ class Agent:
             project_quota_reason=workloads.quotas.support.reason,
             limits=workloads.cgroups.label if workloads.cgroups is not None else "",
             limits_reason=workloads.limits_reason,
+            network=workloads.network,
+            network_reason=workloads.network_reason,
         )
 
     def read_logs(self, name: str, offset: int, limit: int) -> protocol.LogChunk:

@@ -18,6 +18,11 @@ its first process enters it before it runs anything (:class:`CgroupGate`),
 and it is removed, with whatever is left in it, when the workload ends. A
 workload whose processes the kernel killed for memory ends failed with
 "out of memory (limit N GiB)".
+
+Network. Where the host can (:mod:`..egress`), each sandbox's network
+namespace gets its deny rules and a slirp4netns before the workload's
+command runs (the guard waits for the agent's "go"); slirp4netns runs in
+the workload's cgroup and ends with the workload.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from typing import Any
 from aladdin.lib.diskusage import tree_bytes
 
 from .. import cgroups as cgroup_limits
+from .. import egress, sandbox
 from .. import gpus as gpu_cards
-from .. import sandbox
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
 from .images import BuildError, ImageEnv, Images
@@ -103,6 +108,7 @@ class Workload:
     end_reason: str = ""  # why the agent is ending it: "stopped", "agent stopped"
     cgroups: cgroup_limits.Cgroups | None = None  # set while its cgroup exists
     memory_mib: int = 0  # its memory limit (0: none), for the out-of-memory reason
+    network: egress.Attachment | None = None  # its slirp4netns while it runs
 
     @property
     def has_ended(self) -> bool:
@@ -208,6 +214,11 @@ class Workloads:
         # Set by prepare() too: the cgroups of workloads, or None and why not.
         self.cgroups: cgroup_limits.Cgroups | None = None
         self.limits_reason = "not probed"
+        # Set by prepare() too: the egress policy, and how sandboxes reach the
+        # network ("slirp4netns") or "" and why not (loopback only then).
+        self.egress_policy = egress.Policy()
+        self.network = ""
+        self.network_reason = "not probed"
         self.pids_max = 0
         self.inventory = gpu_cards.Inventory([])
         # Hard caps per volume where the filesystem has project quotas (issue 14).
@@ -537,7 +548,10 @@ class Workloads:
         watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
         workload.watch_fd = watch_w
         etc_fds: dict[str, int] = {}
-        for filename, content in sandbox.etc_files(uid).items():
+        files = sandbox.etc_files(uid)
+        if self.network:
+            files["resolv.conf"] = self.egress_policy.resolv_conf()
+        for filename, content in files.items():
             r, w = os.pipe()
             os.write(w, content)
             os.close(w)
@@ -589,6 +603,27 @@ class Workloads:
             os.close(info_r)
         workload.sandbox_pid = info.get("child-pid")
         workload.pid_namespace = info.get("pid-namespace")
+        try:
+            if self.network:
+                if not workload.sandbox_pid:
+                    raise OSError("bwrap did not report the sandbox's pid")
+                workload.network = egress.attach(
+                    workload.sandbox_pid, info.get("net-namespace"), self.egress_policy
+                )
+                if workload.cgroups is not None:
+                    # Its CPU and memory are the workload's traffic: charged
+                    # to its limits, not to the host's spare capacity.
+                    workload.cgroups.attach(workload.name, workload.network.proc.pid)
+            # The guard runs the command only now, rules and network in place.
+            os.write(watch_w, b"go\n")
+        except BaseException:
+            # Never run it unfiltered: EOF ends the guard, the kill the rest.
+            self._close_network(workload)
+            self._close_watch(workload)
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+            raise
         return proc
 
     # --- limits ------------------------------------------------------------------
@@ -622,6 +657,12 @@ class Workloads:
         if workload.cards:
             workload.cards = []
             self.inventory.release(workload.name)
+
+    @staticmethod
+    def _close_network(workload: Workload) -> None:
+        network, workload.network = workload.network, None
+        if network is not None:
+            network.close()
 
     def _close_watch(self, workload: Workload) -> None:
         fd, workload.watch_fd = workload.watch_fd, None
@@ -677,6 +718,7 @@ class Workloads:
             workload.env = {}
             self._release_cards(workload)
             self._close_watch(workload)
+        self._close_network(workload)
         workload.ended.set()
         self.save()
 
