@@ -116,10 +116,19 @@ def test_ports_asked_for_at_launch_get_their_urls(client, user, cards, catalog, 
 
 
 class SocketStream(PortStream):
-    """The driver's port stream, here a plain TCP connection to the stand-in server."""
+    """The driver's port stream, here a plain TCP connection to the stand-in server.
 
-    def __init__(self, port: int):
+    ``raw`` offers the socket itself, as the local agent's stream does (the
+    proxy then splices); without it the proxy pumps through read and write,
+    as for Kubernetes' framed port-forward.
+    """
+
+    def __init__(self, port: int, *, raw: bool = False):
         self.sock = socket.create_connection(("127.0.0.1", port))
+        self.raw = raw
+
+    def raw_socket(self) -> socket.socket | None:
+        return self.sock if self.raw else None
 
     def read(self, size: int = 65536) -> bytes:
         try:
@@ -194,9 +203,9 @@ def upstream():
     server.server_close()
 
 
-@pytest.fixture
-def ports_proxy(upstream):
-    """A proxy whose tokens live in ``state``: token -> (running, listening)."""
+@pytest.fixture(params=["pumped", "spliced"])
+def ports_proxy(request, upstream):
+    """A proxy whose tokens live in ``state``: token -> (running, listening); both relays."""
     state: dict[str, dict] = {}
 
     def find(token):
@@ -214,7 +223,7 @@ def ports_proxy(upstream):
         assert (name, port) == ("job-12", 8888)
         if not state["t0ken"].get("listening", True):
             raise DriverError("refused", code="connection_refused")
-        return SocketStream(upstream)
+        return SocketStream(upstream, raw=request.param == "spliced")
 
     server = proxy.PortProxy(
         ("127.0.0.1", 0), domain=DOMAIN, find=find, still_open=still_open, connect=connect
