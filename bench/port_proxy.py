@@ -81,6 +81,11 @@ rotated). Latency: keep-alive `GET /small` on one connection per path,
 p50/p95, the added p95 = proxy p95 − direct p95; and fresh connections
 with one request each (what a browser's first request pays). Goal (issue
 15): proxy ≥ 50 % of direct throughput, p95 added latency < 5 ms.
+The agent lines say what the agent's relay costs alone; the proxy lines
+add the proxy's own hop on top, so their difference is the proxy's cost.
+The file is sparse and the server sends it with `sendfile`, so direct is
+close to what the sandbox's loopback can carry: a real server (Jupyter's
+tornado) is slower, and the relays' share of its time smaller.
 """
 PORT = 8888
 TOKEN = "benchtoken0123456789"
