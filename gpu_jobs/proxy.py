@@ -77,12 +77,17 @@ def lookup(token: str) -> Target | None:
         )
         if row is None or row.job.state not in (JobState.STARTING, JobState.RUNNING):
             return None
+        if row.job.stop_requested_at is not None:
+            # Stopping is ending: the URL stops answering at the click, as the
+            # watcher already cuts open connections (open_tokens), not when the
+            # workload is gone seconds later (and not "still starting", 503).
+            return None
         return Target(
             token=token,
             job_id=row.job_id,
             workload=row.job.workload_name,
             port=row.port,
-            running=row.job.state == JobState.RUNNING and row.job.stop_requested_at is None,
+            running=row.job.state == JobState.RUNNING,
         )
     finally:
         close_old_connections()

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from aladdin.cluster.base import DriverError, PortStream
 from gpu_jobs import proxy, selectors, services
@@ -73,6 +74,10 @@ def test_lookup_leads_only_to_an_open_port_of_a_live_job(user, make_job):
     target = proxy.lookup(row.token)
     assert target.workload == job.workload_name and target.port == 8888 and target.running
     assert proxy.open_tokens({row.token, "0" * 32}) == {row.token}
+    job.stop_requested_at = timezone.now()
+    job.save()
+    assert proxy.lookup(row.token) is None and proxy.open_tokens({row.token}) == set()
+    job.stop_requested_at = None
     job.state = JobState.SUCCEEDED
     job.save()
     assert proxy.lookup(row.token) is None and proxy.open_tokens({row.token}) == set()
@@ -97,7 +102,6 @@ def test_the_api_adds_lists_and_removes_ports(client, user, make_job, subscribe)
 
 
 def test_ports_asked_for_at_launch_get_their_urls(client, user, cards, catalog, driver, subscribe):
-    from django.utils import timezone
 
     subscribe(user, "basic", timezone.now())
     client.force_login(user)
@@ -357,8 +361,6 @@ def test_the_job_page_opens_lists_and_closes_ports(client, user, make_job):
 
 
 def test_the_launch_form_takes_ports(client, user, cards, catalog, driver, subscribe):
-    from django.utils import timezone
-
     subscribe(user, "basic", timezone.now())
     client.force_login(user)
     response = client.post(
