@@ -102,7 +102,6 @@ def test_the_api_adds_lists_and_removes_ports(client, user, make_job, subscribe)
 
 
 def test_ports_asked_for_at_launch_get_their_urls(client, user, cards, catalog, driver, subscribe):
-
     subscribe(user, "basic", timezone.now())
     client.force_login(user)
     response = client.post(
