@@ -92,6 +92,10 @@ bench-ssh: venv system-test-deps ## scp (1 GiB) and keystrokes through the SSH g
 bench-image-start: venv system-test-deps ## Start a workload on a built image vs. the bare sandbox (ARGS="--repeats 15")
 	$(BIN)/python bench/image_start.py $(ARGS)
 
+.PHONY: bench-port-proxy
+bench-port-proxy: venv system-run-deps ## A job's port through the port proxy vs. directly in its sandbox: 256 MiB and 1 GiB downloads, small-request latency (ARGS="--repeats 5")
+	$(BIN)/python bench/port_proxy.py $(ARGS)
+
 .PHONY: bench-limits
 bench-limits: venv system-run-deps ## Cost of the local resource limits: CPU- and memory-bound payloads in the sandbox with vs. without their cgroup (ARGS="--repeats 5")
 	$(BIN)/python bench/limits.py $(ARGS)

@@ -46,6 +46,7 @@ memory-backed ``/dev/shm``. Locally: a directory under
 from __future__ import annotations
 
 import abc
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -298,6 +299,17 @@ class PortStream(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Close both ways; idempotent. Another thread may call it to end a waiting :meth:`read`."""
+
+    def raw_socket(self) -> socket.socket | None:
+        """The blocking socket that carries this stream's bytes as they are, if there is one.
+
+        A relay may then move bytes on it directly (in the kernel, see
+        :mod:`aladdin.cluster.splice`) instead of through :meth:`read` and
+        :meth:`write`; shutting it down still ends the stream. None where the
+        bytes are framed or buffered (Kubernetes' port-forward), or not yet all
+        on the socket: then read and write are the way.
+        """
+        return None
 
 
 def check_port(port: object) -> int:

@@ -266,6 +266,11 @@ class LocalPortStream(PortStream):
         with contextlib.suppress(OSError):
             self._conn.sock.shutdown(socket.SHUT_RDWR)
 
+    def raw_socket(self) -> socket.socket | None:
+        # After the Done line the agent relays raw bytes: the socket is the
+        # stream, once the bytes that came with Done are read.
+        return None if self._pending else self._conn.sock
+
 
 class LogStream(Iterator[bytes]):
     """A workload's output as the agent pushes it (its ``follow`` op); see ``follow_logs``.

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from aladdin.cluster.base import DriverError, PortStream
 from gpu_jobs import proxy, selectors, services
@@ -73,6 +74,10 @@ def test_lookup_leads_only_to_an_open_port_of_a_live_job(user, make_job):
     target = proxy.lookup(row.token)
     assert target.workload == job.workload_name and target.port == 8888 and target.running
     assert proxy.open_tokens({row.token, "0" * 32}) == {row.token}
+    job.stop_requested_at = timezone.now()
+    job.save()
+    assert proxy.lookup(row.token) is None and proxy.open_tokens({row.token}) == set()
+    job.stop_requested_at = None
     job.state = JobState.SUCCEEDED
     job.save()
     assert proxy.lookup(row.token) is None and proxy.open_tokens({row.token}) == set()
@@ -97,8 +102,6 @@ def test_the_api_adds_lists_and_removes_ports(client, user, make_job, subscribe)
 
 
 def test_ports_asked_for_at_launch_get_their_urls(client, user, cards, catalog, driver, subscribe):
-    from django.utils import timezone
-
     subscribe(user, "basic", timezone.now())
     client.force_login(user)
     response = client.post(
@@ -116,10 +119,19 @@ def test_ports_asked_for_at_launch_get_their_urls(client, user, cards, catalog, 
 
 
 class SocketStream(PortStream):
-    """The driver's port stream, here a plain TCP connection to the stand-in server."""
+    """The driver's port stream, here a plain TCP connection to the stand-in server.
 
-    def __init__(self, port: int):
+    ``raw`` offers the socket itself, as the local agent's stream does (the
+    proxy then splices); without it the proxy pumps through read and write,
+    as for Kubernetes' framed port-forward.
+    """
+
+    def __init__(self, port: int, *, raw: bool = False):
         self.sock = socket.create_connection(("127.0.0.1", port))
+        self.raw = raw
+
+    def raw_socket(self) -> socket.socket | None:
+        return self.sock if self.raw else None
 
     def read(self, size: int = 65536) -> bytes:
         try:
@@ -194,9 +206,9 @@ def upstream():
     server.server_close()
 
 
-@pytest.fixture
-def ports_proxy(upstream):
-    """A proxy whose tokens live in ``state``: token -> (running, listening)."""
+@pytest.fixture(params=["pumped", "spliced"])
+def ports_proxy(request, upstream):
+    """A proxy whose tokens live in ``state``: token -> (running, listening); both relays."""
     state: dict[str, dict] = {}
 
     def find(token):
@@ -214,7 +226,7 @@ def ports_proxy(upstream):
         assert (name, port) == ("job-12", 8888)
         if not state["t0ken"].get("listening", True):
             raise DriverError("refused", code="connection_refused")
-        return SocketStream(upstream)
+        return SocketStream(upstream, raw=request.param == "spliced")
 
     server = proxy.PortProxy(
         ("127.0.0.1", 0), domain=DOMAIN, find=find, still_open=still_open, connect=connect
@@ -348,8 +360,6 @@ def test_the_job_page_opens_lists_and_closes_ports(client, user, make_job):
 
 
 def test_the_launch_form_takes_ports(client, user, cards, catalog, driver, subscribe):
-    from django.utils import timezone
-
     subscribe(user, "basic", timezone.now())
     client.force_login(user)
     response = client.post(

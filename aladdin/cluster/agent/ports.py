@@ -22,13 +22,13 @@ import os
 import socket
 import threading
 
+from .. import splice
 from ..protocol import AgentError, ErrorCode, check_port
 from .pty import Peer
 from .workloads import Workload
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT_SECONDS = 10
-CHUNK = 65536
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -86,8 +86,10 @@ def relay(peer: Peer, target: socket.socket) -> None:
 
     def pipe(source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(CHUNK):
-                sink.sendall(data)
+            # In the kernel (splice): the agent is one of the two relays a
+            # port URL's bytes cross, and copying them through Python halved
+            # the download's throughput (docs/benchmarks.md "Port proxy").
+            splice.pump(source, sink)
         except OSError:
             pass  # reset or gone: the end of this direction either way
         finally:
