@@ -164,8 +164,16 @@ def main() -> None:
     os.chmod(base, 0o711)
     (base / "var").mkdir(mode=0o700)
     agent = RunningAgent(base, {})
+    # The same bare start on an agent that gives sandboxes no network (loopback
+    # only): what egress (slirp4netns and the deny rules) adds to each start.
+    offline_base = Path(tempfile.mkdtemp(prefix="aladdin-bench-offline-"))
+    os.chmod(offline_base, 0o711)
+    (offline_base / "var").mkdir(mode=0o700)
+    offline = RunningAgent(offline_base, {"ALADDIN_LOCAL_NETWORK": "off"})
     try:
         agent.start()
+        offline.start()
+        offline.driver.ensure_user_space(user_id=1, storage_gib=1, quota=None)
         if not agent.health["sandbox"]:
             raise SystemExit(f"cannot sandbox here: {agent.health['sandbox_reason']}")
         builds = {}
@@ -182,21 +190,24 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         for round_ in range(args.repeats + 1):
             for label, command in COMMANDS.items():
-                runs = [("bare", BARE_COMMANDS[label], None)]
-                runs += [(r.ref, command, r) for r in recipes]
+                runs = [("bare", BARE_COMMANDS[label], None, agent)]
+                runs += [(r.ref, command, r, agent) for r in recipes]
+                runs.append(("bare, no network", BARE_COMMANDS[label], None, offline))
                 # Rotated each round: whichever goes first pays for what the
                 # previous one left behind (its stop, the agent's journal write).
                 shift = round_ % len(runs)
                 runs = runs[shift:] + runs[:shift]
-                for i, (what, argv, recipe) in enumerate(runs):
+                for i, (what, argv, recipe, on) in enumerate(runs):
                     name = f"bench-{round_}-{label}-{i}"
-                    elapsed = time_start(agent, name, argv, recipe)
+                    elapsed = time_start(on, name, argv, recipe)
                     if round_:  # the first round warms the page cache, untimed
                         times.setdefault((what, label), []).append(elapsed)
         load_after = os.getloadavg()[0]
     finally:
         agent.stop()
+        offline.stop()
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(offline_base, ignore_errors=True)
 
     lines = []
     for recipe in recipes:
@@ -209,6 +220,15 @@ def main() -> None:
                 f"bare sandbox median {statistics.median(bare) * 1000:.1f} ms, "
                 f"p95 {p95(bare) * 1000:.1f} ms; ratio {statistics.median(image) / statistics.median(bare):.2f}x (median)"
             )
+    for label in COMMANDS:
+        bare, offline_times = times[("bare", label)], times[("bare, no network", label)]
+        lines.append(
+            f"network at start, bare sandbox, {label}: with egress (slirp4netns + deny rules) "
+            f"median {statistics.median(bare) * 1000:.1f} ms, p95 {p95(bare) * 1000:.1f} ms; "
+            f"loopback only median {statistics.median(offline_times) * 1000:.1f} ms, "
+            f"p95 {p95(offline_times) * 1000:.1f} ms; "
+            f"ratio {statistics.median(bare) / statistics.median(offline_times):.2f}x (median)"
+        )
     for line in lines:
         print(line)
     if not args.no_record:
