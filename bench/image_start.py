@@ -223,9 +223,11 @@ def main() -> None:
     for label in COMMANDS:
         bare, offline_times = times[("bare", label)], times[("bare, no network", label)]
         lines.append(
-            f"network at start, bare sandbox, {label}: with egress (slirp4netns + deny rules) "
+            f"network at start, bare sandbox, {label}: with egress "
+            f"({agent.health.get('network') or 'off: ' + agent.health.get('network_reason', '')}) "
             f"median {statistics.median(bare) * 1000:.1f} ms, p95 {p95(bare) * 1000:.1f} ms; "
-            f"loopback only median {statistics.median(offline_times) * 1000:.1f} ms, "
+            f"loopback only ({offline.health.get('network') or 'off'}) "
+            f"median {statistics.median(offline_times) * 1000:.1f} ms, "
             f"p95 {p95(offline_times) * 1000:.1f} ms; "
             f"ratio {statistics.median(bare) / statistics.median(offline_times):.2f}x (median)"
         )
