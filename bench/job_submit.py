@@ -50,10 +50,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from benchdocs import record_run  # noqa: E402 - bench/ as a path
+
 sys.path.insert(0, str(REPO))
 
 from aladdin.cluster.base import LABEL_KIND, LABEL_OWNER, LABEL_USER  # noqa: E402
@@ -570,27 +573,8 @@ def machine() -> str:
 
 
 def record(command: str, lines: list[str], notes: str) -> None:
-    """Put this run at the top of this benchmark's section; nothing else in the file changes."""
-    run = (
-        f"### {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n\n"
-        f"Command: `{command}`. {notes}\n\n```\n" + "\n".join(lines) + "\n```\n"
-    )
-    text = DOCS.read_text()  # read right before writing: others edit other sections
-    start = text.find(f"\n{SECTION}\n")
-    if start < 0:
-        new = text.rstrip("\n") + "\n\n" + INTRO + "\n" + run
-    else:
-        start += 1
-        end = text.find("\n## ", start + len(SECTION))
-        end = len(text) if end < 0 else end + 1
-        section = text[start:end]
-        first_run = section.find("\n### ")
-        older = section[first_run + 1 :] if first_run >= 0 else ""
-        body = INTRO + "\n" + run + ("\n" + older.rstrip("\n") + "\n" if older else "")
-        new = text[:start] + body + ("\n" + text[end:] if end < len(text) else "")
-    tmp = DOCS.with_suffix(".md.tmp-job-submit")
-    tmp.write_text(new)
-    os.replace(tmp, DOCS)
+    """Put this run at the top of this benchmark's section (bench/benchdocs.py)."""
+    record_run(section=SECTION, intro=INTRO, command=command, lines=lines, notes=notes)
 
 
 # --- main ---------------------------------------------------------------------------

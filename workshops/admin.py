@@ -11,6 +11,17 @@ from . import services
 from .choices import WorkshopState
 from .models import ResourcePreset, SSHKey, Workshop, WorkshopEvent
 
+BUILD_FIELDS = [
+    "build_state",
+    "build_progress",
+    "build_step",
+    "build_reason",
+    "cpu_only",
+    "build_facts",
+    "build_key",
+    "build_checked_at",
+]
+
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
@@ -41,32 +52,10 @@ class ImageAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (
-            _("Build on this platform"),
-            {
-                "fields": [
-                    "build_state",
-                    "build_progress",
-                    "build_step",
-                    "build_reason",
-                    "cpu_only",
-                    "build_facts",
-                    "build_key",
-                    "build_checked_at",
-                ]
-            },
-        ),
+        (_("Build on this platform"), {"fields": BUILD_FIELDS}),
     ]
-    readonly_fields = [
-        "build_state",
-        "build_progress",
-        "build_step",
-        "build_reason",
-        "cpu_only",
-        "build_facts",
-        "build_key",
-        "build_checked_at",
-    ]
+    # The backend's answer (workshops.sync_images), never edited by hand.
+    readonly_fields = BUILD_FIELDS
 
     @admin.action(description=_("Build now (or retry a failed build)"))
     def build_now(self, request, queryset):
