@@ -196,10 +196,12 @@ class Images:
         except (OSError, ValueError) as exc:
             log.warning("images: unreadable %s (%s); starting with no images", STATE_FILE, exc)
             raw = {}
+        interrupted = False
         for key, data in raw.items():
             with contextlib.suppress(TypeError):
                 entry = Entry(**data)
                 if entry.state == BuildState.BUILDING:
+                    interrupted = True
                     entry = replace(
                         entry,
                         state=BuildState.FAILED,
@@ -210,13 +212,19 @@ class Images:
                 if entry.state == BuildState.READY and not (self.envs_dir / key).is_dir():
                     continue  # removed by an operator: built again on demand
                 self._entries[key] = entry
-        # A directory no ready entry owns is an interrupted or failed build
-        # (and whatever it ran is ended first).
-        kill_uid(self.build_uid)
-        for leftover in self.envs_dir.iterdir():
-            owner = self._entries.get(leftover.name)
-            if owner is None or owner.state != BuildState.READY:
-                shutil.rmtree(leftover, ignore_errors=True)
+        # A directory no ready entry owns is an interrupted or failed build.
+        leftovers = [
+            path
+            for path in self.envs_dir.iterdir()
+            if (owner := self._entries.get(path.name)) is None or owner.state != BuildState.READY
+        ]
+        if interrupted or leftovers:
+            # Whatever the interrupted build ran is ended first. Only then:
+            # on a host with another agent (tests, a second portal) the
+            # build uid may be that agent's build in progress.
+            kill_uid(self.build_uid)
+        for leftover in leftovers:
+            shutil.rmtree(leftover, ignore_errors=True)
         self._save()
         blocked = sandbox.check_traversable(self.envs_dir, self.build_uid)
         if blocked is not None:
