@@ -130,13 +130,21 @@ PRESETS = [
 ]
 
 # Seeds only: staff edit these in the back office (SPEC §6 "academic acceleration").
+# The manual's own values: its Hugging Face mirror (`export HF_ENDPOINT=…`),
+# its GitHub accelerator (`git config --global url."https://gh-proxy.com/
+# github.com/".insteadOf "https://github.com/"`) and its pip index.
 PLATFORM_ENV = [
-    ("HF_ENDPOINT", "https://hf-mirror.com", "Hugging Face mirror"),
+    ("HF_ENDPOINT", "http://hfmirror.mas.zetyun.cn:8082", "Hugging Face mirror"),
     ("GIT_CONFIG_COUNT", "1", "GitHub proxy: number of git config entries below"),
-    ("GIT_CONFIG_KEY_0", "url.https://ghproxy.net/https://github.com/.insteadOf", "GitHub proxy"),
+    ("GIT_CONFIG_KEY_0", "url.https://gh-proxy.com/github.com/.insteadOf", "GitHub proxy"),
     ("GIT_CONFIG_VALUE_0", "https://github.com/", "GitHub proxy"),
     ("PIP_INDEX_URL", "https://pypi.tuna.tsinghua.edu.cn/simple", "pip index"),
 ]
+# Earlier seeds, replaced where staff never changed them (migration 0005).
+OLD_PLATFORM_ENV = {
+    "HF_ENDPOINT": "https://hf-mirror.com",
+    "GIT_CONFIG_KEY_0": "url.https://ghproxy.net/https://github.com/.insteadOf",
+}
 
 
 def load() -> str:

@@ -125,9 +125,9 @@ def test_env_values_are_encrypted_at_rest(user, make_workshop):
 def test_platform_env_is_injected_and_the_users_value_wins(user, make_workshop, driver):
     ws = make_workshop(user, env={"PIP_INDEX_URL": "https://example.org/simple", "A": "1"})
     env = driver.specs[ws.workload_name].env
-    assert env["HF_ENDPOINT"] == "https://hf-mirror.com"
+    assert env["HF_ENDPOINT"] == "http://hfmirror.mas.zetyun.cn:8082"
     assert env["GIT_CONFIG_COUNT"] == "1"
-    assert env["GIT_CONFIG_KEY_0"] == "url.https://ghproxy.net/https://github.com/.insteadOf"
+    assert env["GIT_CONFIG_KEY_0"] == "url.https://gh-proxy.com/github.com/.insteadOf"
     assert env["GIT_CONFIG_VALUE_0"] == "https://github.com/"
     assert env["PIP_INDEX_URL"] == "https://example.org/simple"
     assert env["A"] == "1"
