@@ -32,8 +32,8 @@ Logs (logs)            LogChunk                --
 DeleteLogs             Done                    ``still_running``
 Follow (follow)        Done, then a stream     --
 OpenTerminal           Done, then a stream     ``not_running``
-Exec (exec)            Done, then a stream     ``not_running``
-OpenFiles (files)      Done, then a stream     ``unavailable`` (cannot sandbox)
+Exec (exec)            ExecStarted, a stream   ``not_running``
+OpenFiles (files)      ExecStarted, a stream   ``unavailable`` (cannot sandbox)
 ConnectPort            Done, then raw bytes    ``not_running``, ``connection_refused``
 ImageStatus            ImageStateAnswer        --
 BuildImage             ImageStateAnswer        --
