@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import socket
 import tempfile
@@ -196,6 +197,16 @@ class LocalExecSession(ExecSession):
             if decoded.data:
                 return decoded.stream, decoded.data
         return 0, b""
+
+    def ready(self) -> bool:
+        # A frame's header already here, or bytes waiting on the socket: the
+        # agent sends whole frames, so the rest of one is in flight at most.
+        if self._ended or len(self._conn.buffer) >= protocol.FRAME_HEADER.size:
+            return True
+        try:
+            return bool(select.select([self._conn.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True  # read() reports the broken stream
 
     def _receive(self) -> protocol.ExecOutput | protocol.TerminalExit | None:
         """The next output message; None when the stream ended without one."""

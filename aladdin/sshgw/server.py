@@ -41,6 +41,8 @@ ACCEPTED_ENV = {"LANG"}
 INPUT_QUEUE_HIGH = 64
 # Queued stdin sent to the workload as one write at most (see _Session._pump_input).
 INPUT_BATCH = 256 * 1024
+# Output already arrived from the workload, passed to the loop as one write at most.
+OUTPUT_BATCH = 1024 * 1024
 
 
 def stopped_line(name: str) -> str:
@@ -411,6 +413,9 @@ class _Session(asyncssh.SSHServerSession):
     # --- requests before the start ----------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self.chan = chan
+        # asyncssh pauses writing above 64 KiB queued: with OUTPUT_BATCH
+        # writes that stopped the output thread after every one of them.
+        chan.set_write_buffer_limits(high=2 * OUTPUT_BATCH, low=OUTPUT_BATCH // 2)
 
     def pty_requested(self, term_type: str, term_size, term_modes) -> bool:
         self.tty = True
@@ -509,7 +514,26 @@ class _Session(asyncssh.SSHServerSession):
                 stream, data = 0, b""
             if not stream:
                 break
-            self.loop.call_soon_threadsafe(self._write, stream, data)
+            # Output that already arrived leaves with this one: one wake-up
+            # of the loop and one channel write instead of one per frame.
+            chunks, size, ended = [data], len(data), False
+            while size < OUTPUT_BATCH and session.ready():
+                try:
+                    more_stream, more = session.read()
+                except (OSError, DriverError):
+                    more_stream, more = 0, b""
+                if not more_stream:
+                    ended = True  # what was gathered goes first
+                    break
+                if more_stream != stream:
+                    self.loop.call_soon_threadsafe(self._write, stream, b"".join(chunks))
+                    chunks, size, stream = [], 0, more_stream
+                chunks.append(more)
+                size += len(more)
+            joined = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.loop.call_soon_threadsafe(self._write, stream, joined)
+            if ended:
+                break
         code = session.exit_code
         self.loop.call_soon_threadsafe(self._exit, 255 if code is None else code)
 

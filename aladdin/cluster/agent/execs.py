@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import io
 import os
+import select
 import socket
 import subprocess
 import termios
@@ -260,4 +261,24 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _reader(pipe: IO[bytes]) -> Callable[[int], bytes]:
     fd = pipe.fileno()
-    return lambda n: os.read(fd, n)
+    return lambda n: _read_ready(fd, n)
+
+
+def _read_ready(fd: int, size: int) -> bytes:
+    """One read, plus whatever more the pipe already holds (up to ``size``), without waiting.
+
+    sftp-server writes one SFTP reply (~32 KiB) at a time: a frame per reply
+    was the download's cost in the gateway (a frame, a wake-up of its loop).
+    """
+    data = os.read(fd, size)
+    if not data or len(data) >= size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while total < size and select.select([fd], [], [], 0)[0]:
+        more = os.read(fd, size - total)
+        if not more:
+            break  # the end: the next read returns b"" again
+        chunks.append(more)
+        total += len(more)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
