@@ -63,7 +63,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' helpers start the agent and the gateway
 
-from tests.cluster.conftest import RunningAgent  # noqa: E402
+from tests.cluster.conftest import BuiltImages, RunningAgent  # noqa: E402
 from tests.servers import copy_db, manage, portal_env  # noqa: E402
 from tests.services_plugin import free_port  # noqa: E402
 from tests.sshgw.conftest import SEED, Portal, keygen  # noqa: E402
@@ -366,7 +366,15 @@ def spy_summary(raw: Path) -> str:
 
 
 def start_portal(base: Path, client_pub: str) -> tuple[Portal, Path]:
-    agent = RunningAgent(base, {})
+    # Workshops run on the catalog's python image (issue 14): built first, in
+    # a directory of its own (as tests/conftest.py's built_images), or the
+    # seeded workshop stays "creating".
+    images_base = base / "images"
+    images_base.mkdir(mode=0o711)
+    (images_base / "var").mkdir(mode=0o700)
+    images = BuiltImages(images_base)
+    images.build_catalog_defaults()
+    agent = RunningAgent(base, images.agent_env())
     agent.start()
     if not agent.health["sandbox"]:
         agent.stop()

@@ -256,6 +256,13 @@ class ExecSession(abc.ABC):
         Raises ``TimeoutError`` when nothing arrived within ``timeout``.
         """
 
+    def ready(self) -> bool:
+        """True when :meth:`read` would return at once (output already arrived); a hint.
+
+        The SSH gateway gathers such output into one write to its event loop.
+        """
+        return False
+
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
         """Send to the command's stdin. Raises DriverError once the session is closed."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import socket
 import tempfile
@@ -64,6 +65,7 @@ class _Connection:
             raise DriverError(f"{AGENT_DOWN}: {exc}", permanent=False) from exc
         self.sock.settimeout(timeout)
         self.buffer = bytearray()
+        self.answer: dict[str, Any] = {}  # a stream's accepting answer (see _open_stream)
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(protocol.encode_line(message))
@@ -166,19 +168,23 @@ class LocalExecSession(ExecSession):
     reader (see :class:`LogStream`).
     """
 
-    def __init__(self, connection: _Connection):
+    def __init__(self, connection: _Connection, request_type: type):
         self._conn = connection
         self._send_lock = threading.Lock()
         self._closed = False
         self._ended = False
         self.exit_code: int | None = None
+        # Binary frames when the agent agreed (the driver always asks); an
+        # agent of an earlier release answers a plain Done: JSON lines.
+        started = protocol.decode_answer(request_type, connection.answer)
+        self.binary = bool(started.binary) and started.binary_version == protocol.BINARY_VERSION
 
     def read(self, timeout: float | None = None) -> tuple[int, bytes]:
         while not self._ended:
             self._conn.sock.settimeout(timeout)
+            decoded: protocol.ExecOutput | protocol.TerminalExit | None
             try:
-                message = self._conn.receive()
-                decoded = protocol.decode_exec_output(message) if message else None
+                decoded = self._receive()
             except TimeoutError:
                 raise
             except (OSError, ValueError, AgentError):
@@ -192,31 +198,88 @@ class LocalExecSession(ExecSession):
                 return decoded.stream, decoded.data
         return 0, b""
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def ready(self) -> bool:
+        # A frame's header already here, or bytes waiting on the socket: the
+        # agent sends whole frames, so the rest of one is in flight at most.
+        if self._ended or len(self._conn.buffer) >= protocol.FRAME_HEADER.size:
+            return True
+        try:
+            return bool(select.select([self._conn.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True  # read() reports the broken stream
+
+    def _receive(self) -> protocol.ExecOutput | protocol.TerminalExit | None:
+        """The next output message; None when the stream ended without one."""
+        if not self.binary:
+            message = self._conn.receive()
+            return protocol.decode_exec_output(message) if message else None
+        while True:
+            frame = self._receive_frame()
+            if frame is None:
+                return None
+            decoded = protocol.decode_exec_output_frame(*frame)
+            if decoded is not None:  # an unknown kind is skipped
+                return decoded
+
+    def _receive_frame(self) -> tuple[int, bytes] | None:
+        # Partial frames stay in the connection's buffer, so a read that
+        # timed out loses nothing; bytearray drops consumed bytes from its
+        # front without moving the rest.
+        conn, size = self._conn, protocol.FRAME_HEADER.size
+        buffer = conn.buffer
+        while len(buffer) < size:
+            if not self._fill(RECV_CHUNK):
+                return None
+        kind, length = protocol.frame_header(buffer[:size])
+        end = size + length
+        while len(buffer) < end:
+            if not self._fill(max(RECV_CHUNK, end - len(buffer))):
+                return None
+        payload = bytes(buffer[size:end])
+        del buffer[:end]
+        return kind, payload
+
+    def _fill(self, size: int) -> bool:
+        chunk = self._conn.sock.recv(size)
+        self._conn.buffer += chunk
+        return bool(chunk)
+
+    def _send(
+        self, message: protocol.TerminalInput | protocol.ExecEof | protocol.TerminalResize
+    ) -> None:
+        wire = (
+            protocol.exec_input_frame(message)
+            if self.binary
+            else protocol.encode_line(message.to_wire())
+        )
         with self._send_lock:
             if self._closed:
                 raise DriverError("the session is closed", permanent=True)
             try:
-                self._conn.send(message)
+                self._conn.sock.sendall(wire)
             except OSError as exc:
                 raise DriverError(f"the exec connection broke: {exc}") from exc
 
     def write(self, data: bytes) -> None:
-        self._send(protocol.TerminalInput(data).to_wire())
+        self._send(protocol.TerminalInput(data))
 
     def close_stdin(self) -> None:
-        self._send(protocol.ExecEof().to_wire())
+        self._send(protocol.ExecEof())
 
     def resize(self, *, rows: int, cols: int) -> None:
-        self._send(protocol.TerminalResize(int(rows), int(cols)).to_wire())
+        self._send(protocol.TerminalResize(int(rows), int(cols)))
 
     def close(self) -> None:
         with self._send_lock:
             if self._closed:
                 return
             self._closed = True
+            close = protocol.TerminalClose()
             with contextlib.suppress(OSError):
-                self._conn.send(protocol.TerminalClose().to_wire())
+                if self.binary:
+                    self._conn.sock.sendall(protocol.exec_input_frame(close))
+                else:
+                    self._conn.send(close.to_wire())
         # Wakes a reader blocked in recv; the fd is closed by the garbage
         # collector once no thread uses it (never under a reader).
         with contextlib.suppress(OSError):
@@ -345,6 +408,9 @@ class LogStream(Iterator[bytes]):
 
 class LocalDriver(ClusterDriver):
     name = "local"
+    # Ask for the protocol's binary exec frames (JSON and base64 cost a third
+    # of an scp's CPU); tests turn it off to speak JSON as older portals do.
+    exec_binary = True
 
     def __init__(self, socket_path: Path | None = None):
         # Tests point a driver at their own agent; the portal uses the setting.
@@ -397,7 +463,7 @@ class LocalDriver(ClusterDriver):
         conn = _Connection(self.socket_path, CALL_TIMEOUT)
         try:
             conn.send(protocol.encode_request(request))
-            _answer_checked(conn.receive())
+            conn.answer = _answer_checked(conn.receive())
         except (OSError, ValueError) as exc:
             conn.close()
             raise _unreachable(exc) from exc
@@ -552,12 +618,14 @@ class LocalDriver(ClusterDriver):
             env=dict(env or {}),
             rows=int(rows),
             cols=int(cols),
+            binary=self.exec_binary,
         )
-        return LocalExecSession(self._open_stream(request))
+        return LocalExecSession(self._open_stream(request), protocol.Exec)
 
     def open_files(self, *, user_id: int) -> ExecSession:
         """The agent's ``files`` stream: sftp-server in a sandbox over the volume (agent/files.py)."""
-        return LocalExecSession(self._open_stream(protocol.OpenFiles(user_id=int(user_id))))
+        request = protocol.OpenFiles(user_id=int(user_id), binary=self.exec_binary)
+        return LocalExecSession(self._open_stream(request), protocol.OpenFiles)
 
     def connect_port(self, *, name: str, port: int) -> PortStream:
         request = protocol.ConnectPort(name=name, port=check_port(port))

@@ -32,8 +32,8 @@ Logs (logs)            LogChunk                --
 DeleteLogs             Done                    ``still_running``
 Follow (follow)        Done, then a stream     --
 OpenTerminal           Done, then a stream     ``not_running``
-Exec (exec)            Done, then a stream     ``not_running``
-OpenFiles (files)      Done, then a stream     ``unavailable`` (cannot sandbox)
+Exec (exec)            ExecStarted, a stream   ``not_running``
+OpenFiles (files)      ExecStarted, a stream   ``unavailable`` (cannot sandbox)
 ConnectPort            Done, then raw bytes    ``not_running``, ``connection_refused``
 ImageStatus            ImageStateAnswer        --
 BuildImage             ImageStateAnswer        --
@@ -66,6 +66,22 @@ a PTY), then :class:`TerminalExit` out, once all output was sent.
 ``sftp-server`` (SFTP v3 on stdin/stdout) in a short-lived sandbox over the
 user's volume, for the dashboard's files page.
 
+Binary exec frames (version 1). JSON lines with base64 cost about a third of
+an scp's CPU (bench/ssh_transfer.py, issue 13), so ``Exec`` and
+``OpenFiles`` may ask for ``binary: true``; an agent that speaks it answers
+:class:`ExecStarted` with ``binary: true`` (``binary_version`` 1), and from
+the byte after that ``Done`` line both directions carry frames instead of
+JSON lines: one byte of kind, four of big-endian payload length, the
+payload (:data:`FRAME_HEADER`, :func:`encode_frame`; at most
+:data:`MAX_FRAME` bytes). Kinds (:class:`FrameKind`): ``STDOUT`` and
+``STDERR`` (out, raw bytes), ``STDIN`` (in, raw bytes), ``EOF`` (in,
+empty), ``RESIZE`` (in, rows and cols as two big-endian uint16),
+``CLOSE`` (in, empty), ``EXIT`` (out, a big-endian int32 code, or empty
+for none). An agent of earlier releases ignores the field and answers a
+plain ``Done``, and a portal of earlier releases never asks: either pair
+keeps speaking the JSON stream above. An unknown kind is skipped, as an
+unknown JSON message is.
+
 After ``ConnectPort``'s ``Done`` line (``op`` ``connect_port``, the SSH
 gateway's ``ssh -L``) the connection is no longer JSON: it carries the TCP
 connection's bytes both ways, a half-close (``shutdown(SHUT_WR)``) for
@@ -86,6 +102,7 @@ import binascii
 import dataclasses
 import json
 import re
+import struct
 import types
 import typing
 from dataclasses import dataclass, field
@@ -357,6 +374,7 @@ class Exec:
     env: dict[str, str] = field(default_factory=dict)
     rows: int = 24
     cols: int = 80
+    binary: bool = False  # ask for binary frames after Done (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -370,6 +388,7 @@ class OpenFiles:
 
     op: ClassVar[str] = "files"
     user_id: int
+    binary: bool = False  # ask for binary frames after Done (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -435,6 +454,17 @@ class Done:
 
 
 @dataclass(frozen=True)
+class ExecStarted:
+    """``Exec``/``OpenFiles`` accepted; ``binary``: the stream that follows is binary frames.
+
+    An older agent's plain ``Done`` reads as ``binary`` False (JSON lines).
+    """
+
+    binary: bool = False
+    binary_version: int = 0
+
+
+@dataclass(frozen=True)
 class HealthInfo:
     pid: int
     sandbox: bool
@@ -481,6 +511,7 @@ class LogChunk:
 
 Answer = (
     Done
+    | ExecStarted
     | HealthInfo
     | UsageInfo
     | DiskInfo
@@ -505,8 +536,8 @@ ANSWERS: dict[type, type] = {
     DeleteLogs: Done,
     Follow: Done,
     OpenTerminal: Done,
-    Exec: Done,
-    OpenFiles: Done,
+    Exec: ExecStarted,
+    OpenFiles: ExecStarted,
     ConnectPort: Done,
     ImageStatus: ImageStateAnswer,
     BuildImage: ImageStateAnswer,
@@ -628,6 +659,97 @@ def decode_exec_output(message: dict[str, Any]) -> ExecOutput | TerminalExit:
     if stream not in (1, 2):
         raise AgentError(ErrorCode.INVALID, f"bad exec output stream {stream}")
     return ExecOutput(data=_field(bytes, message, "data"), stream=stream)
+
+
+# --- binary exec frames (version 1; see the module's docstring) ---
+BINARY_VERSION = 1
+FRAME_HEADER = struct.Struct(">BI")  # kind, payload length
+MAX_FRAME = 16 * 1024 * 1024  # refuses a garbled length before allocating it
+
+
+class FrameKind:
+    STDOUT = 1
+    STDERR = 2
+    STDIN = 3
+    EOF = 4
+    RESIZE = 5
+    CLOSE = 6
+    EXIT = 7
+
+
+_RESIZE = struct.Struct(">HH")
+_EXIT = struct.Struct(">i")
+
+
+def encode_frame(kind: int, payload: bytes | bytearray | memoryview = b"") -> bytes:
+    """One binary frame: header and payload as one buffer (one send, no second syscall)."""
+    return FRAME_HEADER.pack(kind, len(payload)) + payload
+
+
+def frame_header(header: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """``(kind, length)`` of a frame's header. Raises ValueError for a length over MAX_FRAME."""
+    kind, length = FRAME_HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ValueError(f"exec frame of {length} bytes (at most {MAX_FRAME})")
+    return kind, length
+
+
+def exec_input_frame(message: TerminalInput | ExecEof | TerminalResize | TerminalClose) -> bytes:
+    match message:
+        case TerminalInput(data=data):
+            return encode_frame(FrameKind.STDIN, data)
+        case ExecEof():
+            return encode_frame(FrameKind.EOF)
+        case TerminalResize(rows=rows, cols=cols):
+            return encode_frame(FrameKind.RESIZE, _RESIZE.pack(rows, cols))
+        case TerminalClose():
+            return encode_frame(FrameKind.CLOSE)
+    raise TypeError(f"not an exec input: {message!r}")
+
+
+def exec_output_frame(message: ExecOutput | TerminalExit) -> bytes:
+    match message:
+        case ExecOutput(data=data, stream=stream):
+            return encode_frame(FrameKind.STDERR if stream == 2 else FrameKind.STDOUT, data)
+        case TerminalExit(code=code):
+            return encode_frame(FrameKind.EXIT, b"" if code is None else _EXIT.pack(code))
+    raise TypeError(f"not an exec output: {message!r}")
+
+
+def decode_exec_input_frame(
+    kind: int, payload: bytes
+) -> TerminalInput | ExecEof | TerminalResize | TerminalClose | None:
+    """The message of an incoming frame; None for a kind this side does not know (skipped)."""
+    if kind == FrameKind.STDIN:
+        return TerminalInput(payload)
+    if kind == FrameKind.EOF:
+        return ExecEof()
+    if kind == FrameKind.RESIZE:
+        try:
+            rows, cols = _RESIZE.unpack(payload)
+        except struct.error:
+            raise AgentError(ErrorCode.INVALID, "bad resize frame") from None
+        return TerminalResize(rows=rows, cols=cols)
+    if kind == FrameKind.CLOSE:
+        return TerminalClose()
+    return None
+
+
+def decode_exec_output_frame(kind: int, payload: bytes) -> ExecOutput | TerminalExit | None:
+    """The message of an outgoing frame; None for a kind this side does not know (skipped)."""
+    if kind == FrameKind.STDOUT:
+        return ExecOutput(payload, 1)
+    if kind == FrameKind.STDERR:
+        return ExecOutput(payload, 2)
+    if kind == FrameKind.EXIT:
+        if not payload:
+            return TerminalExit(None)
+        try:
+            (code,) = _EXIT.unpack(payload)
+        except struct.error:
+            raise AgentError(ErrorCode.INVALID, "bad exit frame") from None
+        return TerminalExit(code)
+    return None
 
 
 def decode_log_message(message: dict[str, Any]) -> LogData | LogEnd:

@@ -45,6 +45,22 @@ def test_a_command_gets_stdin_and_separate_stdout_stderr_and_its_exit_status(wor
     assert (out, err, code) == (b"HELLO\n", b"oops\n", 3)
 
 
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-frames", "json-lines"])
+def test_both_stream_encodings_carry_binary_data_eof_and_the_exit(workshop, binary):
+    # JSON lines are what a portal and an agent of earlier releases speak;
+    # binary frames are negotiated (protocol.ExecStarted), so either pair works.
+    workshop.driver.exec_binary = binary
+    session = workshop.driver.exec_in_workload(
+        name="ws-1", command=["/bin/sh", "-c", "cat; printf 'e\\000r' >&2; exit 5"]
+    )
+    assert session.binary is binary
+    payload = bytes(range(256)) * 1024  # 256 KiB: several output frames
+
+    out, err, code = run(session, stdin=payload)
+
+    assert (out, err, code) == (payload, b"e\0r", 5)
+
+
 def test_it_runs_as_the_workloads_uid_in_root_inside_the_sandbox(workshop):
     session = workshop.driver.exec_in_workload(
         name="ws-1", command=["/bin/sh", "-c", 'id -u; pwd; echo "$HOME"; ls /work 2>&1 | head -1']

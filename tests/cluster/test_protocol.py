@@ -98,6 +98,62 @@ def test_the_exec_stream_carries_stdout_stderr_eof_and_the_exit():
         protocol.decode_exec_output({"data": "aGk=", "stream": 3})
 
 
+def test_binary_exec_frames_round_trip_both_ways():
+    outputs = [
+        protocol.ExecOutput(b"out\x00\n", 1),
+        protocol.ExecOutput(b"err", 2),
+        protocol.TerminalExit(3),
+        protocol.TerminalExit(-1),
+        protocol.TerminalExit(None),
+    ]
+    inputs = [
+        protocol.TerminalInput(bytes(range(256)) * 1000),
+        protocol.ExecEof(),
+        protocol.TerminalResize(rows=50, cols=200),
+        protocol.TerminalClose(),
+    ]
+    size = protocol.FRAME_HEADER.size
+    for message in outputs:
+        frame = protocol.exec_output_frame(message)
+        kind, length = protocol.frame_header(frame[:size])
+        assert length == len(frame) - size
+        assert protocol.decode_exec_output_frame(kind, frame[size:]) == message
+    for message in inputs:
+        frame = protocol.exec_input_frame(message)
+        kind, length = protocol.frame_header(frame[:size])
+        assert length == len(frame) - size
+        assert protocol.decode_exec_input_frame(kind, frame[size:]) == message
+    # The documented layout: a kind byte, a big-endian length, the raw payload.
+    assert protocol.exec_output_frame(protocol.ExecOutput(b"hi", 2)) == b"\x02\x00\x00\x00\x02hi"
+    assert (
+        protocol.exec_input_frame(protocol.TerminalResize(24, 80))
+        == b"\x05\x00\x00\x00\x04\x00\x18\x00\x50"
+    )
+    # Unknown kinds are skipped (None), as unknown JSON messages are; a huge length is refused.
+    assert protocol.decode_exec_output_frame(99, b"x") is None
+    assert protocol.decode_exec_input_frame(99, b"x") is None
+    with pytest.raises(ValueError):
+        protocol.frame_header(protocol.FRAME_HEADER.pack(1, protocol.MAX_FRAME + 1))
+    with pytest.raises(AgentError):
+        protocol.decode_exec_input_frame(protocol.FrameKind.RESIZE, b"\x00")
+
+
+def test_binary_frames_are_negotiated_so_old_agents_and_portals_keep_json():
+    # A new portal asks; an agent of an earlier release ignores the field
+    # and answers a plain Done, which reads as "JSON lines".
+    request = protocol.encode_request(protocol.Exec(name="ws-1", binary=True))
+    assert request["binary"] is True
+    assert protocol.decode_request({k: v for k, v in request.items() if k != "binary"}) == (
+        protocol.Exec(name="ws-1")
+    )
+    assert protocol.decode_answer(protocol.Exec, {"ok": True}) == protocol.ExecStarted(binary=False)
+    assert protocol.decode_answer(protocol.OpenFiles, {"ok": True}).binary is False
+    # A new agent's answer to an old portal only adds fields, which it ignores.
+    answer = protocol.encode_answer(protocol.ExecStarted(binary=True, binary_version=1))
+    assert answer == {"ok": True, "binary": True, "binary_version": 1}
+    assert protocol.decode_answer(protocol.Exec, answer).binary is True
+
+
 def test_the_wire_is_what_earlier_agents_spoke():
     # The agent outlives web restarts: an upgraded portal must still talk to it.
     assert protocol.encode_request(protocol.Stop(name="ws-1", grace_seconds=10)) == {

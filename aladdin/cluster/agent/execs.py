@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
+import select
 import socket
 import subprocess
 import termios
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -124,14 +126,25 @@ def start(
     return proc, master
 
 
-def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
-    """Carry the exec stream both ways until the command ended and its output was sent."""
+def relay(peer: Peer, proc: subprocess.Popen, master: int | None, *, binary: bool = False) -> None:
+    """Carry the exec stream both ways until the command ended and its output was sent.
+
+    ``binary``: the client asked for binary frames and was told yes (the
+    protocol's version 1 frames); otherwise JSON lines, as older portals speak.
+    """
     send_lock = threading.Lock()
 
-    def send(message: dict[str, Any]) -> None:
+    def send(message: protocol.ExecOutput | protocol.TerminalExit) -> None:
         # Two pumps (stdout, stderr) share the connection: one frame at a time.
+        if binary:
+            # Header and payload in one buffer and one sendall: no base64, no JSON.
+            frame = protocol.exec_output_frame(message)
+            with send_lock:
+                peer.request.sendall(frame)
+            return
+        wire = message.to_wire()
         with send_lock:
-            peer.send(message)
+            peer.send(wire)
 
     def pump(read: Callable[[int], bytes], stream: int) -> None:
         while True:
@@ -141,7 +154,7 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
                 data = b""
             if not data:
                 return
-            send(protocol.ExecOutput(data, stream).to_wire())
+            send(protocol.ExecOutput(data, stream))
 
     if master is not None:
         pumps = [threading.Thread(target=pump, args=(lambda n: os.read(master, n), 1))]
@@ -158,7 +171,7 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
                 thread.start()
             for thread in pumps:
                 thread.join()
-            send(protocol.TerminalExit(exit_status(proc.wait())).to_wire())
+            send(protocol.TerminalExit(exit_status(proc.wait())))
         except OSError:
             pass  # the client went away
         finally:
@@ -169,19 +182,14 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
     done.start()
     stdin: IO[bytes] | None = proc.stdin
     try:
-        for message in peer.messages():
-            try:
-                decoded = protocol.decode_exec_input(message)
-            except AgentError:
-                continue  # a message this agent does not know: ignored
+        for decoded in _binary_inputs(peer.rfile) if binary else _json_inputs(peer):
             match decoded:
                 case protocol.TerminalInput(data=data):
                     if master is not None:
-                        os.write(master, data)
+                        _write_all(master, data)
                     elif stdin is not None:
                         with contextlib.suppress(BrokenPipeError):
-                            stdin.write(data)
-                            stdin.flush()
+                            _write_all(stdin.fileno(), data)
                 case protocol.ExecEof():
                     if stdin is not None:
                         with contextlib.suppress(OSError):
@@ -192,7 +200,11 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
                         set_winsize(master, rows, cols)
                 case protocol.TerminalClose():
                     break
-    except (OSError, ValueError):  # the client went away, or stopped speaking JSON
+    except (
+        OSError,
+        ValueError,
+        AgentError,
+    ):  # the client went away, or stopped speaking the protocol
         pass
     finally:
         if stdin is not None:
@@ -210,6 +222,63 @@ def relay(peer: Peer, proc: subprocess.Popen, master: int | None) -> None:
                     pipe.close()
 
 
+ExecInput = (
+    protocol.TerminalInput | protocol.ExecEof | protocol.TerminalResize | protocol.TerminalClose
+)
+
+
+def _json_inputs(peer: Peer) -> Iterator[ExecInput]:
+    for message in peer.messages():
+        try:
+            yield protocol.decode_exec_input(message)
+        except AgentError:
+            continue  # a message this agent does not know: ignored
+
+
+def _binary_inputs(rfile: io.BufferedIOBase) -> Iterator[ExecInput]:
+    """The client's frames until it closes its end. Raises ValueError, AgentError on garbage."""
+    size = protocol.FRAME_HEADER.size
+    while True:
+        header = rfile.read(size)
+        if len(header) < size:
+            return
+        kind, length = protocol.frame_header(header)
+        # A buffered reader hands a large read straight to the socket (no copy via its buffer).
+        payload = rfile.read(length) if length else b""
+        if len(payload) < length:
+            return
+        decoded = protocol.decode_exec_input_frame(kind, payload)
+        if decoded is not None:  # an unknown kind is skipped
+            yield decoded
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to a pipe or PTY: os.write straight away, no BufferedWriter copy and flush."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _reader(pipe: IO[bytes]) -> Callable[[int], bytes]:
     fd = pipe.fileno()
-    return lambda n: os.read(fd, n)
+    return lambda n: _read_ready(fd, n)
+
+
+def _read_ready(fd: int, size: int) -> bytes:
+    """One read, plus whatever more the pipe already holds (up to ``size``), without waiting.
+
+    sftp-server writes one SFTP reply (~32 KiB) at a time: a frame per reply
+    was the download's cost in the gateway (a frame, a wake-up of its loop).
+    """
+    data = os.read(fd, size)
+    if not data or len(data) >= size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while total < size and select.select([fd], [], [], 0)[0]:
+        more = os.read(fd, size - total)
+        if not more:
+            break  # the end: the next read returns b"" again
+        chunks.append(more)
+        total += len(more)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import signal
 import socket
@@ -36,6 +37,7 @@ class Peer(Protocol):
     """The client's end of one connection, as the relay sees it."""
 
     request: socket.socket
+    rfile: io.BufferedIOBase  # what messages() reads; binary exec frames read it directly
 
     def send(self, message: dict[str, Any]) -> None: ...
 

@@ -297,8 +297,8 @@ class Agent:
             volume=self.workloads.volume_for(workload.user_id),
             request=request,
         )
-        peer.send(protocol.encode_answer(protocol.Done()))
-        execs.relay(peer, proc, master)
+        peer.send(protocol.encode_answer(_exec_started(request.binary)))
+        execs.relay(peer, proc, master, binary=request.binary)
 
     def files(self, peer: _Handler, request: protocol.OpenFiles) -> None:
         """Relay ``sftp-server`` over the user's volume in a sandbox of its own (see :mod:`.files`).
@@ -307,8 +307,8 @@ class Agent:
         session: bwrap's --die-with-parent follows the forking thread.
         """
         proc = files.start(self.workloads, user_id=request.user_id)
-        peer.send(protocol.encode_answer(protocol.Done()))
-        execs.relay(peer, proc, None)
+        peer.send(protocol.encode_answer(_exec_started(request.binary)))
+        execs.relay(peer, proc, None, binary=request.binary)
 
     def connect_port(self, peer: _Handler, request: protocol.ConnectPort) -> None:
         """Connect to a port inside the running workload and relay bytes (see :mod:`.ports`)."""
@@ -321,6 +321,13 @@ class Agent:
             target.close()
             return
         ports.relay(peer, target)
+
+
+def _exec_started(binary: bool) -> protocol.ExecStarted:
+    """Exec's answer: binary frames follow when the client asked for them (this agent speaks them)."""
+    if binary:
+        return protocol.ExecStarted(binary=True, binary_version=protocol.BINARY_VERSION)
+    return protocol.ExecStarted()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
