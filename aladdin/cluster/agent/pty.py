@@ -129,15 +129,28 @@ def open_shell(
     return master, proc
 
 
+NSENTER_FORK_WAIT_SECONDS = 2.0
+
+
 def _command_pids(proc: subprocess.Popen) -> list[int]:
     """The command's own process: under nsenter, which forks to enter the pid
     namespace, its child (the loader that execs the command) as well as nsenter."""
     pids = [proc.pid]
     args = sandbox.ungated(proc.args) if isinstance(proc.args, list | tuple) else []
     if args and args[0] == sandbox.NSENTER:
-        with contextlib.suppress(OSError, ValueError):
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-            pids = [int(child) for child in children] + pids
+        # A hang-up right after the start can come before nsenter has forked
+        # its child (the cgroup gate's release and nsenter's fork take a few
+        # milliseconds, more on a loaded host): signalled alone, nsenter
+        # would die and leave the command running. Wait for the child.
+        deadline = time.monotonic() + NSENTER_FORK_WAIT_SECONDS
+        while True:
+            children: list[str] = []
+            with contextlib.suppress(OSError, ValueError):
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            if children or proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        pids = [int(child) for child in children] + pids
     return pids
 
 
