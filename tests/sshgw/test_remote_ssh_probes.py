@@ -33,7 +33,7 @@ import pytest
 
 from tests.services_plugin import free_port
 
-from .test_forwarding import wait_listening
+from .test_forwarding import close_tunnel, wait_listening
 
 pytestmark = pytest.mark.usefixtures("portal")
 
@@ -324,8 +324,7 @@ def test_the_install_script_starts_a_server_that_socks_and_a_local_forward_reach
             assert http_get(local, f"/version?tkn={token}").endswith(b"fake-vscode-server ok")
             assert b"403" in http_get(local, "/version?tkn=wrong").split(b"\r\n", 1)[0]
         finally:
-            tunnel.terminate()
-            tunnel.wait(10)
+            close_tunnel(tunnel)
     finally:
         installer.stdin.close()  # the editor went away: bash reads EOF and ends
         installer.wait(30)
@@ -371,8 +370,7 @@ def test_the_install_script_as_bash_c_in_the_command_line(portal):
         wait_listening(local, tunnel)
         assert http_get(local, f"/version?tkn={token}").endswith(b"fake-vscode-server ok")
     finally:
-        tunnel.terminate()
-        tunnel.wait(10)
+        close_tunnel(tunnel)
         portal.ssh("dev", "a", f"kill $(cat .vscode-server/.{COMMIT}.pid)")
 
 
