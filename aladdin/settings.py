@@ -116,7 +116,8 @@ SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with the back office's site (login, roles, home page).
+    "aladdin.backoffice.adminconfig.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -143,6 +144,8 @@ INSTALLED_APPS = [
     "aladdin.ops",
     # The SSH gateway process (manage.py ssh_gateway): over the driver and the apps' services.
     "aladdin.sshgw",
+    # The back office (SPEC §8): over every app above.
+    "aladdin.backoffice",
 ]
 
 MIDDLEWARE = [

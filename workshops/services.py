@@ -152,14 +152,16 @@ def workshop_start(*, workshop: Workshop) -> Workshop:
 
 
 @transaction.atomic
-def workshop_stop(*, workshop: Workshop) -> Workshop:
-    """Stop a workshop; files under /root stay."""
+def workshop_stop(*, workshop: Workshop, reason: str = "") -> Workshop:
+    """Stop a workshop; files under /root stay. ``reason``: shown to the user (a staff stop)."""
     workshop = _lock(workshop)
     if workshop.state not in (WorkshopState.CREATING, WorkshopState.RUNNING):
         raise WorkshopError(_("Only a running workshop can be stopped."))
     workshop.state = WorkshopState.STOPPING
+    if reason:
+        workshop.reason = reason
     workshop.save()
-    _event(workshop, "stop", _("Stopping."))
+    _event(workshop, "stop", reason or _("Stopping."))
     _dispatch("stop", workshop.pk)
     return workshop
 

@@ -132,22 +132,49 @@ class BannedPhone(models.Model):
 
 
 class StaffAction(models.Model):
-    """Audit record of a staff action: who, when, what, why (SPEC §8)."""
+    """Audit record of a staff action: who, when, what, why, before/after (SPEC §8).
 
-    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
-    target_user = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="staff_actions"
+    Append-only: written by :func:`aladdin.backoffice.audit.record` (or, for
+    older call sites, created directly), never changed or deleted.
+    """
+
+    actor = models.ForeignKey(
+        User, null=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("staff member")
     )
-    action = models.CharField(max_length=64)
-    reason = models.TextField(blank=True)
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    target_user = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="staff_actions",
+        verbose_name=_("user"),
+    )
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    reason = models.TextField(_("reason"), blank=True)
+    # What was acted on, as text: the record outlives the row.
+    subject_type = models.CharField(_("object type"), max_length=100, blank=True)
+    subject_id = models.CharField(_("object id"), max_length=64, blank=True)
+    subject_repr = models.CharField(_("object"), max_length=200, blank=True)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("staff action")
+        verbose_name_plural = _("audit log")
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise RuntimeError("the audit log is append-only: a staff action cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("the audit log is append-only: a staff action cannot be deleted")
 
 
 class SmsMessage(models.Model):
