@@ -45,5 +45,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Before admin/: the back office's own pages (user 360°, queues, overview).
+    path("admin/backoffice/", include("aladdin.backoffice.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -64,3 +64,22 @@ def workshop_stop_by_staff(*, workshop: Workshop, actor: User, reason: str) -> W
         after={"state": workshop.state},
     )
     return workshop
+
+
+def user_ban_for_mining(*, user: User, actor: User, reason: str) -> User:
+    """Ban for mining (SPEC §1): disable, stop every workload, forfeit all compute, revoke access.
+
+    First version: the account ban (disable, block the phone, revoke tokens,
+    keys and sessions), then every workload stopped and every grant forfeited.
+    """
+    from aladdin.accounts import services as account_services
+    from billing.services.staff import billing_forfeit_all
+
+    reason = _required(reason)
+    with transaction.atomic():
+        user = account_services.user_ban(user=user, actor=actor, reason=reason)
+        stopped = _("Stopped: the account was banned.")
+        job_services.jobs_stop_all(user_id=user.pk, reason=stopped)
+        workshop_services.workshops_stop_all(user_id=user.pk, reason=stopped)
+        billing_forfeit_all(user=user, reason=reason)
+    return user
