@@ -11,16 +11,7 @@ from . import services
 from .choices import WorkshopState
 from .models import ResourcePreset, SSHKey, Workshop, WorkshopEvent
 
-BUILD_FIELDS = [
-    "build_state",
-    "build_progress",
-    "build_step",
-    "build_reason",
-    "cpu_only",
-    "build_facts",
-    "build_key",
-    "build_checked_at",
-]
+BUILD_FIELDS = Image.BUILD_FIELDS
 
 
 @admin.register(Image)

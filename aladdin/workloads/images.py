@@ -77,16 +77,7 @@ def image_record(image: Image, state: ImageState) -> Image:
     image.build_facts = state.facts
     image.build_key = state.key
     image.build_checked_at = timezone.now()
-    Image.objects.filter(pk=image.pk).update(
-        build_state=image.build_state,
-        build_progress=image.build_progress,
-        build_step=image.build_step,
-        build_reason=image.build_reason,
-        cpu_only=image.cpu_only,
-        build_facts=image.build_facts,
-        build_key=image.build_key,
-        build_checked_at=image.build_checked_at,
-    )
+    image.save(update_fields=Image.BUILD_FIELDS)
     return image
 
 

@@ -124,6 +124,19 @@ class Image(models.Model):
     build_key = models.CharField(max_length=80, blank=True)
     build_checked_at = models.DateTimeField(null=True, blank=True)
 
+    # What the agent reports about a build (aladdin.workloads.images.image_record
+    # writes them; the admin shows them read-only). Staff edit the rest.
+    BUILD_FIELDS = [
+        "build_state",
+        "build_progress",
+        "build_step",
+        "build_reason",
+        "cpu_only",
+        "build_facts",
+        "build_key",
+        "build_checked_at",
+    ]
+
     class Meta:
         app_label = "workshops"
         ordering = ["sort", "pk"]
