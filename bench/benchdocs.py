@@ -8,11 +8,30 @@ same time (or edited by hand) never overwrite each other's sections.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def machine(*extras: str) -> str:
+    """The machine a run measured on, for a section's "Machine:" line; ``extras`` are appended."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    parts = [
+        f"{os.cpu_count()} vCPUs ({model or platform.machine()})",
+        f"Linux {platform.release()}",
+        f"Python {platform.python_version()}",
+        *extras,
+    ]
+    return ", ".join(parts)
 
 
 def record_run(

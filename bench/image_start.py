@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from benchdocs import machine as base_machine  # noqa: E402 - bench/ as a path
 from benchdocs import record_run  # noqa: E402 - bench/ as a path
 
 sys.path.insert(0, str(REPO))  # the tests' helpers start the agent and know the test images
@@ -118,16 +118,7 @@ def env_size(root: Path, recipe: ImageRecipe) -> str:
 
 
 def machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} vCPUs ({model or platform.machine()}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
+    return base_machine()
 
 
 def record(command: str, lines: list[str], notes: str) -> None:

@@ -38,7 +38,6 @@ import dataclasses
 import http.client
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -55,6 +54,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from benchdocs import machine as base_machine  # noqa: E402 - bench/ as a path
 from benchdocs import record_run  # noqa: E402 - bench/ as a path
 
 sys.path.insert(0, str(REPO))
@@ -556,19 +556,13 @@ in).
 
 
 def machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     import celery
     import django
 
-    return (
-        f"{os.cpu_count()} vCPUs ({model or platform.machine()}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"Django {django.get_version()}, Celery {celery.__version__}"
+    return base_machine(
+        f"SQLite {sqlite3.sqlite_version}",
+        f"Django {django.get_version()}",
+        f"Celery {celery.__version__}",
     )
 
 

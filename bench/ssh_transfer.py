@@ -43,7 +43,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import pty
 import re
 import resource
@@ -63,6 +62,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' helpers start the agent and the gateway
 
+from bench.benchdocs import machine as base_machine  # noqa: E402
 from tests.cluster.conftest import BuiltImages, RunningAgent  # noqa: E402
 from tests.servers import copy_db, manage, portal_env  # noqa: E402
 from tests.services_plugin import free_port  # noqa: E402
@@ -401,18 +401,10 @@ def start_portal(base: Path, client_pub: str) -> tuple[Portal, Path]:
 
 
 def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    ssh_version = subprocess.run([SSH, "-V"], capture_output=True, text=True).stderr.strip()
     import asyncssh
 
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"{ssh_version}, asyncssh {asyncssh.__version__}"
-    )
+    ssh_version = subprocess.run([SSH, "-V"], capture_output=True, text=True).stderr.strip()
+    return base_machine(ssh_version, f"asyncssh {asyncssh.__version__}")
 
 
 def main() -> None:
