@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -222,6 +223,27 @@ def test_a_pin_that_cannot_be_satisfied_fails_the_build_with_the_reason(start_ag
     # a start on it fails at once, saying why
     status, _ = run_job(agent, "job-broken", "true", recipe)
     assert status.phase == Phase.FAILED and "failed to build" in status.reason, status
+
+
+def test_the_end_of_a_build_kills_its_own_processes_and_not_the_build_uids_others(start_agent):
+    # Two agents on one host (tests, a second portal) share the build uid:
+    # a build's end must not kill the other's build. With cgroups, each
+    # build ends only what runs in its own cgroup.
+    agent = start_agent()
+    if agent.cgroups() is None:
+        pytest.skip("no cgroups here: a build's end kills by uid")
+    build_uid = int(os.environ.get("ALADDIN_IMAGES_BUILD_UID", "19999"))
+    other = subprocess.Popen(["sleep", "120"], user=build_uid, group=build_uid, extra_groups=[])
+    try:
+        recipe = ImageRecipe("own-processes:1", python="3.12", packages=("six==1.16.0",))
+        agent.driver.build_image(recipe)
+        final = wait_for_image(agent.driver, recipe)[-1]
+        assert final.state == BuildState.READY, final
+
+        assert other.poll() is None, "the build's end killed another process of the build uid"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_python_the_host_lacks_is_unavailable_and_a_start_on_it_fails_with_the_reason(

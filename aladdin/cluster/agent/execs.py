@@ -29,8 +29,9 @@ from typing import IO, Any
 
 from .. import protocol, sandbox
 from ..protocol import AgentError, ErrorCode
+from .gate import CgroupGate
 from .pty import Peer, hang_up, set_winsize, wait_for_uid_map
-from .workloads import CgroupGate, Workload
+from .workloads import Workload
 
 LOGIN_SHELL = ["/bin/bash", "-l"]
 # Bigger reads, fewer frames: each frame costs a JSON line, base64 and a wake-up
@@ -78,7 +79,7 @@ def start(
             as_user = {"user": uid, "group": uid, "extra_groups": []}
     master = slave = None
     # The command joins the workload's cgroup before it runs (see pty.open_shell).
-    gate = CgroupGate.into(workload)
+    gate = CgroupGate(workload.cgroups, workload.name)
     argv, pass_fds = gate.wrap(argv), (*fds, *gate.pass_fds)
     try:
         if request.tty:

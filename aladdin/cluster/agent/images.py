@@ -51,6 +51,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from .. import cgroups as cgroup_limits
 from .. import sandbox
 from ..images import (
     BASE_OS_HOST,
@@ -62,6 +63,7 @@ from ..images import (
     pin_name,
     torch_variant_pins,
 )
+from .gate import CgroupGate
 
 log = logging.getLogger("aladdin.cluster.agent.images")
 
@@ -143,6 +145,10 @@ class ImageEnv:
     userland: Path = Path("/")
 
 
+# The cgroup of the running build (one at a time), under the agent's parent group.
+BUILD_CGROUP = "image-build"
+
+
 class Images:
     """The agent's images: their states, the builds, and the environment of a ready recipe."""
 
@@ -174,9 +180,14 @@ class Images:
         }
         self.lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        # One build at a time: each is CPU, disk and network heavy, and the
-        # build uid is shared (kill_uid ends whatever it runs after a build).
+        # One build at a time: each is CPU, disk and network heavy, and it
+        # has one cgroup (BUILD_CGROUP) that ends whatever it ran.
         self._builds = threading.Lock()
+        # The agent's cgroups (set after it detects them): each build runs in
+        # a cgroup of its own, so its end kills what it started and nothing
+        # else. Without them, every process of the build uid on the host.
+        self.cgroups: cgroup_limits.Cgroups | None = None
+        self._build_cgroup = False  # the running build's processes join BUILD_CGROUP
         self._versions: dict[Path, str | None] = {}  # a prefix's version, found once
         self._procs: set[subprocess.Popen] = set()  # what the builds run now
         self._stopping = False
@@ -219,10 +230,11 @@ class Images:
             if (owner := self._entries.get(path.name)) is None or owner.state != BuildState.READY
         ]
         if interrupted or leftovers:
-            # Whatever the interrupted build ran is ended first. Only then:
-            # on a host with another agent (tests, a second portal) the
-            # build uid may be that agent's build in progress.
-            kill_uid(self.build_uid)
+            # Whatever the interrupted build ran is ended first.
+            if self.cgroups is not None:
+                self.cgroups.remove(BUILD_CGROUP)
+            else:
+                kill_uid(self.build_uid)
         for leftover in leftovers:
             shutil.rmtree(leftover, ignore_errors=True)
         self._save()
@@ -458,7 +470,11 @@ class Images:
         reason = ""
         try:
             with self._builds:
-                self._build(recipe, work)
+                self._build_cgroup = self._make_build_cgroup()
+                try:
+                    self._build(recipe, work)
+                finally:
+                    self._end_build_processes()
         except BuildError as exc:
             log.warning("image %s (%s) failed: %s", recipe.ref, key, exc)
             reason = str(exc) or "build error"
@@ -520,7 +536,7 @@ class Images:
         # Nothing the build started may outlive it (an install script can
         # daemonize out of pip's process group): a process left with the
         # build uid could still write here, or race the walks below.
-        kill_uid(self.build_uid)
+        self._end_build_processes()
         shutil.rmtree(home)
         # Done: root's, read-only to everyone else (workloads, the build uid).
         _chown_tree(work, 0)
@@ -549,24 +565,58 @@ class Images:
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
 
+    def _make_build_cgroup(self) -> bool:
+        """A fresh BUILD_CGROUP (no limits) for the build about to run; False without cgroups."""
+        if self.cgroups is None:
+            return False
+        try:
+            self.cgroups.create(BUILD_CGROUP, cgroup_limits.Limits())
+        except OSError as exc:
+            log.warning("images: no cgroup for the build (%s); its end kills by uid", exc)
+            return False
+        return True
+
+    def _end_build_processes(self) -> None:
+        """SIGKILL whatever the build started: its cgroup's processes, else the build uid's.
+
+        Idempotent: the end of a build calls it, and again on its way out.
+        """
+        if self._build_cgroup and self.cgroups is not None:
+            if self.cgroups.remove(BUILD_CGROUP):
+                return
+            log.warning("images: the build's cgroup would not empty; killing by uid")
+        # No cgroup: every process of the build uid. On a host with a second
+        # agent (tests, another portal) that may be its build too.
+        kill_uid(self.build_uid)
+
     def _popen(self, argv: list[str], home: Path, bin_dir: str | None) -> subprocess.Popen:
         with self.lock:
             if self._stopping:
                 raise BuildError("the agent is stopping")
-        proc = subprocess.Popen(
-            argv,
-            cwd=home,
-            env=self._build_env(home, bin_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            user=self.build_uid,
-            group=self.build_uid,
-            extra_groups=[],
-            start_new_session=True,  # its own group: stop() ends pip and what pip runs
-        )
+        gate = CgroupGate(self.cgroups if self._build_cgroup else None, BUILD_CGROUP)
+        try:
+            proc = subprocess.Popen(
+                gate.wrap(argv),
+                pass_fds=gate.pass_fds,
+                cwd=home,
+                env=self._build_env(home, bin_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                user=self.build_uid,
+                group=self.build_uid,
+                extra_groups=[],
+                start_new_session=True,  # its own group: stop() ends pip and what pip runs
+            )
+        except BaseException:
+            gate.close()
+            raise
+        try:
+            gate.release(proc)  # in the build's cgroup before it runs anything
+        except OSError as exc:
+            raise BuildError(f"could not put the build into its cgroup: {exc}") from None
         with self.lock:
             self._procs.add(proc)
         return proc

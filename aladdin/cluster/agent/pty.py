@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import protocol, sandbox
-from .workloads import CgroupGate, Workload
+from .gate import CgroupGate
+from .workloads import Workload
 
 UID_MAP_WAIT_SECONDS = 5
 HANGUP_WAIT_SECONDS = 2
@@ -104,7 +105,7 @@ def open_shell(
 
     # The shell joins the workload's cgroup before it runs: its limits hold
     # for what a student starts from a terminal too.
-    gate = CgroupGate.into(workload)
+    gate = CgroupGate(workload.cgroups, workload.name)
     try:
         proc = subprocess.Popen(
             gate.wrap(argv),

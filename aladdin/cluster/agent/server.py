@@ -120,6 +120,7 @@ class Agent:
         )
         if workloads.cgroups is None:
             log.warning("resource limits are off: %s", workloads.limits_reason)
+        self.images.cgroups = workloads.cgroups
         workloads.network, workloads.network_reason = egress.probe(
             workloads.egress_policy, sandboxed=workloads.sandbox_ok
         )
