@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from aladdin.accounts import selectors as account_selectors
 from aladdin.accounts.models import Notification, SmsMessage, StaffAction, User
@@ -33,6 +34,24 @@ LEDGER_PAGE_SIZE = 25
 # Each list on the page shows the newest rows; the full lists are in the
 # app's own admin pages, linked from the section.
 LIST_LIMIT = 50
+
+# What the audit log's action codes mean, for the page; an unknown code shows as is.
+ACTION_LABELS = {
+    "voucher": _("Voucher"),
+    "refund": _("Refund"),
+    "job_stop": _("Job stopped"),
+    "workshop_stop": _("Workshop stopped"),
+    "storage_allowance": _("Storage allowance set"),
+    "storage_hold": _("Retention hold"),
+    "storage_unhold": _("Retention hold lifted"),
+    "education_approve": _("Education approved"),
+    "education_revoke": _("Education revoked"),
+    "ban": _("Banned for mining"),
+    "password_reset": _("Password reset"),
+    "arrears_clean": _("Arrears: clean the data"),
+    "arrears_hold": _("Arrears: hold"),
+    "arrears_contact": _("Arrears: contact the user"),
+}
 
 _JOB_ID = re.compile(r"^(?:job[-_ ]?)?#?(\d{1,12})$", re.IGNORECASE)
 
@@ -141,6 +160,18 @@ def refundable_fen(order: Order) -> int:
     return _refundable_fen(order)
 
 
+def _with_changes(actions: list[StaffAction]) -> list[StaffAction]:
+    """Give each record a ``label`` and its ``changes``: [(field, before, after)]."""
+    for action in actions:
+        action.label = ACTION_LABELS.get(action.action, action.action)  # type: ignore[attr-defined]
+        before, after = action.before or {}, action.after or {}
+        action.changes = [  # type: ignore[attr-defined]
+            (key, before.get(key, "—"), after.get(key, "—"))
+            for key in dict.fromkeys([*before, *after])
+        ]
+    return actions
+
+
 def user_360(user: User, *, ledger_page: int | str = 1, at: datetime | None = None) -> User360:
     """Read the user's plan, compute, money, workloads, storage, access, messages and audit."""
     at = at or timezone.now()
@@ -204,10 +235,12 @@ def user_360(user: User, *, ledger_page: int | str = 1, at: datetime | None = No
         ides=list(account_selectors.connected_ides(user=user)),
         notifications=list(Notification.objects.filter(user=user)[:LIST_LIMIT]),
         sms=list(SmsMessage.objects.filter(phone=user.phone)[:LIST_LIMIT]),
-        staff_actions=list(
-            StaffAction.objects.filter(target_user=user)
-            .select_related("actor")
-            .order_by("-created_at", "-pk")[:LIST_LIMIT]
+        staff_actions=_with_changes(
+            list(
+                StaffAction.objects.filter(target_user=user)
+                .select_related("actor")
+                .order_by("-created_at", "-pk")[:LIST_LIMIT]
+            )
         ),
         logins={
             # What the platform records: Django's last web login, the last
