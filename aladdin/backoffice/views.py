@@ -11,7 +11,7 @@ import uuid
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -26,6 +26,8 @@ from gpu_jobs.models import Job
 from workshops.models import Workshop
 
 from . import actions, forms, selectors
+
+_SELF_EXPLAINING = {"reason", "confirm"}
 
 
 def _require(request: HttpRequest, perm: str) -> None:
@@ -83,16 +85,20 @@ def act(request: HttpRequest, user_id: int, name: str) -> HttpResponse:
     """Carry out one staff action on the user; the outcome (or the refusal) as a message."""
     handler = _HANDLERS.get(name)
     if handler is None:
-        raise PermissionDenied(_("Unknown action."))
+        raise Http404(_("Unknown action."))
     _require(request, actions.VIEW_PERMISSION)
     _require(request, actions.PERMISSIONS[name])
     subject = get_object_or_404(User, pk=user_id)
     form_class, run = handler
     form = form_class(request.POST)
     if not form.is_valid():
-        for errors in form.errors.values():
+        for field, errors in form.errors.items():
+            # "Amount (DCU): Enter a number."; the reason's and the ban box's own
+            # messages already say what they are about.
+            label = form.fields[field].label if field in form.fields else None
             for error in errors:
-                messages.error(request, error)
+                shown = error if field in _SELF_EXPLAINING or not label else f"{label}: {error}"
+                messages.error(request, shown)
         return redirect(_user_url(subject.pk))
     try:
         done = run(request, subject, form.cleaned_data)

@@ -51,7 +51,7 @@ def test_a_voucher_grants_compute_once_and_is_recorded(staff_client, staff, user
         ({"amount_dcu": "0", "reason": "x"}, "A voucher must be worth more than 0 DCU."),
         ({"amount_dcu": "-1", "reason": "x"}, "A voucher must be worth more than 0 DCU."),
         ({"amount_dcu": "1", "reason": "   "}, "a reason is required"),
-        ({"amount_dcu": "abc", "reason": "x"}, "Enter a number."),
+        ({"amount_dcu": "abc", "reason": "x"}, "Amount (DCU): Enter a number."),
     ],
 )
 def test_a_bad_voucher_is_refused_with_nothing_changed(staff_client, user, data, error):
@@ -316,8 +316,8 @@ def test_an_action_on_an_unknown_user_is_404(staff_client):
     assert response.status_code == 404
 
 
-def test_an_unknown_action_is_refused(staff_client, user):
-    assert staff_client.post(f"/admin/backoffice/users/{user.pk}/act/nope/", {}).status_code == 403
+def test_an_unknown_action_is_404(staff_client, user):
+    assert staff_client.post(f"/admin/backoffice/users/{user.pk}/act/nope/", {}).status_code == 404
 
 
 def test_a_get_is_not_an_action(staff_client, user):
