@@ -68,6 +68,25 @@ def test_the_ledger_is_paginated_newest_first(staff_client, make_user):
     assert "Page 1 of 2" in first.content.decode()
 
 
+def test_audit_details_show_dcu_and_yuan_not_raw_integers(staff_client, staff, make_user):
+    user = make_user()
+    audit.record(
+        actor=staff,
+        action="voucher",
+        reason="Goodwill",
+        target_user=user,
+        before={"debt_micro": 2_500_000},
+        after={"debt_micro": 0},
+        details={"amount_micro": 12_340_000, "amount_fen": 1999},
+    )
+
+    html = staff_client.get(page(user)).content.decode()
+
+    assert "2.5 DCU → 0 DCU" in html
+    assert "12.34 DCU" in html and "¥19.99" in html
+    assert "12340000" not in html and "2500000" not in html
+
+
 def test_staff_actions_on_the_user_are_listed_newest_first(staff_client, staff, make_user):
     user = make_user()
     audit.record(actor=staff, action="first", reason="one", target_user=user)
