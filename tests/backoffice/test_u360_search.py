@@ -92,3 +92,21 @@ def test_support_with_the_view_permission_may_search(client, make_user):
     client.force_login(support_user())
 
     assert client.get(SEARCH, {"q": "bob"})["Location"] == user_page(wanted)
+
+
+def test_the_last_digits_of_a_phone_find_the_user(staff_client, make_user):
+    wanted = make_user(phone="+8613912348765")
+    make_user(phone="+8613900001111")
+
+    response = staff_client.get(SEARCH, {"q": "8765"})
+
+    assert response["Location"] == user_page(wanted)
+
+
+def test_part_of_a_username_lists_the_users_it_fits(staff_client, make_user):
+    first, second = make_user(username="lab-zhang"), make_user(username="lab-wang")
+    make_user(username="other")
+
+    response = staff_client.get(SEARCH, {"q": "lab-"})
+
+    assert {h.user for h in response.context["hits"]} == {first, second}
