@@ -279,6 +279,7 @@ def storage_set_by_staff(
     from aladdin.accounts.models import StaffAction
 
     row, _created = StorageAllowance.objects.select_for_update().get_or_create(user=user)
+    before = {"staff_gib": row.staff_gib, "allowance_gib": selectors.allowance_gib(user)}
     row.staff_gib = allowance_gib
     row.save(update_fields=["staff_gib"])
     StaffAction.objects.create(
@@ -286,6 +287,8 @@ def storage_set_by_staff(
         target_user=user,
         action="storage_allowance",
         reason=reason,
+        before=before,
+        after={"staff_gib": allowance_gib, "allowance_gib": selectors.allowance_gib(user)},
         details={"allowance_gib": allowance_gib},
     )
 

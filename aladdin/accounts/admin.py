@@ -4,6 +4,8 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from . import services
@@ -36,11 +38,20 @@ class UserAdmin(BaseUserAdmin):
         "banned_at",
         "date_joined",
         "last_activity_at",
+        "user_360_link",
     )
     list_filter = ("education_status", "is_active", "is_staff")
     search_fields = ("phone", "username", "education_email")
-    readonly_fields = ("banned_at", "ban_reason", "last_activity_at", "date_joined", "last_login")
+    readonly_fields = (
+        "banned_at",
+        "ban_reason",
+        "last_activity_at",
+        "date_joined",
+        "last_login",
+        "user_360_link",
+    )
     fieldsets = (
+        (_("Back office"), {"fields": ("user_360_link",)}),
         (None, {"fields": ("phone", "phone_verified", "username", "password", "language")}),
         (
             _("Education"),
@@ -73,6 +84,15 @@ class UserAdmin(BaseUserAdmin):
         except Exception:  # noqa: BLE001 - not a phone: search as typed
             pass
         return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description=_("360° page"))
+    def user_360_link(self, obj):
+        # The back office's page of everything about the user, with the actions.
+        if obj is None or obj.pk is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("backoffice:user", args=[obj.pk]), _("360° view")
+        )
 
     @admin.action(description=_("Approve education status"))
     def approve_education(self, request, queryset):
