@@ -14,10 +14,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from aladdin.accounts.models import User
+from aladdin.workloads.models import Image
 from gpu_jobs import services as job_services
 from gpu_jobs.models import Job
 from workshops import services as workshop_services
-from workshops.models import Workshop
+from workshops.models import SSHKey, Workshop
 
 from . import audit
 
@@ -164,3 +165,39 @@ def user_ban_for_mining(*, user: User, actor: User, reason: str) -> User:
         },
     )
     return user
+
+
+@transaction.atomic
+def ssh_key_revoke_by_staff(*, key: SSHKey, actor: User, reason: str) -> bool:
+    """Revoke one SSH key (a leaked or abused key); False when it was already revoked."""
+    reason = _required(reason)
+    if key.revoked_at is not None:
+        return False
+    key = workshop_services.ssh_key_revoke(key=key)
+    audit.record(
+        actor=actor,
+        action="ssh_key_revoke",
+        reason=reason,
+        target_user=key.user_id,
+        subject=key,
+        before={"revoked_at": None},
+        after={"revoked_at": key.revoked_at.isoformat() if key.revoked_at else None},
+    )
+    return True
+
+
+@transaction.atomic
+def image_build_by_staff(*, image: Image, actor: User, reason: str) -> Image:
+    """Ask the backend to build (or retry) an image now; the build runs in a task after commit."""
+    from workshops import tasks as workshop_tasks
+
+    reason = _required(reason)
+    audit.record(
+        actor=actor,
+        action="image_build",
+        reason=reason,
+        subject=image,
+        before={"build_state": image.build_state, "build_key": image.build_key},
+    )
+    transaction.on_commit(lambda: workshop_tasks.build_image.delay(image.pk))
+    return image
