@@ -20,7 +20,6 @@ from . import sms
 from .models import BannedPhone, User
 from .phone import normalize_phone
 
-
 # The pages where a phone number only names the account to log in to.
 LOGIN_VIEWS = frozenset({"account_login", "account_request_login_code"})
 
