@@ -82,11 +82,19 @@ class UserAdmin(BaseUserAdmin):
 
     @admin.action(description=_("Approve education status"))
     def approve_education(self, request, queryset):
-        for user in queryset:
-            services.education_set_by_staff(
-                user=user, actor=request.user, approved=True, reason="admin action"
-            )
-        self.message_user(request, _("Education status approved."), messages.SUCCESS)
+        from aladdin.backoffice.admin_audit import reason_action
+
+        return reason_action(
+            self,
+            request,
+            queryset,
+            title=_("Approve education status"),
+            warning=_("The selected users get education prices."),
+            apply=lambda user, reason: services.education_set_by_staff(
+                user=user, actor=request.user, approved=True, reason=reason
+            ),
+            done=lambda n: _("Education status approved."),
+        )
 
     @admin.action(description=_("Ban for mining (permanent)"))
     def ban_for_mining(self, request, queryset):

@@ -230,3 +230,38 @@ def test_a_staff_stop_of_a_job_is_recorded_with_its_reason(
     record = StaffAction.objects.get(action="job_stop")
     assert (record.actor, record.target_user, record.reason) == (staff, user, "mining")
     assert record.before == {"state": "running"}
+
+
+def test_a_storage_hold_asks_why_and_records_the_reason(staff, staff_client, user):
+    from storage.models import StorageAllowance
+
+    row = StorageAllowance.objects.create(user=user)
+    url = reverse("admin:storage_storageallowance_changelist")
+    form = {"action": "hold_storage", "_selected_action": [row.pk]}
+
+    asked = staff_client.post(url, form)
+    assert asked.status_code == 200 and b"audit_reason" in asked.content
+    row.refresh_from_db()
+    assert not row.hold
+
+    staff_client.post(url, {**form, "confirm_reason": "1", "audit_reason": "thesis data"})
+
+    row.refresh_from_db()
+    assert row.hold and row.hold_reason == "thesis data"
+    record = StaffAction.objects.get(action="storage_hold")
+    assert (record.actor, record.target_user, record.reason) == (staff, user, "thesis data")
+
+
+def test_an_education_approval_asks_why_and_records_the_reason(staff, staff_client, user):
+    url = reverse("admin:accounts_user_changelist")
+    form = {"action": "approve_education", "_selected_action": [user.pk]}
+
+    asked = staff_client.post(url, form)
+    assert asked.status_code == 200 and b"audit_reason" in asked.content
+
+    staff_client.post(url, {**form, "confirm_reason": "1", "audit_reason": "student card seen"})
+
+    user.refresh_from_db()
+    assert user.education_status == "staff"
+    record = StaffAction.objects.get(action="education_approve")
+    assert record.reason == "student card seen"
