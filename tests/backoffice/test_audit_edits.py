@@ -265,3 +265,56 @@ def test_an_education_approval_asks_why_and_records_the_reason(staff, staff_clie
     assert user.education_status == "staff"
     record = StaffAction.objects.get(action="education_approve")
     assert record.reason == "student card seen"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "billing.plan",
+        "gpu_jobs.gputype",
+        "workshops.image",
+        "workshops.resourcepreset",
+        "workshops.platformenvvar",
+    ],
+)
+def test_every_audited_form_asks_for_a_reason(staff_client, plans, cards, catalog, model):
+    from django.apps import apps
+
+    app_label, name = model.split(".")
+    obj = apps.get_model(app_label, name).objects.order_by("pk").first()
+    if obj is None:  # no row seeded: the add form
+        url = reverse(f"admin:{app_label}_{name}_add")
+    else:
+        url = reverse(f"admin:{app_label}_{name}_change", args=[obj.pk])
+
+    response = staff_client.get(url)
+
+    assert response.status_code == 200
+    assert 'name="audit_reason"' in response.content.decode()
+
+
+def test_a_support_agent_edits_platform_defaults_with_a_reason_but_cannot_delete(client):
+    var = PlatformEnvVar.objects.create(key="PIP_INDEX_URL", value="https://pypi.example")
+    agent = support_member("workshops.view_platformenvvar", "workshops.change_platformenvvar")
+    client.force_login(agent)
+    url = reverse("admin:workshops_platformenvvar_change", args=[var.pk])
+
+    response = client.post(
+        url,
+        {
+            "key": var.key,
+            "value": "https://mirror.example",
+            "sort": 0,
+            "is_active": "on",
+            "audit_reason": "new mirror",
+        },
+    )
+
+    assert response.status_code == 302
+    assert StaffAction.objects.get(action="platform_env_change").actor == agent
+    delete = client.post(
+        reverse("admin:workshops_platformenvvar_delete", args=[var.pk]),
+        {"post": "yes", "audit_reason": "x"},
+    )
+    assert delete.status_code == 403
+    assert PlatformEnvVar.objects.filter(pk=var.pk).exists()
