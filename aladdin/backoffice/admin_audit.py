@@ -95,6 +95,10 @@ class AuditedModelAdmin(admin.ModelAdmin):
         kwargs["form"] = type(f"Audited{base.__name__}", (base,), {REASON_FIELD: _reason_field()})
         return super().get_form(request, obj, change, **kwargs)
 
+    def get_fields(self, request, obj=None):
+        # Placed by get_fieldsets, last and only for who may save.
+        return [f for f in super().get_fields(request, obj) if f != REASON_FIELD]
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(super().get_fieldsets(request, obj))
         named = {f for _name, opts in fieldsets for f in admin.utils.flatten(opts["fields"])}

@@ -318,3 +318,13 @@ def test_a_support_agent_edits_platform_defaults_with_a_reason_but_cannot_delete
     )
     assert delete.status_code == 403
     assert PlatformEnvVar.objects.filter(pk=var.pk).exists()
+
+
+def test_staff_who_may_only_look_see_no_reason_field(client, plans):
+    client.force_login(support_member("billing.view_plan"))
+
+    page = client.get(reverse("admin:billing_plan_change", args=[plans["basic"].pk]))
+
+    assert page.status_code == 200
+    assert "audit_reason" not in page.content.decode()
+    assert "Reason for this change" not in page.content.decode()
