@@ -136,6 +136,9 @@ def user_ban_for_mining(*, user: User, actor: User, reason: str) -> User:
     from billing.services.staff import billing_forfeit_all
 
     reason = _required(reason)
+    # Lock the user first: two members of staff banning at once give one
+    # record, the second finding nothing left to take.
+    user = User.objects.select_for_update().get(pk=user.pk)
     before = _ban_snapshot(user)
     user, newly = account_services.user_ban_apply(user=user, actor=actor, reason=reason)
     stopped = _("Stopped: the account was banned for breaking the platform's rules.")
