@@ -113,6 +113,9 @@ if TRUSTED_PROXY_COUNT:
 # Procfile runners may rewrite PORT per process; the Makefile passes the web port on as ALADDIN_WEB_PORT.
 PORT = _env_int("ALADDIN_WEB_PORT", _env_int("PORT", 8000, minimum=1), minimum=1)
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+# Where users reach support (an e-mail address, a phone number or a page): shown to a
+# banned user who logs in, as the way to appeal, and on other pages that send people there.
+ALADDIN_SUPPORT_CONTACT = env.str("ALADDIN_SUPPORT_CONTACT", default="support@aladdin.example")
 
 INSTALLED_APPS = [
     "daphne",

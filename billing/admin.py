@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.backoffice.admin_audit import AuditedModelAdmin
 from aladdin.lib.units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
 from . import payments, services
@@ -39,8 +40,10 @@ from .models import (
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
-    """Plans and prices are data that staff edit (SPEC §3.1)."""
+class PlanAdmin(AuditedModelAdmin):
+    """Plans and prices are data that staff edit (SPEC §3.1); each edit asks why (audit log)."""
+
+    audit_action = "plan"
 
     list_display = (
         "code",

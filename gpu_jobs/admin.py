@@ -6,9 +6,12 @@ only ``env_keys`` (names) is shown.
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.backoffice import services as backoffice_services
+from aladdin.backoffice.admin_audit import AuditedModelAdmin, reason_action
 from aladdin.lib.units import format_micro
 
 from . import services
@@ -17,7 +20,9 @@ from .models import GpuType, Job, JobConfiguration, JobWorker
 
 
 @admin.register(GpuType)
-class GpuTypeAdmin(admin.ModelAdmin):
+class GpuTypeAdmin(AuditedModelAdmin):
+    """Cards and their prices (DCU per card-hour): edits ask why and are in the audit log."""
+
     list_display = [
         "code",
         "name",
@@ -28,7 +33,8 @@ class GpuTypeAdmin(admin.ModelAdmin):
         "memory_mib",
         "multi_card_allowed",
     ]
-    list_editable = ["price_micro_per_hour", "cpu_millicores", "memory_mib", "multi_card_allowed"]
+    # No list_editable: a price changes through the form, which asks why (audit log).
+    audit_action = "gpu_type"
 
     def has_delete_permission(self, request, obj=None):
         # Jobs and the ledger's reasons refer to presets (PROTECT): edit, don't delete.
@@ -143,11 +149,21 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Stop selected jobs"), permissions=["view"])
     def stop_jobs(self, request, queryset):
-        stopped = 0
-        for job in queryset.filter(state__in=ACTIVE_STATES, deleted_at__isnull=True):
-            services.job_stop(job=job, reason=str(_("Stopped by support staff.")))
-            stopped += 1
-        self.message_user(request, _("%(n)d job(s) stopping.") % {"n": stopped}, messages.SUCCESS)
+        return reason_action(
+            self,
+            request,
+            queryset.filter(state__in=ACTIVE_STATES, deleted_at__isnull=True),
+            title=_("Stop jobs"),
+            warning=_(
+                "Each selected job stops; billing ends when its cards are released. "
+                "The user sees why."
+            ),
+            apply=lambda job, reason: backoffice_services.job_stop_by_staff(
+                job=job, actor=request.user, reason=reason
+            ),
+            done=lambda n: _("%(n)d job(s) stopping.") % {"n": n},
+            errors=(ValidationError, services.JobError),
+        )
 
 
 _CONFIG_FIELDS = ["user", *JobConfiguration.SHOWN_FIELDS]

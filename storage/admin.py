@@ -6,12 +6,13 @@ hold/lift actions and "reclaim now" on the reclaim queue.
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from aladdin.backoffice.admin_audit import reason_action
 from billing.choices import SubscriptionState
 from billing.models import Subscription
 
@@ -94,32 +95,53 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Hold: never reclaim these volumes"))
     def hold_storage(self, request, queryset):
-        for row in queryset.select_related("user"):
-            services.storage_hold_set(
-                user=row.user, actor=request.user, hold=True, reason=_("Held from the back office")
-            )
-        messages.success(request, _("Storage held."))
+        return reason_action(
+            self,
+            request,
+            queryset.select_related("user"),
+            title=_("Hold storage"),
+            warning=_("The selected volumes are never reclaimed while the hold lasts."),
+            apply=lambda row, reason: (
+                services.storage_hold_set(
+                    user=row.user, actor=request.user, hold=True, reason=reason
+                )
+                or True
+            ),
+            done=lambda n: _("Storage held."),
+        )
 
     @admin.action(description=gettext_lazy("Lift the hold"))
     def lift_hold(self, request, queryset):
-        for row in queryset.select_related("user"):
-            services.storage_hold_set(
-                user=row.user,
-                actor=request.user,
-                hold=False,
-                reason=_("Lifted from the back office"),
-            )
-        messages.success(request, _("Hold lifted."))
+        return reason_action(
+            self,
+            request,
+            queryset.select_related("user"),
+            title=_("Lift the hold"),
+            warning=_("The selected volumes follow the retention rules again."),
+            apply=lambda row, reason: (
+                services.storage_hold_set(
+                    user=row.user, actor=request.user, hold=False, reason=reason
+                )
+                or True
+            ),
+            done=lambda n: _("Hold lifted."),
+        )
 
     @admin.action(description=gettext_lazy("Reclaim now (deletes the volume)"))
     def reclaim_now(self, request, queryset):
-        done = 0
-        for row in queryset.filter(has_volume=True, hold=False).select_related("user"):
-            if services.storage_reclaim_by_staff(
-                user=row.user, actor=request.user, reason=_("Reclaimed from the back office")
-            ):
-                done += 1
-        messages.success(request, _("%(n)s volume(s) reclaimed.") % {"n": done})
+        return reason_action(
+            self,
+            request,
+            queryset.filter(has_volume=True, hold=False).select_related("user"),
+            title=_("Reclaim storage now"),
+            warning=_(
+                "The selected volumes and every file in them are deleted. This cannot be undone."
+            ),
+            apply=lambda row, reason: services.storage_reclaim_by_staff(
+                user=row.user, actor=request.user, reason=reason
+            ),
+            done=lambda n: _("%(n)s volume(s) reclaimed.") % {"n": n},
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

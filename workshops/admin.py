@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.backoffice import services as backoffice_services
+from aladdin.backoffice.admin_audit import AuditedModelAdmin, reason_action
 from aladdin.workloads.models import Image, PlatformEnvVar
 
 from . import services
@@ -15,7 +18,7 @@ BUILD_FIELDS = Image.BUILD_FIELDS
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(AuditedModelAdmin):
     """The catalog: each image's recipe (staff edit it) and where its build stands (read-only).
 
     Editing a recipe gives it a new key: the backend builds a new
@@ -23,7 +26,8 @@ class ImageAdmin(admin.ModelAdmin):
     """
 
     list_display = ["name", "tag", "is_active", "build_state", "build_progress", "cpu_only", "sort"]
-    list_editable = ["is_active", "sort"]
+    # No list_editable: every edit goes through the form, which asks why (audit log).
+    audit_action = "image"
     list_filter = ["build_state", "is_active"]
     search_fields = ["name", "tag", "description"]
     actions = ["build_now"]
@@ -50,28 +54,32 @@ class ImageAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Build now (or retry a failed build)"))
     def build_now(self, request, queryset):
-        from . import tasks
-
-        for image in queryset:
-            tasks.build_image.delay(image.pk)
-            self.log_change(request, image, "build requested")
-        self.message_user(
+        return reason_action(
+            self,
             request,
-            _("Build requested for %(count)s image(s); the list shows their progress.")
-            % {"count": queryset.count()},
+            queryset,
+            title=_("Build images now"),
+            warning=_("The backend builds each selected image again (or retries a failed build)."),
+            apply=lambda image, reason: backoffice_services.image_build_by_staff(
+                image=image, actor=request.user, reason=reason
+            ),
+            done=lambda n: (
+                _("Build requested for %(count)s image(s); the list shows their progress.")
+                % {"count": n}
+            ),
         )
 
 
 @admin.register(ResourcePreset)
-class ResourcePresetAdmin(admin.ModelAdmin):
+class ResourcePresetAdmin(AuditedModelAdmin):
     list_display = ["name", "label", "cpu_millicores", "memory_mib", "recommended", "is_active"]
-    list_editable = ["recommended", "is_active"]
+    audit_action = "preset"
 
 
 @admin.register(PlatformEnvVar)
-class PlatformEnvVarAdmin(admin.ModelAdmin):
+class PlatformEnvVarAdmin(AuditedModelAdmin):
     list_display = ["key", "value", "description", "is_active", "sort"]
-    list_editable = ["is_active"]
+    audit_action = "platform_env"
 
 
 @admin.register(Workshop)
@@ -103,12 +111,19 @@ class WorkshopAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Stop selected workshops"))
     def stop_workshops(self, request, queryset):
-        stopped = 0
-        for workshop in queryset.filter(state__in=[WorkshopState.CREATING, WorkshopState.RUNNING]):
-            services.workshop_stop(workshop=workshop)
-            stopped += 1
-        self.message_user(
-            request, _("%(n)d workshop(s) stopping.") % {"n": stopped}, messages.SUCCESS
+        return reason_action(
+            self,
+            request,
+            queryset.filter(state__in=[WorkshopState.CREATING, WorkshopState.RUNNING]),
+            title=_("Stop workshops"),
+            warning=_(
+                "Each selected workshop stops; its files under /root stay. The user sees why."
+            ),
+            apply=lambda workshop, reason: backoffice_services.workshop_stop_by_staff(
+                workshop=workshop, actor=request.user, reason=reason
+            ),
+            done=lambda n: _("%(n)d workshop(s) stopping.") % {"n": n},
+            errors=(ValidationError, services.WorkshopError),
         )
 
 
@@ -165,9 +180,14 @@ class SSHKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke selected SSH keys"))
     def revoke_keys(self, request, queryset):
-        keys = list(queryset.filter(revoked_at__isnull=True))
-        for key in keys:
-            services.ssh_key_revoke(key=key)
-        self.message_user(
-            request, _("%(n)d SSH key(s) revoked.") % {"n": len(keys)}, messages.SUCCESS
+        return reason_action(
+            self,
+            request,
+            queryset.filter(revoked_at__isnull=True),
+            title=_("Revoke SSH keys"),
+            warning=_("Each selected key stops working at once; the row stays as the record."),
+            apply=lambda key, reason: backoffice_services.ssh_key_revoke_by_staff(
+                key=key, actor=request.user, reason=reason
+            ),
+            done=lambda n: _("%(n)d SSH key(s) revoked.") % {"n": n},
         )

@@ -127,7 +127,11 @@ def ssh_login_target(*, username: str, fingerprint: str) -> tuple[SSHKey, Worksh
     """
     key = (
         SSHKey.objects.filter(
-            fingerprint=fingerprint, revoked_at__isnull=True, user__is_active=True
+            fingerprint=fingerprint,
+            revoked_at__isnull=True,
+            user__is_active=True,
+            # A ban holds even if someone switches "active" back on in the admin.
+            user__banned_at__isnull=True,
         )
         .select_related("user")
         .first()

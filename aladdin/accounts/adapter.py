@@ -20,6 +20,9 @@ from . import sms
 from .models import BannedPhone, User
 from .phone import normalize_phone
 
+# The pages where a phone number only names the account to log in to.
+LOGIN_VIEWS = frozenset({"account_login", "account_request_login_code"})
+
 
 class MainlandPhoneField(PhoneField):
     """Accepts 13800138000 as typed by people; cleans to +8613800138000."""
@@ -44,11 +47,13 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def clean_phone(self, phone: str) -> str:
         phone = normalize_phone(phone)
-        # Every phone field (sign-up, login by code, change of number) passes
-        # here, so a number banned for mining can neither register again nor
-        # be attached to another account. Its owner knows it is banned, so
-        # saying so reveals nothing to anyone else.
-        if BannedPhone.objects.filter(phone=phone).exists():
+        # Every phone field (sign-up, change of number, reset) passes here, so
+        # a number banned for mining can neither register again nor be
+        # attached to another account. Not on the login pages, though: there a
+        # banned number is treated like any other, so that whoever types it
+        # learns nothing; only its owner, with the right password or texted
+        # code, reaches pre_login and is told of the ban and how to appeal.
+        if not self._logging_in() and BannedPhone.objects.filter(phone=phone).exists():
             raise ValidationError(
                 _(
                     "This phone number is blocked on Aladdin and cannot be used. "
@@ -57,6 +62,11 @@ class AccountAdapter(DefaultAccountAdapter):
                 code="phone_banned",
             )
         return phone
+
+    def _logging_in(self) -> bool:
+        request = getattr(self, "request", None)
+        match = getattr(request, "resolver_match", None)
+        return match is not None and match.url_name in LOGIN_VIEWS
 
     def generate_phone_verification_code(self, *, user, phone: str) -> str:
         # Explicitly the OS CSPRNG and exactly OTP_LENGTH digits, whatever
@@ -195,8 +205,19 @@ class AccountAdapter(DefaultAccountAdapter):
 
     # --- login gate -----------------------------------------------------------
     def pre_login(self, request, user, **kwargs):
+        # Reached only with the right credentials (password or texted code):
+        # a banned user is told so, and how to appeal. Wrong credentials never
+        # get here and get the usual answer, so a ban cannot be probed.
         if user.banned_at is not None:
             raise ImmediateHttpResponse(
-                render(request, "accounts/banned.html", {"reason": user.ban_reason}, status=403)
+                render(
+                    request,
+                    "accounts/banned.html",
+                    {
+                        "reason": user.ban_reason,
+                        "support_contact": settings.ALADDIN_SUPPORT_CONTACT,
+                    },
+                    status=403,
+                )
             )
         return super().pre_login(request, user, **kwargs)

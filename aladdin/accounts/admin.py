@@ -1,14 +1,19 @@
 import copy
+import json
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.units import fen_to_yuan_str, format_micro
+
 from . import services
+from .choices import STAFF_ACTION_LABELS, staff_action_label
 from .models import BannedPhone, SmsMessage, StaffAction, User
 
 
@@ -96,11 +101,19 @@ class UserAdmin(BaseUserAdmin):
 
     @admin.action(description=_("Approve education status"))
     def approve_education(self, request, queryset):
-        for user in queryset:
-            services.education_set_by_staff(
-                user=user, actor=request.user, approved=True, reason="admin action"
-            )
-        self.message_user(request, _("Education status approved."), messages.SUCCESS)
+        from aladdin.backoffice.admin_audit import reason_action
+
+        return reason_action(
+            self,
+            request,
+            queryset,
+            title=_("Approve education status"),
+            warning=_("The selected users get education prices."),
+            apply=lambda user, reason: services.education_set_by_staff(
+                user=user, actor=request.user, approved=True, reason=reason
+            ),
+            done=lambda n: _("Education status approved."),
+        )
 
     @admin.action(description=_("Ban for mining (permanent)"))
     def ban_for_mining(self, request, queryset):
@@ -108,8 +121,12 @@ class UserAdmin(BaseUserAdmin):
         # second carries the reason and bans.
         reason = (request.POST.get("ban_reason") or "").strip()
         if request.POST.get("confirm_ban") and reason:
+            # The whole ban (workloads stopped, compute forfeited, one audit
+            # record) is the back office's; accounts alone could only disable.
+            from aladdin.backoffice.services import user_ban_for_mining
+
             for user in queryset:
-                services.user_ban(user=user, actor=request.user, reason=reason)
+                user_ban_for_mining(user=user, actor=request.user, reason=reason)
             self.message_user(
                 request, _("%(n)d account(s) banned.") % {"n": queryset.count()}, messages.SUCCESS
             )
@@ -134,19 +151,156 @@ class BannedPhoneAdmin(admin.ModelAdmin):
     search_fields = ("phone",)
 
 
+class StaffActionKindFilter(admin.SimpleListFilter):
+    """Filter by action, with the actions' translated names (only those in the log)."""
+
+    title = _("action")
+    parameter_name = "action"
+
+    def lookups(self, request, model_admin):
+        codes = StaffAction.objects.order_by("action").values_list("action", flat=True).distinct()
+        return sorted(((c, staff_action_label(c)) for c in codes), key=lambda x: str(x[1]))
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+def _readable(key: str, value) -> str:
+    # Amounts kept in µDCU / fen are shown as on the dashboard (DCU, yuan).
+    if isinstance(value, int) and not isinstance(value, bool):
+        if key.endswith("_micro"):
+            return f"{format_micro(value)} DCU"
+        if key.endswith("_fen"):
+            return f"¥{fen_to_yuan_str(value)}"
+    if value is None or value == "" or value == []:
+        return "–"
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _field_name(key: str) -> str:
+    return key.removesuffix("_micro").removesuffix("_fen").replace("_", " ")
+
+
 @admin.register(StaffAction)
 class StaffActionAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor", "action", "target_user", "reason")
-    list_filter = ("action",)
-    search_fields = ("target_user__phone", "reason")
+    """The audit log (SPEC §8): who, when, what, why, before → after. Read-only for everyone.
+
+    Append-only by construction (the model refuses changes and deletes); here
+    nobody, superusers included, may add, change or delete a record.
+    """
+
+    list_display = (
+        "created_at",
+        "actor",
+        "action_name",
+        "target_user",
+        "subject",
+        "reason",
+        "changes",
+    )
+    list_filter = (StaffActionKindFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = (
+        "target_user__phone",
+        "target_user__username",
+        "actor__phone",
+        "actor__username",
+        "action",
+        "reason",
+        "subject_repr",
+        "subject_id",
+        "subject_type",
+    )
+    list_select_related = ("actor", "target_user")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "actor",
+        "action_name",
+        "target_user",
+        "subject",
+        "reason",
+        "changes",
+        "detail_list",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("action"), ordering="action")
+    def action_name(self, obj: StaffAction) -> str:
+        return staff_action_label(obj.action)
+
+    @admin.display(description=_("object"), ordering="subject_repr")
+    def subject(self, obj: StaffAction) -> str:
+        if not obj.subject_type:
+            return "–"
+        return f"{obj.subject_repr} ({obj.subject_type} #{obj.subject_id})"
+
+    @admin.display(description=_("before → after"))
+    def changes(self, obj: StaffAction):
+        keys = list(dict.fromkeys([*(obj.before or {}), *(obj.after or {})]))
+        if not keys:
+            return "–"
+        return format_html(
+            '<ul class="audit-changes">{}</ul>',
+            format_html_join(
+                "",
+                "<li><b>{}</b>: {} → {}</li>",
+                (
+                    (
+                        _field_name(k),
+                        _readable(k, (obj.before or {}).get(k)),
+                        _readable(k, (obj.after or {}).get(k)),
+                    )
+                    for k in keys
+                ),
+            ),
+        )
+
+    @admin.display(description=_("details"))
+    def detail_list(self, obj: StaffAction):
+        if not obj.details:
+            return "–"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><b>{}</b>: {}</li>",
+                ((_field_name(k), _readable(k, v)) for k, v in obj.details.items()),
+            ),
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        # Phones as people type them (13800138000, stored +86…), and action
+        # names as staff read them ("封禁", "Voucher"), not only their codes.
+        from .phone import normalize_phone
+
+        term = search_term
+        try:
+            term = normalize_phone(search_term)
+        except Exception:  # noqa: BLE001 - not a phone: search as typed
+            pass
+        results, may_have_duplicates = super().get_search_results(request, queryset, term)
+        wanted = search_term.strip().casefold()
+        if wanted:
+            codes = [
+                code
+                for code in STAFF_ACTION_LABELS
+                if wanted in str(staff_action_label(code)).casefold()
+            ]
+            if codes:
+                results = queryset.filter(Q(pk__in=results.values("pk")) | Q(action__in=codes))
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
         return False
 
 

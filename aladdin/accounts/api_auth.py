@@ -86,7 +86,8 @@ class ActivityOAuth2Authentication(OAuth2Authentication):
                 _("The access token is invalid, expired or revoked."), code="invalid_token"
             )
         user = token.user
-        if not user.is_active:
+        if not user.is_active or user.banned_at is not None:
+            # banned_at too: a ban holds even if "active" is switched back on.
             raise exceptions.AuthenticationFailed(
                 _("This account is disabled."), code="account_disabled"
             )

@@ -222,26 +222,42 @@ def _sessions_delete(*, user: User) -> None:
 
 
 @transaction.atomic
-def user_ban(*, user: User, actor: User | None, reason: str) -> User:
-    """Ban for mining (SPEC §1): disable for good, revoke access, block the phone.
+def user_ban_apply(*, user: User, actor: User | None, reason: str) -> tuple[User, bool]:
+    """Disable the account for good, block its phone, revoke every credential, end its sessions.
 
-    Later issues add forfeiting compute and stopping workloads to the ban
-    service in the back office, which calls this.
+    The account part of a ban, without an audit record: the back office's
+    ``user_ban_for_mining`` calls this, stops the workloads, forfeits the
+    compute and writes ONE record for all of it. Returns the user and
+    whether this call banned them (False when they already were: the date
+    of the first ban stays). Safe to call twice.
     """
     if not reason.strip():
         raise ValidationError(_("A reason is required to ban an account."))
     user = User.objects.select_for_update().get(pk=user.pk)
     now = timezone.now()
+    newly = user.banned_at is None
     user.banned_at = user.banned_at or now
     user.ban_reason = reason
     user.is_active = False
     user.save(update_fields=["banned_at", "ban_reason", "is_active"])
     BannedPhone.objects.update_or_create(
         phone=user.phone,
-        defaults={"user": user, "reason": reason, "banned_at": now, "banned_by": actor},
+        defaults={"user": user, "reason": reason, "banned_at": user.banned_at, "banned_by": actor},
     )
     user_access_revoke_all(user=user)
     _sessions_delete(user=user)
+    return user, newly
+
+
+@transaction.atomic
+def user_ban(*, user: User, actor: User | None, reason: str) -> User:
+    """Ban the account alone (SPEC §1): disable for good, revoke access, block the phone.
+
+    A ban for mining goes through the back office's ``user_ban_for_mining``,
+    which also stops every workload and forfeits all compute (accounts
+    cannot import the apps that own those: DESIGN, dependency direction).
+    """
+    user, _newly = user_ban_apply(user=user, actor=actor, reason=reason)
     StaffAction.objects.create(actor=actor, target_user=user, action="ban", reason=reason)
     return user
 

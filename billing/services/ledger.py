@@ -371,8 +371,33 @@ def spend(
         Entry(user_id, None, -left, LedgerKind.DEBT, reason, key if n == 0 else f"{key}#debt", at)
     )
     account.debt_micro += left
+    if _is_banned(user_id):
+        # A banned account's compute was forfeited with the ban; the final
+        # charges of its stopped jobs land after that (exactly to each
+        # release), find no grant and would leave the banned user in arrears
+        # (and in the arrears queue). The platform writes them off at once.
+        entries.append(
+            Entry(
+                user_id,
+                None,
+                left,
+                LedgerKind.DEBT_SETTLE,
+                _("Arrears written off: the account is banned"),
+                f"{key}#written-off",
+                at,
+            )
+        )
+        account.debt_micro -= left
+        return left
     _cap_arrears(account, key=key, at=at, entries=entries)
     return left
+
+
+def _is_banned(user_id: int) -> bool:
+    # Only asked when a charge goes into debt (rare), so no cost on the hot path.
+    from aladdin.accounts.models import User
+
+    return User.objects.filter(pk=user_id, banned_at__isnull=False).exists()
 
 
 def open_grant(

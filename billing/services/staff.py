@@ -5,6 +5,7 @@ Each action is recorded as a StaffAction (who, when, what, why).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -70,9 +71,27 @@ def voucher_grant(
     return grant
 
 
+@dataclass(frozen=True)
+class ForfeitResult:
+    """What a forfeit took: µDCU of compute cleared, µDCU of arrears written off, grants hit."""
+
+    cleared_micro: int
+    written_off_micro: int
+    grant_ids: list[int]
+
+
 @transaction.atomic
-def billing_forfeit_all(*, user, reason: str, at: datetime | None = None) -> int:
-    """Clear every grant, active or carried, and end every period (a ban). Returns µDCU cleared."""
+def billing_forfeit_all(*, user, reason: str, at: datetime | None = None) -> ForfeitResult:
+    """Clear every grant, active or carried, end every period, write off arrears (a ban).
+
+    Each grant's remainder leaves with a FORFEIT entry carrying ``reason``.
+    The arrears of a banned account are written off too (a DEBT_SETTLE entry
+    without a grant): a final GPU charge that lands after the forfeit (a
+    release the cluster confirmed late) must not leave the banned user
+    owing the platform, nor put them in the arrears queue. Safe to call
+    again: a grant is forfeited once (its key), and arrears already written
+    off are 0; the back office calls it again after each late final charge.
+    """
     at = at or timezone.now()
     account = ledger.lock_account(user)
     grants = list(
@@ -94,8 +113,26 @@ def billing_forfeit_all(*, user, reason: str, at: datetime | None = None) -> int
     Subscription.objects.filter(user_id=user.pk, state=SubscriptionState.ACTIVE).update(
         state=SubscriptionState.ENDED, ends_at=at
     )
+    written_off = account.debt_micro
+    if written_off > 0:
+        # The key names the last entry before the write-off: the same arrears
+        # are written off once, new arrears (a later charge) get a new key.
+        last = LedgerEntry.objects.filter(user_id=user.pk).order_by("-pk").values("pk").first()
+        ledger.write(
+            [
+                ledger.Entry(
+                    user.pk,
+                    None,
+                    written_off,
+                    LedgerKind.DEBT_SETTLE,
+                    _("Arrears written off: %(reason)s") % {"reason": reason},
+                    f"forfeit:debt:{last['pk'] if last else 0}",
+                    at,
+                )
+            ]
+        )
     periods.refresh_next_event(account)
-    return cleared
+    return ForfeitResult(cleared, written_off, [g.pk for g in grants])
 
 
 @transaction.atomic

@@ -81,7 +81,9 @@ def test_forfeit_clears_every_grant_active_or_carried(user, plans):
     services.billing_process_due(as_of=t0 + timedelta(days=30))
     services.subscription_create(user=user, plan=plans["trial"], at=t0 + timedelta(days=60))
     services.subscription_create(user=user, plan=plans["trial"], at=t0 + timedelta(days=61))
-    cleared = services.billing_forfeit_all(user=user, reason="mining", at=t0 + timedelta(days=61))
+    cleared = services.billing_forfeit_all(
+        user=user, reason="mining", at=t0 + timedelta(days=61)
+    ).cleared_micro
     assert cleared == 20 * DCU  # the first period's carry-over expired on day 60
     assert selectors.active_balance_micro(user, t0 + timedelta(days=61)) == 0
     assert not user.subscriptions.filter(state__in=["active", "queued"]).exists()

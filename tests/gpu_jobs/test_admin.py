@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from aladdin.accounts.models import StaffAction
 from gpu_jobs.choices import JobState
 from tests.factories import JobConfigurationFactory
 
@@ -68,11 +69,15 @@ def test_card_presets_are_editable(client, staff, cards):
             "cpu_millicores": card.cpu_millicores,
             "memory_mib": card.memory_mib,
             "multi_card_allowed": "on",
+            "audit_reason": "new price list",
         },
     )
     assert response.status_code == 302, response.content
     card.refresh_from_db()
     assert card.price_micro_per_hour == 3_000_000
+    record = StaffAction.objects.get(action="gpu_type_change")
+    assert record.reason == "new price list"
+    assert record.after == {"price_micro_per_hour": 3_000_000}
 
 
 def test_jobs_cannot_be_added_or_deleted_in_the_back_office(client, staff, user, make_job):
@@ -89,14 +94,21 @@ def test_staff_stop_action_stops_running_jobs(
     ended = make_job(user, state=JobState.SUCCEEDED)
     client.force_login(staff)
 
+    form = {"action": "stop_jobs", "_selected_action": [running.pk, ended.pk]}
+    # The first post asks why and stops nothing.
+    asked = client.post(reverse("admin:gpu_jobs_job_changelist"), form)
+    assert asked.status_code == 200 and b"audit_reason" in asked.content
+    running.refresh_from_db()
+    assert running.stop_requested_at is None
+
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             reverse("admin:gpu_jobs_job_changelist"),
-            {"action": "stop_jobs", "_selected_action": [running.pk, ended.pk]},
+            {**form, "confirm_reason": "1", "audit_reason": "mining"},
         )
 
     assert response.status_code == 302
     running.refresh_from_db()
     ended.refresh_from_db()
-    assert running.state == JobState.STOPPED and running.reason == "Stopped by support staff."
+    assert running.state == JobState.STOPPED and running.reason == "Stopped by support: mining"
     assert ended.state == JobState.SUCCEEDED

@@ -9,9 +9,12 @@ def test_staff_stop_action_stops_running_workshops(client, make_user, user, make
     staff = make_user(is_staff=True, is_superuser=True)
     ws = make_workshop(user)
     client.force_login(staff)
+    form = {"action": "stop_workshops", "_selected_action": [ws.pk]}
+    asked = client.post(reverse("admin:workshops_workshop_changelist"), form)
+    assert asked.status_code == 200 and b"audit_reason" in asked.content
     response = client.post(
         reverse("admin:workshops_workshop_changelist"),
-        {"action": "stop_workshops", "_selected_action": [ws.pk]},
+        {**form, "confirm_reason": "1", "audit_reason": "mining"},
     )
     assert response.status_code == 302
     ws.refresh_from_db()
