@@ -16,9 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
 from aladdin.accounts import selectors as account_selectors
+from aladdin.accounts.choices import staff_action_label
 from aladdin.accounts.models import Notification, SmsMessage, StaffAction, User
 from aladdin.accounts.phone import normalize_phone
 from aladdin.lib.units import fen_to_yuan_str, format_micro
@@ -36,23 +36,6 @@ LEDGER_PAGE_SIZE = 25
 # app's own admin pages, linked from the section.
 LIST_LIMIT = 50
 
-# What the audit log's action codes mean, for the page; an unknown code shows as is.
-ACTION_LABELS = {
-    "voucher": _("Voucher"),
-    "refund": _("Refund"),
-    "job_stop": _("Job stopped"),
-    "workshop_stop": _("Workshop stopped"),
-    "storage_allowance": _("Storage allowance set"),
-    "storage_hold": _("Retention hold"),
-    "storage_unhold": _("Retention hold lifted"),
-    "education_approve": _("Education approved"),
-    "education_revoke": _("Education revoked"),
-    "ban": _("Banned for mining"),
-    "password_reset": _("Password reset"),
-    "arrears_clean": _("Arrears: clean the data"),
-    "arrears_hold": _("Arrears: hold"),
-    "arrears_contact": _("Arrears: contact the user"),
-}
 
 _JOB_ID = re.compile(r"^(?:job[-_ ]?)?#?(\d{1,12})$", re.IGNORECASE)
 
@@ -174,7 +157,7 @@ def _shown(key: str, value: Any) -> Any:
 def _with_changes(actions: list[StaffAction]) -> list[StaffAction]:
     """Give each record a ``label``, its ``changes`` [(field, before, after)] and ``facts``."""
     for action in actions:
-        action.label = ACTION_LABELS.get(action.action, action.action)  # type: ignore[attr-defined]
+        action.label = staff_action_label(action.action)  # type: ignore[attr-defined]
         before, after = action.before or {}, action.after or {}
         action.changes = [  # type: ignore[attr-defined]
             (key, _shown(key, before.get(key, "—")), _shown(key, after.get(key, "—")))

@@ -299,9 +299,7 @@ def test_support_finds_a_miner_gives_a_voucher_stops_the_job_and_bans_them(
         miner.fill("input[name=password]", PASSWORD)
         miner.locator("main form button[type=submit]").first.click()
         shot(miner, "miner-login")
-        # TODO(lead): the ban helper's login message ("this account is banned,
-        # appeal at …") is not on this branch; once merged, assert it here:
-        # expect(miner.locator("main")).to_contain_text(re.compile("banned|封禁"))
+        expect(miner.locator("main")).to_contain_text(re.compile("banned|封禁"))
         expect(miner).not_to_have_url(re.compile(r"/overview/$"))
     finally:
         other.close()
