@@ -30,44 +30,46 @@ def _required(reason: str) -> str:
     return reason
 
 
-@transaction.atomic
-def job_stop_by_staff(*, job: Job, actor: User, reason: str) -> Job:
-    """Stop a starting or running job; the user sees the reason. Billing ends at the release."""
+def _audited_stop(*, action: str, subject: Job | Workshop, actor: User, reason: str, stop) -> Any:
+    """``stop(shown_reason)`` the job or workshop and record it; the user sees the reason."""
     reason = _required(reason)
-    before = {"state": job.state}
-    job = job_services.job_stop(
-        job=job, reason=_("Stopped by support: %(reason)s") % {"reason": reason}
-    )
+    before = {"state": subject.state}
+    stopped = stop(_("Stopped by support: %(reason)s") % {"reason": reason})
     audit.record(
         actor=actor,
-        action="job_stop",
+        action=action,
         reason=reason,
-        target_user=job.user_id,
-        subject=job,
+        target_user=stopped.user_id,
+        subject=stopped,
         before=before,
-        after={"state": job.state, "stop_requested_at": str(job.stop_requested_at)},
+        # A job's stop is applied by the worker: asked now, released soon after.
+        after={"state": stopped.state, "stop_requested": True},
     )
-    return job
+    return stopped
+
+
+@transaction.atomic
+def job_stop_by_staff(*, job: Job, actor: User, reason: str) -> Job:
+    """Stop a starting or running job. Billing ends at the release, as for any stop."""
+    return _audited_stop(
+        action="job_stop",
+        subject=job,
+        actor=actor,
+        reason=reason,
+        stop=lambda shown: job_services.job_stop(job=job, reason=shown),
+    )
 
 
 @transaction.atomic
 def workshop_stop_by_staff(*, workshop: Workshop, actor: User, reason: str) -> Workshop:
-    """Stop a creating or running workshop; the user sees the reason. Files under /root stay."""
-    reason = _required(reason)
-    before = {"state": workshop.state}
-    workshop = workshop_services.workshop_stop(
-        workshop=workshop, reason=_("Stopped by support: %(reason)s") % {"reason": reason}
-    )
-    audit.record(
-        actor=actor,
+    """Stop a creating or running workshop. Files under /root stay."""
+    return _audited_stop(
         action="workshop_stop",
-        reason=reason,
-        target_user=workshop.user_id,
         subject=workshop,
-        before=before,
-        after={"state": workshop.state},
+        actor=actor,
+        reason=reason,
+        stop=lambda shown: workshop_services.workshop_stop(workshop=workshop, reason=shown),
     )
-    return workshop
 
 
 def _ban_snapshot(user: User) -> dict[str, Any]:
