@@ -136,6 +136,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "allauth",
     "allauth.account",
+    # TOTP for staff (aladdin/backoffice/mfa.py); students are not offered it yet.
+    "allauth.mfa",
     "aladdin.accounts",
     "aladdin.cluster",
     # Product apps, in dependency order (DESIGN: accounts/cluster <- billing <- workshops, storage <- gpu_jobs).
@@ -439,6 +441,12 @@ ACCOUNT_RATE_LIMITS = {
     "request_login_code": "20/m/ip,3/m/key",
     "verify_phone": "3/m/key,10/m/ip",
 }
+# Staff second factor (allauth.mfa, TOTP only): required of every staff
+# account whenever DEBUG is off, unless turned off here (docs/backoffice.md).
+ALADDIN_STAFF_MFA_REQUIRED = _env_bool("ALADDIN_STAFF_MFA_REQUIRED", not DEBUG)
+MFA_SUPPORTED_TYPES = ["totp"]
+MFA_TOTP_ISSUER = "Aladdin"
+
 # 0, not TRUSTED_PROXY_COUNT: ClientAddressMiddleware already put the client
 # in REMOTE_ADDR; trusting the header again would pick an address further left.
 ALLAUTH_TRUSTED_PROXY_COUNT = 0

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from oauth2_provider import views as oauth2_views
 
@@ -40,6 +40,10 @@ urlpatterns = [
     path("workshops/", include("workshops.urls")),
     path("jobs/", include("gpu_jobs.urls")),
     path("storage/", include("storage.urls")),
+    # allauth.mfa is for staff (aladdin/backoffice/mfa.py): its management
+    # pages (enrol TOTP, …) are not offered to students; the login's own MFA
+    # step stays, for staff who log in on the students' page.
+    re_path(r"^accounts/2fa/(?!authenticate/|reauthenticate/)", views.not_offered),
     path("accounts/", include("allauth.urls")),
     path("o/", include((oauth_patterns, "oauth2_provider"))),
     path("api/v1/", include(api_v1)),

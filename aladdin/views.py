@@ -1,7 +1,7 @@
 """Site-wide pages: the overview and /healthz."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
@@ -34,3 +34,8 @@ def healthz(request):
     return JsonResponse(
         {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
     )
+
+
+def not_offered(request, *args, **kwargs):
+    """A page a library would add that the portal does not offer (a 404, as any unknown URL)."""
+    raise Http404

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from aladdin.backoffice.admin_audit import AuditedModelAdmin
 from aladdin.lib.units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
-from . import payments, services
+from . import payments, selectors, services
 from .models import (
     Account,
     ArrearsReview,
@@ -37,6 +37,69 @@ from .models import (
     Refund,
     Subscription,
 )
+from .templatetags.billing import signed_dcu
+
+
+class PlanForm(forms.ModelForm):
+    """A plan with its compute in DCU and its prices in yuan, as the dashboard shows them.
+
+    The model keeps integers (µDCU, fen; DESIGN rule 5); staff never type those.
+    """
+
+    dcu = forms.DecimalField(
+        label=_("Compute per period (DCU)"),
+        min_value=Decimal(0),
+        max_digits=15,
+        decimal_places=6,
+        help_text=_("Up to six decimals, e.g. 300 or 0.5."),
+    )
+    price_yuan = forms.DecimalField(
+        label=_("Price (yuan)"), min_value=Decimal(0), max_digits=12, decimal_places=2
+    )
+    education_price_yuan = forms.DecimalField(
+        label=_("Education price (yuan)"), min_value=Decimal(0), max_digits=12, decimal_places=2
+    )
+
+    class Meta:
+        model = Plan
+        # The integer columns (dcu_micro, price_fen, education_price_fen) are
+        # set in clean() from the DCU and yuan fields above.
+        fields = (
+            "code",
+            "name",
+            "kind",
+            "tier",
+            "gpu_parallelism",
+            "free_storage_gib",
+            "max_storage_gib",
+            "period_days",
+            "is_active",
+            "sort_order",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plan = self.instance
+        # Decimals, not strings: has_changed() compares the initial value with
+        # the cleaned Decimal, and a string never equals it (every save would
+        # record every field as changed in the audit log).
+        self.initial.setdefault("dcu", Decimal(format_micro(plan.dcu_micro or 0)))
+        self.initial.setdefault("price_yuan", Decimal(fen_to_yuan_str(plan.price_fen or 0)))
+        self.initial.setdefault(
+            "education_price_yuan", Decimal(fen_to_yuan_str(plan.education_price_fen or 0))
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        # construct_instance() copies only the model's own form fields: set
+        # the integer columns here, before the model's validation runs.
+        if cleaned.get("dcu") is not None:
+            self.instance.dcu_micro = dcu_to_micro(cleaned["dcu"])
+        if cleaned.get("price_yuan") is not None:
+            self.instance.price_fen = int(cleaned["price_yuan"] * FEN_PER_YUAN)
+        if cleaned.get("education_price_yuan") is not None:
+            self.instance.education_price_fen = int(cleaned["education_price_yuan"] * FEN_PER_YUAN)
+        return cleaned
 
 
 @admin.register(Plan)
@@ -45,21 +108,69 @@ class PlanAdmin(AuditedModelAdmin):
 
     audit_action = "plan"
 
+    form = PlanForm
     list_display = (
         "code",
         "name",
         "kind",
         "tier",
-        "dcu_micro",
+        "dcu",
         "gpu_parallelism",
-        "price_fen",
-        "education_price_fen",
+        "price_yuan",
+        "education_price_yuan",
+        "is_active",
+        "sort_order",
+    )
+    fields = (
+        "code",
+        "name",
+        "kind",
+        "tier",
+        "dcu",
+        "gpu_parallelism",
+        "free_storage_gib",
+        "max_storage_gib",
+        "price_yuan",
+        "education_price_yuan",
+        "period_days",
         "is_active",
         "sort_order",
     )
     list_filter = ("kind", "is_active")
     search_fields = ("code", "name")
     ordering = ("sort_order", "pk")
+
+    @admin.display(description=_("Compute per period (DCU)"), ordering="dcu_micro")
+    def dcu(self, obj):
+        return format_micro(obj.dcu_micro)
+
+    @admin.display(description=_("Price (yuan)"), ordering="price_fen")
+    def price_yuan(self, obj):
+        return fen_to_yuan_str(obj.price_fen)
+
+    @admin.display(description=_("Education price (yuan)"), ordering="education_price_fen")
+    def education_price_yuan(self, obj):
+        return fen_to_yuan_str(obj.education_price_fen)
+
+
+def _support_queue_filter(label, rows):
+    """A list filter ``?queue=open`` showing exactly one of the back office's queues.
+
+    ``rows(queryset)`` narrows a queryset to the queue; aladdin/backoffice/queues.py
+    counts the same rows and links here.
+    """
+
+    class SupportQueueFilter(admin.SimpleListFilter):
+        title = _("support queue")
+        parameter_name = "queue"
+
+        def lookups(self, request, model_admin):
+            return [("open", label)]
+
+        def queryset(self, request, queryset):
+            return rows(queryset) if self.value() == "open" else queryset
+
+    return SupportQueueFilter
 
 
 class _ViewOnlyAdmin(admin.ModelAdmin):
@@ -172,6 +283,7 @@ def grant_voucher(modeladmin, request, queryset):
 @admin.register(Account)
 class AccountAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
     list_display = ("user", "debt_dcu", "next_event_at")
+    fields = readonly_fields = ("user", "debt_dcu", "next_event_at")
     search_fields = ("user__phone", "user__username")
     actions = [grant_voucher]
 
@@ -224,7 +336,13 @@ class ArrearsReviewAdmin(_PhoneSearchMixin, admin.ModelAdmin):
         "decided_by",
         "decided_at",
     )
-    list_filter = ("decision",)
+    list_filter = (
+        _support_queue_filter(
+            _("Pending decision"),
+            lambda qs: qs.filter(decision=ArrearsReview.Decision.PENDING),
+        ),
+        "decision",
+    )
     search_fields = ("user__phone", "user__username")
     list_select_related = ("user", "decided_by")
     fields = (
@@ -307,8 +425,8 @@ class GrantAdmin(_ViewOnlyAdmin):
         "user",
         "grant_class",
         "tier",
-        "granted_micro",
-        "remaining_micro",
+        "granted_dcu",
+        "remaining_dcu",
         "state",
         "active_until",
         "carry_until",
@@ -316,16 +434,55 @@ class GrantAdmin(_ViewOnlyAdmin):
     )
     list_filter = ("grant_class", "state")
     search_fields = ("user__phone",)
+    list_select_related = ("user",)
+    fields = readonly_fields = (
+        "user",
+        "subscription",
+        "grant_class",
+        "tier",
+        "granted_dcu",
+        "remaining_dcu",
+        "state",
+        "active_until",
+        "carry_until",
+        "may_carry",
+        "parent",
+        "created_at",
+    )
+
+    @admin.display(description=_("Granted (DCU)"), ordering="granted_micro")
+    def granted_dcu(self, obj):
+        return format_micro(obj.granted_micro)
+
+    @admin.display(description=_("Remaining (DCU)"), ordering="remaining_micro")
+    def remaining_dcu(self, obj):
+        return format_micro(obj.remaining_micro)
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(_ViewOnlyAdmin):
     """The ledger is append-only: read-only here too."""
 
-    list_display = ("created_at", "user", "kind", "delta_micro", "grant", "idempotency_key")
+    list_display = ("created_at", "user", "kind", "delta_dcu", "reason", "grant")
+    # Vouchers are ledger entries of kind "voucher": the filter (and the home
+    # page's "Vouchers granted" link, ?kind__exact=voucher) lists them.
     list_filter = ("kind",)
     search_fields = ("user__phone", "idempotency_key", "reason")
+    list_select_related = ("user", "grant")
     date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "created_at",
+        "user",
+        "kind",
+        "delta_dcu",
+        "reason",
+        "grant",
+        "idempotency_key",
+    )
+
+    @admin.display(description=_("Change (DCU)"), ordering="delta_micro")
+    def delta_dcu(self, obj):
+        return signed_dcu(obj.delta_micro)
 
 
 # --- orders and refunds (SPEC §5) -----------------------------------------------------
@@ -426,6 +583,57 @@ def refund_order(modeladmin, request, queryset):
     )
 
 
+class SupportResolveForm(forms.Form):
+    reason = forms.CharField(
+        label=_("What was done (recorded with your name)"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError(gettext("A reason is required."))
+        return reason
+
+
+@admin.action(description=_("Mark handled (take off the support queue)"), permissions=["refund"])
+def resolve_support(modeladmin, request, queryset):
+    """Payments flagged for support: once refunded or fulfilled by hand, say so (with what was done)."""
+    orders = list(queryset.filter(needs_support=True).select_related("user", "plan"))
+    if not orders:
+        modeladmin.message_user(
+            request, gettext("None of the selected orders is flagged for support."), messages.ERROR
+        )
+        return None
+    if request.POST.get("confirm_resolve"):
+        form = SupportResolveForm(request.POST)
+        if form.is_valid():
+            for order in orders:
+                payments.order_support_resolve(
+                    order=order, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            modeladmin.message_user(
+                request,
+                gettext("%(n)d order(s) taken off the support queue.") % {"n": len(orders)},
+                messages.SUCCESS,
+            )
+            return None
+    else:
+        form = SupportResolveForm()
+    return TemplateResponse(
+        request,
+        "billing/admin_support_resolve_confirm.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": _("Mark payments handled"),
+            "orders": orders,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        },
+    )
+
+
 class _ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -444,15 +652,23 @@ class RefundInline(_ReadOnlyInline):
     model = Refund
     fields = (
         "out_request_no",
-        "amount_fen",
+        "amount_yuan",
         "state",
         "reason",
-        "reversed_micro",
+        "reversed_dcu",
         "created_by",
         "created_at",
         "error",
     )
     readonly_fields = fields
+
+    @admin.display(description=_("Amount (yuan)"))
+    def amount_yuan(self, obj):
+        return fen_to_yuan_str(obj.amount_fen)
+
+    @admin.display(description=_("Compute taken back (DCU)"))
+    def reversed_dcu(self, obj):
+        return format_micro(obj.reversed_micro)
 
 
 class NotificationInline(_ReadOnlyInline):
@@ -477,12 +693,37 @@ class OrderAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
         "refunded_yuan",
         "needs_support",
     )
-    list_filter = ("state", "needs_support", "channel", "plan")
+    list_filter = (
+        _support_queue_filter(_("Flagged for support"), selectors.orders_flagged),
+        "state",
+        "needs_support",
+        "channel",
+        "plan",
+    )
     search_fields = ("out_trade_no", "trade_no", "user__phone", "user__username")
     list_select_related = ("user", "plan")
     date_hierarchy = "created_at"
-    actions = [refund_order]
+    actions = [refund_order, resolve_support]
     inlines = [RefundInline, NotificationInline]
+    fields = readonly_fields = (
+        "out_trade_no",
+        "user",
+        "plan",
+        "price_yuan",
+        "education_price",
+        "channel",
+        "state",
+        "trade_no",
+        "created_at",
+        "expires_at",
+        "paid_at",
+        "closed_at",
+        "refunded_yuan",
+        "subscription",
+        "grant",
+        "needs_support",
+        "support_note",
+    )
 
     @admin.display(description=_("Price (yuan)"), ordering="price_fen")
     def price_yuan(self, obj):
@@ -529,10 +770,25 @@ class RefundAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
         "completed_at",
         "error",
     )
-    list_filter = ("state",)
+    list_filter = (
+        _support_queue_filter(_("Failed at Alipay"), selectors.refunds_failed),
+        "state",
+    )
     search_fields = ("out_request_no", "order__out_trade_no", "order__user__phone")
     list_select_related = ("order", "created_by")
     actions = [retry_refund]
+    fields = readonly_fields = (
+        "out_request_no",
+        "order",
+        "amount_yuan",
+        "state",
+        "reason",
+        "reversed_dcu",
+        "error",
+        "created_by",
+        "created_at",
+        "completed_at",
+    )
 
     @admin.display(description=_("Amount (yuan)"), ordering="amount_fen")
     def amount_yuan(self, obj):
@@ -609,7 +865,13 @@ class InvoiceAdmin(_PhoneSearchMixin, admin.ModelAdmin):
         "requested_at",
         "issued_at",
     )
-    list_filter = ("state", "title_type")
+    list_filter = (
+        _support_queue_filter(
+            _("Not issued yet"), lambda qs: qs.filter(state=Invoice.State.REQUESTED)
+        ),
+        "state",
+        "title_type",
+    )
     search_fields = ("order__out_trade_no", "title", "tax_number", "order__user__phone")
     list_select_related = ("order__user",)
     readonly_fields = (

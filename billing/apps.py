@@ -1,7 +1,9 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class BillingConfig(AppConfig):
     """Plans, subscriptions, grants, ledger, orders, Alipay, invoices."""
 
     name = "billing"
+    verbose_name = _("Billing")

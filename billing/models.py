@@ -12,6 +12,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.units import format_micro
+
 from .choices import GrantClass, GrantState, LedgerKind, PlanKind, SubscriptionState
 
 
@@ -23,35 +25,54 @@ class Plan(models.Model):
     a higher tier); extension packs have no tier.
     """
 
-    code = models.SlugField(unique=True)
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=16, choices=PlanKind.choices, default=PlanKind.PLAN)
+    code = models.SlugField(unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    kind = models.CharField(
+        max_length=16, choices=PlanKind.choices, default=PlanKind.PLAN, verbose_name=_("kind")
+    )
     tier = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
         help_text=_("0 free, 1 trial, 2 basic, 3 advanced; empty for extension packs."),
+        verbose_name=_("tier"),
     )
     dcu_micro = models.BigIntegerField(
-        default=0, help_text=_("Compute granted per period, in µDCU (1 DCU = 1,000,000 µDCU).")
+        default=0,
+        help_text=_("Compute granted per period, in µDCU (1 DCU = 1,000,000 µDCU)."),
+        verbose_name=_("compute per period (µDCU)"),
     )
     gpu_parallelism = models.PositiveIntegerField(
-        default=0, help_text=_("GPUs usable at once while this plan is the highest active.")
+        default=0,
+        help_text=_("GPUs usable at once while this plan is the highest active."),
+        verbose_name=_("GPU parallelism"),
     )
     free_storage_gib = models.PositiveIntegerField(
-        default=0, help_text=_("Storage included free of charge, in GiB.")
+        default=0,
+        help_text=_("Storage included free of charge, in GiB."),
+        verbose_name=_("free storage (GiB)"),
     )
     max_storage_gib = models.PositiveIntegerField(
-        default=0, help_text=_("Largest storage allowance the user may expand to, in GiB.")
+        default=0,
+        help_text=_("Largest storage allowance the user may expand to, in GiB."),
+        verbose_name=_("maximum storage (GiB)"),
     )
-    price_fen = models.BigIntegerField(default=0, help_text=_("Price in fen (0.01 yuan)."))
+    price_fen = models.BigIntegerField(
+        default=0, help_text=_("Price in fen (0.01 yuan)."), verbose_name=_("price (fen)")
+    )
     education_price_fen = models.BigIntegerField(
-        default=0, help_text=_("Price for verified education users, in fen (0.01 yuan).")
+        default=0,
+        help_text=_("Price for verified education users, in fen (0.01 yuan)."),
+        verbose_name=_("education price (fen)"),
     )
-    period_days = models.PositiveSmallIntegerField(default=30)
-    is_active = models.BooleanField(default=True, help_text=_("Offered for sale."))
-    sort_order = models.IntegerField(default=0)
+    period_days = models.PositiveSmallIntegerField(default=30, verbose_name=_("period (days)"))
+    is_active = models.BooleanField(
+        default=True, help_text=_("Offered for sale."), verbose_name=_("on sale")
+    )
+    sort_order = models.IntegerField(default=0, verbose_name=_("sort order"))
 
     class Meta:
+        verbose_name = _("plan")
+        verbose_name_plural = _("plans")
         ordering = ("sort_order", "pk")
         constraints = [
             models.CheckConstraint(condition=Q(dcu_micro__gte=0), name="plan_dcu_micro_gte_0"),
@@ -74,10 +95,15 @@ class Account(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_account"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="billing_account",
+        verbose_name=_("user"),
     )
     debt_micro = models.BigIntegerField(
-        default=0, help_text=_("Arrears in µDCU (1 DCU = 1,000,000 µDCU); never negative.")
+        default=0,
+        help_text=_("Arrears in µDCU (1 DCU = 1,000,000 µDCU); never negative."),
+        verbose_name=_("arrears (µDCU)"),
     )
     next_event_at = models.DateTimeField(
         null=True,
@@ -87,9 +113,12 @@ class Account(models.Model):
             "Earliest time a period starts or ends or a grant lapses; derived, kept so "
             "charges and the beat task skip period processing when nothing is due."
         ),
+        verbose_name=_("next event at"),
     )
 
     class Meta:
+        verbose_name = _("billing account")
+        verbose_name_plural = _("billing accounts")
         constraints = [
             models.CheckConstraint(condition=Q(debt_micro__gte=0), name="account_debt_micro_gte_0"),
         ]
@@ -102,20 +131,33 @@ class Subscription(models.Model):
     """One 30-day period of a plan for a user: queued, active or ended (SPEC §3.2)."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="subscriptions",
+        verbose_name=_("user"),
     )
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, related_name="subscriptions", verbose_name=_("plan")
+    )
+    starts_at = models.DateTimeField(verbose_name=_("starts at"))
+    ends_at = models.DateTimeField(verbose_name=_("ends at"))
     state = models.CharField(
-        max_length=16, choices=SubscriptionState.choices, default=SubscriptionState.QUEUED
+        max_length=16,
+        choices=SubscriptionState.choices,
+        default=SubscriptionState.QUEUED,
+        verbose_name=_("state"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     source = models.CharField(
-        max_length=200, blank=True, help_text=_("What created it, e.g. an order number.")
+        max_length=200,
+        blank=True,
+        help_text=_("What created it, e.g. an order number."),
+        verbose_name=_("source"),
     )
 
     class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         ordering = ("starts_at", "pk")
         indexes = [models.Index(fields=("user", "state"), name="billing_sub_user_state")]
         constraints = [
@@ -140,25 +182,45 @@ class Grant(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="grants"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="grants",
+        verbose_name=_("user"),
     )
     subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+        Subscription,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="grants",
+        verbose_name=_("subscription"),
     )
-    grant_class = models.CharField(max_length=16, choices=GrantClass.choices)
+    grant_class = models.CharField(
+        max_length=16, choices=GrantClass.choices, verbose_name=_("class")
+    )
     tier = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text=_("Plan tier of a plan grant; empty for other classes.")
+        null=True,
+        blank=True,
+        help_text=_("Plan tier of a plan grant; empty for other classes."),
+        verbose_name=_("tier"),
     )
     granted_micro = models.BigIntegerField(
-        help_text=_("Compute granted, in µDCU (1 DCU = 1,000,000 µDCU).")
+        help_text=_("Compute granted, in µDCU (1 DCU = 1,000,000 µDCU)."),
+        verbose_name=_("granted (µDCU)"),
     )
     remaining_micro = models.BigIntegerField(
-        help_text=_("Compute left, in µDCU (1 DCU = 1,000,000 µDCU).")
+        help_text=_("Compute left, in µDCU (1 DCU = 1,000,000 µDCU)."),
+        verbose_name=_("remaining (µDCU)"),
     )
-    state = models.CharField(max_length=16, choices=GrantState.choices, default=GrantState.ACTIVE)
-    active_until = models.DateTimeField()
-    carry_until = models.DateTimeField(null=True, blank=True)
-    may_carry = models.BooleanField(default=True)
+    state = models.CharField(
+        max_length=16,
+        choices=GrantState.choices,
+        default=GrantState.ACTIVE,
+        verbose_name=_("state"),
+    )
+    active_until = models.DateTimeField(verbose_name=_("active until"))
+    carry_until = models.DateTimeField(null=True, blank=True, verbose_name=_("carried until"))
+    may_carry = models.BooleanField(default=True, verbose_name=_("may carry over"))
     parent = models.ForeignKey(
         "self",
         null=True,
@@ -166,10 +228,13 @@ class Grant(models.Model):
         on_delete=models.PROTECT,
         related_name="carried_into",
         help_text=_("The grant whose unused compute this carry-over holds."),
+        verbose_name=_("carried from"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("compute grant")
+        verbose_name_plural = _("compute grants")
         ordering = ("active_until", "pk")
         indexes = [models.Index(fields=("user", "state"), name="billing_grant_user_state")]
         constraints = [
@@ -197,30 +262,43 @@ class LedgerEntry(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        verbose_name=_("user"),
     )
     grant = models.ForeignKey(
-        Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+        Grant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        verbose_name=_("grant"),
     )
     delta_micro = models.BigIntegerField(
-        help_text=_("Signed change, in µDCU (1 DCU = 1,000,000 µDCU).")
+        help_text=_("Signed change, in µDCU (1 DCU = 1,000,000 µDCU)."),
+        verbose_name=_("change (µDCU)"),
     )
-    kind = models.CharField(max_length=16, choices=LedgerKind.choices)
-    reason = models.TextField()
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices, verbose_name=_("kind"))
+    reason = models.TextField(verbose_name=_("reason"))
+    idempotency_key = models.CharField(
+        max_length=200, unique=True, verbose_name=_("idempotency key")
+    )
     # The time of the event, not of the insert: processing that catches up
     # after downtime records when a period really ended.
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, verbose_name=_("time"))
 
     objects = LedgerQuerySet.as_manager()
 
     class Meta:
         ordering = ("created_at", "pk")
-        verbose_name_plural = "ledger entries"
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
         indexes = [models.Index(fields=("user", "created_at"), name="billing_ledger_user_time")]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.delta_micro} µDCU for {self.user}"
+        # DCU as the dashboard writes it: admin titles show this, never raw µDCU.
+        return f"{self.kind} {format_micro(self.delta_micro)} DCU for {self.user}"
 
     def save(self, *args, **kwargs):
         # The one exception to "no logic in save()": the ledger is the audit trail
@@ -245,18 +323,35 @@ class ArrearsReview(models.Model):
         CONTACT = "contact", _("Contact the user")
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arrears_reviews"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="arrears_reviews",
+        verbose_name=_("user"),
     )
-    opened_at = models.DateTimeField(default=timezone.now)
-    debt_micro_at_open = models.BigIntegerField(help_text=_("Arrears when opened, in µDCU."))
-    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.PENDING)
+    opened_at = models.DateTimeField(default=timezone.now, verbose_name=_("opened at"))
+    debt_micro_at_open = models.BigIntegerField(
+        help_text=_("Arrears when opened, in µDCU."), verbose_name=_("arrears when opened (µDCU)")
+    )
+    decision = models.CharField(
+        max_length=16,
+        choices=Decision.choices,
+        default=Decision.PENDING,
+        verbose_name=_("decision"),
+    )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    note = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("decided at"))
+    note = models.TextField(blank=True, verbose_name=_("note"))
 
     class Meta:
+        verbose_name = _("arrears review")
+        verbose_name_plural = _("arrears reviews")
         ordering = ("-opened_at",)
         constraints = [
             models.UniqueConstraint(
@@ -292,40 +387,79 @@ class Order(models.Model):
         QR = "qr", _("Alipay QR code")
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        verbose_name=_("user"),
     )
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="orders")
-    price_fen = models.BigIntegerField(help_text=_("Amount to pay, in fen (0.01 yuan)."))
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, related_name="orders", verbose_name=_("plan")
+    )
+    price_fen = models.BigIntegerField(
+        help_text=_("Amount to pay, in fen (0.01 yuan)."), verbose_name=_("price (fen)")
+    )
     education_price = models.BooleanField(
-        default=False, help_text=_("The education price applied when the order was made.")
+        default=False,
+        help_text=_("The education price applied when the order was made."),
+        verbose_name=_("education price"),
     )
-    out_trade_no = models.CharField(max_length=64, unique=True)
-    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.PAGE)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    trade_no = models.CharField(max_length=64, blank=True, help_text=_("Alipay's trade number."))
-    qr_code = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    expires_at = models.DateTimeField(help_text=_("Unpaid orders are closed at this time."))
-    paid_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    refunded_fen = models.BigIntegerField(default=0, help_text=_("Refunded so far, in fen."))
+    out_trade_no = models.CharField(max_length=64, unique=True, verbose_name=_("order number"))
+    channel = models.CharField(
+        max_length=8, choices=Channel.choices, default=Channel.PAGE, verbose_name=_("channel")
+    )
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, verbose_name=_("state")
+    )
+    trade_no = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=_("Alipay's trade number."),
+        verbose_name=_("Alipay trade number"),
+    )
+    qr_code = models.TextField(blank=True, verbose_name=_("QR code"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
+    expires_at = models.DateTimeField(
+        help_text=_("Unpaid orders are closed at this time."), verbose_name=_("expires at")
+    )
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paid at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    refunded_fen = models.BigIntegerField(
+        default=0, help_text=_("Refunded so far, in fen."), verbose_name=_("refunded (fen)")
+    )
     subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Subscription,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("subscription"),
     )
     grant = models.ForeignKey(
-        Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Grant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("grant"),
     )
     client_key = models.CharField(
         max_length=100,
         blank=True,
         help_text=_("The API client's Idempotency-Key; a retried POST returns the same order."),
+        verbose_name=_("client key"),
     )
     needs_support = models.BooleanField(
-        default=False, help_text=_("Money arrived for a closed order: support must act.")
+        default=False,
+        help_text=_("Money arrived for a closed order: support must act."),
+        verbose_name=_("needs support"),
     )
-    support_note = models.TextField(blank=True)
+    support_note = models.TextField(blank=True, verbose_name=_("support note"))
 
     class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
         ordering = ("-created_at", "-pk")
         constraints = [
             models.UniqueConstraint(
@@ -355,17 +489,28 @@ class PaymentNotification(models.Model):
         REJECTED = "rejected", _("Rejected")
 
     order = models.ForeignKey(
-        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+        Order,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+        verbose_name=_("order"),
     )
-    out_trade_no = models.CharField(max_length=64, blank=True, db_index=True)
-    trade_status = models.CharField(max_length=32, blank=True)
-    params = models.JSONField(default=dict)
-    source = models.CharField(max_length=16, default="notify", help_text=_("notify or query"))
-    outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    detail = models.TextField(blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
+    out_trade_no = models.CharField(
+        max_length=64, blank=True, db_index=True, verbose_name=_("order number")
+    )
+    trade_status = models.CharField(max_length=32, blank=True, verbose_name=_("trade status"))
+    params = models.JSONField(default=dict, verbose_name=_("parameters"))
+    source = models.CharField(
+        max_length=16, default="notify", help_text=_("notify or query"), verbose_name=_("source")
+    )
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, verbose_name=_("outcome"))
+    detail = models.TextField(blank=True, verbose_name=_("detail"))
+    received_at = models.DateTimeField(default=timezone.now, verbose_name=_("received at"))
 
     class Meta:
+        verbose_name = _("payment notification")
+        verbose_name_plural = _("payment notifications")
         ordering = ("-received_at", "-pk")
 
     def __str__(self) -> str:
@@ -380,20 +525,32 @@ class Refund(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
-    out_request_no = models.CharField(max_length=64, unique=True)
-    amount_fen = models.BigIntegerField(help_text=_("Refunded amount, in fen."))
-    reason = models.TextField()
-    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("order")
+    )
+    out_request_no = models.CharField(max_length=64, unique=True, verbose_name=_("refund number"))
+    amount_fen = models.BigIntegerField(
+        help_text=_("Refunded amount, in fen."), verbose_name=_("amount (fen)")
+    )
+    reason = models.TextField(verbose_name=_("reason"))
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.REQUESTED, verbose_name=_("state")
+    )
     reversed_micro = models.BigIntegerField(
-        default=0, help_text=_("Unspent compute taken back, in µDCU.")
+        default=0,
+        help_text=_("Unspent compute taken back, in µDCU."),
+        verbose_name=_("compute taken back (µDCU)"),
     )
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, verbose_name=_("error"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    completed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("completed at"))
     request_key = models.CharField(
         max_length=100,
         blank=True,
@@ -401,9 +558,12 @@ class Refund(models.Model):
             "The requester's key (the back office's confirmation page): "
             "a request repeated with it refunds once."
         ),
+        verbose_name=_("request key"),
     )
 
     class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
         ordering = ("-created_at",)
         constraints = [
             models.CheckConstraint(condition=Q(amount_fen__gt=0), name="refund_amount_positive"),
@@ -433,22 +593,37 @@ class Invoice(models.Model):
         REQUESTED = "requested", _("Requested")
         ISSUED = "issued", _("Issued")
 
-    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="invoice")
-    title_type = models.CharField(max_length=16, choices=TitleType.choices)
-    title = models.CharField(max_length=200)
-    tax_number = models.CharField(max_length=30, blank=True)
-    email = models.EmailField()
-    item_name = models.CharField(max_length=50, default=ITEM_NAME)
-    amount_fen = models.BigIntegerField(help_text=_("Invoiced amount, in fen."))
-    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
-    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
-    issued_at = models.DateTimeField(null=True, blank=True)
+    order = models.OneToOneField(
+        Order, on_delete=models.PROTECT, related_name="invoice", verbose_name=_("order")
+    )
+    title_type = models.CharField(
+        max_length=16, choices=TitleType.choices, verbose_name=_("title type")
+    )
+    title = models.CharField(max_length=200, verbose_name=_("title"))
+    tax_number = models.CharField(max_length=30, blank=True, verbose_name=_("tax number"))
+    email = models.EmailField(verbose_name=_("e-mail"))
+    item_name = models.CharField(max_length=50, default=ITEM_NAME, verbose_name=_("item"))
+    amount_fen = models.BigIntegerField(
+        help_text=_("Invoiced amount, in fen."), verbose_name=_("amount (fen)")
+    )
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.REQUESTED, verbose_name=_("state")
+    )
+    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True, verbose_name=_("invoice PDF"))
+    requested_at = models.DateTimeField(default=timezone.now, verbose_name=_("requested at"))
+    issued_at = models.DateTimeField(null=True, blank=True, verbose_name=_("issued at"))
     issued_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("issued by"),
     )
 
     class Meta:
+        verbose_name = _("invoice request")
+        verbose_name_plural = _("invoice requests")
         ordering = ("-requested_at",)
 
     def __str__(self) -> str:

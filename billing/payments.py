@@ -502,3 +502,49 @@ def invoice_issue(*, invoice: Invoice, pdf, actor) -> Invoice:
         details={"order": invoice.order.out_trade_no},
     )
     return invoice
+
+
+@transaction.atomic
+def order_support_resolve(*, order: Order, actor, reason: str) -> Order:
+    """Take an order flagged for support off the queue once staff have dealt with it.
+
+    A payment flagged by :func:`order_fulfil` (money for a closed order, or a
+    paid order that could not be fulfilled) is refunded with the "Refund"
+    action or fulfilled by hand; this records that it was handled, by whom and
+    how, and clears ``needs_support``. Raises BillingError when the order is
+    not flagged or the reason is empty.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise services.BillingError(_("A reason is required."))
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if not order.needs_support:
+        raise services.BillingError(
+            _("Order %(order)s is not flagged for support.") % {"order": order.out_trade_no}
+        )
+    note_before = order.support_note
+    order.needs_support = False
+    order.support_note = "\n".join(
+        line
+        for line in (
+            note_before,
+            _("Handled by %(actor)s: %(reason)s") % {"actor": actor, "reason": reason},
+        )
+        if line
+    )
+    order.save(update_fields=["needs_support", "support_note"])
+    from aladdin.accounts.models import StaffAction
+
+    StaffAction.objects.create(
+        actor=actor,
+        target_user_id=order.user_id,
+        action="order_support_resolved",
+        reason=reason,
+        subject_type=order._meta.label_lower,
+        subject_id=str(order.pk),
+        subject_repr=order.out_trade_no,
+        before={"needs_support": True, "support_note": note_before},
+        after={"needs_support": False, "support_note": order.support_note},
+        details={"order": order.out_trade_no},
+    )
+    return order

@@ -15,7 +15,7 @@ from .choices import (
     PlanKind,
     SubscriptionState,
 )
-from .models import Account, Grant, LedgerEntry, Order, Plan, Subscription
+from .models import Account, Grant, LedgerEntry, Order, Plan, Refund, Subscription
 
 
 def account_for(user) -> Account:
@@ -229,3 +229,19 @@ def plan_offers(user, *, at: datetime | None = None) -> list[PlanOffer]:
         )
         for plan in plans_for_sale()
     ]
+
+
+# --- support queues (the back office's home page and list filters) ----------------------
+
+
+def orders_flagged(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
+    """Payments flagged for support: ``needs_support`` set by payments.order_fulfil (money
+    for a closed order, or a paid order that could not be fulfilled), until fully refunded."""
+    queryset = Order.objects.all() if queryset is None else queryset
+    return queryset.filter(needs_support=True).exclude(state=Order.State.REFUNDED)
+
+
+def refunds_failed(queryset: QuerySet[Refund] | None = None) -> QuerySet[Refund]:
+    """Refunds Alipay refused or did not answer: still requested, with the error recorded."""
+    queryset = Refund.objects.all() if queryset is None else queryset
+    return queryset.filter(state=Refund.State.REQUESTED).exclude(error="")

@@ -6,35 +6,91 @@ only ``env_keys`` (names) is shown.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.backoffice import services as backoffice_services
 from aladdin.backoffice.admin_audit import AuditedModelAdmin, reason_action
-from aladdin.lib.units import format_micro
+from aladdin.lib.units import dcu_to_micro, format_micro
 
 from . import services
 from .choices import ACTIVE_STATES
 from .models import GpuType, Job, JobConfiguration, JobWorker
 
 
+class GpuTypeForm(forms.ModelForm):
+    """A card preset with its price in DCU per hour (the model keeps µDCU per hour)."""
+
+    price_dcu_per_hour = forms.DecimalField(
+        label=_("Price (DCU per hour)"),
+        min_value=Decimal(0),
+        max_digits=15,
+        decimal_places=6,
+        help_text=_("E.g. 1.28 for a 40G card, 2.56 for an 80G card."),
+    )
+
+    class Meta:
+        model = GpuType
+        fields = (
+            "code",
+            "name",
+            "memory_gb",
+            "parallelism_weight",
+            "cpu_millicores",
+            "memory_mib",
+            "multi_card_allowed",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A Decimal, as cleaned: a string initial always counts as changed.
+        self.initial.setdefault(
+            "price_dcu_per_hour", Decimal(format_micro(self.instance.price_micro_per_hour or 0))
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("price_dcu_per_hour") is not None:
+            self.instance.price_micro_per_hour = dcu_to_micro(cleaned["price_dcu_per_hour"])
+        return cleaned
+
+
 @admin.register(GpuType)
 class GpuTypeAdmin(AuditedModelAdmin):
     """Cards and their prices (DCU per card-hour): edits ask why and are in the audit log."""
 
+    form = GpuTypeForm
     list_display = [
         "code",
         "name",
         "memory_gb",
-        "price_micro_per_hour",
+        "price_dcu",
         "parallelism_weight",
         "cpu_millicores",
         "memory_mib",
         "multi_card_allowed",
     ]
-    # No list_editable: a price changes through the form, which asks why (audit log).
+    # No list_editable: every change goes through the form, which asks why
+    # (audit log); the price is edited there in DCU per hour, not raw µDCU.
     audit_action = "gpu_type"
+    fields = [
+        "code",
+        "name",
+        "memory_gb",
+        "price_dcu_per_hour",
+        "parallelism_weight",
+        "cpu_millicores",
+        "memory_mib",
+        "multi_card_allowed",
+    ]
+
+    @admin.display(description=_("Price (DCU per hour)"), ordering="price_micro_per_hour")
+    def price_dcu(self, obj: GpuType) -> str:
+        return format_micro(obj.price_micro_per_hour)
 
     def has_delete_permission(self, request, obj=None):
         # Jobs and the ledger's reasons refer to presets (PROTECT): edit, don't delete.
@@ -80,7 +136,7 @@ _JOB_FIELDS = [
     "last_seen_at",
     "stop_requested_at",
     "deleted_at",
-    "charged_micro",
+    "charged",
     "metering_closed",
     "logs_deleted",
     "idempotency_key",
@@ -95,11 +151,15 @@ class JobWorkerInline(admin.TabularInline):
         "index",
         "started_at",
         "ended_at",
-        "charged_micro",
+        "charged",
         "metering_closed",
     ]
     extra = 0
     can_delete = False
+
+    @admin.display(description=_("charged (DCU)"))
+    def charged(self, obj: JobWorker) -> str:
+        return format_micro(obj.charged_micro)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -130,6 +190,10 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["stop_jobs"]
     inlines = [JobWorkerInline]
 
+    @admin.display(description=_("cards"))
+    def cards(self, obj: Job) -> int:
+        return obj.cards
+
     @admin.display(description=_("charged (DCU)"), ordering="charged_micro")
     def charged(self, obj: Job) -> str:
         return format_micro(obj.charged_micro)
@@ -147,7 +211,12 @@ class JobAdmin(admin.ModelAdmin):
         # jobs through the stop action (a service).
         return False
 
-    @admin.action(description=_("Stop selected jobs"), permissions=["view"])
+    def has_stop_permission(self, request):
+        # The form is read-only (above); stopping is what change_job grants,
+        # as on the user 360° page (aladdin.backoffice.actions.PERMISSIONS).
+        return request.user.has_perm("gpu_jobs.change_job")
+
+    @admin.action(description=_("Stop selected jobs"), permissions=["stop"])
     def stop_jobs(self, request, queryset):
         return reason_action(
             self,

@@ -1,10 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class GpuJobsConfig(AppConfig):
     """GPU jobs, saved configurations, metering, logs, ports, monitoring."""
 
     name = "gpu_jobs"
+    verbose_name = _("GPU jobs")
 
     def ready(self) -> None:
         # The CPU/memory quota counts running jobs too (SPEC §4.1); it lives

@@ -19,8 +19,15 @@ class EncryptedEnvMixin(models.Model):
     """ENV of a job or configuration: may hold secrets (API keys), so it is stored
     encrypted (Fernet, like workshops' ENV) and only its names are ever shown back."""
 
-    env_encrypted = models.TextField(blank=True, help_text=_("Encrypted JSON object of ENV."))
-    env_keys = models.JSONField(default=list, blank=True, help_text=_("ENV names (not values)."))
+    env_encrypted = models.TextField(
+        blank=True, help_text=_("Encrypted JSON object of ENV."), verbose_name=_("ENV (encrypted)")
+    )
+    env_keys = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("ENV names (not values)."),
+        verbose_name=_("ENV names"),
+    )
 
     class Meta:
         abstract = True
@@ -39,22 +46,35 @@ class EncryptedEnvMixin(models.Model):
 class GpuType(models.Model):
     """A GPU card preset (staff-editable): price, parallelism weight, CPU/memory per card."""
 
-    code = models.SlugField(max_length=16, unique=True, help_text=_('"40g" or "80g".'))
-    name = models.CharField(max_length=64)
-    memory_gb = models.PositiveIntegerField(help_text=_("Card memory, in GB."))
+    code = models.SlugField(
+        max_length=16, unique=True, help_text=_('"40g" or "80g".'), verbose_name=_("code")
+    )
+    name = models.CharField(max_length=64, verbose_name=_("name"))
+    memory_gb = models.PositiveIntegerField(
+        help_text=_("Card memory, in GB."), verbose_name=_("card memory (GB)")
+    )
     price_micro_per_hour = models.BigIntegerField(
-        help_text=_("Price of one card, in µDCU per hour (1 DCU = 1,000,000 µDCU).")
+        help_text=_("Price of one card, in µDCU per hour (1 DCU = 1,000,000 µDCU)."),
+        verbose_name=_("price (µDCU per hour)"),
     )
     parallelism_weight = models.PositiveSmallIntegerField(
-        help_text=_("Parallelism units one card uses.")
+        help_text=_("Parallelism units one card uses."), verbose_name=_("parallelism weight")
     )
-    cpu_millicores = models.PositiveIntegerField(help_text=_("CPU per card, in millicores."))
-    memory_mib = models.PositiveIntegerField(help_text=_("Memory per card, in MiB."))
+    cpu_millicores = models.PositiveIntegerField(
+        help_text=_("CPU per card, in millicores."), verbose_name=_("CPU per card (millicores)")
+    )
+    memory_mib = models.PositiveIntegerField(
+        help_text=_("Memory per card, in MiB."), verbose_name=_("memory per card (MiB)")
+    )
     multi_card_allowed = models.BooleanField(
-        default=True, help_text=_("Whether a worker may have more than one card of this type.")
+        default=True,
+        help_text=_("Whether a worker may have more than one card of this type."),
+        verbose_name=_("multi-card jobs allowed"),
     )
 
     class Meta:
+        verbose_name = _("GPU type")
+        verbose_name_plural = _("GPU types")
         ordering = ["price_micro_per_hour", "code"]
 
     def __str__(self) -> str:
@@ -69,55 +89,106 @@ class Job(EncryptedEnvMixin):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        verbose_name=_("user"),
     )
-    kind = models.CharField(max_length=8, choices=JobKind.choices, default=JobKind.RUN)
+    kind = models.CharField(
+        max_length=8, choices=JobKind.choices, default=JobKind.RUN, verbose_name=_("kind")
+    )
     entry = models.CharField(
-        max_length=1024, help_text=_("A Python file, a shell script, or a module (with -m).")
+        max_length=1024,
+        help_text=_("A Python file, a shell script, or a module (with -m)."),
+        verbose_name=_("entry"),
     )
-    python_module = models.BooleanField(default=False, help_text=_("Run the entry as python -m."))
-    args = models.JSONField(default=list, blank=True, help_text=_("Arguments, a list of strings."))
-    workdir = models.CharField(max_length=1024, blank=True)
-    image = models.CharField(max_length=255, blank=True, help_text=_("Image reference."))
+    python_module = models.BooleanField(
+        default=False, help_text=_("Run the entry as python -m."), verbose_name=_("Python module")
+    )
+    args = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Arguments, a list of strings."),
+        verbose_name=_("arguments"),
+    )
+    workdir = models.CharField(max_length=1024, blank=True, verbose_name=_("work dir"))
+    image = models.CharField(
+        max_length=255, blank=True, help_text=_("Image reference."), verbose_name=_("image")
+    )
     interpreter = models.CharField(
-        max_length=1024, blank=True, help_text=_("A conda python under /root; wins over the image.")
+        max_length=1024,
+        blank=True,
+        help_text=_("A conda python under /root; wins over the image."),
+        verbose_name=_("interpreter"),
     )
-    gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, related_name="jobs")
-    cards_per_worker = models.PositiveSmallIntegerField(default=1)
-    workers = models.PositiveSmallIntegerField(default=1)
+    gpu_type = models.ForeignKey(
+        GpuType, on_delete=models.PROTECT, related_name="jobs", verbose_name=_("GPU type")
+    )
+    cards_per_worker = models.PositiveSmallIntegerField(
+        default=1, verbose_name=_("cards per worker")
+    )
+    workers = models.PositiveSmallIntegerField(default=1, verbose_name=_("workers"))
     state = models.CharField(
-        max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True
+        max_length=12,
+        choices=JobState.choices,
+        default=JobState.QUEUED,
+        db_index=True,
+        verbose_name=_("state"),
     )
-    exit_code = models.IntegerField(null=True, blank=True)
-    reason = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True, verbose_name=_("exit code"))
+    reason = models.TextField(blank=True, verbose_name=_("reason"))
     # Starting, but its image is still being built (see workshops.Workshop).
-    waiting_for_image = models.BooleanField(default=False)
+    waiting_for_image = models.BooleanField(default=False, verbose_name=_("waiting for image"))
     # Measured inside the workload once it runs (python, torch, cuda, gpus).
-    runtime_facts = models.JSONField(default=dict, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources allocated."))
-    ended_at = models.DateTimeField(null=True, blank=True, help_text=_("Resources released."))
+    runtime_facts = models.JSONField(default=dict, blank=True, verbose_name=_("what runs"))
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Resources allocated."), verbose_name=_("started at")
+    )
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Resources released."), verbose_name=_("ended at")
+    )
     charged_micro = models.BigIntegerField(
-        default=0, help_text=_("Total charged to the ledger so far (all workers), in µDCU.")
+        default=0,
+        help_text=_("Total charged to the ledger so far (all workers), in µDCU."),
+        verbose_name=_("charged (µDCU)"),
     )
     metering_closed = models.BooleanField(
-        default=False, help_text=_("Every worker's final charge is in the ledger.")
+        default=False,
+        help_text=_("Every worker's final charge is in the ledger."),
+        verbose_name=_("metering closed"),
     )
     gpu_devices = models.JSONField(
-        default=list, blank=True, help_text=_("Cards the cluster assigned (CUDA_VISIBLE_DEVICES).")
+        default=list,
+        blank=True,
+        help_text=_("Cards the cluster assigned (CUDA_VISIBLE_DEVICES)."),
+        verbose_name=_("GPU devices"),
     )
-    ports = models.JSONField(default=list, blank=True, help_text=_("External HTTP ports."))
-    idempotency_key = models.CharField(max_length=64, blank=True)
+    ports = models.JSONField(
+        default=list, blank=True, help_text=_("External HTTP ports."), verbose_name=_("ports")
+    )
+    idempotency_key = models.CharField(max_length=64, blank=True, verbose_name=_("idempotency key"))
     last_seen_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("Last time the reconciler saw the workload running.")
+        null=True,
+        blank=True,
+        help_text=_("Last time the reconciler saw the workload running."),
+        verbose_name=_("last seen at"),
     )
     stop_requested_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("A stop was asked for (by the user or for balance).")
+        null=True,
+        blank=True,
+        help_text=_("A stop was asked for (by the user or for balance)."),
+        verbose_name=_("stop requested at"),
     )
     deleted_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("Deleted by the user: hidden, logs gone, row kept.")
+        null=True,
+        blank=True,
+        help_text=_("Deleted by the user: hidden, logs gone, row kept."),
+        verbose_name=_("deleted at"),
     )
     logs_deleted = models.BooleanField(
-        default=False, help_text=_("The kept output was removed from the cluster.")
+        default=False,
+        help_text=_("The kept output was removed from the cluster."),
+        verbose_name=_("logs deleted"),
     )
     logs_expired_at = models.DateTimeField(
         null=True,
@@ -126,11 +197,14 @@ class Job(EncryptedEnvMixin):
             "When the kept output was removed for age (ALADDIN_JOB_LOG_RETENTION_DAYS "
             "after the end); the job page says so instead of showing an empty log."
         ),
+        verbose_name=_("logs expired at"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("GPU job")
+        verbose_name_plural = _("GPU jobs")
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "state"])]
         constraints = [
@@ -178,18 +252,30 @@ class JobWorker(models.Model):
     is the sum of its workers' and moves in the same transaction.
     """
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="worker_rows")
-    index = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True, help_text=_("Cards allocated."))
-    ended_at = models.DateTimeField(null=True, blank=True, help_text=_("Cards released."))
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="worker_rows", verbose_name=_("job")
+    )
+    index = models.PositiveSmallIntegerField(default=0, verbose_name=_("index"))
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Cards allocated."), verbose_name=_("started at")
+    )
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Cards released."), verbose_name=_("ended at")
+    )
     charged_micro = models.BigIntegerField(
-        default=0, help_text=_("Charged to the ledger for this worker, in µDCU.")
+        default=0,
+        help_text=_("Charged to the ledger for this worker, in µDCU."),
+        verbose_name=_("charged (µDCU)"),
     )
     metering_closed = models.BooleanField(
-        default=False, help_text=_("The final charge (to ended_at) is in the ledger.")
+        default=False,
+        help_text=_("The final charge (to ended_at) is in the ledger."),
+        verbose_name=_("metering closed"),
     )
 
     class Meta:
+        verbose_name = _("job worker")
+        verbose_name_plural = _("job workers")
         ordering = ["job", "index"]
         constraints = [
             models.UniqueConstraint(fields=["job", "index"], name="gpu_jobs_worker_unique_index")
@@ -214,13 +300,19 @@ class JobPort(models.Model):
     re-added port gets a new token, so an old URL never comes back to life.
     """
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="exposed_ports")
-    port = models.PositiveIntegerField()
-    token = models.CharField(max_length=32, unique=True, default=new_port_token, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    removed_at = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="exposed_ports", verbose_name=_("job")
+    )
+    port = models.PositiveIntegerField(verbose_name=_("port"))
+    token = models.CharField(
+        max_length=32, unique=True, default=new_port_token, editable=False, verbose_name=_("token")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    removed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("removed at"))
 
     class Meta:
+        verbose_name = _("job port")
+        verbose_name_plural = _("job ports")
         ordering = ["job", "port"]
         constraints = [
             models.UniqueConstraint(
@@ -238,24 +330,38 @@ class JobConfiguration(EncryptedEnvMixin):
     """A saved set of launch parameters ("Save as configuration"), named per user."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_configurations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="job_configurations",
+        verbose_name=_("user"),
     )
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=8, choices=JobKind.choices, default=JobKind.RUN)
-    entry = models.CharField(max_length=1024, blank=True)
-    python_module = models.BooleanField(default=False)
-    args = models.JSONField(default=list, blank=True)
-    workdir = models.CharField(max_length=1024, blank=True)
-    image = models.CharField(max_length=255, blank=True)
-    interpreter = models.CharField(max_length=1024, blank=True)
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    kind = models.CharField(
+        max_length=8, choices=JobKind.choices, default=JobKind.RUN, verbose_name=_("kind")
+    )
+    entry = models.CharField(max_length=1024, blank=True, verbose_name=_("entry"))
+    python_module = models.BooleanField(default=False, verbose_name=_("Python module"))
+    args = models.JSONField(default=list, blank=True, verbose_name=_("arguments"))
+    workdir = models.CharField(max_length=1024, blank=True, verbose_name=_("work dir"))
+    image = models.CharField(max_length=255, blank=True, verbose_name=_("image"))
+    interpreter = models.CharField(max_length=1024, blank=True, verbose_name=_("interpreter"))
     gpu_type = models.ForeignKey(
-        GpuType, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        GpuType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("GPU type"),
     )
-    cards_per_worker = models.PositiveSmallIntegerField(default=1)
-    workers = models.PositiveSmallIntegerField(default=1)
-    ports = models.JSONField(default=list, blank=True, help_text=_("External HTTP ports."))
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    cards_per_worker = models.PositiveSmallIntegerField(
+        default=1, verbose_name=_("cards per worker")
+    )
+    workers = models.PositiveSmallIntegerField(default=1, verbose_name=_("workers"))
+    ports = models.JSONField(
+        default=list, blank=True, help_text=_("External HTTP ports."), verbose_name=_("ports")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     # What a configuration holds (the API and the admin show these; never env values).
     SHOWN_FIELDS = (
@@ -265,6 +371,8 @@ class JobConfiguration(EncryptedEnvMixin):
     )  # fmt: skip
 
     class Meta:
+        verbose_name = _("job configuration")
+        verbose_name_plural = _("job configurations")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["user", "name"], name="gpu_jobs_config_unique_name")

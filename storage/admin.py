@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from aladdin.backoffice.admin_audit import reason_action
+from aladdin.lib.units import format_micro
 from billing.choices import SubscriptionState
 from billing.models import Subscription
 
@@ -58,13 +59,13 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
     )
     list_filter = (ReclaimQueueFilter, "has_volume", "hold")
     search_fields = ("user__phone", "user__username")
-    readonly_fields = ("last_bytes", "last_sampled_at", "hold_by", "hold_at", "has_volume")
+    readonly_fields = ("used_gib", "last_sampled_at", "hold_by", "hold_at", "has_volume")
     fields = (
         "user",
         "chosen_gib",
         "staff_gib",
         "has_volume",
-        "last_bytes",
+        "used_gib",
         "last_sampled_at",
         "hold",
         "hold_reason",
@@ -93,7 +94,14 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
             return "—"
         return selectors.retention_for(obj.user).reclaim_at or "—"
 
-    @admin.action(description=gettext_lazy("Hold: never reclaim these volumes"))
+    def has_act_permission(self, request):
+        # The form is read-only (above); the actions need what the 360° page's
+        # storage actions need (aladdin.backoffice.actions.PERMISSIONS).
+        return request.user.has_perm("storage.change_storageallowance")
+
+    @admin.action(
+        description=gettext_lazy("Hold: never reclaim these volumes"), permissions=["act"]
+    )
     def hold_storage(self, request, queryset):
         return reason_action(
             self,
@@ -110,7 +118,7 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
             done=lambda n: _("Storage held."),
         )
 
-    @admin.action(description=gettext_lazy("Lift the hold"))
+    @admin.action(description=gettext_lazy("Lift the hold"), permissions=["act"])
     def lift_hold(self, request, queryset):
         return reason_action(
             self,
@@ -127,7 +135,7 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
             done=lambda n: _("Hold lifted."),
         )
 
-    @admin.action(description=gettext_lazy("Reclaim now (deletes the volume)"))
+    @admin.action(description=gettext_lazy("Reclaim now (deletes the volume)"), permissions=["act"])
     def reclaim_now(self, request, queryset):
         return reason_action(
             self,
@@ -144,6 +152,10 @@ class StorageAllowanceAdmin(admin.ModelAdmin):
         )
 
 
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.2f}"
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
@@ -157,27 +169,74 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(DailyPeak)
 class DailyPeakAdmin(ReadOnlyAdmin):
-    list_display = ("user", "day", "peak_bytes", "settled")
+    list_display = ("user", "day", "peak_gib", "settled")
+    fields = readonly_fields = ("user", "day", "peak_gib", "settled")
     list_filter = ("settled",)
     date_hierarchy = "day"
     search_fields = ("user__phone",)
+    list_select_related = ("user",)
+
+    @admin.display(description=gettext_lazy("peak use (GiB)"), ordering="peak_bytes")
+    def peak_gib(self, obj):
+        return _gib(obj.peak_bytes)
 
 
 @admin.register(StorageCharge)
 class StorageChargeAdmin(ReadOnlyAdmin):
-    list_display = ("user", "day", "peak_bytes", "free_gib", "charged_gib", "amount_micro")
+    list_display = ("user", "day", "peak_gib", "free_gib", "charged_gib", "fee_dcu")
+    fields = readonly_fields = (
+        "user",
+        "day",
+        "peak_gib",
+        "free_gib",
+        "charged_gib",
+        "fee_dcu",
+        "ledger_key",
+        "created_at",
+    )
     date_hierarchy = "day"
     search_fields = ("user__phone",)
+    list_select_related = ("user",)
+
+    @admin.display(description=gettext_lazy("peak use (GiB)"), ordering="peak_bytes")
+    def peak_gib(self, obj):
+        return _gib(obj.peak_bytes)
+
+    @admin.display(description=gettext_lazy("fee (DCU)"), ordering="amount_micro")
+    def fee_dcu(self, obj):
+        return format_micro(obj.amount_micro)
+
+
+class OpenWarningFilter(admin.SimpleListFilter):
+    """``?queue=open``: the back office's "retention warnings" queue (warnings still in force)."""
+
+    title = gettext_lazy("support queue")
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [("open", gettext_lazy("Reclaim still ahead"))]
+
+    def queryset(self, request, queryset):
+        if self.value() != "open":
+            return queryset
+        return selectors.retention_warnings_open(queryset)
 
 
 @admin.register(RetentionWarning)
 class RetentionWarningAdmin(ReadOnlyAdmin):
     list_display = ("user", "sent_at", "reclaim_at")
+    list_filter = (OpenWarningFilter,)
     search_fields = ("user__phone",)
 
 
 @admin.register(Reclamation)
 class ReclamationAdmin(ReadOnlyAdmin):
-    list_display = ("user", "at", "bytes", "reason", "basis_at")
+    list_display = ("user", "at", "used_gib", "reason", "basis_at")
+    fields = readonly_fields = ("user", "at", "used_gib", "reason", "basis_at")
     list_filter = ("reason",)
     search_fields = ("user__phone",)
+    list_select_related = ("user",)
+
+    @admin.display(description=gettext_lazy("use (GiB)"), ordering="bytes")
+    def used_gib(self, obj):
+        return _gib(obj.bytes)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db.models import Max
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from aladdin.lib.timeutil import SHANGHAI
@@ -15,7 +15,7 @@ from billing.choices import SubscriptionState
 from billing.models import Subscription
 
 from .choices import FEE_PER_GIB_DAY_MICRO, GIB, RETENTION_DAYS, WARNING_DAYS
-from .models import DailyPeak, StorageAllowance, StorageCharge
+from .models import DailyPeak, RetentionWarning, StorageAllowance, StorageCharge
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -183,3 +183,33 @@ def daily_history(user: User, *, days: int = 30, at: datetime | None = None) -> 
             }
         )
     return out
+
+
+def retention_warnings_open(
+    queryset: QuerySet[RetentionWarning] | None = None, at: datetime | None = None
+) -> QuerySet[RetentionWarning]:
+    """Retention warnings still in force (the back office's queue).
+
+    Warned users whose reclaim is still ahead, whose volume exists and is not
+    on hold, who have no active plan and have not been active since the
+    warning (activity moves the reclaim date and makes the warning moot).
+    """
+    at = at or timezone.now()
+    queryset = RetentionWarning.objects.all() if queryset is None else queryset
+    volume_at_risk = StorageAllowance.objects.filter(
+        user=OuterRef("user"), has_volume=True, hold=False
+    )
+    active_plan = Subscription.objects.filter(
+        user=OuterRef("user"),
+        state=SubscriptionState.ACTIVE,
+        starts_at__lte=at,
+        ends_at__gt=at,
+    )
+    return (
+        queryset.filter(reclaim_at__gt=at)
+        .filter(Exists(volume_at_risk))
+        .exclude(Exists(active_plan))
+        .filter(
+            Q(user__last_activity_at__isnull=True) | Q(user__last_activity_at__lte=F("sent_at"))
+        )
+    )

@@ -52,7 +52,7 @@ class ImageAdmin(AuditedModelAdmin):
     # The backend's answer (workshops.sync_images), never edited by hand.
     readonly_fields = BUILD_FIELDS
 
-    @admin.action(description=_("Build now (or retry a failed build)"))
+    @admin.action(description=_("Build now (or retry a failed build)"), permissions=["change"])
     def build_now(self, request, queryset):
         return reason_action(
             self,
@@ -74,6 +74,10 @@ class ImageAdmin(AuditedModelAdmin):
 class ResourcePresetAdmin(AuditedModelAdmin):
     list_display = ["name", "label", "cpu_millicores", "memory_mib", "recommended", "is_active"]
     audit_action = "preset"
+
+    @admin.display(description=_("label"))
+    def label(self, obj: ResourcePreset) -> str:
+        return obj.label
 
 
 @admin.register(PlatformEnvVar)
@@ -109,7 +113,7 @@ class WorkshopAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description=_("Stop selected workshops"))
+    @admin.action(description=_("Stop selected workshops"), permissions=["change"])
     def stop_workshops(self, request, queryset):
         return reason_action(
             self,
@@ -178,7 +182,7 @@ class SSHKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the row is the record of who had the key
 
-    @admin.action(description=_("Revoke selected SSH keys"))
+    @admin.action(description=_("Revoke selected SSH keys"), permissions=["change"])
     def revoke_keys(self, request, queryset):
         return reason_action(
             self,

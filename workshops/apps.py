@@ -1,10 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class WorkshopsConfig(AppConfig):
     """Images, resource presets, workshops (persistent dev environments), SSH keys, terminal."""
 
     name = "workshops"
+    verbose_name = _("Workshops")
 
     def ready(self) -> None:
         # The quota is shared with GPU jobs and lives below both apps

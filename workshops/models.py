@@ -51,7 +51,10 @@ class Workshop(models.Model):
     """A user's persistent CPU dev environment; workload ``ws-<id>``."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workshops"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="workshops",
+        verbose_name=_("user"),
     )
     name = models.CharField(_("name"), max_length=40, validators=[dns_label])
     image = models.ForeignKey(Image, on_delete=models.PROTECT, verbose_name=_("image"))
@@ -62,21 +65,25 @@ class Workshop(models.Model):
     # force, copied at start: an edit applies on the next start (SPEC §6).
     cpu_millicores = models.PositiveIntegerField(_("CPU (millicores)"))
     memory_mib = models.PositiveIntegerField(_("memory (MiB)"))
-    applied_cpu_millicores = models.PositiveIntegerField(default=0)
-    applied_memory_mib = models.PositiveIntegerField(default=0)
+    applied_cpu_millicores = models.PositiveIntegerField(
+        default=0, verbose_name=_("applied CPU (millicores)")
+    )
+    applied_memory_mib = models.PositiveIntegerField(
+        default=0, verbose_name=_("applied memory (MiB)")
+    )
     state = models.CharField(
         _("state"), max_length=16, choices=WorkshopState.choices, default=WorkshopState.CREATING
     )
     reason = models.TextField(_("reason"), blank=True)
     # Creating, but its image is still being built: the reconciler starts it
     # once the build is over (or fails it with the image's reason).
-    waiting_for_image = models.BooleanField(default=False)
+    waiting_for_image = models.BooleanField(default=False, verbose_name=_("waiting for image"))
     # Measured inside the workload at its last start (python, torch, cuda, gpus).
     runtime_facts = models.JSONField(_("what runs"), default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    stopped_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
+    stopped_at = models.DateTimeField(null=True, blank=True, verbose_name=_("stopped at"))
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -120,9 +127,11 @@ class Workshop(models.Model):
 class WorkshopEnvVar(models.Model):
     """A user's variable for one workshop; the value is encrypted and never shown back."""
 
-    workshop = models.ForeignKey(Workshop, on_delete=models.CASCADE, related_name="env_vars")
+    workshop = models.ForeignKey(
+        Workshop, on_delete=models.CASCADE, related_name="env_vars", verbose_name=_("workshop")
+    )
     key = models.CharField(_("key"), max_length=128, validators=[env_key])
-    value_encrypted = models.TextField()
+    value_encrypted = models.TextField(verbose_name=_("value (encrypted)"))
 
     class Meta:
         ordering = ["key"]
@@ -145,12 +154,19 @@ class WorkshopEvent(models.Model):
     """Every change of a workshop, and what the reconciler did to orphans."""
 
     workshop = models.ForeignKey(
-        Workshop, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+        Workshop,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("workshop"),
     )
     name = models.CharField(_("workload"), max_length=80)
     kind = models.CharField(_("kind"), max_length=40)
     message = models.TextField(_("message"), blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -171,7 +187,10 @@ class SSHKey(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="ssh_keys",
+        verbose_name=_("user"),
     )
     name = models.CharField(_("name"), max_length=100, blank=True)
     algorithm = models.CharField(_("type"), max_length=40)
@@ -179,7 +198,7 @@ class SSHKey(models.Model):
     # The key as one OpenSSH line, "type base64 comment".
     public_key = models.TextField(_("public key"))
     fingerprint = models.CharField(_("fingerprint"), max_length=80, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
 

@@ -149,6 +149,17 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         return True
 
+    def _get_login_attempts_cache_key(self, request, **credentials: Any) -> str:
+        # allauth keys failed logins by email or username only: every phone
+        # login shared one empty key, so five wrong passwords for any number
+        # locked every phone login on the site for five minutes.
+        login = credentials.get("phone") or credentials.get("username") or ""
+        try:
+            login = normalize_phone(login)
+        except ValidationError:
+            login = login.lower()
+        return f"aladdin:{login}"
+
     # --- SMS ----------------------------------------------------------------
     def _client_ip(self) -> str | None:
         request = getattr(self, "request", None)

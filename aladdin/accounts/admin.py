@@ -3,7 +3,7 @@ import json
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -31,8 +31,19 @@ class StaffPasswordChangeForm(AdminPasswordChangeForm):
         )
 
 
+class StaffUserChangeForm(UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+        fields = "__all__"
+        # Django's form makes "username" a UsernameField, which fails on an
+        # empty value of a nullable column (a 500 on saving any student who
+        # never chose a username). The login is the phone; username is optional.
+        field_classes: dict = {}
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    form = StaffUserChangeForm
     ordering = ("-date_joined",)
     list_display = (
         "phone",
@@ -69,6 +80,23 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("phone", "password1", "password2")}),)
     actions = ["approve_education", "ban_for_mining"]
     change_password_form = StaffPasswordChangeForm
+    # Who is staff and what they may do is the superusers' to decide: support
+    # staff (change_user) see these read-only. Activation too: a ban is undone
+    # by a superuser, never by ticking "active" again.
+    ESCALATION_FIELDS = ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:
+            return fields
+        return fields + tuple(f for f in self.ESCALATION_FIELDS if f not in fields)
+
+    def has_change_permission(self, request, obj=None):
+        # A staff account (its phone, its password) is changed by superusers
+        # only: support changing a superuser's password could log in as them.
+        if obj is not None and obj.is_staff and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
 
     def user_change_password(self, request, id, form_url=""):
         # The audit record names the member of staff. Django builds the form
@@ -99,7 +127,7 @@ class UserAdmin(BaseUserAdmin):
             '<a href="{}">{}</a>', reverse("backoffice:user", args=[obj.pk]), _("360° view")
         )
 
-    @admin.action(description=_("Approve education status"))
+    @admin.action(description=_("Approve education status"), permissions=["change"])
     def approve_education(self, request, queryset):
         from aladdin.backoffice.admin_audit import reason_action
 
@@ -115,7 +143,7 @@ class UserAdmin(BaseUserAdmin):
             done=lambda n: _("Education status approved."),
         )
 
-    @admin.action(description=_("Ban for mining (permanent)"))
+    @admin.action(description=_("Ban for mining (permanent)"), permissions=["change"])
     def ban_for_mining(self, request, queryset):
         # Two steps: the first POST shows a confirmation page asking why; the
         # second carries the reason and bans.
@@ -123,12 +151,19 @@ class UserAdmin(BaseUserAdmin):
         if request.POST.get("confirm_ban") and reason:
             # The whole ban (workloads stopped, compute forfeited, one audit
             # record) is the back office's; accounts alone could only disable.
+            from django.core.exceptions import ValidationError
+
             from aladdin.backoffice.services import user_ban_for_mining
 
+            banned = 0
             for user in queryset:
-                user_ban_for_mining(user=user, actor=request.user, reason=reason)
+                try:
+                    user_ban_for_mining(user=user, actor=request.user, reason=reason)
+                    banned += 1
+                except ValidationError as exc:
+                    self.message_user(request, f"{user}: {' '.join(exc.messages)}", messages.ERROR)
             self.message_user(
-                request, _("%(n)d account(s) banned.") % {"n": queryset.count()}, messages.SUCCESS
+                request, _("%(n)d account(s) banned.") % {"n": banned}, messages.SUCCESS
             )
             return None
         return TemplateResponse(

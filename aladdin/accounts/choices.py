@@ -37,6 +37,7 @@ STAFF_ACTION_LABELS: dict[str, Any] = {
     "arrears_hold": _("Arrears: hold"),
     "arrears_contact": _("Arrears: contact the user"),
     "refund": _("Refund"),
+    "order_support_resolved": _("Payment flagged for support: handled"),
     "invoice_issued": _("Invoice issued"),
     "storage_allowance": _("Storage allowance changed"),
     "storage_hold": _("Storage retention held"),

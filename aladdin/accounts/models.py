@@ -78,7 +78,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         default=EducationStatus.NONE,
     )
     education_email = models.EmailField(_("education e-mail"), blank=True)
-    education_verified_at = models.DateTimeField(null=True, blank=True)
+    education_verified_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("education verified at")
+    )
     banned_at = models.DateTimeField(_("banned at"), null=True, blank=True)
     ban_reason = models.TextField(_("ban reason"), blank=True)
     last_activity_at = models.DateTimeField(
@@ -115,12 +117,19 @@ class User(AbstractBaseUser, PermissionsMixin):
 class BannedPhone(models.Model):
     """A phone number that can never register again (banned for mining)."""
 
-    phone = models.CharField(max_length=16, unique=True)
-    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
-    reason = models.TextField()
-    banned_at = models.DateTimeField(default=timezone.now)
+    phone = models.CharField(max_length=16, unique=True, verbose_name=_("phone number"))
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("user")
+    )
+    reason = models.TextField(verbose_name=_("reason"))
+    banned_at = models.DateTimeField(default=timezone.now, verbose_name=_("banned at"))
     banned_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("banned by"),
     )
 
     class Meta:
@@ -180,14 +189,18 @@ class StaffAction(models.Model):
 class SmsMessage(models.Model):
     """Record of an SMS handed to the provider (never the code itself)."""
 
-    phone = models.CharField(max_length=16, db_index=True)
-    purpose = models.CharField(max_length=32)
-    backend = models.CharField(max_length=16)
-    ok = models.BooleanField(default=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    phone = models.CharField(max_length=16, db_index=True, verbose_name=_("phone number"))
+    purpose = models.CharField(max_length=32, verbose_name=_("purpose"))
+    backend = models.CharField(max_length=16, verbose_name=_("backend"))
+    ok = models.BooleanField(default=True, verbose_name=_("sent"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("SMS message")
+        verbose_name_plural = _("SMS messages")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -197,14 +210,20 @@ class SmsMessage(models.Model):
 class Notification(models.Model):
     """An in-app notice for one user (e.g. a storage retention warning); unread until read_at."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
-    kind = models.CharField(max_length=32)
-    title = models.CharField(max_length=200)
-    body = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    read_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("user")
+    )
+    kind = models.CharField(max_length=32, verbose_name=_("kind"))
+    title = models.CharField(max_length=200, verbose_name=_("title"))
+    body = models.TextField(blank=True, verbose_name=_("text"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
+    read_at = models.DateTimeField(null=True, blank=True, verbose_name=_("read at"))
 
     class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=("user", "read_at"), name="accounts_notif_user_read")]
 

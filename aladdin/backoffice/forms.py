@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -99,3 +100,77 @@ class BanForm(ReasonForm):
         label=_("I understand: the ban is permanent, stops everything and forfeits all compute."),
         error_messages={"required": _("Tick the box to confirm the ban.")},
     )
+
+
+# --- staff login (/admin/login/) -----------------------------------------------------
+
+
+def find_staff_login(identifier: str):
+    """The user a login box names: a phone number typed any way, else a username."""
+    from aladdin.accounts.models import User
+    from aladdin.accounts.phone import normalize_phone
+
+    identifier = (identifier or "").strip()
+    if not identifier:
+        return None
+    try:
+        return User.objects.filter(phone=normalize_phone(identifier)).first()
+    except forms.ValidationError:
+        return User.objects.filter(username__iexact=identifier).first()
+
+
+class StaffAuthenticationForm(AdminAuthenticationForm):
+    """The admin login with a phone number (any format people type) or a username.
+
+    Django's form authenticates ``username=`` against USERNAME_FIELD (the
+    phone, stored as E.164), so ``138 0013 8000`` or a username never
+    matched. Credentials go through allauth's adapter, which applies the
+    failed-login rate limit that the students' login has.
+    """
+
+    username = forms.CharField(
+        label=_("Phone number or username"),
+        max_length=150,
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}),
+    )
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": _(
+            "Please enter the correct phone number (or username) and password of a "
+            "staff account. Both fields may be case-sensitive."
+        ),
+    }
+
+    def clean(self):
+        from allauth.account.adapter import get_adapter
+
+        from aladdin.accounts.phone import normalize_phone
+
+        identifier = (self.cleaned_data.get("username") or "").strip()
+        password = self.cleaned_data.get("password")
+        if identifier and password:
+            try:
+                credentials = {"phone": normalize_phone(identifier)}
+            except forms.ValidationError:
+                credentials = {"username": identifier}
+            self.user_cache = get_adapter(self.request).authenticate(
+                self.request, password=password, **credentials
+            )
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+class TotpCodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code from your authenticator app"),
+        max_length=8,
+        widget=forms.TextInput(
+            attrs={"autofocus": True, "autocomplete": "one-time-code", "inputmode": "numeric"}
+        ),
+    )
+
+    def clean_code(self):
+        return "".join(self.cleaned_data["code"].split())

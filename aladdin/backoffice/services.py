@@ -138,6 +138,10 @@ def user_ban_for_mining(*, user: User, actor: User, reason: str) -> User:
     from billing.services.staff import billing_forfeit_all
 
     reason = _required(reason)
+    if (user.is_staff or user.is_superuser) and not actor.is_superuser:
+        # Support banning a superuser (or a colleague) would lock the back
+        # office itself; staff accounts are the superusers' to ban.
+        raise ValidationError(_("Only a superuser can ban a staff account."))
     # Lock the user first: two members of staff banning at once give one
     # record, the second finding nothing left to take.
     user = User.objects.select_for_update().get(pk=user.pk)

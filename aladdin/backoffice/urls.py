@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from . import views
+from . import views, views_overview
 
 app_name = "backoffice"
 
@@ -15,5 +15,10 @@ urlpatterns: list = [
         "users/<int:user_id>/act/<slug:name>/",
         admin.site.admin_view(views.act),
         name="user_act",
+    ),
+    path(
+        "overview/",
+        admin.site.admin_view(views_overview.overview_view),
+        name="overview",
     ),
 ]

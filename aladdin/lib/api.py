@@ -100,9 +100,12 @@ class CountingPaginator(Paginator):
             number = int(number)
         except (TypeError, ValueError):
             return super().page(number)  # its own PageNotAnInteger
-        if number < 1:
-            return super().page(number)
         bottom = (number - 1) * self.per_page
+        # SQLite reads an OFFSET past 2**63 as a float and fails ("datatype
+        # mismatch"); no table has that many rows, so such a page is counted
+        # and refused as past the end like any other.
+        if number < 1 or bottom >= 2**62:
+            return super().page(number)
         page_rows = list(
             rows.annotate(_total_rows=Window(Count("*")))[bottom : bottom + self.per_page]
         )

@@ -121,8 +121,10 @@ class Image(models.Model):
     build_reason = models.TextField(_("why unavailable"), blank=True)
     cpu_only = models.BooleanField(_("CPU only on this host"), default=False)
     build_facts = models.JSONField(_("measured in the image"), default=dict, blank=True)
-    build_key = models.CharField(max_length=80, blank=True)
-    build_checked_at = models.DateTimeField(null=True, blank=True)
+    build_key = models.CharField(max_length=80, blank=True, verbose_name=_("build key"))
+    build_checked_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("build checked at")
+    )
 
     # What the agent reports about a build (aladdin.workloads.images.image_record
     # writes them; the admin shows them read-only). Staff edit the rest.

@@ -4,6 +4,8 @@ deletes ask why too; stops, key revokes and image builds go through a reason pag
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -53,7 +55,7 @@ def support_member(*codenames: str):
 def test_a_plan_edit_without_a_reason_is_refused_and_changes_nothing(staff_client, plans):
     plan = plans["basic"]
     url = reverse("admin:billing_plan_change", args=[plan.pk])
-    data = {**form_of(staff_client.get(url)), "price_fen": plan.price_fen + 100}
+    data = {**form_of(staff_client.get(url)), "price_yuan": str(plan.price_fen / 100 + 1)}
     data.pop("audit_reason", None)
 
     response = staff_client.post(url, data)
@@ -71,7 +73,9 @@ def test_a_plan_price_edit_is_recorded_with_before_and_after(staff, staff_client
     url = reverse("admin:billing_plan_change", args=[plan.pk])
     page = staff_client.get(url)
     assert "audit_reason" in page.content.decode()
-    data = {**form_of(page), "price_fen": old_price + 100, "audit_reason": "spring prices"}
+    # Staff type yuan (the plan keeps fen): 365.00 -> 366.00.
+    new_yuan = Decimal(old_price) / 100 + 1
+    data = {**form_of(page), "price_yuan": str(new_yuan), "audit_reason": "spring prices"}
 
     response = staff_client.post(url, data)
 
@@ -80,8 +84,9 @@ def test_a_plan_price_edit_is_recorded_with_before_and_after(staff, staff_client
     assert plan.price_fen == old_price + 100
     record = StaffAction.objects.get()
     assert (record.actor, record.action, record.reason) == (staff, "plan_change", "spring prices")
-    assert record.before == {"price_fen": old_price}
-    assert record.after == {"price_fen": old_price + 100}
+    assert set(record.before) == set(record.after) == {"price_yuan"}
+    assert Decimal(record.before["price_yuan"]) == Decimal(old_price) / 100
+    assert Decimal(record.after["price_yuan"]) == new_yuan
     assert record.subject_type == "billing.plan" and record.subject_id == str(plan.pk)
 
 

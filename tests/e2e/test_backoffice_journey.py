@@ -29,22 +29,13 @@ PASSWORD = "S3cure-pass-word"
 VOUCHER_REASON = "Compensation for the outage of 1 December"
 STOP_REASON = "The job mines cryptocurrency"
 BAN_REASON = "Mining Monero on GPU cards (job logs reviewed)"
-# What the support group needs for the journey: see the 360° page and act
-# (aladdin/backoffice/actions.py PERMISSIONS).
-SUPPORT_PERMISSIONS = [
-    ("accounts", "view_user"),
-    ("accounts", "change_user"),
-    ("billing", "add_grant"),
-    ("gpu_jobs", "change_job"),
-    ("workshops", "change_workshop"),
-]
 HOLD_SCRIPT = "#!/bin/bash\necho mining; sleep 600\n"
 
 SETUP = """
 import json, secrets
 from datetime import timedelta
 from django.conf import settings
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 from aladdin.accounts.models import User
@@ -63,13 +54,8 @@ access = AccessToken.objects.create(
 RefreshToken.objects.create(
     user=miner, application=app, token=secrets.token_urlsafe(30), access_token=access
 )
-# The support group: get_or_create, so this keeps working once the auth
-# helper's data migration makes the real one.
-group, _ = Group.objects.get_or_create(name="support")
-for app_label, codename in {perms}:
-    group.permissions.add(
-        Permission.objects.get(content_type__app_label=app_label, codename=codename)
-    )
+# The real support group, as migrate left it (aladdin/backoffice/roles.py).
+group = Group.objects.get(name="support")
 agent = User.objects.create_user(
     phone="{agent}", password="{password}", phone_verified=True, is_staff=True,
     language="zh-hans",
@@ -179,7 +165,6 @@ def test_support_finds_a_miner_gives_a_voucher_stops_the_job_and_bans_them(
             miner=f"+86{miner_local}",
             agent=f"+86{agent_local}",
             password=PASSWORD,
-            perms=SUPPORT_PERMISSIONS,
         ),
     )
     _upload_script(portal, ids["miner"])
@@ -195,21 +180,13 @@ def test_support_finds_a_miner_gives_a_voucher_stops_the_job_and_bans_them(
     assert _state(portal, ids)["ssh_allowed"]
 
     # when the support agent logs in with the phone as people type it
-    # TODO(lead): log in at /admin/login/ once the auth helper's fix (staff login
-    # at /admin/login/ by phone) is merged; on this branch /admin/login/ refuses
-    # staff ("enter a correct staff account"), so the agent logs in at
-    # /accounts/login/ first, as issue 16 describes. Switch to:
-    #   page.goto("/admin/login/")
-    #   page.fill("input[name=username]", typed_phone)
-    #   page.fill("input[name=password]", PASSWORD)
-    #   page.locator("input[type=submit], button[type=submit]").first.click()
+    # (the staff login at /admin/login/, phone as typed, Django's own form)
     typed_phone = f"{agent_local[:3]} {agent_local[3:7]} {agent_local[7:]}"
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", typed_phone)
+    page.goto("/admin/login/")
+    page.fill("input[name=username]", typed_phone)
     page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").first.click()
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
-    page.goto("/admin/")
+    _both_widths(page, shot, "admin-login-zh")
+    page.locator("#login-form input[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/admin/$"))
 
     # and finds the miner by phone (another format again)

@@ -55,7 +55,7 @@ def test_change_pages_never_show_env_values(client, staff, user, cards, make_job
     assert "TOKEN" in job_page
 
 
-def test_card_presets_are_editable(client, staff, cards):
+def test_card_presets_are_editable_with_the_price_in_dcu_per_hour(client, staff, cards):
     client.force_login(staff)
     card = cards["80g"]
     response = client.post(
@@ -64,7 +64,7 @@ def test_card_presets_are_editable(client, staff, cards):
             "code": card.code,
             "name": card.name,
             "memory_gb": card.memory_gb,
-            "price_micro_per_hour": 3_000_000,
+            "price_dcu_per_hour": "3.5",
             "parallelism_weight": card.parallelism_weight,
             "cpu_millicores": card.cpu_millicores,
             "memory_mib": card.memory_mib,
@@ -74,10 +74,10 @@ def test_card_presets_are_editable(client, staff, cards):
     )
     assert response.status_code == 302, response.content
     card.refresh_from_db()
-    assert card.price_micro_per_hour == 3_000_000
+    assert card.price_micro_per_hour == 3_500_000
     record = StaffAction.objects.get(action="gpu_type_change")
     assert record.reason == "new price list"
-    assert record.after == {"price_micro_per_hour": 3_000_000}
+    assert set(record.after) == {"price_dcu_per_hour"}, record.after
 
 
 def test_jobs_cannot_be_added_or_deleted_in_the_back_office(client, staff, user, make_job):
