@@ -35,6 +35,12 @@ def log_in(client, identifier: str, password: str = PASSWORD, next_url: str = "/
     )
 
 
+@pytest.fixture(autouse=True)
+def _english(client):
+    # The pages before the login have no user language: ask for English.
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+
+
 @pytest.fixture
 def superuser(db):
     return UserFactory(admin=True, phone="+8613800138000", username="boss")
@@ -145,7 +151,7 @@ def test_with_an_authenticator_the_login_asks_for_its_code(client, superuser):
     assert client.get("/admin/").status_code == 200
 
     # The same code cannot be replayed for a second session.
-    other = client.__class__()
+    other = client.__class__(HTTP_ACCEPT_LANGUAGE="en")
     again = log_in(other, "boss")
     reused = other.post(again["Location"], {"code": code, "next": "/admin/"})
     assert reused.status_code == 200 and "already used" in reused.content.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from aladdin.accounts.models import StaffAction
@@ -11,20 +10,13 @@ from billing import selectors as billing_selectors
 from billing.choices import LedgerKind
 from billing.models import LedgerEntry
 from gpu_jobs.choices import JobState
+from tests.backoffice.queues_support import support_agent
 from tests.factories import UserFactory
 from workshops.choices import WorkshopState
 
 pytestmark = pytest.mark.django_db
 
 USERS = "admin:accounts_user_changelist"
-
-
-def support_agent():
-    member = UserFactory(is_staff=True)
-    member.user_permissions.add(
-        Permission.objects.get(content_type__app_label="accounts", codename="view_user")
-    )
-    return member
 
 
 def test_the_ban_action_asks_why_then_stops_forfeits_and_records_once(
