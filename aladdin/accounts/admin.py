@@ -1,5 +1,4 @@
 import copy
-import json
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -10,10 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from aladdin.lib.units import fen_to_yuan_str, format_micro
-
 from . import services
-from .choices import STAFF_ACTION_LABELS, staff_action_label
+from .choices import STAFF_ACTION_LABELS, audit_field_label, audit_value, staff_action_label
 from .models import BannedPhone, SmsMessage, StaffAction, User
 
 
@@ -200,26 +197,6 @@ class StaffActionKindFilter(admin.SimpleListFilter):
         return queryset.filter(action=self.value()) if self.value() else queryset
 
 
-def _readable(key: str, value) -> str:
-    # Amounts kept in µDCU / fen are shown as on the dashboard (DCU, yuan).
-    if isinstance(value, int) and not isinstance(value, bool):
-        if key.endswith("_micro"):
-            return f"{format_micro(value)} DCU"
-        if key.endswith("_fen"):
-            return f"¥{fen_to_yuan_str(value)}"
-    if value is None or value == "" or value == []:
-        return "–"
-    if isinstance(value, bool):
-        return str(_("yes") if value else _("no"))
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _field_name(key: str) -> str:
-    return key.removesuffix("_micro").removesuffix("_fen").replace("_", " ")
-
-
 @admin.register(StaffAction)
 class StaffActionAdmin(admin.ModelAdmin):
     """The audit log (SPEC §8): who, when, what, why, before → after. Read-only for everyone.
@@ -285,9 +262,9 @@ class StaffActionAdmin(admin.ModelAdmin):
                 "<li><b>{}</b>: {} → {}</li>",
                 (
                     (
-                        _field_name(k),
-                        _readable(k, (obj.before or {}).get(k)),
-                        _readable(k, (obj.after or {}).get(k)),
+                        audit_field_label(k, obj.subject_type),
+                        audit_value(k, (obj.before or {}).get(k)),
+                        audit_value(k, (obj.after or {}).get(k)),
                     )
                     for k in keys
                 ),
@@ -303,7 +280,10 @@ class StaffActionAdmin(admin.ModelAdmin):
             format_html_join(
                 "",
                 "<li><b>{}</b>: {}</li>",
-                ((_field_name(k), _readable(k, v)) for k, v in obj.details.items()),
+                (
+                    (audit_field_label(k, obj.subject_type), audit_value(k, v))
+                    for k, v in obj.details.items()
+                ),
             ),
         )
 

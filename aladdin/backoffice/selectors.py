@@ -18,10 +18,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from aladdin.accounts import selectors as account_selectors
-from aladdin.accounts.choices import staff_action_label
+from aladdin.accounts.choices import audit_field_label, audit_value, staff_action_label
 from aladdin.accounts.models import Notification, SmsMessage, StaffAction, User
 from aladdin.accounts.phone import normalize_phone
-from aladdin.lib.units import fen_to_yuan_str, format_micro
 from billing import selectors as billing_selectors
 from billing.choices import GrantState
 from billing.models import Grant, Invoice, Order, Refund
@@ -144,27 +143,25 @@ def refundable_fen(order: Order) -> int:
     return _refundable_fen(order)
 
 
-def _shown(key: str, value: Any) -> Any:
-    """An audit value as staff read it: µDCU as DCU and fen as yuan, never the raw integer."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if key.endswith("_micro"):
-            return f"{format_micro(value)} DCU"
-        if key.endswith("_fen"):
-            return f"¥{fen_to_yuan_str(value)}"
-    return value
-
-
 def _with_changes(actions: list[StaffAction]) -> list[StaffAction]:
     """Give each record a ``label``, its ``changes`` [(field, before, after)] and ``facts``."""
     for action in actions:
         action.label = staff_action_label(action.action)  # type: ignore[attr-defined]
         before, after = action.before or {}, action.after or {}
+        kind = action.subject_type
         action.changes = [  # type: ignore[attr-defined]
-            (key, _shown(key, before.get(key, "—")), _shown(key, after.get(key, "—")))
+            (
+                audit_field_label(key, kind),
+                audit_value(key, before.get(key)),
+                audit_value(key, after.get(key)),
+            )
             for key in dict.fromkeys([*before, *after])
         ]
         details = action.details if isinstance(action.details, dict) else {}
-        action.facts = [(key, _shown(key, value)) for key, value in details.items()]  # type: ignore[attr-defined]
+        action.facts = [  # type: ignore[attr-defined]
+            (audit_field_label(key, kind), audit_value(key, value))
+            for key, value in details.items()
+        ]
     return actions
 
 

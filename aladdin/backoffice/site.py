@@ -21,6 +21,12 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+
+from . import mfa
+from .forms import StaffAuthenticationForm, TotpCodeForm
 
 # Django 5.2's admin home labels its table columns with these (for screen
 # readers); its zh_Hans catalog has no translation yet, so ours supplies them.
@@ -29,12 +35,6 @@ DJANGO_ADMIN_STRINGS = (
     gettext_noop("Add link"),
     gettext_noop("Change or view list link"),
 )
-from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.debug import sensitive_post_parameters
-
-from . import mfa
-from .forms import StaffAuthenticationForm, TotpCodeForm
 
 
 class StaffLoginView(LoginView):

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from aladdin.accounts.choices import STAFF_ACTION_LABELS, staff_action_label
+from aladdin.accounts.choices import STAFF_ACTION_LABELS, audit_field_label, staff_action_label
 from aladdin.accounts.models import StaffAction
 from aladdin.backoffice import audit
 from tests.factories import UserFactory
@@ -103,6 +103,8 @@ def test_the_log_shows_translated_action_names_and_readable_changes(client, staf
     assert "56.6 DCU → 0 DCU" in english
     assert "¥135.00 → ¥129.00" in english
     assert "56600000" not in english and "13500" not in english
+    # Keys are named as staff read them, not as columns.
+    assert "active compute" in english and "active_compute_micro" not in english
 
     staff.language = "zh-hans"
     staff.save(update_fields=["language"])
@@ -175,3 +177,17 @@ def test_every_action_code_written_in_the_code_base_has_a_translated_name():
     written -= {"store_true", "verify_phone", "login_failed"}
     assert written, "no action codes found"
     assert written - set(STAFF_ACTION_LABELS) == set()
+
+
+def test_the_360_page_names_the_audit_values_in_the_readers_language(client, staff, records):
+    staff.language = "zh-hans"
+    staff.save(update_fields=["language"])
+    client.force_login(staff)
+
+    page = client.get(reverse("backoffice:user", args=[records["alice"].pk])).content.decode()
+
+    assert "active_compute_micro" not in page and "running_jobs" not in page
+    assert "56.6 DCU → 0 DCU" in page
+    with translation.override("zh-hans"):
+        assert audit_field_label("active_compute_micro") in page
+        assert audit_field_label("running_jobs") in page
