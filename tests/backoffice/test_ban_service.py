@@ -193,3 +193,15 @@ def test_a_ban_of_a_user_with_nothing_running_forfeits_carried_compute_too(user,
     assert action.details["jobs_stopped"] == 0
     assert action.details["forfeited_micro"] == action.before["active_compute_micro"]
     assert action.details["forfeited_micro"] > 0
+
+
+def test_every_value_the_ban_records_has_a_name_staff_read(miner, staff, run_on_commit):
+    # The 360° page and the audit log name each key (AUDIT_FIELD_LABELS):
+    # a raw key such as active_compute_micro is an untranslated column name.
+    from aladdin.accounts.choices import AUDIT_FIELD_LABELS
+
+    run_on_commit(user_ban_for_mining, user=miner, actor=staff, reason=REASON)
+
+    record = StaffAction.objects.get(target_user=miner, action="ban")
+    keys = {*record.before, *record.after, *record.details}
+    assert keys and keys - set(AUDIT_FIELD_LABELS) == set()
