@@ -64,23 +64,24 @@ def active_jobs(user):
     return Job.objects.filter(user=user, state__in=ACTIVE_STATES).select_related("gpu_type")
 
 
-def parallelism_used(user, *, exclude_job_id: int | None = None) -> int:
-    rows = active_jobs(user)
-    if exclude_job_id is not None:
-        rows = rows.exclude(pk=exclude_job_id)
-    return sum(job.parallelism for job in rows)
-
-
-def jobs_usage(user, exclude_workshop_id: int | None = None) -> Resources:
+def jobs_usage(
+    user, exclude_workshop_id: int | None = None, exclude_job_id: int | None = None
+) -> list[quota.Holding]:
     """CPU/memory of the user's starting and running jobs, for the shared quota.
 
     Registered with ``aladdin.workloads.quota.register_usage`` in GpuJobsConfig.ready;
     ``exclude_workshop_id`` is the hook's signature and does not concern jobs.
     """
-    total = Resources()
-    for job in active_jobs(user):
-        total = total + job_resources(job.gpu_type, job.cards_per_worker, job.workers)
-    return total
+    rows = active_jobs(user).order_by("pk")
+    if exclude_job_id is not None:
+        rows = rows.exclude(pk=exclude_job_id)
+    return [
+        quota.Holding(
+            _("job #%(id)s") % {"id": job.pk},
+            job_resources(job.gpu_type, job.cards_per_worker, job.workers),
+        )
+        for job in rows
+    ]
 
 
 def admit(
@@ -117,17 +118,38 @@ def admit(
             code="multi_card",
         )
 
-    # 2. Parallelism: the running jobs' sum plus this one ≤ the plan's.
+    # 2. Parallelism: the running jobs' sum plus this one ≤ the plan's. A
+    #    user without a plan has none: GPU use needs a plan, whatever runs.
     asked = cards_per_worker * workers * gpu_type.parallelism_weight
-    used = parallelism_used(user, exclude_job_id=exclude_job_id)
     allowed = billing_selectors.gpu_parallelism(user, at)
+    if allowed <= 0:
+        raise JobRefused(
+            _(
+                "GPU jobs need a plan: without one your account has no GPU parallelism "
+                "(workshops still run on the free tier). Buy a plan on the Billing page, "
+                "then launch again."
+            ),
+            code="plan_needed",
+        )
+    running = active_jobs(user).order_by("pk")
+    if exclude_job_id is not None:
+        running = running.exclude(pk=exclude_job_id)
+    used = sum(job.parallelism for job in running)
     if used + asked > allowed:
+        if asked <= allowed:
+            way_out = _("Stop %(jobs)s to make room.") % {
+                "jobs": ", ".join(
+                    _("job #%(id)s (%(n)s)") % {"id": job.pk, "n": job.parallelism}
+                    for job in running
+                )
+            }
+        else:
+            way_out = _("Use fewer or smaller cards, or a plan with more GPU parallelism.")
         raise JobRefused(
             _(
                 "Not enough GPU parallelism: this job needs %(asked)s (%(cards)s × %(card)s, "
                 "%(weight)s per card), your running jobs use %(used)s, your plan allows "
-                "%(allowed)s. Stop a running job, use fewer or smaller cards, "
-                "or upgrade your plan."
+                "%(allowed)s."
             )
             % {
                 "asked": asked,
@@ -136,7 +158,9 @@ def admit(
                 "weight": gpu_type.parallelism_weight,
                 "used": used,
                 "allowed": allowed,
-            },
+            }
+            + " "
+            + way_out,
             code="parallelism",
         )
 
@@ -144,25 +168,18 @@ def admit(
     #    through the hook registered in apps.py).
     requested = job_resources(gpu_type, cards_per_worker, workers)
     limit = quota.limit_for(user)
-    in_use = quota.used_by(user)
-    if exclude_job_id is not None:
-        own = Job.objects.filter(pk=exclude_job_id, state__in=ACTIVE_STATES).first()
-        if own is not None:
-            mine = job_resources(own.gpu_type, own.cards_per_worker, own.workers)
-            in_use = Resources(
-                in_use.cpu_millicores - mine.cpu_millicores, in_use.memory_mib - mine.memory_mib
-            )
+    held = quota.holdings(user, exclude_job_id=exclude_job_id)
+    in_use = quota.total(held)
     if not (in_use + requested).fits_within(limit):
         raise JobRefused(
-            _(
-                "exceeded quota: requested: %(requested)s, used: %(used)s, limited: %(limit)s. "
-                "Stop a workshop or another job, or use fewer cards."
-            )
+            _("exceeded quota: requested: %(requested)s, used: %(used)s, limited: %(limit)s.")
             % {
                 "requested": requested.describe(),
                 "used": in_use.describe(),
                 "limit": limit.describe(),
-            },
+            }
+            + " "
+            + quota.advice(user, requested, limit, held),
             code=quota.REFUSAL_CODE,
         )
 

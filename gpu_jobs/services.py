@@ -50,6 +50,7 @@ from aladdin.workloads.models import Image
 from aladdin.workloads.reconcile import Reconciler, quietly
 from aladdin.workloads.space import platform_env, user_space_prepare
 from billing import services as billing_services
+from storage import files as storage_files
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
@@ -92,6 +93,26 @@ def _dispatch(task_name: str, job_id: int) -> None:
     transaction.on_commit(lambda: task.delay(job_id))
 
 
+def _refuse_a_missing_entry(user: User, entry: str) -> None:
+    """Refuse at launch, with its path, an entry file the user's volume does not have.
+
+    ``entry`` is absolute under /root (clean_entry). Asked of the volume
+    through the driver's files access (the user's own sandbox judges the
+    path); a backend that cannot tell lets the launch go on, and the job
+    then fails with the interpreter's own message.
+    """
+    if storage_files.file_exists(user=user, path=entry) is False:
+        raise JobError(
+            {
+                "entry": _(
+                    "%(path)s is not in your storage. Upload it (Files page, scp or your IDE) "
+                    "or correct the path, then launch again."
+                )
+                % {"path": entry}
+            }
+        )
+
+
 @transaction.atomic
 def job_create(
     *,
@@ -127,6 +148,10 @@ def job_create(
     if workers != 1:
         raise JobError({"workers": _("GPU Run and Run Shell use one worker.")})
     idempotency_key = _clean_key(idempotency_key)
+    entry = clean_entry(kind, entry, python_module)
+    workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
+    if not python_module:
+        _refuse_a_missing_entry(user, entry)
     # Serialise admissions of this user: the balance, parallelism and quota
     # read below stay true until this job's row is committed.
     billing_services.account_lock(user=user)
@@ -137,10 +162,10 @@ def job_create(
     job = Job(
         user=user,
         kind=kind,
-        entry=clean_entry(kind, entry, python_module),
+        entry=entry,
         python_module=bool(python_module),
         args=clean_args(args),
-        workdir=clean_path(workdir, field="workdir", must_be_under_root=True),
+        workdir=workdir,
         image=clean_image(image),
         interpreter=clean_path(interpreter, field="interpreter", must_be_under_root=True),
         gpu_type=gpu_type,

@@ -153,6 +153,34 @@ def _modified(attrs: Attrs) -> datetime | None:
 
 
 # --- reads -------------------------------------------------------------------------
+def file_exists(*, user: User, path: str) -> bool | None:
+    """Whether ``path`` (absolute, under /root) is a file in the user's volume, as the sandbox sees it.
+
+    For refusing a launch whose entry file is missing before anything is
+    charged. None when this backend has no files access or cannot be reached
+    now: the caller then cannot tell and goes on (the workload reports it).
+    """
+    from aladdin.cluster.base import DriverError
+
+    if path != ROOT and not path.startswith(ROOT + "/"):
+        return False
+    try:
+        client = SftpClient(get_driver().open_files(user_id=user.pk))
+    except DriverError:
+        return None
+    try:
+        attrs = client.stat(path)
+    except SftpError as exc:
+        if exc.status == NO_SUCH_FILE:
+            return False
+        return None
+    except (DriverError, OSError):
+        return None
+    finally:
+        client.close()
+    return attrs.permissions is not None and stat.S_ISREG(attrs.permissions)
+
+
 def files_list(*, user: User, path: str) -> list[FileRow]:
     """The folder ``path`` (relative to /root): folders first, then files, by name."""
     rel = clean_path(path)

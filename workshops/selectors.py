@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import F, QuerySet
+from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import Resources
 from aladdin.lib import ssh_host_keys
 from aladdin.workloads.models import Image
+from aladdin.workloads.quota import Holding
 
 from .choices import ACTIVE_STATES
 from .models import ResourcePreset, SSHKey, Workshop
@@ -32,18 +34,25 @@ def active_presets() -> QuerySet[ResourcePreset]:
     return ResourcePreset.objects.filter(is_active=True)
 
 
-def workshops_usage(user: User, exclude_workshop_id: int | None = None) -> Resources:
+def workshops_usage(
+    user: User, exclude_workshop_id: int | None = None, exclude_job_id: int | None = None
+) -> list[Holding]:
     """CPU/memory of the user's creating and running workshops, for the shared quota.
 
     Registered with ``aladdin.workloads.quota.register_usage`` in WorkshopsConfig.ready.
     """
-    rows = Workshop.objects.filter(user=user, state__in=ACTIVE_STATES)
+    rows = Workshop.objects.filter(user=user, state__in=ACTIVE_STATES).order_by("pk")
     if exclude_workshop_id is not None:
         rows = rows.exclude(pk=exclude_workshop_id)
-    total = Resources()
-    for cpu, mem in rows.values_list("applied_cpu_millicores", "applied_memory_mib"):
-        total = total + Resources(cpu_millicores=cpu, memory_mib=mem)
-    return total
+    return [
+        Holding(
+            _("workshop %(name)s") % {"name": name},
+            Resources(cpu_millicores=cpu, memory_mib=mem),
+        )
+        for name, cpu, mem in rows.values_list(
+            "name", "applied_cpu_millicores", "applied_memory_mib"
+        )
+    ]
 
 
 def cluster_health() -> dict:

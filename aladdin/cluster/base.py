@@ -113,6 +113,13 @@ class Resources:
     def fits_within(self, limit: Resources) -> bool:
         return self.cpu_millicores <= limit.cpu_millicores and self.memory_mib <= limit.memory_mib
 
+    def human(self) -> str:
+        """As students read it: "2 CPU / 4 GiB" (0.5 CPU, 512 MiB when not whole)."""
+        cpu = self.cpu_millicores / 1000
+        memory = self.memory_mib / 1024
+        mem_text = f"{memory:g} GiB" if memory >= 1 else f"{self.memory_mib} MiB"
+        return f"{cpu:g} CPU / {mem_text}"
+
     def describe(self) -> str:
         """Kubernetes quantities as the manual's message shows them: cpu=26,memory=400Gi."""
         cpu = self.cpu_millicores / 1000

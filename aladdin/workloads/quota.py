@@ -9,7 +9,7 @@ never imports them (dependency direction).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.utils.translation import gettext as _
 
@@ -29,18 +29,27 @@ PER_UNIT = Resources(cpu_millicores=10_000, memory_mib=121 * 1024)
 FREE_BASE = Resources(cpu_millicores=2_000, memory_mib=4 * 1024)
 SMALLEST = FREE_BASE
 
-UsageProvider = Callable[..., Resources]
+
+class Holding(NamedTuple):
+    """One active workload's share of the quota, named as the student knows it."""
+
+    label: str  # "workshop demo", "job #12"
+    resources: Resources
+
+
+UsageProvider = Callable[..., list[Holding]]
 _usage_providers: list[UsageProvider] = []
 
 
 def register_usage(provider: UsageProvider) -> UsageProvider:
-    """Add ``provider(user, exclude_workshop_id=None) -> Resources`` to the quota's usage.
+    """Add ``provider(user, exclude_workshop_id=None, exclude_job_id=None) -> [Holding]``.
 
     Workshops register their active workshops, GPU jobs their active jobs
-    (each from its AppConfig.ready). ``exclude_workshop_id`` is the workshop
-    being restarted, whose own old usage must not count; other providers
-    ignore it. Usable as a decorator; registering the same function twice
-    counts it once.
+    (each from its AppConfig.ready). The excluded workshop or job is the one
+    being restarted or re-admitted, whose own old usage must not count; a
+    provider ignores the other kind's id. Usable as a decorator; registering
+    the same function twice counts it once. The labels name what to stop
+    in a refusal's advice.
     """
     if provider not in _usage_providers:
         _usage_providers.append(provider)
@@ -57,21 +66,63 @@ def limit_for(user: User) -> Resources:
     )
 
 
-def used_by(user: User, exclude_workshop_id: int | None = None) -> Resources:
-    total = Resources()
+def holdings(
+    user: User, *, exclude_workshop_id: int | None = None, exclude_job_id: int | None = None
+) -> list[Holding]:
+    """Every active workload of ``user`` and what it holds, as the providers report it."""
+    found: list[Holding] = []
     for provider in _usage_providers:
-        total = total + provider(user, exclude_workshop_id=exclude_workshop_id)
-    return total
+        found += provider(
+            user, exclude_workshop_id=exclude_workshop_id, exclude_job_id=exclude_job_id
+        )
+    return found
+
+
+def total(rows: list[Holding]) -> Resources:
+    summed = Resources()
+    for row in rows:
+        summed = summed + row.resources
+    return summed
+
+
+def used_by(
+    user: User, exclude_workshop_id: int | None = None, exclude_job_id: int | None = None
+) -> Resources:
+    return total(
+        holdings(user, exclude_workshop_id=exclude_workshop_id, exclude_job_id=exclude_job_id)
+    )
+
+
+def advice(user: User, requested: Resources, limit: Resources, held: list[Holding]) -> str:
+    """The one thing that makes ``requested`` fit, for this user (SPEC §4.1 refusals).
+
+    What alone exceeds the limit needs a smaller size or a bigger plan (a free
+    user is told the free size and that a plan lifts it); what fits alone
+    needs room, and the message names the workloads holding it.
+    """
+    if requested.fits_within(limit):
+        running = ", ".join(f"{h.label} ({h.resources.human()})" for h in held)
+        return _("Stop %(running)s to make room, or choose a smaller size.") % {"running": running}
+    if billing_selectors.gpu_parallelism(user) <= 0:
+        return _(
+            "Without a plan you can use %(free)s at a time: choose %(free)s, or buy a plan "
+            "(each unit of GPU parallelism allows %(unit)s)."
+        ) % {"free": FREE_BASE.human(), "unit": PER_UNIT.human()}
+    return _(
+        "Your plan allows %(limit)s in all: choose a smaller size, or a plan with more "
+        "GPU parallelism."
+    ) % {"limit": limit.human()}
 
 
 def check(user: User, requested: Resources, *, exclude_workshop_id: int | None = None) -> None:
-    """Raise QuotaExceeded with the manual's message when ``requested`` does not fit."""
+    """Raise QuotaExceeded with the manual's message and the way out when ``requested`` does not fit."""
     limit = limit_for(user)
-    used = used_by(user, exclude_workshop_id=exclude_workshop_id)
+    held = holdings(user, exclude_workshop_id=exclude_workshop_id)
+    used = total(held)
     if not (used + requested).fits_within(limit):
-        raise QuotaExceeded(
-            requested,
-            used,
-            limit,
-            advice=_("Stop other workshops, or shrink this one to 2 CPU / 4 GiB."),
-        )
+        raise QuotaExceeded(requested, used, limit, advice=advice(user, requested, limit, held))
+
+
+def fits(user: User, requested: Resources) -> bool:
+    """Whether ``requested`` fits next to what ``user`` runs now (pickers' defaults)."""
+    return (used_by(user) + requested).fits_within(limit_for(user))

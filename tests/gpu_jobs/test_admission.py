@@ -9,7 +9,9 @@ from aladdin.workloads import quota
 from billing import services as billing_services
 from gpu_jobs.admission import JobRefused, admit, minute_price_micro
 from gpu_jobs.choices import JobState
+from gpu_jobs.models import Job
 from storage.models import StorageAllowance
+from workshops.models import Workshop
 
 from .conftest import DCU, sh
 
@@ -60,12 +62,23 @@ def test_parallelism_counts_running_jobs_weighted_by_card(user, cards, subscribe
     admit(user=user, gpu_type=cards["40g"], cards_per_worker=1, workers=2, at=T0)  # 2 + 2 = 4
     text = refusal(user=user, gpu_type=cards["80g"], cards_per_worker=1, workers=2, at=T0)
     assert "needs 4" in text and "use 2" in text and "allows 4" in text
-    assert "upgrade your plan" in text
+    # It would fit alone: the running jobs are named, with what they use.
+    running = Job.objects.get(user=user, state=JobState.RUNNING)
+    assert f"Stop job #{running.pk} (2) to make room" in text
 
 
-def test_the_free_tier_has_no_gpu_parallelism(user, cards, plans):
-    text = refusal(user=user, gpu_type=cards["40g"], cards_per_worker=1, workers=1, at=T0)
-    assert "needs 1" in text and "allows 0" in text
+def test_a_job_bigger_than_the_plan_is_told_to_shrink_not_to_stop_others(user, cards, subscribe):
+    subscribe(user, "basic", T0)  # parallelism 4
+    text = refusal(user=user, gpu_type=cards["80g"], cards_per_worker=1, workers=3, at=T0)
+    assert "needs 6" in text and "allows 4" in text
+    assert "Stop" not in text and "a plan with more GPU parallelism" in text
+
+
+def test_the_free_tier_is_told_gpu_jobs_need_a_plan(user, cards, plans):
+    with pytest.raises(JobRefused) as exc:
+        admit(user=user, gpu_type=cards["40g"], cards_per_worker=1, workers=1, at=T0)
+    assert exc.value.code == "plan_needed"
+    assert "GPU jobs need a plan" in str(exc.value) and "Stop" not in str(exc.value)
 
 
 def test_the_cpu_memory_quota_is_shared_with_workshops(user, cards, subscribe, make_workshop):
@@ -76,7 +89,8 @@ def test_the_cpu_memory_quota_is_shared_with_workshops(user, cards, subscribe, m
     assert "requested: limits.cpu=10,limits.memory=121Gi" in text
     assert "used: limits.cpu=16,limits.memory=64Gi" in text
     assert "limited: limits.cpu=20,limits.memory=242Gi" in text
-    assert "Stop a workshop or another job" in text
+    workshop = Workshop.objects.get(user=user)
+    assert f"Stop workshop {workshop.name} (16 CPU / 64 GiB) to make room" in text
 
 
 def test_running_jobs_count_in_the_workshops_quota(user, cards, subscribe, make_job):
