@@ -110,6 +110,11 @@ fmt: venv ## Format and fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+.PHONY: messages
+messages: venv ## Update the translation catalogs from the code, then compile zh-hans (translate the new entries in between)
+	DEBUG=1 $(BIN)/python manage.py makemessages -l zh_Hans -l en --no-obsolete -i ".venv/*"
+	DEBUG=1 $(BIN)/python manage.py compilemessages -l zh_Hans -i .venv
+
 .PHONY: superuser
 superuser: venv ## Create a staff account for the back office
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py createsuperuser

@@ -30,6 +30,31 @@ def _presets():
     return ResourcePreset.objects.filter(is_active=True)
 
 
+def _default_preset(user) -> int | None:
+    """The recommended size if it fits what ``user`` may run now, else the largest that fits.
+
+    A free user keeping the default must not be refused for a size the form
+    chose (the quota allows them 2 CPU / 4 GiB); when nothing fits, the
+    recommended one stays and the refusal says why.
+    """
+    presets = list(_presets())
+    recommended = next((p for p in presets if p.recommended), presets[0] if presets else None)
+    if user is None or recommended is None:
+        return recommended.pk if recommended else None
+    from aladdin.cluster.base import Resources
+    from aladdin.workloads import quota
+
+    def fits(p) -> bool:
+        return quota.fits(user, Resources(cpu_millicores=p.cpu_millicores, memory_mib=p.memory_mib))
+
+    if fits(recommended):
+        return recommended.pk
+    fitting = [p for p in presets if fits(p)]
+    if not fitting:
+        return recommended.pk
+    return max(fitting, key=lambda p: (p.cpu_millicores, p.memory_mib)).pk
+
+
 class WorkshopCreateForm(forms.Form):
     name = forms.CharField(
         label=_("Name"),
@@ -48,7 +73,7 @@ class WorkshopCreateForm(forms.Form):
         help_text=_("One KEY=VALUE per line. Values are stored encrypted and never shown again."),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["image"]
         images = list(field.queryset)
@@ -58,9 +83,7 @@ class WorkshopCreateForm(forms.Form):
         usable = [i for i in images if i.ready] or [i for i in images if i.launchable]
         if usable and not self.is_bound:
             field.initial = usable[0].pk
-        recommended = _presets().filter(recommended=True).first()
-        if recommended is not None:
-            self.fields["preset"].initial = recommended.pk
+        self.fields["preset"].initial = _default_preset(user)
 
     def clean_env(self) -> dict[str, str]:
         return parse_env(self.cleaned_data.get("env") or "")

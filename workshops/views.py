@@ -54,7 +54,7 @@ def workshop_list(request):
 
 @login_required
 def workshop_create(request):
-    form = WorkshopCreateForm(request.POST or None)
+    form = WorkshopCreateForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

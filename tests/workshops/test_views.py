@@ -40,7 +40,19 @@ def test_create_form_shows_the_quota_message(client, user, catalog, driver, plan
     )
     assert response.status_code == 200
     assert "exceeded quota" in response.content.decode()
-    assert "shrink this one to 2 CPU / 4 GiB" in response.content.decode()
+    assert "Without a plan you can use 2 CPU / 4 GiB at a time" in response.content.decode()
+
+
+def test_the_create_form_defaults_to_a_size_the_user_may_run(client, user, catalog, driver, plans):
+    # The recommended 4 CPU / 16 GiB is over a free user's 2 CPU / 4 GiB: the
+    # form picks the largest that fits, so keeping the default just works.
+    client.force_login(user)
+    form = client.get(reverse("workshops:create")).context["form"]
+    assert form["preset"].initial == catalog["presets"]["2C/4G"].pk
+
+    SubscriptionFactory(user=user, plan_code="basic")
+    form = client.get(reverse("workshops:create")).context["form"]
+    assert form["preset"].initial == catalog["presets"]["4C/16G"].pk  # the recommended one
 
 
 def test_bad_env_line_is_a_form_error(client, user, catalog, driver):
