@@ -7,6 +7,7 @@ into a 404 (DESIGN rule 2).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -111,3 +112,24 @@ def open_ports(job: Job) -> list[JobPort]:
     return sorted(
         (p for p in job.exposed_ports.all() if p.removed_at is None), key=lambda p: p.port
     )
+
+
+def live_jobs(user: User, ids: Iterable[int], at: datetime | None = None) -> dict[int, dict]:
+    """What an open page shows of the jobs ``ids``, the user's own only (aladdin/live.py).
+
+    Another user's id, or a deleted job, is simply absent.
+    """
+    at = at or timezone.now()
+    rows = jobs_for(user).filter(pk__in=list(ids)[:200]).prefetch_related("worker_rows")
+    return {
+        job.pk: {
+            "state": job.state,
+            "state_label": str(job.get_state_display()),
+            "reason": job.reason,
+            "billed_micro": metering.owed(job, at),
+            "charged_micro": job.charged_micro,
+            "started_at": job.started_at,
+            "ended_at": job.ended_at,
+        }
+        for job in rows
+    }

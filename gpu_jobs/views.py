@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -159,6 +160,10 @@ def job_list(request):
     rows = selectors.job_list(request.user, state=state, kind=kind)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     jobs = list(page.object_list)
+    now = timezone.now()
+    for job in jobs:
+        # What the live updates (aladdin/live.py) then keep current.
+        job.billed_so_far_micro = selectors.job_billing(job, now).billed_so_far_micro
     query = request.GET.copy()
     query.pop("page", None)
     return render(

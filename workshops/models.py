@@ -116,6 +116,13 @@ class Workshop(models.Model):
         }
 
     @property
+    def applied_label(self) -> str:
+        """The size running now, as presets are labelled (CPU:2 MEM:4G)."""
+        cpu = self.applied_cpu_millicores / 1000
+        mem = self.applied_memory_mib / 1024
+        return f"CPU:{cpu:g} MEM:{mem:g}G"
+
+    @property
     def resources_pending(self) -> bool:
         """An edit of resources not yet applied (applies on restart)."""
         return self.state == WorkshopState.RUNNING and (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -230,3 +231,16 @@ def workshop_ssh_config(*, workshop: Workshop, key: SSHKey | None) -> SSHConfig:
         known_hosts=known_hosts,
         config="\n".join(lines) + "\n",
     )
+
+
+def live_workshops(user: User, ids: Iterable[int]) -> dict[int, dict]:
+    """What an open page shows of the workshops ``ids``, the user's own only (aladdin/live.py)."""
+    rows = Workshop.objects.filter(user=user, pk__in=list(ids)[:200])
+    return {
+        ws.pk: {
+            "state": ws.state,
+            "state_label": str(ws.get_state_display()),
+            "reason": ws.reason,
+        }
+        for ws in rows
+    }

@@ -13,5 +13,6 @@ urlpatterns = [
     path("<int:pk>/resources/", views.workshop_resources, name="resources"),
     path("<int:pk>/env/", views.workshop_env, name="env"),
     path("<int:pk>/terminal/", views.workshop_terminal, name="terminal"),
+    path("<int:pk>/status/", views.workshop_status, name="status"),
     path("<int:pk>/<str:action>/", views.workshop_action, name="action"),
 ]

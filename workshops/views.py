@@ -99,6 +99,15 @@ def workshop_detail(request, pk: int):
     )
 
 
+@login_required
+def workshop_status(request, pk: int):
+    """The status card alone, for the live updates to swap in when the state changes."""
+    workshop = _own(request, pk)
+    return render(
+        request, "workshops/_status.html", {"workshop": workshop, "states": WorkshopState}
+    )
+
+
 def _ssh_details(user, workshop: Workshop) -> dict:
     """How to reach the workshop over SSH: the command, the gateway's host keys, the user's keys."""
     from django.conf import settings

@@ -6,9 +6,12 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.templatetags.billing import dcu
+from gpu_jobs import selectors
 from gpu_jobs.choices import JobKind, JobState
 from gpu_jobs.models import Job, JobConfiguration
 from tests.factories import JobConfigurationFactory
@@ -86,7 +89,7 @@ def test_a_refused_launch_shows_the_full_message(client, user, cards, catalog, d
     assert response.status_code == 200
     page = response.content.decode()
     assert 'data-testid="form-errors"' in page
-    assert "Not enough GPU parallelism" in page and "needs 1" in page and "allows 0" in page
+    assert "GPU jobs need a plan" in page and "Buy a plan on the Billing page" in page
     assert not Job.objects.exists()
 
 
@@ -158,22 +161,31 @@ def test_save_needs_a_name(client, ready):
 
 
 def test_the_list_shows_jobs_and_filters_them(client, user, make_job):
-    running = make_job(user, started_at=timezone.now(), charged_micro=1_280_000)
-    shell = make_job(user, card="40g", kind=JobKind.SHELL, state=JobState.FAILED, reason="boom")
-    make_job(user, deleted_at=timezone.now(), state=JobState.STOPPED)
-    client.force_login(user)
+    # Frozen: billed so far grows every second.
+    with time_machine.travel(timezone.now(), tick=False):
+        running = make_job(user, started_at=timezone.now() - timedelta(minutes=30))
+        shell = make_job(user, card="40g", kind=JobKind.SHELL, state=JobState.FAILED, reason="boom")
+        make_job(user, deleted_at=timezone.now(), state=JobState.STOPPED)
+        client.force_login(user)
 
-    page = client.get(reverse("gpu_jobs:list")).content.decode()
+        page = client.get(reverse("gpu_jobs:list")).content.decode()
 
-    assert f'data-testid="job-{running.pk}"' in page and f'data-testid="job-{shell.pk}"' in page
-    assert len(re.findall(r'data-testid="job-\d+"', page)) == 2  # not the deleted one
-    assert "1 × DC100 (Hopper) 40G" in page and "1.28" in page and "boom" in page
-    filtered = client.get(reverse("gpu_jobs:list"), {"state": "failed"}).content.decode()
-    assert f'data-testid="job-{shell.pk}"' in filtered
-    assert f'data-testid="job-{running.pk}"' not in filtered
-    by_kind = client.get(reverse("gpu_jobs:list"), {"kind": "run"}).content.decode()
-    assert f'data-testid="job-{running.pk}"' in by_kind
-    assert f'data-testid="job-{shell.pk}"' not in by_kind
+        assert f'data-testid="job-{running.pk}"' in page and f'data-testid="job-{shell.pk}"' in page
+        assert len(re.findall(r'data-testid="job-\d+"', page)) == 2  # not the deleted one
+        assert "1 × DC100 (Hopper) 40G" in page and "boom" in page
+        # Billed so far (from the workers' meter), kept current by the live updates.
+        billed = re.search(
+            rf'data-testid="job-{running.pk}".*?data-live-field="billed">([^<]+)<', page, re.S
+        )
+        assert billed and billed.group(1).strip() == dcu(
+            selectors.job_billing(running).billed_so_far_micro
+        )
+        filtered = client.get(reverse("gpu_jobs:list"), {"state": "failed"}).content.decode()
+        assert f'data-testid="job-{shell.pk}"' in filtered
+        assert f'data-testid="job-{running.pk}"' not in filtered
+        by_kind = client.get(reverse("gpu_jobs:list"), {"kind": "run"}).content.decode()
+        assert f'data-testid="job-{running.pk}"' in by_kind
+        assert f'data-testid="job-{shell.pk}"' not in by_kind
 
 
 def test_the_detail_page_shows_status_billing_and_live_logs(client, user, make_job):

@@ -91,6 +91,7 @@ def test_list_shows_created_status(client, user, make_workshop):
     [
         ("workshops:detail", [], "get"),
         ("workshops:terminal", [], "get"),
+        ("workshops:status", [], "get"),
         ("workshops:resources", [], "post"),
         ("workshops:env", [], "post"),
         ("workshops:action", ["stop"], "post"),
@@ -117,7 +118,12 @@ def test_edit_resources_applies_on_restart(client, user, make_workshop, catalog,
     ws.refresh_from_db()
     assert (ws.cpu_millicores, ws.applied_cpu_millicores) == (4000, 2000)
     page = client.get(reverse("workshops:detail", args=[ws.pk])).content.decode()
-    assert "restarted" in page
+    # What runs is shown as current; the edit as pending.
+    assert "Resource: CPU:2 MEM:4G" in page and "running now" in page
+    assert "Pending: CPU:4 MEM:16G, applied when the workshop is restarted." in page
+    card = client.get(reverse("workshops:status", args=[ws.pk])).content.decode()
+    assert card.lstrip().startswith('<section class="card" data-testid="workshop-status"')
+    assert f'data-live-workshop="{ws.pk}"' in card and "Pending: CPU:4 MEM:16G" in card
 
 
 def test_terminal_page_loads_vendored_xterm_and_the_socket_path(client, user, make_workshop):
