@@ -128,7 +128,9 @@ def _launch(request, form: JobLaunchForm, loaded: JobConfiguration | None):
     except ValidationError as exc:  # services.JobError
         _add_errors(form, exc)
         return None
-    messages.success(request, _("Job #%(id)s is starting.") % {"id": job.pk})
+    # Not the state: the status card follows it live; a "starting" banner
+    # would stay above a job that has finished.
+    messages.success(request, _("Job #%(id)s launched.") % {"id": job.pk})
     return redirect("gpu_jobs:detail", pk=job.pk)
 
 

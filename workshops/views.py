@@ -76,7 +76,9 @@ def workshop_create(request):
         except DriverError as exc:  # QuotaExceeded included
             form.add_error(None, str(exc))
         else:
-            messages.success(request, _("Workshop is waiting for creating."))
+            # Not the state: that is the status card's (live), and a
+            # "waiting" banner would stay above a workshop that is running.
+            messages.success(request, _("Workshop %(name)s created.") % {"name": workshop.name})
             return redirect("workshops:detail", pk=workshop.pk)
     return render(request, "workshops/create.html", {"form": form})
 

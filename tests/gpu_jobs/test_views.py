@@ -77,7 +77,7 @@ def test_the_launch_form_creates_a_job_and_redirects_to_it(
     job.refresh_from_db()
     assert job.state == JobState.RUNNING
     page = client.get(response["Location"]).content.decode()
-    assert f"Job #{job.pk} is starting." in page
+    assert f"Job #{job.pk} launched." in page
     assert SECRET not in page and "TOKEN" in page
 
 
