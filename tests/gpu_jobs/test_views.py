@@ -190,8 +190,8 @@ def test_the_detail_page_shows_status_billing_and_live_logs(client, user, make_j
     page = client.get(reverse("gpu_jobs:detail", args=[job.pk])).content.decode()
 
     assert 'data-testid="job-state"' in page and "Running" in page
-    assert "5.12 DCU/h" in page
-    assert "2.56 DCU charged to your ledger" in page
+    assert 'title="5.12 DCU">5.12</span> DCU/h' in page
+    assert 'title="2.56 DCU">2.56</span> DCU charged to your ledger' in page
     assert "bills until it ends or you delete it" in page
     assert f'data-ws-path="/ws/jobs/{job.pk}/logs/"' in page
     assert "js/job-logs.js" in page
