@@ -8,8 +8,11 @@ back office keeps the exact form (``dcu``), which these filters leave alone.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.template import Context, Template
+from django.utils import timezone
 
 from billing import services
 
@@ -96,3 +99,26 @@ def test_a_one_second_charge_reads_as_less_than_a_hundredth_in_the_ledger(
     html = student_client.get("/billing/ledger/").content.decode()
 
     assert '<span class="dcu" title="-0.000356 DCU">-&lt;0.01</span>' in html
+
+
+def test_the_storage_page_shows_a_days_fee_rounded_with_the_exact_fee_on_hover(
+    student_client, student, driver
+):
+    from storage.models import StorageCharge
+
+    # given yesterday's peak was 1 GiB over the free storage: 0.0015 DCU
+    day = timezone.localdate() - timedelta(days=1)
+    StorageCharge.objects.create(
+        user=student,
+        day=day,
+        peak_bytes=31 * 2**30,
+        charged_gib=1,
+        free_gib=30,
+        amount_micro=1_500,
+        ledger_key=f"storage:{student.pk}:{day}",
+    )
+
+    html = student_client.get("/storage/").content.decode()
+
+    row = html[html.index(f"<tr><td>{day:%Y-%m-%d}</td>") :].split("</tr>")[0]
+    assert row.endswith('<td class="num"><span class="dcu" title="0.0015 DCU">&lt;0.01</span></td>')
