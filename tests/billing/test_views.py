@@ -311,3 +311,11 @@ def test_chart_js_is_vendored_pinned_and_licensed():
     assert "MIT" in (vendor / "LICENSE.md").read_text()
     # The bundle names its source map; collectstatic's manifest storage needs it.
     assert (vendor / "chart.umd.js.map").is_file()
+
+
+def test_the_plans_page_explains_what_a_dcu_is_where_it_is_sold(student_client, plans):
+    html = student_client.get("/billing/plans/").content.decode()
+
+    explained = html.index('data-testid="dcu-explained"')
+    assert "1 DCU = 312 TFLOPS·h" in html[explained:]
+    assert explained < html.index('data-testid="plan-trial"')
