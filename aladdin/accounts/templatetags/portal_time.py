@@ -29,7 +29,7 @@ def exact_time(value: datetime) -> str:
     return f"{date_format(local, 'Y-m-d H:i:s')} (UTC{offset[:3]}:{offset[3:]})"
 
 
-@register.filter(expects_localtime=False)
+@register.filter
 def when(value, short: str = "Y-m-d H:i") -> str:
     """A ``<time>`` element: relative within a day of now, else ``short``; exact on hover.
 
