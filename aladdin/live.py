@@ -3,7 +3,9 @@
 ``/ws/live/``: the page's script (``static/js/live.js``) says what it shows
 (``{"watch": {"jobs": [ids], "workshops": [ids], "balance": true}}``); the
 consumer reads those rows every ``LIVE_SECONDS`` and sends what changed,
-formatted as the page formats it, in the user's language. Reading the
+formatted as the page formats it (amounts and times as the pages' own
+filters render them: escaped HTML with the exact value on hover), in the
+user's language. Reading the
 database (not listening for saves) is deliberate: states move through
 ``QuerySet.update`` in many places, and a running job's "billed so far"
 grows with time, not with writes. Only the user's own rows are read: an id
@@ -22,7 +24,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.template.defaultfilters import date as date_filter
 from django.utils import timezone, translation
 
 from aladdin.wsauth import CLOSE_BAD_REQUEST, accepted_subprotocol, refuse, user_refusal
@@ -32,7 +33,9 @@ MAX_WATCHED = 200
 
 
 def _when(value) -> str:
-    return date_filter(timezone.localtime(value), "Y-m-d H:i:s") if value else "—"
+    from aladdin.accounts.templatetags.portal_time import when
+
+    return str(when(value, "Y-m-d H:i:s")) if value else "—"
 
 
 def _ids(value) -> list[int]:
@@ -44,7 +47,7 @@ def _ids(value) -> list[int]:
 def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
     """The watched rows of ``user`` as the pages show them (text, in the user's language)."""
     from billing import selectors as billing_selectors
-    from billing.templatetags.billing import dcu
+    from billing.templatetags.billing import dcu_page
     from gpu_jobs import selectors as job_selectors
     from workshops import selectors as workshop_selectors
 
@@ -56,8 +59,8 @@ def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
                 "state": row["state"],
                 "state_label": row["state_label"],
                 "reason": row["reason"],
-                "billed": str(dcu(row["billed_micro"])),
-                "charged": str(dcu(row["charged_micro"])),
+                "billed": str(dcu_page(row["billed_micro"])),
+                "charged": str(dcu_page(row["charged_micro"])),
                 "started": _when(row["started_at"]),
                 "ended": _when(row["ended_at"]),
             }
@@ -72,8 +75,8 @@ def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
         balance = {}
         if watch.get("balance") is True:
             balance = {
-                "active": str(dcu(billing_selectors.active_balance_micro(user, now))),
-                "debt": str(dcu(billing_selectors.account_for(user).debt_micro)),
+                "active": str(dcu_page(billing_selectors.active_balance_micro(user, now))),
+                "debt": str(dcu_page(billing_selectors.account_for(user).debt_micro)),
             }
     return {"jobs": jobs, "workshops": workshops, "balance": balance}
 

@@ -43,3 +43,27 @@ def fen_to_yuan_str(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     yuan, rest = divmod(abs(int(fen)), FEN_PER_YUAN)
     return f"{sign}{yuan}.{rest:02d}"
+
+
+# What pages show (SPEC: "DCU with two decimals in pages"; the exact value stays in the
+# API and in the page's hover text). The rounding rule, chosen so that a number people
+# act on never lies about being empty:
+# - round to 0.01 DCU (10,000 µDCU), halves away from zero (0.005 -> 0.01, -0.005 -> -0.01);
+# - a non-zero amount that would round to 0.00 shows as "<0.01" (or "-<0.01"): a balance
+#   of 0.004 DCU is not "0.00", a one-second charge is not a free run; only 0 is "0.00".
+ROUNDED_STEP_MICRO = MICRO_PER_DCU // 100
+BELOW_ONE_STEP = "<0.01"
+
+
+def format_micro_2dp(micro: int) -> str:
+    """Format µDCU as DCU with two decimals, for pages: 56_600_000 -> "56.60",
+    4_999 -> "<0.01", -356 -> "-<0.01", 0 -> "0.00" (the rule above)."""
+    micro = int(micro)
+    sign = "-" if micro < 0 else ""
+    hundredths, rest = divmod(abs(micro), ROUNDED_STEP_MICRO)
+    if rest * 2 >= ROUNDED_STEP_MICRO:
+        hundredths += 1
+    if hundredths == 0 and micro != 0:
+        return f"{sign}{BELOW_ONE_STEP}"
+    whole, cents = divmod(hundredths, 100)
+    return f"{sign}{whole}.{cents:02d}"

@@ -2,13 +2,23 @@
 
 Formatting goes through aladdin.lib.units so that pages, API and ledger reasons
 print the same numbers (integers of µDCU and fen, never floats).
+
+Two forms of DCU:
+- ``dcu`` / ``signed_dcu``: the exact amount ("56.6", "-0.000356"), for the back office
+  and admin, where staff reconcile to the µDCU;
+- ``dcu_page`` / ``signed_dcu_page``: what students read, two decimals with the exact
+  amount on hover (``<span title="56.6 DCU">56.60</span>``); the rounding rule (a
+  non-zero amount never reads 0.00) is ``aladdin.lib.units.format_micro_2dp``.
+Yuan: ``yuan`` is the bare number ("135.00"), ``cny`` the price as students read it
+("¥135.00").
 """
 
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html
 
-from aladdin.lib.units import fen_to_yuan_str, format_micro
+from aladdin.lib.units import fen_to_yuan_str, format_micro, format_micro_2dp
 from billing import selectors
 
 register = template.Library()
@@ -37,6 +47,50 @@ def yuan(fen) -> str:
     if fen is None or fen == "":
         return ""
     return fen_to_yuan_str(int(fen))
+
+
+def _empty(value) -> bool:
+    return value is None or value == ""
+
+
+@register.filter
+def dcu_page(micro) -> str:
+    """µDCU as students read it: two decimals, the exact DCU on hover.
+
+    56600000 -> <span class="dcu" title="56.6 DCU">56.60</span>; 4999 -> "<0.01".
+    """
+    if _empty(micro):
+        return ""
+    micro = int(micro)
+    return format_html(
+        '<span class="dcu" title="{} DCU">{}</span>', format_micro(micro), format_micro_2dp(micro)
+    )
+
+
+@register.filter
+def signed_dcu_page(micro) -> str:
+    """A ledger amount as students read it: "+20.00", "-<0.01", "0.00", the exact on hover."""
+    if _empty(micro):
+        return ""
+    micro = int(micro)
+    plus = "+" if micro > 0 else ""
+    return format_html(
+        '<span class="dcu" title="{}{} DCU">{}{}</span>',
+        plus,
+        format_micro(micro),
+        plus,
+        format_micro_2dp(micro),
+    )
+
+
+@register.filter
+def cny(fen) -> str:
+    """Fen as a price students read: 13500 -> "¥135.00", -500 -> "-¥5.00"."""
+    if _empty(fen):
+        return ""
+    fen = int(fen)
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{fen_to_yuan_str(abs(fen))}"
 
 
 @register.inclusion_tag("billing/_balance.html")

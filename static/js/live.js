@@ -36,7 +36,9 @@
     Object.keys(fields).forEach(function (name) {
       root.querySelectorAll('[data-live-field="' + name + '"]').forEach(function (el) {
         var value = fields[name];
-        el.textContent = value;
+        // Amounts and times come as the page's own filters render them
+        // (aladdin/live.py: escaped HTML, the exact value on hover).
+        if (el.hasAttribute("data-live-html")) { el.innerHTML = value; } else { el.textContent = value; }
         // An empty reason hides its line rather than leaving a blank one.
         if (el.hasAttribute("data-live-hide-empty")) { el.hidden = !value; }
       });

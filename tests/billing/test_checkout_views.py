@@ -85,7 +85,7 @@ def test_every_plan_for_sale_has_a_buy_form_with_both_channels(student_client, p
         assert 'value="page" checked' in form.group(1)
         assert 'value="qr"' in form.group(1)
     assert 'data-testid="buy-free"' not in html
-    assert "Buy for 135.00 yuan" in html
+    assert "Buy for ¥135.00" in html
 
 
 def test_a_pack_cannot_be_bought_from_the_page_without_an_active_plan(student_client, plans):
@@ -99,14 +99,14 @@ def test_an_education_user_sees_and_pays_the_education_price(client, make_user, 
     client.force_login(student)
 
     html = text(client.get("/billing/plans/"))
-    assert "Buy for 119.00 yuan" in html
+    assert "Buy for ¥119.00" in html
 
     response = buy(client, "trial")
 
     order = Order.objects.get(user=student)
     assert (order.price_fen, order.education_price) == (11_900, True)
     sandbox_page = text(client.get(response["Location"]))
-    assert "119.00 yuan" in sandbox_page
+    assert "¥119.00" in sandbox_page
     assert "Education price" in sandbox_page
 
 
@@ -180,7 +180,7 @@ def test_checkout_by_qr_code_shows_the_code_with_amount_and_deadline(
     assert page.status_code == 200
     assert re.search(r'data-testid="qr-code"[^>]*><svg [^>]*viewBox="0 0 \d+ \d+"', html)
     assert "<path" in html
-    assert "135.00 yuan" in html
+    assert "¥135.00" in html
     assert "技术服务费" in html
     assert "Pay within 15 minutes, before 12:15" in html
     assert '<meta http-equiv="refresh" content="3">' in html
@@ -301,7 +301,10 @@ def test_the_return_page_shows_what_a_paid_order_granted(student_client, student
     html = text(student_client.get(f"/billing/orders/{order.out_trade_no}/return/"))
 
     assert "Payment received" in html
-    assert "尝鲜版 Trial: 20 DCU, from 2026-05-10 12:00 to 2026-06-09 12:00." in html
+    assert (
+        '尝鲜版 Trial: <span class="dcu" title="20 DCU">20.00</span> DCU, from 2026-05-10 12:00 to 2026-06-09 12:00.'
+        in html
+    )
     assert 'href="/billing/plans/" data-testid="see-balance"' in html
     assert 'http-equiv="refresh"' not in html
 
@@ -312,7 +315,10 @@ def test_the_return_page_shows_a_pack_added_to_the_plan(student_client, student,
 
     html = text(student_client.get(f"/billing/orders/{order.out_trade_no}/return/"))
 
-    assert "Extension pack: 10 DCU added to your current plan." in html
+    assert (
+        'Extension pack: <span class="dcu" title="10 DCU">10.00</span> DCU added to your current plan.'
+        in html
+    )
 
 
 def test_the_return_page_of_a_closed_order(student_client, student, plans):

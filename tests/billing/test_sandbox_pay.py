@@ -54,7 +54,7 @@ def test_the_sandbox_page_says_it_is_not_real_money(student_client, student, pla
     assert 'role="alert" data-testid="sandbox-banner"' in html
     assert "Local payment sandbox — not real money" in html
     assert order.out_trade_no in html
-    assert "135.00 yuan" in html
+    assert "¥135.00" in html
     assert '<button type="submit" data-testid="sandbox-pay">Pay (simulated)</button>' in html
     assert 'href="/billing/orders/" data-testid="back-to-orders">Back to orders' in html
 

@@ -77,18 +77,19 @@ def test_each_plan_shows_compute_parallelism_storage_and_price(student_client, p
     assert "500 DCU" in advanced
     assert "<dd>8</dd>" in advanced
     assert "100 GiB" in advanced and "2048 GiB" in advanced
-    assert "3100.00 yuan" in advanced
-    assert "Education price: 2750.00 yuan" in advanced
-    assert "56.6 DCU" in card(html, "basic")
-    assert "67.50 yuan" in card(html, "extension")
+    assert "¥3100.00" in advanced
+    assert "Education price: ¥2750.00" in advanced
+    # Two decimals, the exact amount on hover.
+    assert '<span class="dcu" title="56.6 DCU">56.60</span> DCU' in card(html, "basic")
+    assert "¥67.50" in card(html, "extension")
 
 
 def test_education_users_see_the_education_price(client, make_user, plans):
     client.force_login(make_user(language="en", education_status="email"))
     html = client.get("/billing/plans/").content.decode()
     trial = card(html, "trial")
-    assert 'data-testid="plan-price">119.00 yuan' in trial
-    assert "Standard price: 135.00 yuan" in trial
+    assert 'data-testid="plan-price">¥119.00' in trial
+    assert "Standard price: ¥135.00" in trial
     assert "Education prices apply to you." in html
 
 
@@ -139,8 +140,8 @@ def test_the_overview_shows_active_and_carried_compute_with_expiry_dates(
     html = student_client.get("/overview/").content.decode()
 
     assert 'data-testid="balance-widget"' in html
-    assert '<strong data-testid="balance-active">0</strong>' in html
-    assert "15 DCU, expires on 2026-05-31" in html
+    assert 'data-testid="balance-active"><span class="dcu" title="0 DCU">0.00</span>' in html
+    assert '<span class="dcu" title="15 DCU">15.00</span> DCU, expires on 2026-05-31' in html
 
 
 def test_the_widget_shows_plan_period_end_and_queued_periods(student_client, student, plans):
@@ -149,7 +150,7 @@ def test_the_widget_shows_plan_period_end_and_queued_periods(student_client, stu
 
     html = student_client.get("/overview/").content.decode()
 
-    assert '<strong data-testid="balance-active">56.6</strong>' in html
+    assert 'data-testid="balance-active"><span class="dcu" title="56.6 DCU">56.60</span>' in html
     assert 'data-testid="balance-plan">初级版 Basic' in html
     assert 'data-testid="balance-period-end">2026-05-31 09:00' in html
     assert "初级版 Basic: from 2026-05-31 09:00 to 2026-06-30 09:00" in html
@@ -162,7 +163,7 @@ def test_the_widget_explains_arrears(student_client, student):
 
     html = student_client.get("/billing/plans/").content.decode()
 
-    assert "Arrears: 3 DCU" in html
+    assert 'Arrears: <span class="dcu" title="3 DCU">3.00</span> DCU' in html
     assert "pays the arrears first" in html
     assert "You never owe more than 10 DCU" in html
 
@@ -200,8 +201,8 @@ def test_the_ledger_lists_entries_newest_first_with_signed_dcu(student_client, s
     html = student_client.get("/billing/ledger/").content.decode()
 
     assert html.index("storage fee") < html.index("granted")
-    assert ">-0.03</td>" in html
-    assert ">+20</td>" in html
+    assert '<span class="dcu" title="-0.03 DCU">-0.03</span></td>' in html
+    assert '<span class="dcu" title="+20 DCU">+20.00</span></td>' in html
 
 
 def test_the_ledger_is_paginated_fifty_entries_a_page(student_client, student):
@@ -298,8 +299,8 @@ def test_the_usage_chart_has_thirty_days_of_data_and_a_table_fallback(student_cl
     assert len(data["labels"]) == 30
     assert data["labels"][-1] == "2026-05-10"
     assert data["dcu"][-2:] == ["2", "1"]
-    assert "<td>2026-05-09</td><td>2</td>" in html
-    assert "Total: 3 DCU" in html
+    assert '<td>2026-05-09</td><td><span class="dcu" title="2 DCU">2.00</span></td>' in html
+    assert 'Total: <span class="dcu" title="3 DCU">3.00</span> DCU' in html
     assert '<details id="usage-table" open>' in html
     assert "/static/vendor/chart.js/chart.umd.js" in html
 
@@ -310,3 +311,11 @@ def test_chart_js_is_vendored_pinned_and_licensed():
     assert "MIT" in (vendor / "LICENSE.md").read_text()
     # The bundle names its source map; collectstatic's manifest storage needs it.
     assert (vendor / "chart.umd.js.map").is_file()
+
+
+def test_the_plans_page_explains_what_a_dcu_is_where_it_is_sold(student_client, plans):
+    html = student_client.get("/billing/plans/").content.decode()
+
+    explained = html.index('data-testid="dcu-explained"')
+    assert "1 DCU = 312 TFLOPS·h" in html[explained:]
+    assert explained < html.index('data-testid="plan-trial"')

@@ -75,7 +75,7 @@ def test_the_first_frame_has_every_watched_row_then_only_what_changed(
     assert first["jobs"][str(job.pk)]["state"] == "starting"
     assert first["jobs"][str(job.pk)]["state_label"] == "Starting"
     assert first["workshops"][str(workshop.pk)]["state"] == workshop.state
-    assert first["balance"]["active"] == "56.6"
+    assert first["balance"]["active"] == '<span class="dcu" title="56.6 DCU">56.60</span>'
     # Then only the job's changed fields: its state, label and start.
     changed = second["jobs"][str(job.pk)]
     assert changed["state"] == "running" and changed["state_label"] == "Running"

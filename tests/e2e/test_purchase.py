@@ -73,7 +73,7 @@ def test_a_user_buys_trial_through_the_sandbox_and_gets_20_dcu(page, portal, sho
     # when they buy Trial on the plans page, paying on the (sandbox) Alipay page
     page.goto("/billing/plans/")
     trial = page.get_by_test_id("buy-trial")
-    expect(trial.get_by_test_id("buy-button")).to_have_text("Buy for 135.00 yuan")
+    expect(trial.get_by_test_id("buy-button")).to_have_text("Buy for ¥135.00")
     expect(trial.locator("input[name=channel][value=page]")).to_be_checked()
     shot(page, "plans")
     trial.get_by_test_id("buy-button").click()
@@ -93,13 +93,13 @@ def test_a_user_buys_trial_through_the_sandbox_and_gets_20_dcu(page, portal, sho
     # then the return page shows the payment and what it granted
     expect(page).to_have_url(re.compile(r"/billing/orders/ALD\w+/return/$"))
     expect(page.get_by_test_id("order-result")).to_have_text("Payment received")
-    expect(page.get_by_test_id("order-granted")).to_contain_text("20 DCU")
+    expect(page.get_by_test_id("order-granted")).to_contain_text("20.00 DCU")
     expect(page.get_by_test_id("order-state")).to_have_text("Paid")
     shot(page, "return-paid")
 
     # and the balance shows the plan's 20 DCU
     page.get_by_test_id("see-balance").click()
-    expect(page.get_by_test_id("balance-active")).to_have_text("20")
+    expect(page.get_by_test_id("balance-active")).to_have_text("20.00")
     expect(page.get_by_test_id("balance-plan")).to_contain_text("Trial")
     shot(page, "balance")
 
@@ -177,7 +177,7 @@ def test_an_education_user_pays_the_education_price_by_qr_code(browser, portal, 
         shot(page, "return-education")
 
         page.get_by_test_id("see-balance").click()
-        expect(page.get_by_test_id("balance-active")).to_have_text("20")
+        expect(page.get_by_test_id("balance-active")).to_have_text("20.00")
     except Exception:
         # This test drives its own context: save what the browser showed.
         shot(page, "FAILED")

@@ -10,7 +10,7 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.templatetags.billing import dcu
+from billing.templatetags.billing import dcu_page
 from gpu_jobs import selectors
 from gpu_jobs.choices import JobKind, JobState
 from gpu_jobs.models import Job, JobConfiguration
@@ -175,9 +175,11 @@ def test_the_list_shows_jobs_and_filters_them(client, user, make_job):
         assert "1 × DC100 (Hopper) 40G" in page and "boom" in page
         # Billed so far (from the workers' meter), kept current by the live updates.
         billed = re.search(
-            rf'data-testid="job-{running.pk}".*?data-live-field="billed">([^<]+)<', page, re.S
+            rf'data-testid="job-{running.pk}".*?data-live-field="billed" data-live-html>(.*?)</td>',
+            page,
+            re.S,
         )
-        assert billed and billed.group(1).strip() == dcu(
+        assert billed and billed.group(1).strip() == dcu_page(
             selectors.job_billing(running).billed_so_far_micro
         )
         filtered = client.get(reverse("gpu_jobs:list"), {"state": "failed"}).content.decode()
@@ -202,8 +204,8 @@ def test_the_detail_page_shows_status_billing_and_live_logs(client, user, make_j
     page = client.get(reverse("gpu_jobs:detail", args=[job.pk])).content.decode()
 
     assert 'data-testid="job-state"' in page and "Running" in page
-    assert "5.12 DCU/h" in page
-    assert "2.56 DCU charged to your ledger" in page
+    assert 'title="5.12 DCU">5.12</span> DCU/h' in page
+    assert 'title="2.56 DCU">2.56</span> DCU charged to your ledger' in page
     assert "bills until it ends or you delete it" in page
     assert f'data-ws-path="/ws/jobs/{job.pk}/logs/"' in page
     assert "js/job-logs.js" in page
