@@ -63,16 +63,19 @@ DATETIME = _datetime  # ISO 8601
 # --- links ------------------------------------------------------------------------------
 
 
-def _url(name: str, *param_names: str) -> Callable[[dict], str | None]:
-    """A link to URL ``name`` with the notice's parameters ``param_names`` as its arguments."""
+@dataclass(frozen=True)
+class Link:
+    """Where a notice leads: URL ``name`` with the notice's parameters ``args`` as its arguments."""
 
-    def link(params: dict) -> str | None:
+    name: str
+    label: Promise
+    args: tuple[str, ...] = ()
+
+    def url(self, params: dict) -> str | None:
         try:
-            return reverse(name, args=[params[p] for p in param_names])
+            return reverse(self.name, args=[params[a] for a in self.args])
         except (KeyError, NoReverseMatch):
             return None
-
-    return link
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -88,7 +91,7 @@ class Message:
     # Set for what must not be missed: texted unless the user turned the kind off.
     sms: Promise | None = None
     formats: dict[str, Callable[[Any], str]] = field(default_factory=dict)
-    link: Callable[[dict], str | None] | None = None
+    link: Link | None = None
 
 
 def _job_ended_body(params: dict) -> str:
@@ -101,8 +104,8 @@ def _job_ended_body(params: dict) -> str:
     return " ".join(parts)
 
 
-_JOB_LINK = _url("gpu_jobs:detail", "id")
-_STORAGE_LINK = _url("storage:dashboard")
+_JOB_LINK = Link("gpu_jobs:detail", gettext_lazy("See the job"), ("id",))
+_STORAGE_LINK = Link("storage:dashboard", gettext_lazy("See your storage"))
 
 MESSAGES: dict[str, Message] = {
     "job_succeeded": Message(
@@ -133,7 +136,7 @@ MESSAGES: dict[str, Message] = {
             "Aladdin: your compute balance is used up and %(n)s GPU job(s) were stopped. "
             "Buy a plan or an extension pack to run jobs again."
         ),
-        link=_url("gpu_jobs:list"),
+        link=Link("gpu_jobs:list", gettext_lazy("See your jobs")),
     ),
     "storage_retention_warning": Message(
         kind="storage_retention",
@@ -174,7 +177,7 @@ MESSAGES: dict[str, Message] = {
         body=gettext_lazy("You paid %(amount)s for %(plan)s. It is on your account now."),
         sms=gettext_lazy("Aladdin: we received %(amount)s for order %(order)s (%(plan)s)."),
         formats={"amount": YUAN},
-        link=_url("billing:orders"),
+        link=Link("billing:orders", gettext_lazy("See your orders")),
     ),
 }
 
@@ -198,6 +201,7 @@ class Rendered:
     title: str
     body: str
     url: str | None
+    link_label: str = ""
 
 
 def _values(message: Message, params: dict) -> dict[str, Any]:
@@ -231,10 +235,12 @@ def render(notification) -> Rendered:
         return Rendered(title=notification.title or notification.message, body="", url=None)
     params = notification.params or {}
     values = _values(message, params)
+    url = message.link.url(params) if message.link else None
     return Rendered(
         title=_fill(message.title, values),
         body=_fill(message.body, values),
-        url=message.link(params) if message.link else None,
+        url=url,
+        link_label=str(message.link.label) if url else "",
     )
 
 

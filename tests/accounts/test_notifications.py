@@ -64,7 +64,7 @@ def test_a_notice_written_while_chinese_was_active_reads_in_english_on_an_englis
     assert "任务 train（#7）失败" in chinese and "退出码 3。" in chinese
     assert "Job train (#7) failed" in english and "Exit code 3." in english
     assert "任务" not in english
-    assert 'href="/jobs/7/"' in english
+    assert 'href="/jobs/7/"' in english and "See the job" in english
 
 
 def test_amounts_and_times_are_formatted_when_read_from_integers_and_iso_times(client, user):
@@ -223,7 +223,7 @@ def _paid_order(user, plans, alipay) -> Order:
 
 
 def test_a_paid_order_is_texted_in_the_users_language(
-    make_user, plans, alipay, django_capture_on_commit_callbacks, caplog
+    client, make_user, plans, alipay, django_capture_on_commit_callbacks, caplog
 ):
     user = make_user(language="zh-hans")
 
@@ -232,6 +232,8 @@ def test_a_paid_order_is_texted_in_the_users_language(
 
     notice = Notification.objects.get(user=user, kind="order_paid")
     assert notice.sms == Notification.Sms.SENT
+    client.force_login(user)
+    assert 'data-testid="notice-texted"' in client.get("/notifications/").content.decode()
     assert SmsMessage.objects.filter(phone=user.phone, purpose="order_paid", ok=True).count() == 1
     texted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SMS to")]
     assert texted and order.out_trade_no in texted[-1] and "¥135.00" in texted[-1]

@@ -117,6 +117,8 @@ def test_a_notice_written_in_chinese_reads_in_english_and_the_bell_drops_when_re
     expect(job_notice.get_by_test_id("notice-title")).to_contain_text("Job train (#41) failed")
     expect(job_notice.get_by_test_id("notice-body")).to_have_text("Exit code 3.")
     expect(job_notice.get_by_test_id("notice-link")).to_have_attribute("href", "/jobs/41/")
+    expect(job_notice.get_by_test_id("notice-link")).to_contain_text("See the job")
+    expect(order_notice.get_by_test_id("notice-texted")).to_have_text("· also texted to you")
     expect(order_notice.get_by_test_id("notice-title")).to_contain_text(
         f"Payment received for order {order}"
     )
