@@ -6,6 +6,8 @@ for a code when a number has no account), so the limits hold across flows:
 1 send per 60 s and 10 per day per phone and per client IP, and a
 platform-wide daily budget. :func:`consume` is the gate itself; counters live
 in Redis (the Django cache's server), taken atomically by one script.
+Notices that must not be missed go through :func:`send_alert`: the same
+script and budget, their own per-phone daily count and no resend interval.
 """
 
 from __future__ import annotations

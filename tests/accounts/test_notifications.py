@@ -239,6 +239,24 @@ def test_a_paid_order_is_texted_in_the_users_language(
     assert texted and order.out_trade_no in texted[-1] and "¥135.00" in texted[-1]
 
 
+def test_the_sms_is_in_the_accounts_language_whatever_the_writer_spoke(
+    make_user,
+    django_capture_on_commit_callbacks,
+    caplog,
+    pending_zh,  # noqa: F811
+):
+    chinese, english = make_user(language="zh-hans"), make_user(language="en")
+
+    with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
+        notification_create(user=chinese, message="jobs_stopped_balance", params={"n": 2})
+    with translation.override("zh-hans"), django_capture_on_commit_callbacks(execute=True):
+        notification_create(user=english, message="jobs_stopped_balance", params={"n": 2})
+
+    texted = {r.args[0]: r.args[1] for r in caplog.records if r.msg == "SMS to %s: %s"}
+    assert texted[chinese.phone].startswith("Aladdin：您的算力余额已用尽，2 个 GPU 任务已停止")
+    assert texted[english.phone].startswith("Aladdin: your compute balance is used up and 2 GPU")
+
+
 def test_a_kind_turned_off_on_the_account_page_is_not_texted_but_still_shown(
     client, user, plans, alipay, django_capture_on_commit_callbacks
 ):
