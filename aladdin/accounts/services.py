@@ -1,4 +1,4 @@
-"""Account writes: language, education status, bans, IDE tokens, activity."""
+"""Account writes: language, education status, bans, IDE tokens, activity, notices."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from . import notices, selectors, sms
 from .choices import EducationStatus
 from .models import BannedPhone, Notification, NotificationPreference, StaffAction, User
 
@@ -274,8 +275,6 @@ def notification_create(
     missed is also texted, after commit, unless the user turned its kind off;
     the bell of the user's open pages is told the new unread count.
     """
-    from . import notices, selectors
-
     entry = notices.MESSAGES[message]  # an unknown id is a bug in the caller
     sms_kind = notices.sms_kind_of(message)
     texted = sms_kind is not None and selectors.sms_wanted(user=user, kind=sms_kind)
@@ -302,10 +301,6 @@ def notification_sms_send(*, notification_id: int) -> str:
     limit or a provider failure is recorded on the notice and never raised:
     the in-app notice stays either way.
     """
-    from django.utils import translation
-
-    from . import notices, sms
-
     claimed = Notification.objects.filter(pk=notification_id, sms=Notification.Sms.QUEUED).update(
         sms=Notification.Sms.SENT
     )
@@ -354,10 +349,9 @@ def notifications_mark_all_read(*, user: User, at: datetime | None = None) -> in
     return count
 
 
+@transaction.atomic
 def notification_preferences_set(*, user: User, sms_kinds: set[str]) -> None:
     """Text the kinds in ``sms_kinds`` and not the other SMS kinds (notices.SMS_KINDS)."""
-    from . import notices
-
     for kind in notices.SMS_KINDS:
         NotificationPreference.objects.update_or_create(
             user=user, kind=kind, defaults={"sms": kind in sms_kinds}
