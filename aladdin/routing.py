@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from aladdin.accounts.consumers import WhoAmIConsumer
+from aladdin.accounts.consumers import NoticesConsumer, WhoAmIConsumer
 from aladdin.live import LiveConsumer
 from gpu_jobs.consumers import JobLogConsumer, JobTerminalConsumer
 from workshops.consumers import WorkshopTerminalConsumer
@@ -10,6 +10,7 @@ from workshops.consumers import WorkshopTerminalConsumer
 websocket_urlpatterns = [
     path("ws/whoami/", WhoAmIConsumer.as_asgi()),
     path("ws/live/", LiveConsumer.as_asgi()),
+    path("ws/notifications/", NoticesConsumer.as_asgi()),
     path("ws/workshops/<int:pk>/terminal/", WorkshopTerminalConsumer.as_asgi()),
     path("ws/jobs/<int:pk>/logs/", JobLogConsumer.as_asgi()),
     path("ws/jobs/<int:pk>/terminal/", JobTerminalConsumer.as_asgi()),

@@ -459,6 +459,9 @@ SMS_DAILY_BUDGET = _env_int("SMS_DAILY_BUDGET", 2000, minimum=1)
 SMS_MIN_INTERVAL_SECONDS = 60
 SMS_DAILY_LIMIT_PER_PHONE = 10
 SMS_DAILY_LIMIT_PER_IP = 10
+# Notices texted to one phone a day (balance used up, storage reclaim
+# warning, order paid); counted apart from the codes, within the daily budget.
+SMS_ALERT_DAILY_LIMIT_PER_PHONE = 5
 ALIYUN_SMS_ACCESS_KEY_ID = env.str("ALIYUN_SMS_ACCESS_KEY_ID", default="")
 ALIYUN_SMS_ACCESS_KEY_SECRET = env.str("ALIYUN_SMS_ACCESS_KEY_SECRET", default="")
 ALIYUN_SMS_SIGN_NAME = env.str("ALIYUN_SMS_SIGN_NAME", default="")

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from oauth2_provider import views as oauth2_views
 
 from aladdin import views
-from aladdin.accounts.api import MeView
+from aladdin.accounts.api import MeView, notification_urlpatterns
 from aladdin.accounts.oauth import IDEAuthorizationView
 from aladdin.ops import views as ops_views
 from billing import api as billing_api
@@ -21,6 +21,7 @@ oauth_patterns = [
 
 api_v1 = [
     path("me", MeView.as_view(), name="api-me"),
+    *notification_urlpatterns,
     path("billing/balance", billing_api.BalanceView.as_view(), name="api-billing-balance"),
     path("billing/plans", billing_api.PlansView.as_view(), name="api-billing-plans"),
     path("billing/ledger", billing_api.LedgerView.as_view(), name="api-billing-ledger"),

@@ -19,6 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from aladdin.accounts.services import notification_create
+
 from . import alipay, selectors, services
 from .choices import PlanKind, SubscriptionState
 from .models import (
@@ -208,6 +210,16 @@ def order_fulfil(*, order_id: int, trade_no: str, params: dict, source: str, at=
         return PaymentNotification.Outcome.FLAGGED
     order.save()
     _record(order, params, outcome=PaymentNotification.Outcome.FULFILLED, source=source)
+    notification_create(
+        user=order.user,
+        message="order_paid",
+        params={
+            "order": order.out_trade_no,
+            "plan": order.plan.name,
+            "amount": order.price_fen,
+        },
+        at=at,
+    )
     return PaymentNotification.Outcome.FULFILLED
 
 

@@ -343,12 +343,7 @@ def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
             return 0
         user = Job.objects.get(pk=ids[0]).user
         notification_create(
-            user=user,
-            kind="job-balance",
-            title=_("Your GPU jobs were stopped: your compute balance is used up"),
-            body=_("%(n)s job(s) were stopped. Buy a plan or an extension pack to run jobs again.")
-            % {"n": len(ids)},
-            at=now,
+            user=user, message="jobs_stopped_balance", params={"n": len(ids)}, at=now
         )
     return len(ids)
 
@@ -464,16 +459,22 @@ def workload_spec(job: Job) -> WorkloadSpec:
 
 def _notify_end(job: Job) -> None:
     # Keyed by str: job.state is the field's plain string (JobState members equal it).
-    titles: dict[str, str] = {
-        JobState.SUCCEEDED: _("Job %(name)s (#%(id)s) finished"),
-        JobState.FAILED: _("Job %(name)s (#%(id)s) failed"),
-        JobState.STOPPED: _("Job %(name)s (#%(id)s) was stopped"),
+    messages: dict[str, str] = {
+        JobState.SUCCEEDED: "job_succeeded",
+        JobState.FAILED: "job_failed",
+        JobState.STOPPED: "job_stopped",
     }
-    title = titles[job.state] % {"name": job.display_name, "id": job.pk}
-    body = job.reason
-    if job.exit_code is not None:
-        body = (_("Exit code %(code)s.") % {"code": job.exit_code}) + (f" {body}" if body else "")
-    notification_create(user=job.user, kind=f"job-{job.state}", title=title, body=body)
+    notification_create(
+        user=job.user,
+        message=messages[job.state],
+        params={
+            "id": job.pk,
+            "name": job.display_name,
+            "exit_code": job.exit_code,
+            # As the job row stores it (the language it was written in).
+            "reason": job.reason,
+        },
+    )
 
 
 def _fail_unstarted(job_id: int, reason: str) -> None:

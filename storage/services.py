@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aladdin.accounts import sms
 from aladdin.accounts.services import notification_create
 from aladdin.cluster import get_driver
 from aladdin.cluster.base import ClusterDriver, DriverError
@@ -28,7 +27,7 @@ from billing import selectors as billing_selectors
 from billing.services import ChargeRequest, charge_batch
 
 from . import selectors
-from .choices import GIB, ReclaimReason
+from .choices import ReclaimReason
 from .models import DailyPeak, Reclamation, RetentionWarning, StorageAllowance, StorageCharge
 
 if TYPE_CHECKING:
@@ -326,18 +325,13 @@ def _warn(user: User, *, reclaim_at: datetime, at: datetime) -> bool:
         )
         if not created:
             return False
-        when = timezone.localtime(reclaim_at).strftime("%Y-%m-%d %H:%M")
-        text = _(
-            "Aladdin: your storage will be reclaimed at %(when)s because you have no plan "
-            "and have not logged in. Log in or subscribe to keep it."
-        ) % {"when": when}
+        # Texted too (after commit, in the account's language, unless turned off).
         notification_create(
-            user=user, kind="storage_retention", title=_("Storage will be reclaimed"), body=text
+            user=user,
+            message="storage_retention_warning",
+            params={"when": reclaim_at.isoformat()},
+            at=at,
         )
-    try:
-        sms.send_notice(phone=user.phone, text=text, purpose="storage_retention", ip=None)
-    except Exception:  # noqa: BLE001 - an SMS limit must not stop the run; in-app notice stays
-        logger.exception("retention SMS to user %s failed", user.pk)
     return True
 
 
@@ -364,13 +358,7 @@ def _reclaim(
         record = Reclamation.objects.create(
             user=user, at=at, bytes=n_bytes, reason=reason, basis_at=basis_at
         )
-        notification_create(
-            user=user,
-            kind="storage_reclaimed",
-            title=_("Storage reclaimed"),
-            body=_("Your storage (%(gib)s GiB used) was reclaimed.")
-            % {"gib": f"{n_bytes / GIB:.1f}"},
-        )
+        notification_create(user=user, message="storage_reclaimed", params={"size": n_bytes}, at=at)
     return record
 
 

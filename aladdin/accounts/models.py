@@ -6,6 +6,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from .choices import EducationStatus, Language
@@ -208,18 +209,48 @@ class SmsMessage(models.Model):
 
 
 class Notification(models.Model):
-    """An in-app notice for one user (e.g. a storage retention warning); unread until read_at."""
+    """An in-app notice for one user (e.g. a storage retention warning); unread until read_at.
+
+    Written as a message id and its parameters (``message``, ``params``) and
+    rendered in the reader's language when shown (aladdin.accounts.notices).
+    Rows written before that (``message`` is null) keep the text they were
+    written in, in ``title`` and ``body``.
+    """
+
+    class Sms(models.TextChoices):
+        NONE = "", _("not texted")
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        REFUSED = "refused", _("refused by a limit")
+        FAILED = "failed", _("failed")
 
     user = models.ForeignKey(
         User, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("user")
     )
     kind = models.CharField(max_length=32, verbose_name=_("kind"))
-    title = models.CharField(max_length=200, verbose_name=_("title"))
+    # Empty rather than null (one "no value", Django's convention for text).
+    message = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        verbose_name=_("message"),
+        help_text=_("Message id in aladdin.accounts.notices; empty for notices stored as text."),
+    )
+    params = models.JSONField(
+        null=True,
+        blank=True,
+        verbose_name=_("parameters"),
+        help_text=_("The message's parameters: amounts in µDCU or fen, times in ISO 8601."),
+    )
+    title = models.CharField(max_length=200, blank=True, verbose_name=_("title"))
     body = models.TextField(blank=True, verbose_name=_("text"))
     created_at = models.DateTimeField(
         default=timezone.now, db_index=True, verbose_name=_("created at")
     )
     read_at = models.DateTimeField(null=True, blank=True, verbose_name=_("read at"))
+    sms = models.CharField(
+        max_length=8, blank=True, default="", choices=Sms.choices, verbose_name=_("SMS")
+    )
 
     class Meta:
         verbose_name = _("notification")
@@ -228,4 +259,37 @@ class Notification(models.Model):
         indexes = [models.Index(fields=("user", "read_at"), name="accounts_notif_user_read")]
 
     def __str__(self) -> str:
-        return f"{self.kind} for {self.user_id}: {self.title}"
+        return f"{self.kind} for {self.user_id}: {self.message or self.title}"
+
+    @cached_property
+    def rendered(self):
+        """Title, body and link in the active language (aladdin.accounts.notices.render).
+
+        Cached on the row: one request reads it in one language.
+        """
+        from .notices import render
+
+        return render(self)
+
+
+class NotificationPreference(models.Model):
+    """Whether a user wants notices of one kind texted; no row means the kind's default (on)."""
+
+    user = models.ForeignKey(
+        User,
+        on_delete=models.CASCADE,
+        related_name="notification_preferences",
+        verbose_name=_("user"),
+    )
+    kind = models.CharField(max_length=32, verbose_name=_("kind"))
+    sms = models.BooleanField(default=True, verbose_name=_("by SMS"))
+
+    class Meta:
+        verbose_name = _("notification preference")
+        verbose_name_plural = _("notification preferences")
+        constraints = [
+            models.UniqueConstraint(fields=("user", "kind"), name="accounts_notifpref_user_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}: sms={self.sms}"

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from .models import User
+from .models import Notification, NotificationPreference, User
 
 
 def connected_ides(*, user: User) -> QuerySet[Any]:
@@ -22,3 +22,28 @@ def connected_ides(*, user: User) -> QuerySet[Any]:
         .select_related("application", "access_token")
         .order_by("-created")
     )
+
+
+def notifications_for(*, user: User) -> QuerySet[Notification]:
+    """The user's notices, newest first (only theirs: another user's id is not found)."""
+    return Notification.objects.filter(user=user).order_by("-created_at", "-pk")
+
+
+def unread_count(*, user: User) -> int:
+    return Notification.objects.filter(user=user, read_at__isnull=True).count()
+
+
+def sms_preferences(*, user: User) -> list[tuple[str, Any, bool]]:
+    """(kind, label, texted) for every kind that can be texted; on unless turned off."""
+    from .notices import SMS_KINDS
+
+    saved = dict(NotificationPreference.objects.filter(user=user).values_list("kind", "sms"))
+    return [(kind, label, saved.get(kind, True)) for kind, label in SMS_KINDS.items()]
+
+
+def sms_wanted(*, user: User, kind: str) -> bool:
+    """Whether notices of ``kind`` are texted to ``user`` (on by default)."""
+    saved = NotificationPreference.objects.filter(user=user, kind=kind).values_list(
+        "sms", flat=True
+    )
+    return next(iter(saved), True)

@@ -1,7 +1,8 @@
-"""Account writes: language, education status, bans, IDE tokens, activity."""
+"""Account writes: language, education status, bans, IDE tokens, activity, notices."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -13,11 +14,14 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from . import notices, selectors, sms
 from .choices import EducationStatus
-from .models import BannedPhone, Notification, StaffAction, User
+from .models import BannedPhone, Notification, NotificationPreference, StaffAction, User
+
+logger = logging.getLogger(__name__)
 
 EDU_SIGNING_SALT = "aladdin.accounts.education"
 ACTIVITY_RESOLUTION_SECONDS = 300
@@ -263,9 +267,103 @@ def user_ban(*, user: User, actor: User | None, reason: str) -> User:
 
 
 def notification_create(
-    *, user: User, kind: str, title: str, body: str = "", at: datetime | None = None
+    *, user: User, message: str, params: dict | None = None, at: datetime | None = None
 ) -> Notification:
-    """Record an in-app notice for ``user``; shown on the overview page until read."""
-    return Notification.objects.create(
-        user=user, kind=kind, title=title, body=body, created_at=at or timezone.now()
+    """Record a notice for ``user`` as message id + parameters (aladdin.accounts.notices).
+
+    Rendered in the reader's language when shown. A message that must not be
+    missed is also texted, after commit, unless the user turned its kind off;
+    the bell of the user's open pages is told the new unread count.
+    """
+    entry = notices.MESSAGES[message]  # an unknown id is a bug in the caller
+    sms_kind = notices.sms_kind_of(message)
+    texted = sms_kind is not None and selectors.sms_wanted(user=user, kind=sms_kind)
+    notification = Notification.objects.create(
+        user=user,
+        kind=entry.kind,
+        message=message,
+        params=params or {},
+        created_at=at or timezone.now(),
+        sms=Notification.Sms.QUEUED if texted else Notification.Sms.NONE,
     )
+    if texted:
+        from . import tasks
+
+        transaction.on_commit(lambda: tasks.notification_sms.delay(notification.pk))
+    _push_unread_count(user.pk)
+    return notification
+
+
+def notification_sms_send(*, notification_id: int) -> str:
+    """Text a queued notice in the account's language, once; returns its SMS state.
+
+    The claim (queued -> sent) comes first, so a task run twice texts once; a
+    limit or a provider failure is recorded on the notice and never raised:
+    the in-app notice stays either way.
+    """
+    claimed = Notification.objects.filter(pk=notification_id, sms=Notification.Sms.QUEUED).update(
+        sms=Notification.Sms.SENT
+    )
+    if not claimed:
+        return ""
+    notification = Notification.objects.select_related("user").get(pk=notification_id)
+    user = notification.user
+    with translation.override(user.language or settings.LANGUAGE_CODE):
+        text = notices.render_sms(notification)
+    state = Notification.Sms.SENT
+    try:
+        if not text or not sms.send_alert(phone=user.phone, text=text, purpose=notification.kind):
+            state = Notification.Sms.FAILED
+    except sms.SmsLimitExceeded as exc:
+        logger.warning("SMS notice %s to user %s refused (%s)", notification_id, user.pk, exc.scope)
+        state = Notification.Sms.REFUSED
+    except Exception:  # noqa: BLE001 - the provider's client can raise anything; the notice stays
+        logger.exception("SMS notice %s to user %s failed", notification_id, user.pk)
+        state = Notification.Sms.FAILED
+    if state != Notification.Sms.SENT:
+        Notification.objects.filter(pk=notification_id).update(sms=state)
+    return state
+
+
+def notification_mark_read(
+    *, user: User, notification_id: int, at: datetime | None = None
+) -> Notification:
+    """Mark one of ``user``'s notices read; another user's id raises Notification.DoesNotExist."""
+    notification = Notification.objects.get(pk=notification_id, user=user)
+    if notification.read_at is None:
+        notification.read_at = at or timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(
+            read_at=notification.read_at
+        )
+        _push_unread_count(user.pk)
+    return notification
+
+
+def notifications_mark_all_read(*, user: User, at: datetime | None = None) -> int:
+    """Mark every unread notice of ``user`` read; returns how many."""
+    count = Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=at or timezone.now()
+    )
+    if count:
+        _push_unread_count(user.pk)
+    return count
+
+
+@transaction.atomic
+def notification_preferences_set(*, user: User, sms_kinds: set[str]) -> None:
+    """Text the kinds in ``sms_kinds`` and not the other SMS kinds (notices.SMS_KINDS)."""
+    for kind in notices.SMS_KINDS:
+        NotificationPreference.objects.update_or_create(
+            user=user, kind=kind, defaults={"sms": kind in sms_kinds}
+        )
+
+
+def _push_unread_count(user_id: int) -> None:
+    """After commit, tell the user's open pages (the bell) their unread count."""
+
+    def push() -> None:
+        from .consumers import push_unread_count
+
+        push_unread_count(user_id)
+
+    transaction.on_commit(push)

@@ -6,6 +6,8 @@ for a code when a number has no account), so the limits hold across flows:
 1 send per 60 s and 10 per day per phone and per client IP, and a
 platform-wide daily budget. :func:`consume` is the gate itself; counters live
 in Redis (the Django cache's server), taken atomically by one script.
+Notices that must not be missed go through :func:`send_alert`: the same
+script and budget, their own per-phone daily count and no resend interval.
 """
 
 from __future__ import annotations
@@ -231,14 +233,18 @@ def check(*, phone: str, ip: str | None) -> None:
 
 
 def _gate(*, phone: str, ip: str | None, dry_run: bool) -> None:
-    day = _day_key()
     subjects = [("phone", phone, settings.SMS_DAILY_LIMIT_PER_PHONE)]
     if ip:
         subjects.append(("ip", ip_subject(ip), settings.SMS_DAILY_LIMIT_PER_IP))
+    _take(subjects, interval_ms=settings.SMS_MIN_INTERVAL_SECONDS * 1000, dry_run=dry_run)
+
+
+def _take(subjects: list[tuple[str, str, int]], *, interval_ms: int, dry_run: bool) -> None:
+    """Take one send from each (scope, value, daily limit) and the budget, or raise."""
+    day = _day_key()
     keys = [_key(f"sms:{scope}:{value}:day:{day}") for scope, value, _limit in subjects]
     keys.append(_key(f"sms:budget:{day}"))
     keys += [_key(f"sms:{scope}:{value}:slot") for scope, value, _limit in subjects]
-    interval_ms = settings.SMS_MIN_INTERVAL_SECONDS * 1000
     args = [
         len(subjects),
         int(timezone.now().timestamp() * 1000),
@@ -261,6 +267,38 @@ def _gate(*, phone: str, ip: str | None, dry_run: bool) -> None:
         raise SmsLimitExceeded(scope=scope, retry_after=_seconds_to_midnight())
     retry = -(-int(retry_ms) // 1000)  # ceil: never tell people to retry too early
     raise SmsLimitExceeded(scope=scope, retry_after=max(min(retry, interval_ms // 1000), 1))
+
+
+# Alerts have no resend interval (the Lua script needs a positive one: 1 ms).
+_ALERT_INTERVAL_MS = 1
+
+
+def send_alert(*, phone: str, text: str, purpose: str) -> bool:
+    """Text a notice that must not be missed (balance used up, storage reclaim, order paid).
+
+    Counted apart from verification codes (``alert`` scope: SMS_ALERT_DAILY_LIMIT_PER_PHONE
+    a day), so that an alert never takes the 60 s slot or the daily count a
+    person needs to log in by code; the platform's daily budget holds for both.
+    Raises SmsLimitExceeded (nothing sent); False when the provider failed.
+    """
+    from .models import SmsMessage
+
+    _take(
+        [("alert", phone, settings.SMS_ALERT_DAILY_LIMIT_PER_PHONE)],
+        interval_ms=_ALERT_INTERVAL_MS,
+        dry_run=False,
+    )
+    backend = get_backend()
+    try:
+        backend.send_text(phone=phone, text=text)
+    except SmsError as exc:
+        logger.error("SMS to %s failed: %s", phone, exc)
+        SmsMessage.objects.create(
+            phone=phone, purpose=purpose, backend=backend.name, ok=False, error=str(exc)
+        )
+        return False
+    SmsMessage.objects.create(phone=phone, purpose=purpose, backend=backend.name)
+    return True
 
 
 def send_code(*, phone: str, code: str, purpose: str, ip: str | None) -> None:

@@ -13,6 +13,14 @@ urlpatterns = [
     ),
     path("account/ides/<int:token_id>/revoke/", views.ide_revoke, name="ide_revoke"),
     path("account/password/new/", views.password_new, name="password_new"),
+    path(
+        "account/notifications/",
+        views.notification_preferences,
+        name="notification_preferences",
+    ),
+    path("notifications/", views.notifications, name="notifications"),
+    path("notifications/<int:pk>/read/", views.notification_read, name="notification_read"),
+    path("notifications/read-all/", views.notifications_read_all, name="notifications_read_all"),
     # Override allauth's code pages: resend must answer the same for unknown
     # numbers, and wrong guesses are capped per code in Redis (see views).
     path(

@@ -23,15 +23,18 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .forms import EducationEmailForm, LanguageForm, NewPasswordForm
+from .models import Notification
 from .phone import mask_phone
 
 # How recently an SMS code login must have happened to set a new password
@@ -50,6 +53,7 @@ def account(request):
             "language_form": LanguageForm(initial={"language": request.user.language}),
             "ides": selectors.connected_ides(user=request.user),
             "education_domains": settings.EDUCATION_EMAIL_DOMAINS,
+            "sms_preferences": selectors.sms_preferences(user=request.user),
         },
     )
 
@@ -276,3 +280,64 @@ def verify_phone(request):
     if request.user.is_authenticated:
         return _verify_phone_change(request)
     return _verify_phone_at_signup(request)
+
+
+# --- notifications ----------------------------------------------------------------------
+
+NOTICES_PER_PAGE = 20
+
+
+def _back_to_notices(request):
+    """Where a mark-read form asked to return (same site only), else the notifications page."""
+    next_url = request.POST.get("next") or ""
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, {request.get_host()}, request.is_secure()
+    ):
+        return HttpResponseRedirect(next_url)
+    return redirect("notifications")
+
+
+@login_required
+def notifications(request):
+    """The user's notices, newest first, paginated; each in the reader's language."""
+    paginator = Paginator(selectors.notifications_for(user=request.user), NOTICES_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "accounts/notifications.html",
+        {"page": page, "unread": selectors.unread_count(user=request.user)},
+    )
+
+
+@login_required
+@require_POST
+def notification_read(request, pk: int):
+    try:
+        services.notification_mark_read(user=request.user, notification_id=pk)
+    except Notification.DoesNotExist:
+        raise Http404 from None
+    return _back_to_notices(request)
+
+
+@login_required
+@require_POST
+def notifications_read_all(request):
+    count = services.notifications_mark_all_read(user=request.user)
+    if count:
+        messages.success(
+            request,
+            ngettext("%(n)d notice marked read.", "%(n)d notices marked read.", count)
+            % {"n": count},
+        )
+    return _back_to_notices(request)
+
+
+@login_required
+@require_POST
+def notification_preferences(request):
+    """The SMS switches of the account page: a kind not ticked is not texted."""
+    known = {kind for kind, _label, _on in selectors.sms_preferences(user=request.user)}
+    wanted = set(request.POST.getlist("sms")) & known
+    services.notification_preferences_set(user=request.user, sms_kinds=wanted)
+    messages.success(request, _("Your SMS preferences are saved."))
+    return redirect(reverse("account") + "#sms-preferences")

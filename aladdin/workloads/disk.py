@@ -139,20 +139,28 @@ def choose(over: list[Overuse], shortfall: int) -> list[Overuse]:
     return chosen
 
 
+def stop_params(space: DiskSpace, reserve: int, overuse: Overuse) -> dict[str, int]:
+    """The numbers of the stop, in bytes (the notice formats them when read)."""
+    return {
+        "free": space.free,
+        "reserve": reserve,
+        "excess": overuse.excess,
+        "allowed": overuse.allowed,
+    }
+
+
 def stop_reason(space: DiskSpace, reserve: int, overuse: Overuse) -> str:
+    # The same text as the "storage_disk_full" notice (aladdin.accounts.notices).
     return _(
         "Stopped: the server's disk is almost full (%(free)s free, reserve %(reserve)s) and "
         "your storage is %(excess)s over your allowance of %(allowed)s. Delete files or "
         "expand your storage, then start it again."
     ) % {
-        "free": filesizeformat(space.free),
-        "reserve": filesizeformat(reserve),
-        "excess": filesizeformat(overuse.excess),
-        "allowed": filesizeformat(overuse.allowed),
+        name: filesizeformat(value) for name, value in stop_params(space, reserve, overuse).items()
     }
 
 
-def _stop_user(overuse: Overuse, reason: str, at: datetime) -> int:
+def _stop_user(overuse: Overuse, reason: str, params: dict[str, int], at: datetime) -> int:
     """Stop the user's workloads under their storage row's lock; notify if this pass stopped any."""
     with transaction.atomic():
         row = StorageAllowance.objects.select_for_update().select_related("user")
@@ -160,11 +168,7 @@ def _stop_user(overuse: Overuse, reason: str, at: datetime) -> int:
         stopped = sum(stopper(user_id=overuse.user_id, reason=reason) for stopper in _stoppers)
         if stopped:
             notification_create(
-                user=allowance.user,
-                kind="storage_disk_full",
-                title=_("Your workloads were stopped: the server's disk is almost full"),
-                body=reason,
-                at=at,
+                user=allowance.user, message="storage_disk_full", params=params, at=at
             )
     return stopped
 
@@ -202,7 +206,8 @@ def disk_guard(
     result.chosen = [o.user_id for o in chosen]
     for overuse in chosen:
         reason = stop_reason(space, reserve, overuse)
-        result.stopped[overuse.user_id] = _stop_user(overuse, reason, at)
+        params = stop_params(space, reserve, overuse)
+        result.stopped[overuse.user_id] = _stop_user(overuse, reason, params, at)
     log.warning(
         "disk guard: %s bytes free, reserve %s: stopped %s workload(s) of users %s",
         space.free,

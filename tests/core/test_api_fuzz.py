@@ -76,6 +76,7 @@ OWNED_ID = {
     "/api/v1/jobs/{id}/stop": "job",
     "/api/v1/jobs/{id}/logs": "job",
     "/api/v1/jobs/configurations/{id}": "configuration",
+    "/api/v1/notifications/{id}/read": "notification",
 }
 # Request bodies that name catalog rows by id (a random integer never finds one).
 CATALOG_FIELDS = {"/api/v1/workshops": ("image", "preset"), "/api/v1/workshops/{id}": ("preset",)}
@@ -131,6 +132,8 @@ def fuzz_account(user, plans, subscribe, cards, catalog, driver, make_job, make_
         "order": [payments.order_create(user=user, plan=plans["trial"]).pk, paid.pk],
         "image": [catalog["image"].pk],
         "preset": [preset.pk],
+        # The paid order's notice (order_fulfil writes it).
+        "notification": [user.notifications.get(message="order_paid").pk],
     }
     return token, ids
 

@@ -70,6 +70,16 @@ def _ssh_keys(user, ctx):
     workshop_services.ssh_key_generate(user=user, name=f"key{next(_n)}")
 
 
+def _notifications(user, ctx):
+    from aladdin.accounts.services import notification_create
+
+    notification_create(
+        user=user,
+        message="order_paid",
+        params={"order": f"ALD{next(_n)}", "plan": "Trial", "amount": 13500},
+    )
+
+
 # Each list endpoint with a way to add one row that ``user`` sees in it.
 LISTS = {
     "/api/v1/billing/ledger": _ledger,
@@ -81,6 +91,7 @@ LISTS = {
     "/api/v1/jobs": _jobs,
     "/api/v1/jobs/configurations": _configurations,
     "/api/v1/ssh-keys": _ssh_keys,
+    "/api/v1/notifications": _notifications,
 }
 
 

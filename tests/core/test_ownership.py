@@ -20,6 +20,7 @@ from django.forms.models import model_to_dict
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from aladdin.accounts.services import notification_create
 from aladdin.routing import websocket_urlpatterns
 from gpu_jobs.models import JobPort
 from tests.factories import JobConfigurationFactory
@@ -39,6 +40,7 @@ OWNED = {
     "workshops/<int:pk>/resources/": "workshop",
     "workshops/<int:pk>/env/": "workshop",
     "workshops/<int:pk>/terminal/": "workshop",
+    "workshops/<int:pk>/status/": "workshop",
     "workshops/<int:pk>/<str:action>/": "workshop",
     "jobs/configurations/<int:pk>/delete/": "configuration",
     "jobs/<int:pk>/": "job",
@@ -60,6 +62,8 @@ OWNED = {
     "api/v1/jobs/<int:pk>/ports": "job",
     "api/v1/jobs/<int:pk>/ports/<int:port>": "job",
     "api/v1/jobs/<int:pk>/logs": "job",
+    "notifications/<int:pk>/read/": "notification",
+    "api/v1/notifications/<int:pk>/read": "notification",
 }
 OWNED_WEBSOCKETS = {
     "ws/workshops/<int:pk>/terminal/": "workshop",
@@ -122,6 +126,9 @@ def owned_by_b(db, other_user, make_job, make_workshop, plans):
         "configuration": JobConfigurationFactory(user=other_user, name="b's"),
         "job": make_job(other_user, started_at=timezone.now() - timedelta(minutes=1)),
         "ssh_key": ssh_key_add(user=other_user, public_key=public_key()),
+        "notification": notification_create(
+            user=other_user, message="jobs_stopped_balance", params={"n": 1}
+        ),
     }
     # B's job serves port 8888: removing or adding a port of it must be 404 to A.
     JobPort.objects.create(job=objects["job"], port=8888)

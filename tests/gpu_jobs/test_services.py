@@ -179,7 +179,7 @@ def test_a_job_that_exits_is_billed_to_its_exit_and_the_user_is_told(launch, dri
     assert ledger_total(job) == 2_560_000 * 127 // 3600
     assert job.workload_name not in driver.workloads  # forgotten once recorded
     note = Notification.objects.get(user=job.user, kind="job-failed")
-    assert "Exit code 3" in note.body
+    assert "Exit code 3" in note.rendered.body and note.params["exit_code"] == 3
 
 
 def test_a_lost_running_job_ends_at_its_last_sighting(launch, driver):

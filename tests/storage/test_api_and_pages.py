@@ -66,10 +66,14 @@ def test_the_dashboard_shows_use_warnings_and_the_form(client, trial_user):
 
 
 def test_the_overview_shows_unread_notices(client, user):
-    notification_create(user=user, kind="storage_retention", title="Storage will be reclaimed")
+    notification_create(
+        user=user,
+        message="storage_retention_warning",
+        params={"when": "2026-05-16T09:00:00+08:00"},
+    )
     client.force_login(user)
     page = client.get("/overview/").content.decode()
-    assert "Storage will be reclaimed" in page
+    assert "Storage will be reclaimed" in page and "2026-05-16 09:00" in page
 
 
 def test_the_admin_reclaim_queue_lists_volumes_without_a_plan(client, make_user, plans, driver):

@@ -44,14 +44,17 @@ def test_storage_is_reclaimed_15_days_after_the_plan_ended_not_a_minute_before(l
     assert services.usage_sample(as_of=sh(2026, 5, 17), driver=driver) == 0
 
 
-def test_the_warning_is_sent_in_app_and_by_sms_3_days_before(lapsed):
+def test_the_warning_is_sent_in_app_and_by_sms_3_days_before(
+    lapsed, django_capture_on_commit_callbacks
+):
     assert _run(sh(2026, 5, 13, 8, 59))["warned"] == 0
 
-    assert _run(sh(2026, 5, 13, 9))["warned"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _run(sh(2026, 5, 13, 9))["warned"] == 1
 
     assert RetentionWarning.objects.get(user=lapsed).reclaim_at == RECLAIM_AT
     notice = Notification.objects.get(user=lapsed, kind="storage_retention")
-    assert "2026-05-16 09:00" in notice.body
+    assert "2026-05-16 09:00" in notice.rendered.body
     assert SmsMessage.objects.filter(phone=lapsed.phone, purpose="storage_retention").exists()
     # once per cycle
     assert _run(sh(2026, 5, 14))["warned"] == 0
