@@ -39,6 +39,9 @@ system-run-deps: ## Install Debian packages the portal needs (bubblewrap, patche
 .PHONY: system-test-deps
 system-test-deps: ## Install Debian packages the tests need (chromium, CJK font, PostgreSQL, bubblewrap, patchelf, slirp4netns, nftables, OpenSSH client and sftp-server, rsync)
 	@bash scripts/apt-ensure.sh chromium fonts-wqy-microhei postgresql bubblewrap patchelf slirp4netns nftables openssh-client openssh-sftp-server rsync
+	@# axe-core for the browser tests' accessibility checks (package.json, pinned by package-lock.json).
+	@command -v npm >/dev/null || bash scripts/apt-ensure.sh npm
+	@[ -f node_modules/axe-core/axe.min.js ] || npm ci --no-audit --no-fund --silent
 
 .PHONY: migrate
 migrate: venv ## Apply database migrations and load catalog data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter, get_adapter
@@ -14,9 +15,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import sms
+
+# A login this soon after the account was made is its first (sign-up).
+NEW_ACCOUNT_WINDOW = timedelta(minutes=10)
 from .models import BannedPhone, User
 from .phone import normalize_phone
 
@@ -148,6 +153,29 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def is_open_for_signup(self, request) -> bool:
         return True
+
+    def add_message(
+        self,
+        request,
+        level,
+        message_template=None,
+        message_context=None,
+        extra_tags="",
+        message=None,
+    ):
+        # allauth says "welcome back" after every login, the first (right
+        # after sign-up) included: a new account is welcomed, not back.
+        user = (message_context or {}).get("user")
+        joined = getattr(user, "date_joined", None)
+        if (
+            message_template == "account/messages/logged_in.txt"
+            and joined is not None
+            and timezone.now() - joined < NEW_ACCOUNT_WINDOW
+        ):
+            message_template = "account/messages/signed_up.txt"
+        return super().add_message(
+            request, level, message_template, message_context, extra_tags, message
+        )
 
     def _get_login_attempts_cache_key(self, request, **credentials: Any) -> str:
         # allauth keys failed logins by email or username only: every phone

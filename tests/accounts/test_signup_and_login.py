@@ -72,7 +72,24 @@ def test_sign_up_with_phone_and_password_then_verify_the_phone(caplog):
     assert user.phone_verified is True
     assert user.check_password(PASSWORD)
     assert logged_in_as(client) == user.pk
-    assert client.get("/account/").status_code == 200
+    page = client.get("/account/", headers={"accept-language": "en"})
+    assert page.status_code == 200
+    # A new account is welcomed, not "back".
+    shown = [str(m) for m in page.context["messages"]]
+    assert "Welcome to Aladdin: your account is ready." in shown
+    assert not any("back" in m for m in shown)
+
+
+def test_a_returning_user_is_welcomed_back(make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = make_user(date_joined=timezone.now() - timedelta(days=3))
+    client = Client(REMOTE_ADDR="10.21.0.9", HTTP_ACCEPT_LANGUAGE="en")
+    client.post(LOGIN, {"login": user.phone, "password": "S3cure-pass-word"})
+    page = client.get("/account/", headers={"accept-language": "en"})
+    assert "Welcome back to Aladdin." in [str(m) for m in page.context["messages"]]
 
 
 def test_username_is_optional_at_sign_up(caplog):
