@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import sms
+from .models import BannedPhone, User
+from .phone import normalize_phone
 
 # A login this soon after the account was made is its first (sign-up).
 NEW_ACCOUNT_WINDOW = timedelta(minutes=10)
-from .models import BannedPhone, User
-from .phone import normalize_phone
 
 # The pages where a phone number only names the account to log in to.
 LOGIN_VIEWS = frozenset({"account_login", "account_request_login_code"})
