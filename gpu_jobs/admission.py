@@ -64,6 +64,25 @@ def active_jobs(user):
     return Job.objects.filter(user=user, state__in=ACTIVE_STATES).select_related("gpu_type")
 
 
+def refuse_without_plan(user, at: datetime | None = None) -> int:
+    """The user's GPU parallelism; JobRefused ("plan_needed") when there is none.
+
+    Asked first at launch: whatever else is wrong with the request, a user
+    without a plan needs a plan before anything else helps.
+    """
+    allowed = billing_selectors.gpu_parallelism(user, at or timezone.now())
+    if allowed <= 0:
+        raise JobRefused(
+            _(
+                "GPU jobs need a plan: without one your account has no GPU parallelism "
+                "(workshops still run on the free tier). Buy a plan on the Billing page, "
+                "then launch again."
+            ),
+            code="plan_needed",
+        )
+    return allowed
+
+
 def jobs_usage(
     user, exclude_workshop_id: int | None = None, exclude_job_id: int | None = None
 ) -> list[quota.Holding]:
@@ -121,16 +140,7 @@ def admit(
     # 2. Parallelism: the running jobs' sum plus this one ≤ the plan's. A
     #    user without a plan has none: GPU use needs a plan, whatever runs.
     asked = cards_per_worker * workers * gpu_type.parallelism_weight
-    allowed = billing_selectors.gpu_parallelism(user, at)
-    if allowed <= 0:
-        raise JobRefused(
-            _(
-                "GPU jobs need a plan: without one your account has no GPU parallelism "
-                "(workshops still run on the free tier). Buy a plan on the Billing page, "
-                "then launch again."
-            ),
-            code="plan_needed",
-        )
+    allowed = refuse_without_plan(user, at)
     running = active_jobs(user).order_by("pk")
     if exclude_job_id is not None:
         running = running.exclude(pk=exclude_job_id)

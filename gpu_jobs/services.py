@@ -150,6 +150,7 @@ def job_create(
     idempotency_key = _clean_key(idempotency_key)
     entry = clean_entry(kind, entry, python_module)
     workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
+    admission.refuse_without_plan(user, at)
     if not python_module:
         _refuse_a_missing_entry(user, entry)
     # Serialise admissions of this user: the balance, parallelism and quota
