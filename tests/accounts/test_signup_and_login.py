@@ -75,9 +75,10 @@ def test_sign_up_with_phone_and_password_then_verify_the_phone(caplog):
     page = client.get("/account/", headers={"accept-language": "en"})
     assert page.status_code == 200
     # A new account is welcomed, not "back".
+    # (Messages are worded when added, in the language of that request: zh-hans.)
     shown = [str(m) for m in page.context["messages"]]
-    assert "Welcome to Aladdin: your account is ready." in shown
-    assert not any("back" in m for m in shown)
+    assert "欢迎来到 Aladdin：你的账号已就绪。" in shown
+    assert not any("欢迎回到" in m for m in shown)
 
 
 def test_a_returning_user_is_welcomed_back(make_user):
@@ -282,3 +283,16 @@ def test_language_switch_ignores_unknown_languages_and_foreign_redirects(user):
     assert response["Location"] == "/"
     user.refresh_from_db()
     assert user.language == "en"  # unchanged
+
+
+def test_the_code_pages_read_as_the_portal_words_them_not_as_allauth_does(db):
+    # allauth's zh_Hans says "登录代码" / "请求新代码"; the portal's catalog comes first.
+    from django.utils import translation
+    from django.utils.translation import gettext
+
+    with translation.override("zh-hans"):
+        assert gettext("Request new code") == "重新发送验证码"
+        assert gettext("Enter Sign-In Code") == "输入登录验证码"
+        assert "代码" not in gettext(
+            "We've sent a code to %(recipient)s. The code expires shortly, so please enter it soon."
+        )
