@@ -150,7 +150,17 @@ def job_create(
     idempotency_key = _clean_key(idempotency_key)
     entry = clean_entry(kind, entry, python_module)
     workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
+    image = clean_image(image)
+    interpreter = clean_path(interpreter, field="interpreter", must_be_under_root=True)
+    # What no change of the request fixes is said first: no plan, an image
+    # this host cannot provide; then a missing entry file.
     admission.refuse_without_plan(user, at)
+    if not interpreter:
+        # The image runs only if it is what it says (a conda interpreter
+        # under /root replaces it, SPEC §6, so then it is not checked).
+        image_row = images.image_for_ref(image)
+        if image_row is not None:
+            images.image_check_launchable(image_row)
     if not python_module:
         _refuse_a_missing_entry(user, entry)
     # Serialise admissions of this user: the balance, parallelism and quota
@@ -167,8 +177,8 @@ def job_create(
         python_module=bool(python_module),
         args=clean_args(args),
         workdir=workdir,
-        image=clean_image(image),
-        interpreter=clean_path(interpreter, field="interpreter", must_be_under_root=True),
+        image=image,
+        interpreter=interpreter,
         gpu_type=gpu_type,
         cards_per_worker=int(cards_per_worker),
         workers=int(workers),
@@ -177,12 +187,6 @@ def job_create(
         state=JobState.STARTING,
     )
     job.set_env(clean_env(env))
-    if not job.interpreter:
-        # The image runs only if it is what it says (a conda interpreter
-        # under /root replaces it, SPEC §6, so then it is not checked).
-        image_row = images.image_for_ref(job.image)
-        if image_row is not None:
-            images.image_check_launchable(image_row)
     admission.admit(
         user=user,
         gpu_type=gpu_type,
