@@ -40,6 +40,9 @@ PERMISSIONS: dict[str, str] = {
     "education": "accounts.change_user",
     "ban": "accounts.change_user",
 }
+# What a banned account is not given (a ban is for good; refunds, stops and
+# the retention hold stay possible, e.g. for an appeal).
+NOT_FOR_BANNED = frozenset({"voucher", "education", "storage_raise"})
 # Seeing the 360° page and searching.
 VIEW_PERMISSION = "accounts.view_user"
 

@@ -64,6 +64,9 @@ def user_360(request: HttpRequest, user_id: int) -> HttpResponse:
     subject = get_object_or_404(User, pk=user_id)
     data = selectors.user_360(subject, ledger_page=request.GET.get("ledger_page") or 1)
     perms = {name: request.user.has_perm(perm) for name, perm in actions.PERMISSIONS.items()}
+    if subject.is_banned:
+        # Nothing to give a banned account: its forms are not offered.
+        perms.update(dict.fromkeys(actions.NOT_FOR_BANNED, False))
     return TemplateResponse(
         request,
         "backoffice/user.html",
@@ -89,6 +92,12 @@ def act(request: HttpRequest, user_id: int, name: str) -> HttpResponse:
     _require(request, actions.VIEW_PERMISSION)
     _require(request, actions.PERMISSIONS[name])
     subject = get_object_or_404(User, pk=user_id)
+    if subject.is_banned and name in actions.NOT_FOR_BANNED:
+        messages.error(
+            request,
+            _("The account is banned: it gets no vouchers, education prices or more storage."),
+        )
+        return redirect(_user_url(subject.pk))
     form_class, run = handler
     form = form_class(request.POST)
     if not form.is_valid():

@@ -322,3 +322,21 @@ def test_an_unknown_action_is_404(staff_client, user):
 
 def test_a_get_is_not_an_action(staff_client, user):
     assert staff_client.get(f"/admin/backoffice/users/{user.pk}/act/ban/").status_code == 405
+
+
+def test_a_banned_account_is_offered_no_voucher_education_or_storage(
+    staff_client, staff, make_user
+):
+    from aladdin.backoffice.services import user_ban_for_mining
+
+    miner = make_user()
+    user_ban_for_mining(user=miner, actor=staff, reason="mining")
+
+    page = staff_client.get(f"/admin/backoffice/users/{miner.pk}/").content.decode()
+    for action in ("voucher", "education", "storage_raise"):
+        assert f"/act/{action}/" not in page
+    assert "/act/storage_hold/" in page  # kept, e.g. for an appeal
+
+    response = act(staff_client, miner, "voucher", amount_dcu="5", reason="sorry", key="k1")
+    assert any("The account is banned" in m for m in shown_messages(response))
+    assert not Grant.objects.filter(user=miner).exists()
