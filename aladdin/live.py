@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone, translation
 
+from aladdin.lib.units import dcu_html
 from aladdin.wsauth import CLOSE_BAD_REQUEST, accepted_subprotocol, refuse, user_refusal
 
 LIVE_SECONDS = getattr(settings, "ALADDIN_LIVE_SECONDS", 3)
@@ -47,7 +48,6 @@ def _ids(value) -> list[int]:
 def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
     """The watched rows of ``user`` as the pages show them (text, in the user's language)."""
     from billing import selectors as billing_selectors
-    from billing.templatetags.billing import dcu_page
     from gpu_jobs import selectors as job_selectors
     from workshops import selectors as workshop_selectors
 
@@ -59,8 +59,8 @@ def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
                 "state": row["state"],
                 "state_label": row["state_label"],
                 "reason": row["reason"],
-                "billed": str(dcu_page(row["billed_micro"])),
-                "charged": str(dcu_page(row["charged_micro"])),
+                "billed": str(dcu_html(row["billed_micro"])),
+                "charged": str(dcu_html(row["charged_micro"])),
                 "started": _when(row["started_at"]),
                 "ended": _when(row["ended_at"]),
             }
@@ -75,8 +75,8 @@ def snapshot(user, watch: dict[str, Any]) -> dict[str, dict]:
         balance = {}
         if watch.get("balance") is True:
             balance = {
-                "active": str(dcu_page(billing_selectors.active_balance_micro(user, now))),
-                "debt": str(dcu_page(billing_selectors.account_for(user).debt_micro)),
+                "active": str(dcu_html(billing_selectors.active_balance_micro(user, now))),
+                "debt": str(dcu_html(billing_selectors.account_for(user).debt_micro)),
             }
     return {"jobs": jobs, "workshops": workshops, "balance": balance}
 

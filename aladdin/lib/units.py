@@ -67,3 +67,18 @@ def format_micro_2dp(micro: int) -> str:
         return f"{sign}{BELOW_ONE_STEP}"
     whole, cents = divmod(hundredths, 100)
     return f"{sign}{whole}.{cents:02d}"
+
+
+def dcu_html(micro: int) -> str:
+    """The page form of an amount: two decimals, the exact DCU on hover (escaped HTML).
+
+    56_600_000 -> '<span class="dcu" title="56.6 DCU">56.60</span>'. The
+    ``dcu_page`` template filter and the live updates (aladdin/live.py) both
+    use it, so a pushed amount looks exactly like the rendered one.
+    """
+    from django.utils.html import format_html
+
+    micro = int(micro)
+    return format_html(
+        '<span class="dcu" title="{} DCU">{}</span>', format_micro(micro), format_micro_2dp(micro)
+    )

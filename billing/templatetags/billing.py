@@ -18,7 +18,7 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
-from aladdin.lib.units import fen_to_yuan_str, format_micro, format_micro_2dp
+from aladdin.lib.units import dcu_html, fen_to_yuan_str, format_micro, format_micro_2dp
 from billing import selectors
 
 register = template.Library()
@@ -61,10 +61,7 @@ def dcu_page(micro) -> str:
     """
     if _empty(micro):
         return ""
-    micro = int(micro)
-    return format_html(
-        '<span class="dcu" title="{} DCU">{}</span>', format_micro(micro), format_micro_2dp(micro)
-    )
+    return dcu_html(int(micro))
 
 
 @register.filter

@@ -94,11 +94,16 @@ def in_browser():
         pool.shutdown()
 
 
+UNDER_TEST = re.compile(r"/ws/(jobs|workshops)/\d+/(logs|terminal)/")
+
+
 class MockSockets:
     """A page serving ``html`` at ``path``, the repo's static files, and mocked websockets.
 
-    Each websocket the page opens is recorded (``urls``) and handed to
-    ``on_open(route, index)``.
+    Each log or terminal websocket the page opens is recorded (``urls``) and
+    handed to ``on_open(route, index)``. The portal's other sockets of every
+    page (the bell's /ws/notifications/, the live updates' /ws/live/) are
+    mocked too but left open and silent: they are not what is under test.
     """
 
     def __init__(self, browser, path: str, html: str, on_open):
@@ -108,6 +113,8 @@ class MockSockets:
         self.page.route(f"{SITE}/**", lambda route: self._serve(route, path, html))
 
         def opened(ws):
+            if not UNDER_TEST.search(ws.url):
+                return  # open and silent
             self.urls.append(ws.url)
             on_open(ws, len(self.urls) - 1)
 
