@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/<int:pk>/read/", views.notification_read, name="notification_read"),
+    path("notifications/<int:pk>/open/", views.notification_open, name="notification_open"),
     path("notifications/read-all/", views.notifications_read_all, name="notifications_read_all"),
     # Override allauth's code pages: resend must answer the same for unknown
     # numbers, and wrong guesses are capped per code in Redis (see views).

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import notices, selectors, services
 from .forms import EducationEmailForm, LanguageForm, NewPasswordForm
 from .models import Notification
 from .phone import mask_phone
@@ -317,6 +317,17 @@ def notification_read(request, pk: int):
     except Notification.DoesNotExist:
         raise Http404 from None
     return _back_to_notices(request)
+
+
+@login_required
+def notification_open(request, pk: int):
+    """Follow a notice's link: it counts as read (as a mail client does), then its page."""
+    try:
+        notification = services.notification_mark_read(user=request.user, notification_id=pk)
+    except Notification.DoesNotExist:
+        raise Http404 from None
+    url = notices.render(notification).url
+    return redirect(url or reverse("notifications"))
 
 
 @login_required

@@ -64,7 +64,8 @@ def test_a_notice_written_while_chinese_was_active_reads_in_english_on_an_englis
     assert "任务 train（#7）失败" in chinese and "退出码 3。" in chinese
     assert "Job train (#7) failed" in english and "Exit code 3." in english
     assert "任务" not in english
-    assert 'href="/jobs/7/"' in english and "See the job" in english
+    notice = Notification.objects.get(user=user)
+    assert f'href="/notifications/{notice.pk}/open/"' in english and "See the job" in english
 
 
 def test_amounts_and_times_are_formatted_when_read_from_integers_and_iso_times(client, user):
@@ -337,3 +338,24 @@ def test_notices_that_need_no_sms_are_not_texted(user, django_capture_on_commit_
 def test_an_unknown_message_id_is_refused_when_written(user, message):
     with pytest.raises(KeyError):
         notification_create(user=user, message=message)
+
+
+def test_following_a_notices_link_marks_it_read_and_opens_its_page(client, user, make_user):
+    notice = _job_failed(user, job_id=7)
+    client.force_login(user)
+    page = client.get("/notifications/").content.decode()
+    assert f'href="/notifications/{notice.pk}/open/"' in page
+
+    response = client.get(f"/notifications/{notice.pk}/open/")
+
+    assert response.status_code == 302 and response["Location"] == "/jobs/7/"
+    notice.refresh_from_db()
+    assert notice.read_at is not None
+
+
+def test_another_users_notice_link_is_404_and_stays_unread(client, user, make_user):
+    theirs = _job_failed(make_user())
+    client.force_login(user)
+    assert client.get(f"/notifications/{theirs.pk}/open/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.read_at is None

@@ -63,6 +63,7 @@ OWNED = {
     "api/v1/jobs/<int:pk>/ports/<int:port>": "job",
     "api/v1/jobs/<int:pk>/logs": "job",
     "notifications/<int:pk>/read/": "notification",
+    "notifications/<int:pk>/open/": "notification",
     "api/v1/notifications/<int:pk>/read": "notification",
 }
 OWNED_WEBSOCKETS = {
