@@ -22,6 +22,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.backoffice.admin_audit import AuditedModelAdmin
+from aladdin.backoffice.columns import dcu_column, yuan_column
 from aladdin.lib.units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
 from . import payments, selectors, services
@@ -140,17 +141,11 @@ class PlanAdmin(AuditedModelAdmin):
     search_fields = ("code", "name")
     ordering = ("sort_order", "pk")
 
-    @admin.display(description=_("Compute per period (DCU)"), ordering="dcu_micro")
-    def dcu(self, obj):
-        return format_micro(obj.dcu_micro)
+    dcu = dcu_column("dcu_micro", _("Compute per period (DCU)"))
 
-    @admin.display(description=_("Price (yuan)"), ordering="price_fen")
-    def price_yuan(self, obj):
-        return fen_to_yuan_str(obj.price_fen)
+    price_yuan = yuan_column("price_fen", _("Price (yuan)"))
 
-    @admin.display(description=_("Education price (yuan)"), ordering="education_price_fen")
-    def education_price_yuan(self, obj):
-        return fen_to_yuan_str(obj.education_price_fen)
+    education_price_yuan = yuan_column("education_price_fen", _("Education price (yuan)"))
 
 
 def _support_queue_filter(label, rows):
@@ -287,9 +282,7 @@ class AccountAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
     search_fields = ("user__phone", "user__username")
     actions = [grant_voucher]
 
-    @admin.display(description=_("Arrears (DCU)"), ordering="debt_micro")
-    def debt_dcu(self, obj):
-        return format_micro(obj.debt_micro)
+    debt_dcu = dcu_column("debt_micro", _("Arrears (DCU)"))
 
     def has_grant_voucher_permission(self, request):
         # A voucher is a new grant: staff who may add grants may give vouchers.
@@ -377,9 +370,7 @@ class ArrearsReviewAdmin(_PhoneSearchMixin, admin.ModelAdmin):
         )
         return (pending_first.asc(), "opened_at", "pk")
 
-    @admin.display(description=_("Arrears when opened (DCU)"), ordering="debt_micro_at_open")
-    def debt_at_open(self, obj):
-        return format_micro(obj.debt_micro_at_open)
+    debt_at_open = dcu_column("debt_micro_at_open", _("Arrears when opened (DCU)"))
 
     @admin.display(description=_("Arrears now (DCU)"), ordering="current_debt_micro")
     def current_debt(self, obj):
@@ -450,13 +441,9 @@ class GrantAdmin(_ViewOnlyAdmin):
         "created_at",
     )
 
-    @admin.display(description=_("Granted (DCU)"), ordering="granted_micro")
-    def granted_dcu(self, obj):
-        return format_micro(obj.granted_micro)
+    granted_dcu = dcu_column("granted_micro", _("Granted (DCU)"))
 
-    @admin.display(description=_("Remaining (DCU)"), ordering="remaining_micro")
-    def remaining_dcu(self, obj):
-        return format_micro(obj.remaining_micro)
+    remaining_dcu = dcu_column("remaining_micro", _("Remaining (DCU)"))
 
 
 @admin.register(LedgerEntry)
@@ -662,13 +649,9 @@ class RefundInline(_ReadOnlyInline):
     )
     readonly_fields = fields
 
-    @admin.display(description=_("Amount (yuan)"))
-    def amount_yuan(self, obj):
-        return fen_to_yuan_str(obj.amount_fen)
+    amount_yuan = yuan_column("amount_fen", _("Amount (yuan)"), ordering=None)
 
-    @admin.display(description=_("Compute taken back (DCU)"))
-    def reversed_dcu(self, obj):
-        return format_micro(obj.reversed_micro)
+    reversed_dcu = dcu_column("reversed_micro", _("Compute taken back (DCU)"), ordering=None)
 
 
 class NotificationInline(_ReadOnlyInline):
@@ -725,13 +708,9 @@ class OrderAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
         "support_note",
     )
 
-    @admin.display(description=_("Price (yuan)"), ordering="price_fen")
-    def price_yuan(self, obj):
-        return fen_to_yuan_str(obj.price_fen)
+    price_yuan = yuan_column("price_fen", _("Price (yuan)"))
 
-    @admin.display(description=_("Refunded (yuan)"), ordering="refunded_fen")
-    def refunded_yuan(self, obj):
-        return fen_to_yuan_str(obj.refunded_fen)
+    refunded_yuan = yuan_column("refunded_fen", _("Refunded (yuan)"))
 
     def has_refund_permission(self, request):
         return request.user.has_perm("billing.add_refund")
@@ -790,13 +769,9 @@ class RefundAdmin(_PhoneSearchMixin, _ViewOnlyAdmin):
         "completed_at",
     )
 
-    @admin.display(description=_("Amount (yuan)"), ordering="amount_fen")
-    def amount_yuan(self, obj):
-        return fen_to_yuan_str(obj.amount_fen)
+    amount_yuan = yuan_column("amount_fen", _("Amount (yuan)"))
 
-    @admin.display(description=_("Compute taken back (DCU)"), ordering="reversed_micro")
-    def reversed_dcu(self, obj):
-        return format_micro(obj.reversed_micro)
+    reversed_dcu = dcu_column("reversed_micro", _("Compute taken back (DCU)"))
 
     def has_refund_permission(self, request):
         return request.user.has_perm("billing.add_refund")
@@ -904,9 +879,7 @@ class InvoiceAdmin(_PhoneSearchMixin, admin.ModelAdmin):
     def user_phone(self, obj):
         return obj.order.user.phone
 
-    @admin.display(description=_("Amount (yuan)"), ordering="amount_fen")
-    def amount_yuan(self, obj):
-        return fen_to_yuan_str(obj.amount_fen)
+    amount_yuan = yuan_column("amount_fen", _("Amount (yuan)"))
 
     def save_model(self, request, obj, form, change):
         # Not obj.save(): the service stores the file, marks the request
