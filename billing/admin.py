@@ -22,7 +22,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.backoffice.admin_audit import AuditedModelAdmin
-from aladdin.backoffice.columns import dcu_column, yuan_column
+from aladdin.backoffice.columns import dcu_column, reason_column, yuan_column
 from aladdin.lib.units import FEN_PER_YUAN, dcu_to_micro, fen_to_yuan_str, format_micro
 
 from . import payments, selectors, services
@@ -450,7 +450,7 @@ class GrantAdmin(_ViewOnlyAdmin):
 class LedgerEntryAdmin(_ViewOnlyAdmin):
     """The ledger is append-only: read-only here too."""
 
-    list_display = ("created_at", "user", "kind", "delta_dcu", "reason", "grant")
+    list_display = ("created_at", "user", "kind", "delta_dcu", "reason_shown", "grant")
     # Vouchers are ledger entries of kind "voucher": the filter (and the home
     # page's "Vouchers granted" link, ?kind__exact=voucher) lists them.
     list_filter = ("kind",)
@@ -462,10 +462,11 @@ class LedgerEntryAdmin(_ViewOnlyAdmin):
         "user",
         "kind",
         "delta_dcu",
-        "reason",
+        "reason_shown",
         "grant",
         "idempotency_key",
     )
+    reason_shown = reason_column
 
     @admin.display(description=_("Change (DCU)"), ordering="delta_micro")
     def delta_dcu(self, obj):

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer
+from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.lib.timeutil import day_start, parse_as_of
 from aladdin.lib.units import format_micro
 
@@ -105,13 +105,23 @@ class PlanOfferSerializer(serializers.Serializer):
     effect = PlanEffectSerializer(help_text="What buying it now would do.")
 
 
-class LedgerEntrySerializer(CachedFieldsModelSerializer):
+class LedgerEntrySerializer(SaidReasonFields, CachedFieldsModelSerializer):
     delta_dcu = serializers.SerializerMethodField(help_text='Signed DCU, e.g. "+20", "-0.03".')
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
 
     class Meta:
         model = LedgerEntry
-        fields = ("id", "created_at", "kind", "kind_display", "delta_micro", "delta_dcu", "reason")
+        fields = (
+            "id",
+            "created_at",
+            "kind",
+            "kind_display",
+            "delta_micro",
+            "delta_dcu",
+            "reason",
+            "reason_id",
+            "reason_params",
+        )
 
     def get_delta_dcu(self, entry) -> str:
         text = format_micro(entry.delta_micro)

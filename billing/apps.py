@@ -7,3 +7,7 @@ class BillingConfig(AppConfig):
 
     name = "billing"
     verbose_name = _("Billing")
+
+    def ready(self) -> None:
+        # Its ledger reasons are rendered wherever an entry is shown (aladdin.lib.said).
+        from . import reasons  # noqa: F401

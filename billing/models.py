@@ -12,6 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.said import SaidReason
 from aladdin.lib.units import format_micro
 
 from .choices import GrantClass, GrantState, LedgerKind, PlanKind, SubscriptionState
@@ -254,7 +255,7 @@ class LedgerQuerySet(models.QuerySet):
         raise TypeError("LedgerEntry rows are append-only and cannot be updated")
 
 
-class LedgerEntry(models.Model):
+class LedgerEntry(SaidReason):
     """One change of a user's compute, debt or vouchers: append-only (SPEC §3.5).
 
     ``delta_micro`` is signed (positive adds compute). ``idempotency_key`` is

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aladdin.backoffice import services as backoffice_services
 from aladdin.backoffice.admin_audit import AuditedModelAdmin, reason_action
+from aladdin.backoffice.columns import reason_column
 from aladdin.lib.units import dcu_to_micro, format_micro
 
 from . import services
@@ -128,7 +129,7 @@ _JOB_FIELDS = [
     "ports",
     "state",
     "exit_code",
-    "reason",
+    "reason_shown",
     "gpu_devices",
     "created_at",
     "started_at",
@@ -188,6 +189,7 @@ class JobAdmin(admin.ModelAdmin):
     fields = _JOB_FIELDS
     readonly_fields = _JOB_FIELDS
     actions = ["stop_jobs"]
+    reason_shown = reason_column
     inlines = [JobWorkerInline]
 
     @admin.display(description=_("cards"))

@@ -37,7 +37,7 @@ from rest_framework.views import APIView
 from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer
+from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.lib.units import format_micro
 
 from . import logs, selectors, services
@@ -76,7 +76,7 @@ class PortUrlSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="Opens the job's server in a browser (its own site).")
 
 
-class JobSerializer(CachedFieldsModelSerializer):
+class JobSerializer(SaidReasonFields, CachedFieldsModelSerializer):
     gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
     gpu_type_name = serializers.CharField(source="gpu_type.name", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
@@ -131,6 +131,8 @@ class JobSerializer(CachedFieldsModelSerializer):
             "state_display",
             "active",
             "reason",
+            "reason_id",
+            "reason_params",
             "waiting_for_image",
             "runtime_facts",
             "exit_code",

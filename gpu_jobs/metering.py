@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
+from aladdin.lib.said import Said
 from billing import services as billing_services
 
+from . import reasons as _reasons  # noqa: F401 - job.charge
 from .models import Job, JobWorker
 
 KIND = "gpu"
@@ -125,12 +126,11 @@ def _due(worker: JobWorker, job: Job, at: datetime) -> _Due | None:
     return _Due(f"{prefix}:{minutes - 1}", target, target - worker.charged_micro, final=False)
 
 
-def _reason(job: Job) -> str:
-    return _("GPU job %(job)s: %(cards)s × %(card)s") % {
-        "job": job.pk,
-        "cards": job.cards_per_worker * job.workers,
-        "card": job.gpu_type.name,
-    }
+def _reason(job: Job) -> Said:
+    return Said(
+        "job.charge",
+        {"job": job.pk, "cards": job.cards_per_worker * job.workers, "card": job.gpu_type.name},
+    )
 
 
 def _close(worker: JobWorker) -> None:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.said import SaidReason
 from aladdin.workloads import facts
 from aladdin.workloads.env import decrypt_value, encrypt_value
 
@@ -81,7 +82,7 @@ class GpuType(models.Model):
         return self.name
 
 
-class Job(EncryptedEnvMixin):
+class Job(EncryptedEnvMixin, SaidReason):
     """A GPU job: what to run, on which cards, its state and what it was charged.
 
     ``started_at`` is when its resources were allocated and ``ended_at`` when

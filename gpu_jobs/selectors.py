@@ -125,7 +125,7 @@ def live_jobs(user: User, ids: Iterable[int], at: datetime | None = None) -> dic
         job.pk: {
             "state": job.state,
             "state_label": str(job.get_state_display()),
-            "reason": job.reason,
+            "reason": job.reason_text,
             "billed_micro": metering.owed(job, at),
             "charged_micro": job.charged_micro,
             "started_at": job.started_at,

@@ -45,7 +45,10 @@ from aladdin.cluster.base import (
     WorkloadStatus,
 )
 from aladdin.cluster.images import BuildState
+from aladdin.lib import said
+from aladdin.lib.said import Reason, Said
 from aladdin.workloads import facts, images
+from aladdin.workloads import reasons as workload_reasons
 from aladdin.workloads.models import Image
 from aladdin.workloads.reconcile import Reconciler, quietly
 from aladdin.workloads.space import platform_env, user_space_prepare
@@ -53,6 +56,7 @@ from billing import services as billing_services
 from storage import files as storage_files
 
 from . import admission, metering
+from . import reasons as _reasons  # noqa: F401 - defines the messages used below
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration, JobPort, JobWorker
 from .selectors import DEV_KINDS
@@ -276,15 +280,15 @@ def port_remove(*, job: Job, port: int) -> None:
 
 
 @transaction.atomic
-def job_stop(*, job: Job, reason: str = "", at: datetime | None = None) -> Job:
+def job_stop(*, job: Job, reason: Reason = "", at: datetime | None = None) -> Job:
     """Stop a starting or running job; billing ends when its resources are released."""
     job = _lock(job)
     if job.state not in ACTIVE_STATES or job.deleted_at is not None:
         raise JobError(_("Only a starting or running job can be stopped."))
     if job.stop_requested_at is None:
         job.stop_requested_at = at or timezone.now()
-        job.reason = reason or _("Stopped by you.")
-        job.save(update_fields=["stop_requested_at", "reason", "updated_at"])
+        fields = job.set_reason(reason or Said("job.stopped_by_you"))
+        job.save(update_fields=["stop_requested_at", *fields, "updated_at"])
     _dispatch("stop", job.pk)
     return job
 
@@ -304,14 +308,13 @@ def job_delete(*, job: Job, at: datetime | None = None) -> Job:
     fields = ["deleted_at", "updated_at"]
     if job.state in ACTIVE_STATES and job.stop_requested_at is None:
         job.stop_requested_at = now
-        job.reason = _("Deleted by you.")
-        fields += ["stop_requested_at", "reason"]
+        fields += ["stop_requested_at", *job.set_reason(Said("job.deleted_by_you"))]
     job.save(update_fields=fields)
     _dispatch("delete", job.pk)
     return job
 
 
-def _stop_active(user_id: int, reason: str, now: datetime) -> list[int]:
+def _stop_active(user_id: int, reason: Reason, now: datetime) -> list[int]:
     """Ask every active job of the user to stop, with ``reason``; the ids this call asked.
 
     Call inside a transaction. A job whose stop was already asked (by the
@@ -323,13 +326,15 @@ def _stop_active(user_id: int, reason: str, now: datetime) -> list[int]:
         .values_list("pk", flat=True)
     )
     if ids:
-        Job.objects.filter(pk__in=ids).update(stop_requested_at=now, reason=reason, updated_at=now)
+        Job.objects.filter(pk__in=ids).update(
+            stop_requested_at=now, **said.columns(reason), updated_at=now
+        )
         for job_id in ids:
             _dispatch("stop", job_id)
     return ids
 
 
-def jobs_stop_all(*, user_id: int, reason: str, at: datetime | None = None) -> int:
+def jobs_stop_all(*, user_id: int, reason: Reason, at: datetime | None = None) -> int:
     """Stop every active job of the user with ``reason`` on each (the disk guard's stop).
 
     Billing ends when each is released (job_stop_apply), as for any stop.
@@ -343,7 +348,7 @@ def jobs_stop_for_balance(*, user_id: int, at: datetime | None = None) -> int:
     """Stop every active job of a user whose balance ran out, and tell the user once."""
     now = at or timezone.now()
     with transaction.atomic():
-        ids = _stop_active(user_id, _("Stopped: your compute balance is used up."), now)
+        ids = _stop_active(user_id, Said("job.balance_out"), now)
         if not ids:
             return 0
         user = Job.objects.get(pk=ids[0]).user
@@ -476,18 +481,22 @@ def _notify_end(job: Job) -> None:
             "id": job.pk,
             "name": job.display_name,
             "exit_code": job.exit_code,
-            # As the job row stores it (the language it was written in).
-            "reason": job.reason,
+            # Rendered in the reader's language when the notice is read.
+            "reason": said.as_param(job.stored_reason),
         },
     )
 
 
-def _fail_unstarted(job_id: int, reason: str) -> None:
+def _fail_unstarted(job_id: int, reason: Reason) -> None:
     """A job that never got its resources: it ends failed and is never billed."""
     now = timezone.now()
     with transaction.atomic():
         changed = Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
-            state=JobState.FAILED, reason=reason, ended_at=now, metering_closed=True, updated_at=now
+            state=JobState.FAILED,
+            **said.columns(reason),
+            ended_at=now,
+            metering_closed=True,
+            updated_at=now,
         )
         if changed:
             JobWorker.objects.filter(job_id=job_id, started_at__isnull=True).update(
@@ -497,12 +506,12 @@ def _fail_unstarted(job_id: int, reason: str) -> None:
         _notify_end(Job.objects.select_related("user").get(pk=job_id))
 
 
-def _end_state(job: Job, status: WorkloadStatus) -> tuple[str, str]:
+def _end_state(job: Job, status: WorkloadStatus) -> tuple[str, Reason]:
     if job.stop_requested_at is not None:
-        return JobState.STOPPED, job.reason
+        return JobState.STOPPED, job.stored_reason
     if status.phase == Phase.SUCCEEDED:
         return JobState.SUCCEEDED, ""
-    return JobState.FAILED, status.reason or _("The job's process failed.")
+    return JobState.FAILED, workload_reasons.from_status(status, Said("job.process_failed"))
 
 
 def _set_window(job_id: int, *, started_at: datetime | None, ended_at: datetime | None) -> None:
@@ -535,7 +544,7 @@ def _apply_status(
                 started_at=started_at or now,
                 last_seen_at=now,
                 gpu_devices=list(status.gpu_devices) or job.gpu_devices,
-                reason="" if job.stop_requested_at is None else job.reason,
+                **said.columns("" if job.stop_requested_at is None else job.stored_reason),
                 updated_at=now,
             )
             if changed:
@@ -551,7 +560,7 @@ def _apply_status(
         with transaction.atomic():
             changed = Job.objects.filter(pk=job_id, state__in=ACTIVE_STATES).update(
                 state=state,
-                reason=reason,
+                **said.columns(reason),
                 exit_code=status.exit_code,
                 started_at=started_at,
                 ended_at=ended_at,
@@ -605,7 +614,7 @@ def job_start_apply(*, job_id: int) -> None:
             # not billed until it gets its cards); the retry or the
             # reconciler starts it when one is free.
             Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
-                reason=str(exc), updated_at=timezone.now()
+                **said.columns(str(exc)), updated_at=timezone.now()
             )
         raise
     _apply_status(job_id, status, driver=driver)
@@ -622,19 +631,21 @@ def _image_ready_for(job: Job, driver: ClusterDriver) -> bool:
         return True
     image = images.image_for_ref(job.image or DEFAULT_IMAGE)
     if image is None:
-        _fail_unstarted(job.pk, _("%(image)s is not in the image catalog.") % {"image": job.image})
+        _fail_unstarted(job.pk, Said("workload.image_not_in_catalog", {"image": job.image}))
         return False
     image = images.image_prepare(image=image, driver=driver)
     if not image.launchable:
-        _fail_unstarted(job.pk, str(images.ImageUnavailable(image)))
+        _fail_unstarted(job.pk, images.ImageUnavailable(image).said)
         return False
     if not image.ready:
         Job.objects.filter(pk=job.pk, state=JobState.STARTING).update(
-            waiting_for_image=True, reason=images.waiting_reason(image), updated_at=timezone.now()
+            waiting_for_image=True,
+            **said.columns(images.waiting_reason(image)),
+            updated_at=timezone.now(),
         )
         return False
     if job.waiting_for_image:
-        Job.objects.filter(pk=job.pk).update(waiting_for_image=False, reason="")
+        Job.objects.filter(pk=job.pk).update(waiting_for_image=False, **said.columns(""))
     return True
 
 
@@ -804,7 +815,8 @@ class JobReconciler(Reconciler):
             lost = WorkloadStatus(
                 name=job.workload_name,
                 phase=Phase.FAILED,
-                reason=_("The job's workload was lost by the cluster."),
+                reason=Said("job.lost").english(),
+                reason_id="job.lost",
                 started_at=job.started_at,
                 finished_at=ended_at,
             )
@@ -819,7 +831,7 @@ class JobReconciler(Reconciler):
         image = self._images[ref]
         if image is not None and image.build_state in (BuildState.BUILDING, BuildState.MISSING):
             Job.objects.filter(pk=job.pk, state=JobState.STARTING, waiting_for_image=True).update(
-                reason=images.waiting_reason(image)
+                **said.columns(images.waiting_reason(image))
             )
             return
         # Ready, failed or unavailable: the start task decides (and says why).

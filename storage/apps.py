@@ -7,3 +7,7 @@ class StorageConfig(AppConfig):
 
     name = "storage"
     verbose_name = _("Storage")
+
+    def ready(self) -> None:
+        # Its ledger reasons are rendered wherever an entry is shown (aladdin.lib.said).
+        from . import reasons  # noqa: F401

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from aladdin.backoffice import services as backoffice_services
 from aladdin.backoffice.admin_audit import AuditedModelAdmin, reason_action
+from aladdin.backoffice.columns import reason_column
 from aladdin.workloads.models import Image, PlatformEnvVar
 
 from . import services
@@ -103,11 +104,14 @@ class WorkshopAdmin(admin.ModelAdmin):
         "applied_cpu_millicores",
         "applied_memory_mib",
         "state",
-        "reason",
+        "reason_shown",
         "created_at",
         "started_at",
         "stopped_at",
     ]
+    # The reason's message id and parameters are read through reason_shown.
+    exclude = ["reason", "reason_id", "reason_params"]
+    reason_shown = reason_column
     actions = ["stop_workshops"]
 
     def has_add_permission(self, request):

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer
+from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.workloads.env import env_key, parse_env
 from aladdin.workloads.models import Image
 
@@ -79,7 +79,7 @@ class EnvVarSerializer(serializers.Serializer):
     value = serializers.CharField(default="••••", help_text="Always masked.")
 
 
-class WorkshopSerializer(CachedFieldsModelSerializer):
+class WorkshopSerializer(SaidReasonFields, CachedFieldsModelSerializer):
     image = ImageSerializer(read_only=True)
     preset = PresetSerializer(read_only=True)
     state_display = serializers.CharField(source="get_state_display", read_only=True)
@@ -104,6 +104,8 @@ class WorkshopSerializer(CachedFieldsModelSerializer):
             "state",
             "state_display",
             "reason",
+            "reason_id",
+            "reason_params",
             "waiting_for_image",
             "runtime_facts",
             "host_alias",

@@ -9,10 +9,13 @@ class WorkshopsConfig(AppConfig):
     verbose_name = _("Workshops")
 
     def ready(self) -> None:
+        # Its reasons, and the cluster's, are rendered wherever a row is shown (aladdin.lib.said).
         # The quota is shared with GPU jobs and lives below both apps
         # (aladdin.workloads): each app adds its own usage to it.
         from aladdin.workloads import quota
+        from aladdin.workloads import reasons as _workload_reasons  # noqa: F401
 
+        from . import reasons as _reasons  # noqa: F401
         from .selectors import workshops_usage
 
         quota.register_usage(workshops_usage)

@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from aladdin.lib.said import SaidReason
 from aladdin.workloads import facts
 from aladdin.workloads.env import decrypt_value, env_key
 
@@ -47,7 +48,7 @@ class ResourcePreset(models.Model):
         return f"CPU:{cpu:g} MEM:{mem:g}G"
 
 
-class Workshop(models.Model):
+class Workshop(SaidReason):
     """A user's persistent CPU dev environment; workload ``ws-<id>``."""
 
     user = models.ForeignKey(

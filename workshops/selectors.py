@@ -240,7 +240,7 @@ def live_workshops(user: User, ids: Iterable[int]) -> dict[int, dict]:
         ws.pk: {
             "state": ws.state,
             "state_label": str(ws.get_state_display()),
-            "reason": ws.reason,
+            "reason": ws.reason_text,
         }
         for ws in rows
     }

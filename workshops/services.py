@@ -33,14 +33,18 @@ from aladdin.cluster.base import (
     WorkloadStatus,
 )
 from aladdin.cluster.images import BuildState
+from aladdin.lib import said
 from aladdin.lib.errors import DomainError
+from aladdin.lib.said import Reason, Said
 from aladdin.workloads import facts, images, quota
+from aladdin.workloads import reasons as workload_reasons
 from aladdin.workloads.env import encrypt_value
 from aladdin.workloads.models import Image
 from aladdin.workloads.reconcile import Reconciler, quietly
 from aladdin.workloads.space import platform_env, user_space_prepare
 from storage import selectors as storage_selectors
 
+from . import reasons as _reasons  # noqa: F401 - defines the messages used below
 from .choices import ACTIVE_STATES, WORKLOAD_KIND, WorkshopState
 from .models import ResourcePreset, SSHKey, Workshop, WorkshopEnvVar, WorkshopEvent
 
@@ -62,12 +66,13 @@ class WorkshopError(DomainError):
     error_code = "state_conflict"
 
 
-def _event(workshop: Workshop | None, kind: str, message: str = "", *, name: str = "") -> None:
+def _event(workshop: Workshop | None, kind: str, message: Reason = "", *, name: str = "") -> None:
     WorkshopEvent.objects.create(
         workshop=workshop,
         name=name or (workshop.workload_name if workshop else ""),
         kind=kind,
-        message=message,
+        # An operator's log (the admin only): one language, whoever caused it.
+        message=message.english() if isinstance(message, Said) else message,
     )
 
 
@@ -142,7 +147,7 @@ def workshop_start(*, workshop: Workshop) -> Workshop:
     _check_storage(workshop.user)
     quota.check(workshop.user, _requested(workshop), exclude_workshop_id=workshop.pk)
     workshop.state = WorkshopState.CREATING
-    workshop.reason = ""
+    workshop.set_reason("")
     workshop.applied_cpu_millicores = workshop.cpu_millicores
     workshop.applied_memory_mib = workshop.memory_mib
     workshop.save()
@@ -152,14 +157,14 @@ def workshop_start(*, workshop: Workshop) -> Workshop:
 
 
 @transaction.atomic
-def workshop_stop(*, workshop: Workshop, reason: str = "") -> Workshop:
+def workshop_stop(*, workshop: Workshop, reason: Reason = "") -> Workshop:
     """Stop a workshop; files under /root stay. ``reason``: shown to the user (a staff stop)."""
     workshop = _lock(workshop)
     if workshop.state not in (WorkshopState.CREATING, WorkshopState.RUNNING):
         raise WorkshopError(_("Only a running workshop can be stopped."))
     workshop.state = WorkshopState.STOPPING
     if reason:
-        workshop.reason = reason
+        workshop.set_reason(reason)
     workshop.save()
     _event(workshop, "stop", reason or _("Stopping."))
     _dispatch("stop", workshop.pk)
@@ -242,7 +247,7 @@ def workload_spec(workshop: Workshop) -> WorkloadSpec:
     )
 
 
-def workshops_stop_all(*, user_id: int, reason: str) -> int:
+def workshops_stop_all(*, user_id: int, reason: Reason) -> int:
     """Stop every creating or running workshop of the user, ``reason`` shown on each.
 
     For stops the user did not ask for (the disk guard). Each is a
@@ -263,10 +268,10 @@ def workshops_stop_all(*, user_id: int, reason: str) -> int:
 
 
 def _transition(
-    workshop_id: int, *, from_states: Iterable[str], to: str, reason: str = "", **extra: Any
+    workshop_id: int, *, from_states: Iterable[str], to: str, reason: Reason = "", **extra: Any
 ) -> bool:
     now = timezone.now()
-    fields = {"state": to, "reason": reason, "updated_at": now, **extra}
+    fields = {"state": to, **said.columns(reason), "updated_at": now, **extra}
     changed = Workshop.objects.filter(pk=workshop_id, state__in=from_states).update(**fields)
     if changed:
         workshop = Workshop.objects.get(pk=workshop_id)
@@ -290,7 +295,7 @@ def workshop_start_apply(*, workshop_id: int) -> None:
             workshop_id,
             from_states=[WorkshopState.CREATING],
             to=WorkshopState.FAILED,
-            reason=str(images.ImageUnavailable(image)),
+            reason=images.ImageUnavailable(image).said,
             waiting_for_image=False,
         )
         return
@@ -298,11 +303,13 @@ def workshop_start_apply(*, workshop_id: int) -> None:
         # Building: wait in "creating" with the build's progress as the
         # reason; the reconciler starts it once the build is over.
         Workshop.objects.filter(pk=workshop_id, state=WorkshopState.CREATING).update(
-            waiting_for_image=True, reason=images.waiting_reason(image), updated_at=timezone.now()
+            waiting_for_image=True,
+            **said.columns(images.waiting_reason(image)),
+            updated_at=timezone.now(),
         )
         return
     if workshop.waiting_for_image:
-        Workshop.objects.filter(pk=workshop_id).update(waiting_for_image=False, reason="")
+        Workshop.objects.filter(pk=workshop_id).update(waiting_for_image=False, **said.columns(""))
     try:
         user_space_prepare(user=workshop.user, driver=driver)
         status = driver.start_workload(workload_spec(workshop))
@@ -316,10 +323,10 @@ def workshop_start_apply(*, workshop_id: int) -> None:
             )
             return
         raise
-    _apply_status(workshop_id, status.phase, status.reason)
+    _apply_status(workshop_id, status.phase, workload_reasons.from_status(status))
 
 
-def _apply_status(workshop_id: int, phase: str, reason: str) -> None:
+def _apply_status(workshop_id: int, phase: str, reason: Reason) -> None:
     if phase == Phase.RUNNING:
         if _transition(
             workshop_id,
@@ -335,7 +342,7 @@ def _apply_status(workshop_id: int, phase: str, reason: str) -> None:
             workshop_id,
             from_states=[WorkshopState.CREATING, WorkshopState.RUNNING],
             to=WorkshopState.FAILED,
-            reason=reason or _("The workshop's container ended."),
+            reason=reason or Said("workshop.container_ended"),
         )
 
 
@@ -364,7 +371,7 @@ def workshop_stop_apply(*, workshop_id: int) -> None:
         from_states=[WorkshopState.STOPPING],
         to=WorkshopState.STOPPED,
         # Why it was stopped, when it was not the user (workshops_stop_all).
-        reason=workshop.reason,
+        reason=workshop.stored_reason,
         stopped_at=timezone.now(),
     )
 
@@ -415,7 +422,7 @@ class WorkshopReconciler(Reconciler):
                 _apply_status(workshop.pk, phase, "")
                 self.count("running")
             elif phase in (Phase.FAILED, Phase.SUCCEEDED):
-                _apply_status(workshop.pk, phase, status.reason)
+                _apply_status(workshop.pk, phase, workload_reasons.from_status(status))
                 self.stop_quietly(name)
                 self.count("failed")
             elif phase == Phase.MISSING and workshop.updated_at < self.now - CREATING_GRACE:
@@ -423,7 +430,7 @@ class WorkshopReconciler(Reconciler):
                     workshop.pk,
                     from_states=[WorkshopState.CREATING],
                     to=WorkshopState.FAILED,
-                    reason=_("The workshop did not start in time."),
+                    reason=Said("workshop.start_timeout"),
                 )
                 self.count("failed")
         elif state == WorkshopState.RUNNING:
@@ -432,7 +439,7 @@ class WorkshopReconciler(Reconciler):
                     workshop.pk,
                     from_states=[state],
                     to=WorkshopState.FAILED,
-                    reason=_("The workshop's container is gone."),
+                    reason=Said("workshop.container_gone"),
                 )
                 self.count("failed")
             elif phase == Phase.SUCCEEDED:
@@ -441,13 +448,13 @@ class WorkshopReconciler(Reconciler):
                     workshop.pk,
                     from_states=[state],
                     to=WorkshopState.STOPPED,
-                    reason=status.reason,
+                    reason=workload_reasons.from_status(status),
                     stopped_at=timezone.now(),
                 )
                 self.stop_quietly(name)
                 self.count("stopped")
             elif phase == Phase.FAILED:
-                _apply_status(workshop.pk, phase, status.reason)
+                _apply_status(workshop.pk, phase, workload_reasons.from_status(status))
                 self.stop_quietly(name)
                 self.count("failed")
         elif state == WorkshopState.STOPPING:
@@ -467,7 +474,7 @@ class WorkshopReconciler(Reconciler):
         if image.build_state in (BuildState.BUILDING, BuildState.MISSING):
             Workshop.objects.filter(
                 pk=workshop.pk, state=WorkshopState.CREATING, waiting_for_image=True
-            ).update(reason=images.waiting_reason(image))
+            ).update(**said.columns(images.waiting_reason(image)))
             return
         # Ready, failed or unavailable: the start task decides (and says why).
         _dispatch("start", workshop.pk)

@@ -20,45 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from django.template.defaultfilters import filesizeformat
 from django.urls import NoReverseMatch, reverse
-from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from aladdin.lib.units import fen_to_yuan_str, format_micro
-
-# --- parameter formats --------------------------------------------------------------
-
-
-def _dcu(value: Any) -> str:
-    return f"{format_micro(int(value))} DCU"
-
-
-def _yuan(value: Any) -> str:
-    return f"¥{fen_to_yuan_str(int(value))}"
-
-
-def _bytes(value: Any) -> str:
-    return str(filesizeformat(int(value)))
-
-
-def _datetime(value: Any) -> str:
-    moment = datetime.fromisoformat(str(value))
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_default_timezone())
-    return formats.date_format(timezone.localtime(moment), "Y-m-d H:i")
-
-
-DCU = _dcu  # µDCU
-YUAN = _yuan  # fen
-BYTES = _bytes  # bytes
-DATETIME = _datetime  # ISO 8601
-
+from aladdin.lib import said
+from aladdin.lib.said import BYTES, DATETIME, YUAN
 
 # --- links ------------------------------------------------------------------------------
 
@@ -99,8 +69,9 @@ def _job_ended_body(params: dict) -> str:
     if params.get("exit_code") is not None:
         parts.append(_("Exit code %(code)s.") % {"code": params["exit_code"]})
     if params.get("reason"):
-        # The job's own reason, as the job row stores it.
-        parts.append(str(params["reason"]))
+        # The job's own reason: a message rendered now (or, in notices written
+        # before reasons had ids, the text the job row had then).
+        parts.append(said.REASON(params["reason"]))
     return " ".join(parts)
 
 

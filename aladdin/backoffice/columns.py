@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from aladdin.lib.units import fen_to_yuan_str, format_micro
 
@@ -31,3 +32,9 @@ def dcu_column(field: str, description: Any, *, ordering: Any = _DEFAULT):
 def yuan_column(field: str, description: Any, *, ordering: Any = _DEFAULT):
     """Fen ``field`` shown as yuan with two decimals."""
     return _column(fen_to_yuan_str, field, description, ordering)
+
+
+@admin.display(description=_("reason"))
+def reason_column(self, obj) -> str:
+    """A job's, workshop's or ledger entry's reason in the reader's language (aladdin.lib.said)."""
+    return obj.reason_text

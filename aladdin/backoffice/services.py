@@ -14,6 +14,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from aladdin.accounts.models import User
+from aladdin.lib.said import Said
+from aladdin.workloads import reasons as _workload_reasons  # noqa: F401 - the stop reasons
 from aladdin.workloads.models import Image
 from gpu_jobs import services as job_services
 from gpu_jobs.models import Job
@@ -34,7 +36,7 @@ def _audited_stop(*, action: str, subject: Job | Workshop, actor: User, reason: 
     """``stop(shown_reason)`` the job or workshop and record it; the user sees the reason."""
     reason = _required(reason)
     before = {"state": subject.state}
-    stopped = stop(_("Stopped by support: %(reason)s") % {"reason": reason})
+    stopped = stop(Said("workload.stopped_by_support", {"reason": reason}))
     audit.record(
         actor=actor,
         action=action,
@@ -147,7 +149,7 @@ def user_ban_for_mining(*, user: User, actor: User, reason: str) -> User:
     user = User.objects.select_for_update().get(pk=user.pk)
     before = _ban_snapshot(user)
     user, newly = account_services.user_ban_apply(user=user, actor=actor, reason=reason)
-    stopped = _("Stopped: the account was banned for breaking the platform's rules.")
+    stopped = Said("workload.stopped_banned")
     jobs_stopped = job_services.jobs_stop_all(user_id=user.pk, reason=stopped)
     workshops_stopped = workshop_services.workshops_stop_all(user_id=user.pk, reason=stopped)
     forfeit = billing_forfeit_all(user=user, reason=reason)

@@ -50,6 +50,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.utils.translation import gettext as _
 
@@ -185,12 +186,16 @@ class WorkloadStatus:
     user_id: int | None = None
     kind: str = ""
     exit_code: int | None = None
-    reason: str = ""
+    reason: str = ""  # English, for operators and logs
     started_at: datetime | None = None
     finished_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
     # Cards the backend assigned (local: CUDA_VISIBLE_DEVICES ids), for display.
     gpu_devices: tuple[str, ...] = ()
+    # The reason as a message the portal renders in the reader's language
+    # (aladdin.cluster.reasons); "" when the backend gave text only.
+    reason_id: str = ""
+    reason_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

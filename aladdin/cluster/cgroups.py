@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import reasons
+
 ROOT = Path("/sys/fs/cgroup")
 DEFAULT_PARENT = "aladdin"
 CONTROLLERS = ("memory", "cpu", "pids")
@@ -58,16 +60,9 @@ class Limits:
         return max(CFS_MIN_QUOTA_US, self.cpu_millicores * CFS_PERIOD_US // 1000)
 
 
-def describe_memory(memory_mib: int) -> str:
-    """``256 MiB`` below 1 GiB, else GiB with at most two decimals: ``1.5 GiB``, ``16 GiB``."""
-    if memory_mib < 1024:
-        return f"{memory_mib} MiB"
-    return f"{memory_mib / 1024:.2f}".rstrip("0").rstrip(".") + " GiB"
-
-
 def oom_reason(memory_mib: int) -> str:
-    """A workload's end reason after the kernel killed one of its processes for memory."""
-    return f"out of memory (limit {describe_memory(memory_mib)})"
+    """A workload's end reason (English) after the kernel killed one of its processes for memory."""
+    return reasons.out_of_memory(memory_mib).text
 
 
 def _write(path: Path, value: str | int) -> None:

@@ -221,6 +221,8 @@ class WorkloadRecord:
     sandboxed: bool = False
     image: str = ""
     gpu_devices: tuple[str, ...] = ()
+    reason_id: str = ""  # aladdin.cluster.reasons; an older agent sends none
+    reason_params: dict[str, Any] = field(default_factory=dict)
 
     def to_status(self) -> WorkloadStatus:
         return WorkloadStatus(
@@ -234,6 +236,8 @@ class WorkloadRecord:
             finished_at=self.finished_at,
             labels=dict(self.labels),
             gpu_devices=self.gpu_devices,
+            reason_id=self.reason_id,
+            reason_params=dict(self.reason_params),
         )
 
 

@@ -43,10 +43,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 from pathlib import Path
+
+from . import reasons
 
 # Host programs are looked up here only, never on an inherited PATH.
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -395,15 +396,5 @@ def probe(uid: int, volume: Path, *, timeout: float = 10) -> tuple[bool, str]:
 
 
 def describe_exit(returncode: int) -> str:
-    """A reason for a non-zero end, as the dashboard shows it."""
-    if returncode < 0:
-        sig = -returncode
-    elif returncode > 128:
-        sig = returncode - 128  # bwrap's init reports a signalled child as 128 + signal
-    else:
-        return f"exited with code {returncode}"
-    try:
-        name = signal.Signals(sig).name
-    except ValueError:
-        name = f"signal {sig}"
-    return f"killed by {name}"
+    """A reason for a non-zero end, in English (the portal shows it from its id)."""
+    return reasons.exited(returncode).text

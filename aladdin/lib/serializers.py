@@ -27,3 +27,23 @@ class CachedFieldsModelSerializer(serializers.ModelSerializer):
             fields = super().get_fields()
             cls._built_fields = fields
         return copy.deepcopy(fields)
+
+
+class SaidReasonFields(serializers.Serializer):
+    """A row's reason (aladdin.lib.said): text in the request's language, and its message.
+
+    ``reason`` is what a person reads (Accept-Language decides the language);
+    ``reason_id`` and ``reason_params`` let a script act on the cause without
+    parsing text ("" and {} for rows written before reasons had ids, and for
+    text the portal has no message for: a staff note, a host's own error).
+    """
+
+    reason = serializers.CharField(
+        source="reason_text", read_only=True, help_text="Why, in the request's language."
+    )
+    reason_id = serializers.CharField(
+        read_only=True, help_text='The message id, e.g. "workload.oom"; "" when only text.'
+    )
+    reason_params = serializers.JSONField(
+        read_only=True, help_text="The message's parameters (amounts in µDCU, sizes in bytes)."
+    )

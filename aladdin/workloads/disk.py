@@ -42,13 +42,13 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from aladdin import cluster
 from aladdin.accounts.services import notification_create
 from aladdin.cluster.base import ClusterDriver, DiskSpace
+from aladdin.lib.said import Said
+from aladdin.workloads import reasons as _reasons  # noqa: F401 - workload.stopped_disk_full
 from storage import selectors as storage_selectors
 from storage import services as storage_services
 from storage.choices import GIB
@@ -149,18 +149,12 @@ def stop_params(space: DiskSpace, reserve: int, overuse: Overuse) -> dict[str, i
     }
 
 
-def stop_reason(space: DiskSpace, reserve: int, overuse: Overuse) -> str:
+def stop_reason(space: DiskSpace, reserve: int, overuse: Overuse) -> Said:
     # The same text as the "storage_disk_full" notice (aladdin.accounts.notices).
-    return _(
-        "Stopped: the server's disk is almost full (%(free)s free, reserve %(reserve)s) and "
-        "your storage is %(excess)s over your allowance of %(allowed)s. Delete files or "
-        "expand your storage, then start it again."
-    ) % {
-        name: filesizeformat(value) for name, value in stop_params(space, reserve, overuse).items()
-    }
+    return Said("workload.stopped_disk_full", stop_params(space, reserve, overuse))
 
 
-def _stop_user(overuse: Overuse, reason: str, params: dict[str, int], at: datetime) -> int:
+def _stop_user(overuse: Overuse, reason: Said, params: dict[str, int], at: datetime) -> int:
     """Stop the user's workloads under their storage row's lock; notify if this pass stopped any."""
     with transaction.atomic():
         row = StorageAllowance.objects.select_for_update().select_related("user")

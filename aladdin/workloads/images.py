@@ -20,12 +20,13 @@ import logging
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from aladdin.cluster.base import ClusterDriver, DriverError
 from aladdin.cluster.images import BuildState, ImageState
 from aladdin.lib.errors import DomainError
+from aladdin.lib.said import Said
 
+from . import reasons  # noqa: F401 - defines the messages below
 from .models import Image
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,13 @@ class ImageUnavailable(DomainError):  # noqa: N818 - reads as the condition
 
     def __init__(self, image: Image):
         self.image = image
-        if image.build_state == BuildState.FAILED:
-            message = _(
-                "The image %(image)s cannot be used: its build failed (%(reason)s). "
-                "Choose another image; support has been told."
-            )
-        else:
-            message = _(
-                "The image %(image)s is not available on this platform: %(reason)s. "
-                "Choose another image."
-            )
-        super().__init__(message % {"image": image.ref, "reason": image.build_reason})
+        failed = image.build_state == BuildState.FAILED
+        # What a workload that needed it keeps as its reason (read in its reader's language).
+        self.said = Said(
+            "workload.image_failed" if failed else "workload.image_unavailable",
+            {"image": image.ref, "reason": image.build_reason},
+        )
+        super().__init__(str(self.said))
 
 
 def auto_builds(image: Image) -> bool:
@@ -131,14 +128,12 @@ def image_prepare(*, image: Image, driver: ClusterDriver) -> Image:
     return image
 
 
-def waiting_reason(image: Image) -> str:
+def waiting_reason(image: Image) -> Said:
     """What a workload waiting for ``image`` says while it waits."""
-    step = f": {image.build_step}" if image.build_step else ""
-    return _("Waiting for the image %(image)s to be built (%(progress)s%%%(step)s).") % {
-        "image": image.ref,
-        "progress": image.build_progress,
-        "step": step,
-    }
+    return Said(
+        "workload.image_waiting",
+        {"image": image.ref, "progress": image.build_progress, "step": image.build_step},
+    )
 
 
 def image_for_ref(ref: str) -> Image | None:

@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from aladdin.lib.said import Reason
+
 from ..choices import LedgerKind
 from ..models import Account, LedgerEntry
 from . import ledger, periods
@@ -42,7 +44,7 @@ class ChargeRequest:
     kind: str
     key: str
     amount_micro: int
-    reason: str
+    reason: Reason
 
 
 def _full_key(kind: str, key: str) -> str:
@@ -76,7 +78,7 @@ def _spend(account, grants: list, amount: int, *, reason, key, at, entries) -> C
 
 @transaction.atomic
 def charge(
-    *, user, kind: str, key: str, amount_micro: int, reason: str, at: datetime | None = None
+    *, user, kind: str, key: str, amount_micro: int, reason: Reason, at: datetime | None = None
 ) -> ChargeResult:
     """Spend ``amount_micro`` of the user's active compute (SPEC §3.4 order).
 
@@ -160,7 +162,7 @@ def _charge_batch(requests: Sequence[ChargeRequest], at: datetime) -> dict[str, 
     return results
 
 
-def storage_fee_charge(*, user, day, amount_micro: int, reason: str) -> ChargeResult:
+def storage_fee_charge(*, user, day, amount_micro: int, reason: Reason) -> ChargeResult:
     """The storage fee of one Asia/Shanghai day; charged even into arrears (SPEC §3.5)."""
     return charge(
         user=user,

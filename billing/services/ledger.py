@@ -34,10 +34,11 @@ from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.utils.translation import gettext as _
+from django.utils import translation
 
-from aladdin.lib.units import format_micro
+from aladdin.lib.said import Reason, Said, render
 
+from .. import reasons as _reasons  # noqa: F401 - the ledger.* messages
 from ..choices import GRANT_CLASS_RANK, GrantClass, GrantState, LedgerKind
 from ..models import Account, ArrearsReview, Grant, LedgerEntry
 
@@ -61,7 +62,7 @@ class Entry(NamedTuple):
     grant_id: int | None
     delta_micro: int
     kind: str
-    reason: str
+    reason: Reason  # a message (shown in the reader's language) or text
     key: str
     at: datetime
 
@@ -250,8 +251,11 @@ def lock_accounts(user_ids: Iterable[int], *, at: datetime) -> dict[int, Account
 
 # --- the one write ---------------------------------------------------------------
 
-_COLUMNS = "user_id, grant_id, delta_micro, kind, reason, idempotency_key, created_at"
-_INSERT = f"INSERT INTO {_LEDGER} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
+_COLUMNS = (
+    "user_id, grant_id, delta_micro, kind, reason, reason_id, reason_params, idempotency_key, "
+    "created_at"
+)
+_INSERT = f"INSERT INTO {_LEDGER} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 _MOVE_GRANT = f"UPDATE {_GRANT} SET remaining_micro = remaining_micro + %s WHERE id = %s"  # noqa: S608
 _MOVE_DEBT = f"UPDATE {_ACCOUNT} SET debt_micro = debt_micro + %s WHERE user_id = %s"  # noqa: S608
 # PostgreSQL: each write is one statement over arrays (unnest), whatever the
@@ -259,8 +263,9 @@ _MOVE_DEBT = f"UPDATE {_ACCOUNT} SET debt_micro = debt_micro + %s WHERE user_id 
 # each here, pipelined), so a tick of 100,000 charges took tens of seconds.
 _PG_INSERT = (
     f"INSERT INTO {_LEDGER} ({_COLUMNS}) "  # noqa: S608
-    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], "
-    "%s::text[], %s::timestamptz[])"
+    "SELECT u, g, d, k, r, rid, rp::jsonb, key, at FROM unnest(%s::bigint[], %s::bigint[], "
+    "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::timestamptz[]) AS t(u, g, d, k, r, rid, rp, key, at)"
 )
 _PG_MOVE_GRANT = (
     f"UPDATE {_GRANT} AS g SET remaining_micro = g.remaining_micro + m.delta "  # noqa: S608
@@ -297,15 +302,29 @@ def write(entries: Sequence[Entry]) -> None:
     rows: list[tuple[Any, ...]] = []
     grant_moves: dict[int, int] = {}
     debt_moves: dict[int, int] = {}
-    for user_id, grant_id, delta, kind, reason, key, at in entries:
-        when = times.get(at)
-        if when is None:
-            when = times[at] = adapt(at)
-        rows.append((user_id, grant_id, delta, kind, reason, key, when))
-        if grant_id is None:
-            debt_moves[user_id] = debt_moves.get(user_id, 0) - delta
-        else:
-            grant_moves[grant_id] = grant_moves.get(grant_id, 0) + delta
+    # One tick repeats a job's reason per grant: render it once (keyed by the
+    # object, alive for the whole loop; a Said's params are a dict, unhashable).
+    said: dict[int, tuple[str, str]] = {}
+    # The text column is English whoever writes (aladdin.lib.said); one
+    # override for the batch, not one per row (a night's storage charges).
+    with translation.override("en"):
+        for user_id, grant_id, delta, kind, reason, key, at in entries:
+            when = times.get(at)
+            if when is None:
+                when = times[at] = adapt(at)
+            if isinstance(reason, Said):
+                columns = said.get(id(reason))
+                if columns is None:
+                    columns = (render(reason.id, reason.params), json.dumps(dict(reason.params)))
+                    said[id(reason)] = columns
+                text, reason_id, params = columns[0], reason.id, columns[1]
+            else:
+                text, reason_id, params = reason, "", "{}"
+            rows.append((user_id, grant_id, delta, kind, text, reason_id, params, key, when))
+            if grant_id is None:
+                debt_moves[user_id] = debt_moves.get(user_id, 0) - delta
+            else:
+                grant_moves[grant_id] = grant_moves.get(grant_id, 0) + delta
     grant_moves = {pk: d for pk, d in sorted(grant_moves.items()) if d}
     debt_moves = {user_id: d for user_id, d in sorted(debt_moves.items()) if d}
     with connection.cursor() as cursor:
@@ -331,7 +350,7 @@ def spend(
     grants: list,
     amount: int,
     *,
-    reason: str,
+    reason: Reason,
     key: str,
     at: datetime,
     entries: list[Entry],
@@ -382,7 +401,7 @@ def spend(
                 None,
                 left,
                 LedgerKind.DEBT_SETTLE,
-                _("Arrears written off: the account is banned"),
+                Said("ledger.arrears_banned"),
                 f"{key}#written-off",
                 at,
             )
@@ -405,11 +424,11 @@ def open_grant(
     user_id: int,
     amount: int,
     kind: str,
-    reason: str,
+    reason: Reason,
     key: str,
     at: datetime,
     pays_debt_of=None,
-    settle_reason: str | None = None,
+    settle_reason: Reason | None = None,
     settle_keys: tuple[str, str] | None = None,
     entries: list[Entry] | None = None,
     **fields,
@@ -425,9 +444,7 @@ def open_grant(
     new = [Entry(user_id, grant.pk, amount, kind, reason, key, at)]
     settle = min(pays_debt_of.debt_micro, amount) if pays_debt_of is not None else 0
     if settle > 0:
-        text = settle_reason or _("%(amount)s DCU of arrears paid") % {
-            "amount": format_micro(settle)
-        }
+        text = settle_reason or Said("ledger.arrears_paid", {"amount": settle})
         out_key, off_key = settle_keys or (f"{key}#settle", f"{key}#settle-debt")
         new += [
             Entry(user_id, grant.pk, -settle, LedgerKind.DEBT_SETTLE, text, out_key, at),
@@ -473,9 +490,7 @@ def _cap_arrears(account, *, key: str, at: datetime, entries: list[Entry]) -> No
     # SPEC §3.5 decision: the platform covers arrears beyond 10 DCU with an
     # extension-pack voucher, at once; it pays that excess and nothing else,
     # so the voucher is spent (expired, 0 left) the moment it is made.
-    text = _("Platform voucher: %(amount)s DCU of arrears beyond 10 DCU covered") % {
-        "amount": format_micro(excess)
-    }
+    text = Said("ledger.arrears_voucher", {"amount": excess})
     open_grant(
         user_id=account.user_id,
         amount=excess,

@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.utils.translation import gettext as _
 
-from aladdin.lib.units import format_micro
+from aladdin.lib.said import Said
 
 from ..choices import GrantClass, GrantState, LedgerKind, SubscriptionState
 from ..models import Grant, Order, Refund, Subscription
@@ -83,8 +82,7 @@ def refund_apply(*, refund_id: int, at: datetime) -> Refund:
                 grant.pk,
                 -take,
                 LedgerKind.REFUND,
-                _("Refund of order %(order)s: %(amount)s DCU taken back")
-                % {"order": order.out_trade_no, "amount": format_micro(take)},
+                Said("ledger.refund", {"order": order.out_trade_no, "amount": take}),
                 f"refund:{refund.out_request_no}:{grant.pk}",
                 at,
             )

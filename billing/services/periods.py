@@ -19,9 +19,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
-from aladdin.lib.units import format_micro
+from aladdin.lib.said import Said
 
 from ..choices import GrantClass, GrantState, LedgerKind, SubscriptionState
 from ..models import Account, Grant, Subscription
@@ -61,10 +60,10 @@ def _lapse_grant(grant: Grant, *, at: datetime) -> None:
     rest = grant.remaining_micro
     if rest > 0 and grant.may_carry:
         carry_until = at + timedelta(days=CARRY_DAYS)
-        text = _("%(amount)s DCU unused at the end of the period, carried over until %(date)s") % {
-            "amount": format_micro(rest),
-            "date": timezone.localtime(carry_until).date().isoformat(),
-        }
+        text = Said(
+            "ledger.carry",
+            {"amount": rest, "date": timezone.localtime(carry_until).date().isoformat()},
+        )
         entries: list[ledger.Entry] = [
             ledger.Entry(
                 grant.user_id, grant.pk, -rest, LedgerKind.CARRY, text, f"carry:{grant.pk}", at
@@ -93,9 +92,7 @@ def _lapse_grant(grant: Grant, *, at: datetime) -> None:
         ledger.take_all(
             [grant],
             kind=LedgerKind.EXPIRE,
-            reason=lambda g: (
-                _("%(amount)s DCU expired") % {"amount": format_micro(g.remaining_micro)}
-            ),
+            reason=lambda g: Said("ledger.expired", {"amount": g.remaining_micro}),
             key=lambda g: f"expire:{g.pk}",
             at=at,
         )
@@ -106,10 +103,7 @@ def _expire_carried(grant: Grant, *, at: datetime) -> None:
     ledger.take_all(
         [grant],
         kind=LedgerKind.EXPIRE,
-        reason=lambda g: (
-            _("%(amount)s DCU of carried-over compute expired after 30 days")
-            % {"amount": format_micro(g.remaining_micro)}
-        ),
+        reason=lambda g: Said("ledger.carry_expired", {"amount": g.remaining_micro}),
         key=lambda g: f"expire:{g.pk}",
         at=at,
     )
@@ -137,11 +131,13 @@ def _reactivate_carried(account: Account, *, until: datetime, at: datetime, key:
                 g.pk,
                 0,
                 LedgerKind.REACTIVATE,
-                _("%(amount)s DCU of carried-over compute active again until %(date)s")
-                % {
-                    "amount": format_micro(g.remaining_micro),
-                    "date": timezone.localtime(until).date().isoformat(),
-                },
+                Said(
+                    "ledger.reactivated",
+                    {
+                        "amount": g.remaining_micro,
+                        "date": timezone.localtime(until).date().isoformat(),
+                    },
+                ),
                 f"reactivate:{g.pk}:{key}",
                 at,
             )
@@ -160,12 +156,14 @@ def start_subscription(account: Account, sub: Subscription, *, at: datetime) -> 
             user_id=account.user_id,
             amount=sub.plan.dcu_micro,
             kind=LedgerKind.GRANT,
-            reason=_("%(plan)s: %(amount)s DCU until %(date)s")
-            % {
-                "plan": sub.plan.name,
-                "amount": format_micro(sub.plan.dcu_micro),
-                "date": timezone.localtime(sub.ends_at).date().isoformat(),
-            },
+            reason=Said(
+                "ledger.plan_grant",
+                {
+                    "plan": sub.plan.name,
+                    "amount": sub.plan.dcu_micro,
+                    "date": timezone.localtime(sub.ends_at).date().isoformat(),
+                },
+            ),
             key=f"sub:{sub.pk}:grant",
             at=at,
             pays_debt_of=account,

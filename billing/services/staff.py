@@ -12,6 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from aladdin.lib.said import Said
+
 from .. import selectors
 from ..choices import GrantClass, GrantState, LedgerKind, SubscriptionState
 from ..models import ArrearsReview, Grant, LedgerEntry, Subscription
@@ -125,7 +127,7 @@ def billing_forfeit_all(*, user, reason: str, at: datetime | None = None) -> For
                     None,
                     written_off,
                     LedgerKind.DEBT_SETTLE,
-                    _("Arrears written off: %(reason)s") % {"reason": reason},
+                    Said("ledger.arrears_written_off", {"reason": reason}),
                     f"forfeit:debt:{last['pk'] if last else 0}",
                     at,
                 )

@@ -9,7 +9,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from aladdin.lib.units import format_micro
+from aladdin.lib.said import Said
 
 from .. import selectors
 from ..choices import GrantClass, GrantState, LedgerKind, PlanKind, SubscriptionState
@@ -107,12 +107,14 @@ def extension_pack_buy(*, user, plan: Plan, source: str = "", at: datetime | Non
         user_id=account.user_id,
         amount=plan.dcu_micro,
         kind=LedgerKind.GRANT,
-        reason=_("%(plan)s: %(amount)s DCU until %(date)s")
-        % {
-            "plan": plan.name,
-            "amount": format_micro(plan.dcu_micro),
-            "date": timezone.localtime(current.ends_at).date().isoformat(),
-        },
+        reason=Said(
+            "ledger.plan_grant",
+            {
+                "plan": plan.name,
+                "amount": plan.dcu_micro,
+                "date": timezone.localtime(current.ends_at).date().isoformat(),
+            },
+        ),
         key=f"pack:{source}" if source else f"pack:{user.pk}:{at.isoformat()}",
         at=at,
         pays_debt_of=account,

@@ -200,6 +200,8 @@ def test_ledger_entries_are_newest_first_with_signed_amounts(api, user):
         "delta_micro",
         "delta_dcu",
         "reason",
+        "reason_id",
+        "reason_params",
     }
     assert (first["reason"], first["delta_micro"], first["delta_dcu"]) == (
         "storage fee",

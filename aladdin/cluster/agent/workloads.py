@@ -48,7 +48,7 @@ from typing import Any
 from aladdin.lib.diskusage import tree_bytes
 
 from .. import cgroups as cgroup_limits
-from .. import egress, sandbox
+from .. import egress, reasons, sandbox
 from .. import gpus as gpu_cards
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
@@ -99,6 +99,8 @@ class Workload:
     sandboxed: bool = False
     image: str = ""
     gpu_devices: tuple[str, ...] = ()  # what CUDA_VISIBLE_DEVICES names
+    reason_id: str = ""  # ``reason`` as a message (aladdin.cluster.reasons)
+    reason_params: dict[str, Any] = field(default_factory=dict)
     # --- this run only -----------------------------------------------------------
     cards: list[gpu_cards.Card] = field(default_factory=list)  # held while it runs
     env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets: never journaled
@@ -106,7 +108,9 @@ class Workload:
     watch_fd: int | None = None  # the write end of the sandbox guard's stdin
     pump: threading.Thread | None = None  # copies its output to the log
     ended: threading.Event = field(default_factory=threading.Event)
-    end_reason: str = ""  # why the agent is ending it: "stopped", "agent stopped"
+    end_reason: reasons.EndReason | None = (
+        None  # why the agent is ending it: stopped, agent stopped
+    )
     cgroups: cgroup_limits.Cgroups | None = None  # set while its cgroup exists
     memory_mib: int = 0  # its memory limit (0: none), for the out-of-memory reason
     network: egress.Attachment | None = None  # its slirp4netns while it runs
@@ -115,6 +119,16 @@ class Workload:
     def has_ended(self) -> bool:
         return self.phase in ENDED
 
+    def set_reason(self, reason: reasons.EndReason | None) -> None:
+        if reason is None:
+            self.reason, self.reason_id, self.reason_params = "", "", {}
+        else:
+            self.reason, self.reason_id, self.reason_params = (
+                reason.text,
+                reason.id,
+                dict(reason.params),
+            )
+
     def record(self) -> WorkloadRecord:
         return WorkloadRecord(**{f.name: getattr(self, f.name) for f in fields(WorkloadRecord)})
 
@@ -122,6 +136,7 @@ class Workload:
     def from_record(cls, record: WorkloadRecord) -> Workload:
         workload = cls(**{f.name: getattr(record, f.name) for f in fields(WorkloadRecord)})
         workload.labels = dict(record.labels)
+        workload.reason_params = dict(record.reason_params)
         if workload.has_ended:
             workload.ended.set()
         return workload
@@ -196,7 +211,7 @@ class Workloads:
                 # heartbeat. Whatever survived it is ended now.
                 self._kill_sandbox(workload)
                 workload.phase = Phase.FAILED
-                workload.reason = "the agent ended unexpectedly; the workload ended with it"
+                workload.set_reason(reasons.agent_died())
                 workload.finished_at = beat
                 workload.ended.set()
             self._table[name] = workload
@@ -324,14 +339,14 @@ class Workloads:
         # cannot be pulled. Never another interpreter in its place.
         try:
             image_env: ImageEnv | None = self.images.env_for(spec.recipe)
-            unready = ""
+            unready: reasons.EndReason | None = None
         except BuildError as exc:
-            image_env, unready = None, str(exc)
+            image_env, unready = None, reasons.image_not_ready(str(exc))
         with self.lock:
             existing = self._table.get(spec.name)  # a concurrent start of the name won
             if existing is not None:
                 return existing.record()
-            if image_env is None:
+            if unready is not None:
                 now = _now()
                 failed = Workload(
                     name=spec.name,
@@ -340,7 +355,9 @@ class Workloads:
                     kind=spec.kind,
                     image=spec.image,
                     labels=dict(spec.labels),
-                    reason=unready,
+                    reason=unready.text,
+                    reason_id=unready.id,
+                    reason_params=dict(unready.params),
                     started_at=now,
                     finished_at=now,
                 )
@@ -389,7 +406,7 @@ class Workloads:
             with self.lock:
                 self._close_watch(workload)
                 workload.phase = Phase.FAILED
-                workload.reason = f"could not start: {exc}"
+                workload.set_reason(reasons.could_not_start(str(exc)))
                 workload.finished_at = _now()
                 workload.ended.set()
                 self._release_cards(workload)
@@ -644,17 +661,19 @@ class Workloads:
             # in the file before the workload reads as ended (followers rely on it).
             pump.join(PUMP_JOIN_SECONDS)
         with self.lock:
-            if workload.end_reason:
+            reason: reasons.EndReason | None
+            if workload.end_reason is not None:
                 phase, reason = Phase.FAILED, workload.end_reason
             elif rc == 0:
                 # A command that survived the OOM kill of one of its children
                 # and exited 0 succeeded: its own status is the verdict.
-                phase, reason = Phase.SUCCEEDED, ""
+                phase, reason = Phase.SUCCEEDED, None
             elif oom_kills:
-                phase, reason = Phase.FAILED, cgroup_limits.oom_reason(workload.memory_mib)
+                phase, reason = Phase.FAILED, reasons.out_of_memory(workload.memory_mib)
             else:
-                phase, reason = Phase.FAILED, sandbox.describe_exit(rc)
-            workload.phase, workload.reason, workload.end_reason = phase, reason, ""
+                phase, reason = Phase.FAILED, reasons.exited(rc)
+            workload.phase, workload.end_reason = phase, None
+            workload.set_reason(reason)
             workload.exit_code = rc
             workload.finished_at = finished_at
             workload.proc = None
@@ -734,7 +753,7 @@ class Workloads:
             if workload is None:
                 return missing(name)
             if not workload.has_ended:
-                workload.end_reason = "stopped"
+                workload.end_reason = reasons.stopped()
         self._terminate(workload, grace_seconds)
         with self.lock:
             if self._table.get(name) is workload:
@@ -757,7 +776,7 @@ class Workloads:
         with self.lock:
             running = [w for w in self._table.values() if not w.has_ended]
             for workload in running:
-                workload.end_reason = "agent stopped"
+                workload.end_reason = reasons.agent_stopped()
         threads = [
             threading.Thread(target=self._terminate, args=(w, SHUTDOWN_GRACE_SECONDS))
             for w in running

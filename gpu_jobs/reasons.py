@@ -1,0 +1,12 @@
+"""Reasons a job keeps (``Job.reason_id``) and its ledger charges, read in the reader's language."""
+
+from django.utils.translation import gettext_lazy as _
+
+from aladdin.lib.said import define
+
+define("job.stopped_by_you", _("Stopped by you."))
+define("job.deleted_by_you", _("Deleted by you."))
+define("job.balance_out", _("Stopped: your compute balance is used up."))
+define("job.process_failed", _("The job's process failed."))
+define("job.lost", _("The job's workload was lost by the cluster."))
+define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))
