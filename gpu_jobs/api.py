@@ -38,7 +38,9 @@ from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
+from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
+from storage import files as storage_files
 
 from . import logs, selectors, services
 from .choices import JobKind, JobState
@@ -573,6 +575,82 @@ class JobLogsView(APIView):
         return response
 
 
+def _log_response(request, read):
+    try:
+        log_file = read()
+    except storage_files.FileNotFound:
+        raise exceptions.NotFound() from None
+    return attachment(
+        request,
+        log_file.chunks,
+        name=log_file.name,
+        content_type=log_file.content_type,
+        size=log_file.size,
+    )
+
+
+class JobLogDownloadView(APIView):
+    @extend_schema(
+        operation_id="jobs_log_download",
+        parameters=[
+            OpenApiParameter(
+                "worker", int, description="Run Task only: the worker's index (default 0)."
+            )
+        ],
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The whole output as a file (Content-Disposition: attachment): "
+                "a dev job's output, or one worker's log of a Run Task.",
+            ),
+            **error_responses(
+                {
+                    404: NOT_FOUND + " Or a worker this task does not have, or its log is gone.",
+                    503: "logs_unavailable: the cluster cannot read the output right now.",
+                }
+            ),
+        },
+    )
+    def get(self, request, pk: int):
+        """Log Download: the job's output (a task's worker with ?worker=N), streamed."""
+        job = _own_job(request, pk)
+        if job.kind != JobKind.TASK:
+            return _log_response(request, lambda: logs.output_file(job))
+        query = LogWorkerSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        worker = query.validated_data["worker"]
+        return _log_response(request, lambda: logs.worker_file(job, worker))
+
+
+class JobLogArchiveView(APIView):
+    @extend_schema(
+        operation_id="jobs_log_archive",
+        responses={
+            (200, "application/gzip"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="Every worker's log of a Run Task in one .tar.gz, streamed "
+                "(task-<id>/worker-<n>.log).",
+            ),
+            **error_responses(
+                {
+                    404: NOT_FOUND + " Or not a Run Task, or its logs are gone.",
+                    503: "logs_unavailable: the cluster cannot read the output right now.",
+                }
+            ),
+        },
+    )
+    def get(self, request, pk: int):
+        """Log Download of a whole task: a .tar.gz of /root/.aladdin/tasks/<id>/."""
+        job = _own_job(request, pk)
+        if job.kind != JobKind.TASK:
+            raise exceptions.NotFound()
+        return _log_response(request, lambda: logs.archive_file(job))
+
+
+class LogWorkerSerializer(serializers.Serializer):
+    worker = serializers.IntegerField(min_value=0, max_value=1023, default=0)
+
+
 class ConfigurationsView(generics.GenericAPIView):
     serializer_class = ConfigurationSerializer
 
@@ -690,4 +768,6 @@ urlpatterns = [
     path("jobs/<int:pk>/ports", JobPortsView.as_view(), name="api-job-ports"),
     path("jobs/<int:pk>/ports/<int:port>", JobPortView.as_view(), name="api-job-port"),
     path("jobs/<int:pk>/logs", JobLogsView.as_view(), name="api-job-logs"),
+    path("jobs/<int:pk>/logs/download", JobLogDownloadView.as_view(), name="api-job-log-download"),
+    path("jobs/<int:pk>/logs/archive", JobLogArchiveView.as_view(), name="api-job-log-archive"),
 ]

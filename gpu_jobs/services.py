@@ -55,7 +55,7 @@ from aladdin.workloads.space import platform_env, user_space_prepare
 from billing import services as billing_services
 from storage import files as storage_files
 
-from . import admission, metering
+from . import admission, logs, metering
 from . import reasons as _reasons  # noqa: F401 - defines the messages used below
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration, JobPort, JobWorker
@@ -696,6 +696,9 @@ def job_delete_apply(*, job_id: int) -> None:
         job_stop_apply(job_id=job_id)
     driver = cluster.get_driver()
     driver.delete_logs(name=job.workload_name)
+    if job.kind == JobKind.TASK:
+        # A task's logs live in the user's volume (SPEC §7): they go with it.
+        logs.delete_task_logs(job)
     _forget_quietly(driver, job.workload_name)
     Job.objects.filter(pk=job_id).update(logs_deleted=True, updated_at=timezone.now())
 

@@ -13,18 +13,20 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from aladdin.lib.streaming import attachment
 from aladdin.workloads.images import ImageUnavailable
+from storage import files as storage_files
 
-from . import selectors, services
+from . import logs, selectors, services
 from .admission import JobRefused
-from .choices import JobState
+from .choices import JobKind, JobState
 from .forms import JobFilterForm, JobLaunchForm
 from .models import Job, JobConfiguration
 from .validation import JobNotFound
@@ -200,6 +202,8 @@ def job_detail(request, pk: int):
     context["poll_seconds"] = STATUS_POLL_SECONDS
     context["log_retention_days"] = settings.JOB_LOG_RETENTION_DAYS
     context["ports"] = [(row, selectors.port_url(row)) for row in selectors.open_ports(job)]
+    context["task_logs_dir"] = logs.task_logs_dir(job)
+    context["worker_indexes"] = range(job.workers)
     return render(request, "gpu_jobs/detail.html", context)
 
 
@@ -275,6 +279,45 @@ def job_delete(request, pk: int):
     services.job_delete(job=job)
     messages.success(request, _("Job #%(id)s deleted.") % {"id": job.pk})
     return redirect("gpu_jobs:list")
+
+
+def _log_download(request, job: Job, read) -> HttpResponseBase:
+    try:
+        log_file = read()
+    except storage_files.FileNotFound:
+        raise Http404 from None
+    except logs.LogsUnavailable as exc:
+        messages.error(request, exc.error_detail())
+        return redirect("gpu_jobs:detail", pk=job.pk)
+    return attachment(
+        request,
+        log_file.chunks,
+        name=log_file.name,
+        content_type=log_file.content_type,
+        size=log_file.size,
+    )
+
+
+@login_required
+def job_log_download(request, pk: int):
+    """Log Download: a dev job's output, or one worker's log of a task (``?worker=N``)."""
+    job = _own_job(request, pk)
+    if job.kind != JobKind.TASK:
+        return _log_download(request, job, lambda: logs.output_file(job))
+    try:
+        worker = int(request.GET.get("worker", "0"))
+    except ValueError:
+        raise Http404 from None
+    return _log_download(request, job, lambda: logs.worker_file(job, worker))
+
+
+@login_required
+def job_log_archive(request, pk: int):
+    """Log Download of a whole task: every worker's log in one .tar.gz."""
+    job = _own_job(request, pk)
+    if job.kind != JobKind.TASK:
+        raise Http404
+    return _log_download(request, job, lambda: logs.archive_file(job))
 
 
 @login_required

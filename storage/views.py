@@ -5,21 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
-from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from aladdin.lib.errors import DomainError
+from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
 
 from . import files, services
@@ -149,33 +147,13 @@ def files_download(request):
     except DomainError as exc:
         messages.error(request, exc.error_detail())
         return _files_redirect("")
-    response = StreamingHttpResponse(
-        _streamed(request, download.chunks), content_type="application/octet-stream"
+    return attachment(
+        request,
+        download.chunks,
+        name=download.name,
+        content_type="application/octet-stream",
+        size=download.size,
     )
-    if download.size is not None:
-        response["Content-Length"] = str(download.size)
-    response["Content-Disposition"] = content_disposition_header(True, download.name)
-    return response
-
-
-def _streamed(request, chunks: Iterator[bytes]):
-    """``chunks`` as the server wants them: under ASGI an async iterator, else as they are.
-
-    Django serves a *sync* iterator under ASGI by reading it whole into a
-    list first; a 2 GiB download must go out chunk by chunk instead.
-    """
-    if not isinstance(request, ASGIRequest):
-        return chunks
-
-    async def each():
-        take = sync_to_async(next, thread_sensitive=False)
-        try:
-            while (chunk := await take(chunks, None)) is not None:
-                yield chunk
-        finally:
-            await sync_to_async(chunks.close, thread_sensitive=False)()  # type: ignore[attr-defined]
-
-    return each()
 
 
 def _json_error(exc: DomainError) -> JsonResponse:
