@@ -312,6 +312,13 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Budget alerts (issue 20): each threshold of a month is announced once,
+    # within a minute of the charge that crossed it.
+    "billing-budgets-check": {
+        "task": "billing.budgets_check",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Workshops converge with what the cluster driver reports (level-triggered).
     "workshops-reconcile": {
         "task": "workshops.reconcile",

@@ -7,6 +7,7 @@ money in integer fen (0.01 yuan). No floats, no decimal columns.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -629,3 +630,63 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"Invoice for {self.order}"
+
+
+class Budget(models.Model):
+    """A user's monthly compute budget (issue 20): alerts at 80 % and 100 %, optionally a hard stop.
+
+    Spend is what the ledger charged in the calendar month (Asia/Shanghai):
+    GPU time and storage, paid from compute or owed as arrears. With
+    ``hard_stop`` a launch that would start while the month's spend has
+    reached the budget is refused; what already runs is never stopped for it.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="budget",
+        verbose_name=_("user"),
+    )
+    monthly_micro = models.BigIntegerField(
+        verbose_name=_("monthly budget (µDCU)"),
+        validators=[MinValueValidator(1)],
+    )
+    hard_stop = models.BooleanField(
+        default=False, verbose_name=_("refuse new launches once it is spent")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    class Meta:
+        verbose_name = _("budget")
+        verbose_name_plural = _("budgets")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.monthly_micro}"
+
+
+class BudgetAlert(models.Model):
+    """One alert sent: a threshold (80 or 100 %) crossed in a month. Unique, so each is sent once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="budget_alerts",
+        verbose_name=_("user"),
+    )
+    month = models.DateField(verbose_name=_("month"), help_text=_("Its first day."))
+    threshold = models.PositiveSmallIntegerField(verbose_name=_("threshold (%)"))
+    spent_micro = models.BigIntegerField(verbose_name=_("spent (µDCU)"))
+    budget_micro = models.BigIntegerField(verbose_name=_("budget (µDCU)"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+
+    class Meta:
+        verbose_name = _("budget alert")
+        verbose_name_plural = _("budget alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "month", "threshold"], name="budget_alert_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.month:%Y-%m} {self.threshold}%"

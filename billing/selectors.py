@@ -9,13 +9,24 @@ from datetime import datetime, timedelta
 from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
+from aladdin.lib.timeutil import month_bounds
+
 from .choices import (
     GrantState,
     LedgerKind,
     PlanKind,
     SubscriptionState,
 )
-from .models import Account, Grant, LedgerEntry, Order, Plan, Refund, Subscription
+from .models import (
+    Account,
+    Budget,
+    Grant,
+    LedgerEntry,
+    Order,
+    Plan,
+    Refund,
+    Subscription,
+)
 
 
 def account_for(user) -> Account:
@@ -245,3 +256,46 @@ def refunds_failed(queryset: QuerySet[Refund] | None = None) -> QuerySet[Refund]
     """Refunds Alipay refused or did not answer: still requested, with the error recorded."""
     queryset = Refund.objects.all() if queryset is None else queryset
     return queryset.filter(state=Refund.State.REQUESTED).exclude(error="")
+
+
+# --- budgets (issue 20) -------------------------------------------------------------------
+SPEND_KINDS = (LedgerKind.CHARGE, LedgerKind.DEBT)
+
+
+def spend_micro(user, start: datetime, end: datetime) -> int:
+    """µDCU the ledger charged ``user`` in [start, end): GPU time and storage, paid or owed."""
+    total = LedgerEntry.objects.filter(
+        user=user, kind__in=SPEND_KINDS, created_at__gte=start, created_at__lt=end
+    ).aggregate(total=Sum("delta_micro"))["total"]
+    return -(total or 0)
+
+
+def month_spend_micro(user, at: datetime | None = None) -> int:
+    """What the ledger charged ``user`` this calendar month (Asia/Shanghai) up to now."""
+    start, end = month_bounds(at or timezone.now())
+    return spend_micro(user, start, end)
+
+
+def budget_for(user) -> Budget | None:
+    return Budget.objects.filter(user=user).first()
+
+
+@dataclass(frozen=True)
+class BudgetSpent:
+    """A hard-stop budget that this month's spend has reached."""
+
+    spent_micro: int
+    budget_micro: int
+    month_start: datetime
+
+
+def budget_exhausted(user, at: datetime | None = None) -> BudgetSpent | None:
+    """The numbers when ``user`` has a hard-stop budget and this month's spend reached it."""
+    budget = budget_for(user)
+    if budget is None or not budget.hard_stop:
+        return None
+    at = at or timezone.now()
+    spent = month_spend_micro(user, at)
+    if spent < budget.monthly_micro:
+        return None
+    return BudgetSpent(spent, budget.monthly_micro, month_bounds(at)[0])

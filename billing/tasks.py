@@ -44,3 +44,14 @@ def reconcile_orders(as_of: str | None = None) -> dict[str, int]:
     """
     when = parse_as_of(as_of) if as_of else None
     return payments.orders_reconcile_due(at=when)
+
+
+@shared_task(
+    name="billing.budgets_check",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def budgets_check(as_of: str | None = None) -> int:
+    """Send the budget alerts due (80 % and 100 % of a monthly budget), each once."""
+    return services.budgets_check(at=parse_as_of(as_of) if as_of else None)

@@ -212,7 +212,24 @@ def admit(
             code="balance",
         )
 
-    # 5. Storage under its allowance.
+    # 5. The user's own monthly budget, when they asked for a hard stop (issue 20).
+    exhausted = billing_selectors.budget_exhausted(user, at)
+    if exhausted is not None:
+        raise JobRefused(
+            _(
+                "Your monthly budget is used up: %(spent)s DCU charged since %(start)s, your "
+                "budget is %(budget)s DCU with a hard stop. Raise the budget or turn its hard "
+                "stop off on the Costs page, or wait for next month."
+            )
+            % {
+                "spent": _dcu(exhausted.spent_micro),
+                "budget": _dcu(exhausted.budget_micro),
+                "start": exhausted.month_start.date().isoformat(),
+            },
+            code="budget",
+        )
+
+    # 6. Storage under its allowance.
     ok, why = storage_selectors.workloads_allowed(user)
     if not ok:
         raise JobRefused(why, code="storage")

@@ -40,8 +40,11 @@ from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
+from billing import selectors as billing_selectors
+from billing import services as billing_services
 from storage import files as storage_files
 
+from . import costs as cost_reports
 from . import logs, selectors, services
 from .choices import JobKind, JobState
 from .models import GpuType, Job, JobConfiguration
@@ -754,8 +757,100 @@ class ConfigurationView(APIView):
 
 # Mounted under /api/v1/ by aladdin/urls.py. "jobs/configurations" comes
 # before "jobs/<int:pk>" (the int converter would not match it anyway).
+
+# --- costs and budget (issue 20) ---------------------------------------------------------
+
+
+class JobCostSerializer(serializers.Serializer):
+    job_id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    card = serializers.CharField()
+    micro = serializers.IntegerField(help_text="µDCU charged in the month.")
+    deleted = serializers.BooleanField()
+
+
+class DayCostSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    gpu_micro = serializers.IntegerField()
+    storage_micro = serializers.IntegerField()
+    other_micro = serializers.IntegerField()
+    total_micro = serializers.IntegerField()
+
+
+class CostReportSerializer(serializers.Serializer):
+    month = serializers.DateField(help_text="Its first day (Asia/Shanghai calendar month).")
+    total_micro = serializers.IntegerField(help_text="All charges of the month: equals the ledger.")
+    storage_micro = serializers.IntegerField()
+    other_micro = serializers.IntegerField()
+    by_kind = serializers.DictField(child=serializers.IntegerField(), help_text="µDCU by job kind.")
+    by_card = serializers.DictField(child=serializers.IntegerField(), help_text="µDCU by card.")
+    budget_micro = serializers.IntegerField(allow_null=True)
+    jobs = JobCostSerializer(many=True)
+    days = DayCostSerializer(many=True)
+
+
+class CostsView(APIView):
+    @extend_schema(
+        operation_id="costs_retrieve",
+        parameters=[OpenApiParameter("month", str, description='"YYYY-MM" (default: this month).')],
+        responses={200: CostReportSerializer},
+    )
+    def get(self, request):
+        """Where a month's compute went: per job, per day, by kind and card, storage (µDCU)."""
+        report = cost_reports.cost_report(
+            request.user, cost_reports.parse_month(request.query_params.get("month"))
+        )
+        data = CostReportSerializer(report).data
+        # by_kind keyed by the kind's code, not its label, for scripts.
+        data["by_kind"] = {}
+        for job in report.jobs:
+            data["by_kind"][job.kind] = data["by_kind"].get(job.kind, 0) + job.micro
+        return Response(data)
+
+
+class BudgetSerializer(serializers.Serializer):
+    monthly_micro = serializers.IntegerField(min_value=1, help_text="The monthly budget in µDCU.")
+    hard_stop = serializers.BooleanField(
+        default=False, help_text="Refuse new launches once this month's charges reach it."
+    )
+
+
+class BudgetView(APIView):
+    @extend_schema(
+        operation_id="budget_retrieve",
+        responses={200: BudgetSerializer, **error_responses({404: "No budget is set."})},
+    )
+    def get(self, request):
+        """The monthly budget."""
+        budget = billing_selectors.budget_for(request.user)
+        if budget is None:
+            raise exceptions.NotFound(_("No budget is set."))
+        return Response(BudgetSerializer(budget).data)
+
+    @extend_schema(
+        operation_id="budget_set",
+        request=BudgetSerializer,
+        responses={200: BudgetSerializer, **error_responses({400: "Bad input."})},
+    )
+    def put(self, request):
+        """Set the monthly budget (alerts at 80 % and 100 %; ``hard_stop`` refuses launches)."""
+        body = BudgetSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        budget = billing_services.budget_set(user=request.user, **body.validated_data)
+        return Response(BudgetSerializer(budget).data)
+
+    @extend_schema(operation_id="budget_delete", responses={204: None})
+    def delete(self, request):
+        """Remove the monthly budget."""
+        billing_services.budget_set(user=request.user, monthly_micro=None)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 urlpatterns = [
     path("gpu-types", GpuTypesView.as_view(), name="api-gpu-types"),
+    path("costs", CostsView.as_view(), name="api-costs"),
+    path("budget", BudgetView.as_view(), name="api-budget"),
     path("jobs", JobsView.as_view(), name="api-jobs"),
     path("jobs/configurations", ConfigurationsView.as_view(), name="api-job-configurations"),
     path(

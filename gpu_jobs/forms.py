@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from aladdin.lib.units import format_micro
+from aladdin.lib.units import dcu_to_micro, format_micro
 from aladdin.workloads.env import parse_env
 from aladdin.workloads.forms import ImageSelect, image_label, unlaunchable
 from aladdin.workloads.models import Image
@@ -176,3 +177,24 @@ class JobFilterForm(forms.Form):
     kind = forms.ChoiceField(
         label=_("Kind"), required=False, choices=[("", _("All kinds")), *JobKind.choices]
     )
+
+
+class BudgetForm(forms.Form):
+    """A monthly compute budget in DCU (issue 20); empty removes it."""
+
+    monthly_dcu = forms.DecimalField(
+        label=_("Monthly budget (DCU)"),
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=12,
+        decimal_places=2,
+        help_text=_("Empty: no budget. Alerts at 80 % and 100 % of it."),
+    )
+    hard_stop = forms.BooleanField(
+        label=_("Refuse new launches once it is spent (what runs keeps running)"),
+        required=False,
+    )
+
+    def monthly_micro(self) -> int | None:
+        value = self.cleaned_data.get("monthly_dcu")
+        return None if value is None else dcu_to_micro(value)

@@ -8,6 +8,9 @@ urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/", views.job_launch, name="launch"),
     path("configurations/", views.configuration_list, name="configurations"),
+    path("costs/", views.costs, name="costs"),
+    path("costs.csv", views.costs_csv, name="costs_csv"),
+    path("costs/budget/", views.budget_update, name="budget"),
     path(
         "configurations/<int:pk>/delete/",
         views.configuration_delete,

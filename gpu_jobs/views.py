@@ -8,26 +8,33 @@ detail page's logs and status refresh come from ``static/js/job-logs.js``.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseBase
+from django.http import Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from aladdin.lib.streaming import attachment
+from aladdin.lib.units import format_micro
 from aladdin.workloads.images import ImageUnavailable
+from billing import selectors as billing_selectors
+from billing import services as billing_services
 from storage import files as storage_files
 
+from . import costs as cost_reports
 from . import logs, selectors, services
 from .admission import JobRefused
 from .choices import JobKind, JobState
-from .forms import JobFilterForm, JobLaunchForm
+from .forms import BudgetForm, JobFilterForm, JobLaunchForm
 from .models import Job, JobConfiguration
 from .validation import JobNotFound
 
@@ -318,6 +325,74 @@ def job_log_archive(request, pk: int):
     if job.kind != JobKind.TASK:
         raise Http404
     return _log_download(request, job, lambda: logs.archive_file(job))
+
+
+@login_required
+def costs(request):
+    """Where this month's (or ``?month=YYYY-MM``'s) compute went, and the monthly budget."""
+    month = cost_reports.parse_month(request.GET.get("month"))
+    report = cost_reports.cost_report(request.user, month)
+    budget = billing_selectors.budget_for(request.user)
+    form = BudgetForm(
+        initial={
+            "monthly_dcu": format_micro(budget.monthly_micro) if budget else None,
+            "hard_stop": budget.hard_stop if budget else False,
+        }
+    )
+    previous = (month - timedelta(days=1)).replace(day=1)
+    following = (month + timedelta(days=32)).replace(day=1)
+    return render(
+        request,
+        "gpu_jobs/costs.html",
+        {
+            "report": report,
+            "budget": budget,
+            "form": form,
+            "previous": previous,
+            "following": following if following <= timezone.localdate() else None,
+            "gpu_total": sum(job.micro for job in report.jobs),
+            "chart": {
+                "labels": [d.day.isoformat() for d in report.days],
+                # Exact decimal strings; the page turns them into numbers only to draw.
+                "gpu": [format_micro(d.gpu_micro) for d in report.days],
+                "storage": [format_micro(d.storage_micro) for d in report.days],
+                "gpu_label": _("GPU jobs"),
+                "storage_label": _("Storage"),
+            },
+        },
+    )
+
+
+@login_required
+def costs_csv(request):
+    month = cost_reports.parse_month(request.GET.get("month"))
+    report = cost_reports.cost_report(request.user, month)
+    response = HttpResponse(cost_reports.report_csv(report), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(
+        True, f"aladdin-costs-{month:%Y-%m}.csv"
+    )
+    return response
+
+
+@login_required
+@require_POST
+def budget_update(request):
+    form = BudgetForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect("gpu_jobs:costs")
+    monthly = form.monthly_micro()
+    billing_services.budget_set(
+        user=request.user, monthly_micro=monthly, hard_stop=form.cleaned_data["hard_stop"]
+    )
+    if monthly is None:
+        messages.success(request, _("Budget removed."))
+    else:
+        messages.success(
+            request, _("Budget set to %(dcu)s DCU a month.") % {"dcu": format_micro(monthly)}
+        )
+    return redirect("gpu_jobs:costs")
 
 
 @login_required

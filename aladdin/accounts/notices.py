@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from aladdin.lib import said
-from aladdin.lib.said import BYTES, DATETIME, YUAN
+from aladdin.lib.said import BYTES, DATETIME, DCU, YUAN
 
 # --- links ------------------------------------------------------------------------------
 
@@ -77,6 +77,7 @@ def _job_ended_body(params: dict) -> str:
 
 _JOB_LINK = Link("gpu_jobs:detail", gettext_lazy("See the job"), ("id",))
 _STORAGE_LINK = Link("storage:dashboard", gettext_lazy("See your storage"))
+_COSTS_LINK = Link("gpu_jobs:costs", gettext_lazy("See your costs"))
 
 MESSAGES: dict[str, Message] = {
     "job_succeeded": Message(
@@ -141,6 +142,35 @@ MESSAGES: dict[str, Message] = {
         ),
         formats={"free": BYTES, "reserve": BYTES, "excess": BYTES, "allowed": BYTES},
         link=_STORAGE_LINK,
+    ),
+    "budget_warning": Message(
+        kind="budget",
+        title=gettext_lazy("You have used %(percent)s%% of your monthly budget"),
+        body=gettext_lazy(
+            "This month's charges are %(spent)s of your %(budget)s budget. See where they "
+            "went on the Costs page."
+        ),
+        formats={"spent": DCU, "budget": DCU},
+        link=_COSTS_LINK,
+    ),
+    "budget_reached": Message(
+        kind="budget",
+        title=gettext_lazy("Your monthly budget is used up"),
+        body=lambda params: (
+            _(
+                "This month's charges are %(spent)s of your %(budget)s budget. New launches "
+                "are refused until next month, or until you raise the budget or turn its "
+                "hard stop off; what runs keeps running."
+            )
+            if params.get("hard_stop")
+            else _(
+                "This month's charges are %(spent)s of your %(budget)s budget. Launches are "
+                "not stopped (the budget has no hard stop)."
+            )
+        )
+        % params,
+        formats={"spent": DCU, "budget": DCU},
+        link=_COSTS_LINK,
     ),
     "order_paid": Message(
         kind="order_paid",

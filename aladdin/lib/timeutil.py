@@ -6,7 +6,7 @@ from here instead of building their own ZoneInfo.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
@@ -35,3 +35,11 @@ def parse_as_of(value: str) -> datetime:
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=SHANGHAI)
     return parsed
+
+
+def month_bounds(at: datetime) -> tuple[datetime, datetime]:
+    """The Asia/Shanghai calendar month holding ``at``: its first instant and the next month's."""
+    local = at.astimezone(SHANGHAI)
+    first = local.date().replace(day=1)
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return day_start(first), day_start(following)

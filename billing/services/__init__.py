@@ -20,12 +20,14 @@ Modules, each using only those above it:
 - ``charges``: charge, charge_batch (a metering tick), storage fees;
 - ``subscriptions``: subscribing, upgrading, renewing, extension packs;
 - ``staff``: vouchers, forfeits, arrears decisions;
+- ``budgets``: monthly budgets and their alerts (issue 20);
 - ``payments``: what a refund does to compute (the Alipay side is
   ``billing/payments.py``).
 
 Callers use the names re-exported here (``from billing import services``).
 """
 
+from .budgets import budget_set, budgets_check
 from .charges import (
     CHARGE_KINDS,
     ChargeRequest,
@@ -41,6 +43,8 @@ from .staff import arrears_review_decide, billing_forfeit_all, voucher_grant
 from .subscriptions import extension_pack_buy, subscription_create
 
 __all__ = [
+    "budget_set",
+    "budgets_check",
     "ARREARS_CAP_MICRO",
     "CARRY_DAYS",
     "CHARGE_KINDS",
