@@ -39,6 +39,7 @@ from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.lib.units import format_micro
+from aladdin.workloads.monitor import WorkloadMetricsView
 
 from . import logs, selectors, services
 from .choices import JobKind, JobState
@@ -573,6 +574,13 @@ class JobLogsView(APIView):
         return response
 
 
+class JobMetricsView(WorkloadMetricsView):
+    """The Monitor: the job's CPU, memory and GPU use while it runs (SPEC §7)."""
+
+    def workload_name(self, request, pk: int) -> str:
+        return _own_job(request, pk).workload_name
+
+
 class ConfigurationsView(generics.GenericAPIView):
     serializer_class = ConfigurationSerializer
 
@@ -690,4 +698,5 @@ urlpatterns = [
     path("jobs/<int:pk>/ports", JobPortsView.as_view(), name="api-job-ports"),
     path("jobs/<int:pk>/ports/<int:port>", JobPortView.as_view(), name="api-job-port"),
     path("jobs/<int:pk>/logs", JobLogsView.as_view(), name="api-job-logs"),
+    path("jobs/<int:pk>/metrics", JobMetricsView.as_view(), name="api-job-metrics"),
 ]

@@ -48,7 +48,7 @@ from typing import Any
 from aladdin.lib.diskusage import tree_bytes
 
 from .. import cgroups as cgroup_limits
-from .. import egress, reasons, sandbox
+from .. import egress, monitor, reasons, sandbox
 from .. import gpus as gpu_cards
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
@@ -114,6 +114,9 @@ class Workload:
     cgroups: cgroup_limits.Cgroups | None = None  # set while its cgroup exists
     memory_mib: int = 0  # its memory limit (0: none), for the out-of-memory reason
     network: egress.Attachment | None = None  # its slirp4netns while it runs
+    # Its Monitor samples (agent/monitor.py): kept until it is forgotten.
+    sampler: monitor.Sampler = field(default_factory=monitor.Sampler, repr=False)
+    ring: monitor.SampleRing = field(default_factory=monitor.SampleRing, repr=False)
 
     @property
     def has_ended(self) -> bool:
@@ -246,6 +249,14 @@ class Workloads:
         with self.lock:
             workload = self._table.get(name)
             return workload.record() if workload else missing(name)
+
+    def get(self, name: str) -> Workload | None:
+        """``name``'s workload, running or ended; None when it has no record. Hold :attr:`lock`."""
+        return self._table.get(name)
+
+    def table(self) -> list[Workload]:
+        """Every workload with a record. Hold :attr:`lock` while reading their fields."""
+        return list(self._table.values())
 
     def records(self) -> list[WorkloadRecord]:
         with self.lock:
