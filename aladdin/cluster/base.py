@@ -578,7 +578,8 @@ class ClusterDriver(abc.ABC):
 
         - local: the agent samples each workload's cgroup (CPU time, memory)
           and its cards through NVML (:mod:`aladdin.cluster.monitor`) and
-          keeps a ring per workload until it is forgotten. Only the agent
+          keeps a ring per workload, and the rings of the last 200 released
+          ones so that an ended job's page still charts its run. Only the agent
           can read the cgroups, it samples whether or not anyone looks, and
           the portal's database never takes a row every few seconds per
           workload; an agent restart starts the rings afresh.

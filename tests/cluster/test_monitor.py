@@ -43,6 +43,7 @@ class Table:
     def __init__(self, *workloads: Workload):
         self.lock = threading.RLock()
         self._table = {w.name: w for w in workloads}
+        self.retired = {}
 
     def table(self):
         return list(self._table.values())
@@ -100,6 +101,9 @@ def test_a_workload_the_agent_does_not_know_has_no_metrics_and_since_filters():
     assert len(samples) >= 2
     later = mon.metrics("job-3", samples[0].at).samples
     assert later == [s for s in samples if s.at > samples[0].at]
+    # Released (its record forgotten), its samples stay for its page.
+    table.retired["job-3"] = table._table.pop("job-3").ring
+    assert mon.metrics("job-3", None).samples == samples
 
 
 def test_the_ring_keeps_a_long_life_in_bounded_size_recent_samples_sharp():

@@ -93,6 +93,13 @@ def test_a_busy_jobs_cpu_and_memory_rise_above_an_idle_ones(
     last = answer["samples"][-1]["at"]
     assert all(s["at"] > last for s in metrics(client, busy, since=last)["samples"])
 
+    # and: once the job ended and the cluster released it, its run is still charted
+    services.job_stop(job=busy)
+    services.jobs_reconcile()
+    assert monitored.driver.workload_status(name=busy.workload_name).phase == "missing"
+    after = metrics(client, busy)
+    assert after["available"] and len(after["samples"]) >= len(answer["samples"])
+
 
 @pytest.mark.django_db
 def test_another_users_job_or_workshop_metrics_are_404(

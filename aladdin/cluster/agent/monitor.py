@@ -3,7 +3,10 @@
 A thread of its own (reading cgroup files and NVML never waits on a
 request), started by :meth:`Agent.serve_forever`. Each workload's
 :class:`~aladdin.cluster.monitor.SampleRing` lives on its
-:class:`~.workloads.Workload`, so it goes when the workload is forgotten;
+:class:`~.workloads.Workload`; once the workload is released (stopped or
+forgotten) the ring moves to :attr:`Workloads.retired`, where the newest
+:data:`~.workloads.RETIRED_MAX` stay, so an ended job's page still charts
+its run (an agent restart starts afresh);
 the ``metrics`` operation reads it (see :meth:`ClusterDriver.workload_metrics`
 for why the portal pulls rather than stores).
 """
@@ -55,17 +58,18 @@ class Monitor:
                 workload.ring.add(sample)
 
     def metrics(self, name: str, since: datetime | None) -> WorkloadMetrics:
-        """``name``'s samples after ``since``; not available when it has no record here."""
+        """``name``'s samples after ``since``; a released one's while kept; else not available."""
         with self.workloads.lock:
             workload = self.workloads.get(name)
-            if workload is None:
+            ring = workload.ring if workload is not None else self.workloads.retired.get(name)
+            if ring is None:
                 return WorkloadMetrics(name=name)
             return WorkloadMetrics(
                 name=name,
                 available=True,
-                gpu_metrics=workload.ring.gpu_metrics,
+                gpu_metrics=ring.gpu_metrics,
                 interval_seconds=self.interval,
-                samples=workload.ring.since(since),
+                samples=ring.since(since),
             )
 
     def run(self, stopping: threading.Event) -> None:
