@@ -147,3 +147,50 @@ def _checked(answer):
     from aladdin.cluster.local import _answer_checked
 
     return _answer_checked(answer)
+
+
+def test_real_cards_are_asked_through_nvml_and_a_card_it_cannot_answer_for_is_left_out(
+    monkeypatch,
+):
+    # NVML as nvidia-ml-py exposes it, answering for one of two cards.
+    pynvml = monitor.pynvml
+    calls = []
+    monkeypatch.setattr(pynvml, "nvmlInit", lambda: calls.append("init"))
+    monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lambda uuid: uuid)
+
+    class Rates:
+        gpu = 64
+
+    class Memory:
+        used, total = 12 * 2**30, 80 * 2**30
+
+    def rates(handle):
+        if handle == "GPU-bad":
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return Rates()
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetUtilizationRates", rates)
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", lambda handle: Memory())
+    cards = [
+        gpus.Card(index="0", model="80g", memory_mib=81920, name="H100", uuid="GPU-good"),
+        gpus.Card(index="1", model="80g", memory_mib=81920, name="H100", uuid="GPU-bad"),
+    ]
+
+    chosen = monitor.gpu_metrics_for(cards)
+    assert isinstance(chosen, monitor.NvmlGpuMetrics)
+    assert chosen.sample(cards) == (GpuSample("0", 64.0, 12 * 1024, 80 * 1024),)
+    assert chosen.sample(cards[1:]) is None  # nothing to say: no GPU metrics, not an error
+    chosen.close()
+    assert calls == ["init", "shutdown"]
+
+
+def test_a_host_whose_nvml_will_not_start_has_no_gpu_metrics(monkeypatch):
+    pynvml = monitor.pynvml
+
+    def broken():
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", broken)
+    card = gpus.Card(index="0", model="40g", memory_mib=40960, name="A100", uuid="GPU-x")
+    assert isinstance(monitor.gpu_metrics_for([card]), monitor.NoGpuMetrics)
