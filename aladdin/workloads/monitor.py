@@ -67,8 +67,8 @@ class MetricSampleSerializer(serializers.Serializer):
 
 class MetricsSerializer(serializers.Serializer):
     available = serializers.BooleanField(
-        help_text="False: the cluster keeps no metrics of it (not running, or a backend "
-        "without them); samples is then empty."
+        help_text="False: the cluster keeps no metrics of it (it never ran, its samples are "
+        "no longer kept, or the backend keeps none); samples is then empty."
     )
     gpu_metrics = serializers.BooleanField(
         help_text="False: its cards report no use (virtual cards, no NVML)."
