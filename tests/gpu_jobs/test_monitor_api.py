@@ -141,3 +141,20 @@ def test_the_owner_reads_the_clusters_samples_or_no_metrics(client, user, make_j
     driver.metrics_error = DriverError("agent down")
     response = client.get(f"/api/v1/jobs/{job.pk}/metrics")
     assert response.status_code == 503 and response.json()["code"] == "metrics_unavailable"
+
+
+@pytest.mark.django_db
+def test_the_job_and_workshop_pages_carry_the_monitor_charts(client, user, make_job, make_workshop):
+    workshop = make_workshop(user)
+    job = make_job(user)
+    client.force_login(user)
+    for page, api in (
+        (f"/jobs/{job.pk}/", f"/api/v1/jobs/{job.pk}/metrics"),
+        (f"/workshops/{workshop.pk}/", f"/api/v1/workshops/{workshop.pk}/metrics"),
+    ):
+        html = client.get(page).content.decode()
+        assert f'data-metrics-url="{api}"' in html, page
+        assert 'data-testid="monitor-usage-chart"' in html and "js/monitor.js" in html
+        assert html.index("vendor/chart.js/chart.umd.js") < html.index("js/monitor.js")
+    # A job always holds cards: its page says when they report nothing.
+    assert "data-has-gpus" in client.get(f"/jobs/{job.pk}/").content.decode()
