@@ -695,6 +695,8 @@ CELERY_BEAT_SCHEDULE["workloads-disk-guard"] = {
 # memory and CPU from its preset, and at most this many processes/threads, so a
 # fork bomb stays inside it.
 LOCAL_PIDS_MAX = _env_int("ALADDIN_LOCAL_PIDS_MAX", 4096, minimum=64)
+# How often the agent samples each workload's CPU, memory and GPU use (the Monitor, issue 18).
+LOCAL_MONITOR_SECONDS = _env_int("ALADDIN_LOCAL_MONITOR_SECONDS", 5, minimum=1)
 # Where the cgroup hierarchies are mounted, and the group under which the
 # agent makes one cgroup per workload (two agents on one host need two names).
 LOCAL_CGROUP_ROOT = Path(env.str("ALADDIN_LOCAL_CGROUP_ROOT", default="/sys/fs/cgroup"))

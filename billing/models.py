@@ -683,9 +683,7 @@ class BudgetAlert(models.Model):
         verbose_name = _("budget alert")
         verbose_name_plural = _("budget alerts")
         constraints = [
-            models.UniqueConstraint(
-                fields=["user", "month", "threshold"], name="budget_alert_once"
-            )
+            models.UniqueConstraint(fields=["user", "month", "threshold"], name="budget_alert_once")
         ]
 
     def __str__(self) -> str:

@@ -40,6 +40,7 @@ from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
+from aladdin.workloads.monitor import WorkloadMetricsView
 from billing import selectors as billing_selectors
 from billing import services as billing_services
 from storage import files as storage_files
@@ -654,6 +655,13 @@ class LogWorkerSerializer(serializers.Serializer):
     worker = serializers.IntegerField(min_value=0, max_value=1023, default=0)
 
 
+class JobMetricsView(WorkloadMetricsView):
+    """The Monitor: the job's CPU, memory and GPU use while it runs (SPEC §7)."""
+
+    def workload_name(self, request, pk: int) -> str:
+        return _own_job(request, pk).workload_name
+
+
 class ConfigurationsView(generics.GenericAPIView):
     serializer_class = ConfigurationSerializer
 
@@ -865,4 +873,5 @@ urlpatterns = [
     path("jobs/<int:pk>/logs", JobLogsView.as_view(), name="api-job-logs"),
     path("jobs/<int:pk>/logs/download", JobLogDownloadView.as_view(), name="api-job-log-download"),
     path("jobs/<int:pk>/logs/archive", JobLogArchiveView.as_view(), name="api-job-log-archive"),
+    path("jobs/<int:pk>/metrics", JobMetricsView.as_view(), name="api-job-metrics"),
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from aladdin.cluster.base import (
@@ -22,6 +24,7 @@ from aladdin.cluster.base import (
     Phase,
     Resources,
     Terminal,
+    WorkloadMetrics,
     WorkloadSpec,
     WorkloadStatus,
 )
@@ -98,7 +101,9 @@ class FakeDriver(ClusterDriver):
 
     Knobs a test may set: ``fail_next`` (raised by the next start),
     ``start_phase`` (what a start reports), ``usage`` (a user's volume bytes),
-    ``disk`` (the volumes' filesystem, :meth:`disk_free`).
+    ``disk`` (the volumes' filesystem, :meth:`disk_free`), ``metrics`` (a
+    workload's Monitor samples by name; others have none) and
+    ``metrics_error`` (raised by :meth:`workload_metrics`).
     """
 
     name = "fake"
@@ -119,6 +124,8 @@ class FakeDriver(ClusterDriver):
         self.disk = DiskSpace(total=2**40, free=2**39)
         # Each recipe's state by ref; unknown refs are ready (a fake host has every image).
         self.images: dict[str, ImageState] = {}
+        self.metrics: dict[str, WorkloadMetrics] = {}
+        self.metrics_error: DriverError | None = None
 
     def _record(self, method: str, **kwargs: Any) -> None:
         self.calls.append(Call(method, kwargs))
@@ -148,6 +155,14 @@ class FakeDriver(ClusterDriver):
     def disk_free(self) -> DiskSpace:
         self._record("disk_free")
         return self.disk
+
+    def workload_metrics(self, *, name: str, since: datetime | None = None) -> WorkloadMetrics:
+        self._record("workload_metrics", name=name, since=since)
+        if self.metrics_error is not None:
+            raise self.metrics_error
+        metrics = self.metrics.get(name) or WorkloadMetrics(name=name)
+        samples = [s for s in metrics.samples if since is None or s.at > since]
+        return replace(metrics, samples=samples)
 
     def set_image(self, ref: str, state: str, **fields: Any) -> None:
         """Make ``ref`` report ``state`` (with ``reason``, ``progress``, ``cpu_only``...)."""

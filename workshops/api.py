@@ -24,6 +24,7 @@ from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
 from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
 from aladdin.workloads.env import env_key, parse_env
 from aladdin.workloads.models import Image
+from aladdin.workloads.monitor import WorkloadMetricsView
 
 from . import selectors, services
 from .models import ResourcePreset, SSHKey, Workshop, dns_label
@@ -437,6 +438,13 @@ class WorkshopSSHConfigView(APIView):
         return Response(SSHConfigSerializer(config).data)
 
 
+class WorkshopMetricsView(WorkloadMetricsView):
+    """The Monitor: the workshop's CPU, memory and GPU use while it runs."""
+
+    def workload_name(self, request, pk: int) -> str:
+        return _own(request, pk).workload_name
+
+
 urlpatterns = [
     path("ssh-keys", SSHKeysView.as_view(), name="api-ssh-keys"),
     path("ssh-keys/generate", SSHKeyGenerateView.as_view(), name="api-ssh-keys-generate"),
@@ -447,6 +455,7 @@ urlpatterns = [
     path("workshops/<int:pk>", WorkshopView.as_view(), name="api-workshop"),
     path("workshops/<int:pk>/start", WorkshopStartView.as_view(), name="api-workshop-start"),
     path("workshops/<int:pk>/stop", WorkshopStopView.as_view(), name="api-workshop-stop"),
+    path("workshops/<int:pk>/metrics", WorkshopMetricsView.as_view(), name="api-workshop-metrics"),
     path(
         "workshops/<int:pk>/ssh-config",
         WorkshopSSHConfigView.as_view(),

@@ -157,18 +157,20 @@ MESSAGES: dict[str, Message] = {
         kind="budget",
         title=gettext_lazy("Your monthly budget is used up"),
         body=lambda params: (
-            _(
-                "This month's charges are %(spent)s of your %(budget)s budget. New launches "
-                "are refused until next month, or until you raise the budget or turn its "
-                "hard stop off; what runs keeps running."
+            (
+                _(
+                    "This month's charges are %(spent)s of your %(budget)s budget. New launches "
+                    "are refused until next month, or until you raise the budget or turn its "
+                    "hard stop off; what runs keeps running."
+                )
+                if params.get("hard_stop")
+                else _(
+                    "This month's charges are %(spent)s of your %(budget)s budget. Launches are "
+                    "not stopped (the budget has no hard stop)."
+                )
             )
-            if params.get("hard_stop")
-            else _(
-                "This month's charges are %(spent)s of your %(budget)s budget. Launches are "
-                "not stopped (the budget has no hard stop)."
-            )
-        )
-        % params,
+            % params
+        ),
         formats={"spent": DCU, "budget": DCU},
         link=_COSTS_LINK,
     ),

@@ -199,6 +199,54 @@ class WorkloadStatus:
 
 
 @dataclass(frozen=True)
+class GpuSample:
+    """One card's use at one sample: ``index`` is the card's device number.
+
+    ``utilization_percent`` is the share of the last interval the card was
+    busy (NVML's ``gpu`` utilisation, DCGM's ``DCGM_FI_DEV_GPU_UTIL``).
+    """
+
+    index: str
+    utilization_percent: float
+    memory_used_mib: int
+    memory_total_mib: int
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """A workload's use over ``period_seconds`` up to ``at`` (an average where downsampled).
+
+    ``cpu_percent``: CPU time used per wall time, in percent of one core
+    (200 = two cores busy). ``memory_bytes``: memory in use (the cgroup's,
+    page cache that can be dropped left out). None where the backend cannot
+    tell. ``gpus``: one per card the workload holds, empty without GPU metrics.
+    """
+
+    at: datetime
+    period_seconds: float
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    gpus: tuple[GpuSample, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadMetrics:
+    """What :meth:`ClusterDriver.workload_metrics` returns for one workload.
+
+    ``available`` False: this backend (or an agent of an earlier release)
+    keeps no metrics of it: "no metrics", not an error. ``gpu_metrics``
+    False: its cards report nothing (virtual cards, no NVML); CPU and
+    memory may still be there. ``samples`` are oldest first.
+    """
+
+    name: str
+    available: bool = False
+    gpu_metrics: bool = False
+    interval_seconds: float = 0
+    samples: list[MetricSample] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     """What to run.
 
@@ -518,3 +566,32 @@ class ClusterDriver(abc.ABC):
         listens on the port; permanent), or a transient one when the
         backend cannot be reached.
         """
+
+    def workload_metrics(self, *, name: str, since: datetime | None = None) -> WorkloadMetrics:
+        """``name``'s CPU, memory and per-GPU use, sampled every few seconds, after ``since``.
+
+        Kept for the workload's life, downsampled as it ages: recent samples
+        at the sampling interval, older ones averaged over longer periods, so
+        a job of days answers with a bounded number of samples. Where they
+        are kept is the backend's affair, and the portal pulls them on
+        demand (the job and workshop pages, ``GET /api/v1/jobs/<id>/metrics``):
+
+        - local: the agent samples each workload's cgroup (CPU time, memory)
+          and its cards through NVML (:mod:`aladdin.cluster.monitor`) and
+          keeps a ring per workload, and the rings of the last 200 released
+          ones so that an ended job's page still charts its run. Only the agent
+          can read the cgroups, it samples whether or not anyone looks, and
+          the portal's database never takes a row every few seconds per
+          workload; an agent restart starts the rings afresh.
+        - Kubernetes: the metrics API (metrics-server) for CPU and memory
+          now, and the Prometheus that scrapes cAdvisor and NVIDIA's DCGM
+          exporter for the history (a range query with a step that grows
+          with the span).
+
+        Not abstract: a backend without metrics (or a local agent of an
+        earlier release, which answers the operation as unknown) returns
+        ``WorkloadMetrics(available=False)``: "no metrics", never an error.
+        A workload the backend does not know answers the same. Raises
+        DriverError only when the backend cannot be reached.
+        """
+        return WorkloadMetrics(name=name)

@@ -23,6 +23,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from .base import (
     PortStream,
     Resources,
     Terminal,
+    WorkloadMetrics,
     WorkloadSpec,
     WorkloadStatus,
     check_port,
@@ -553,6 +555,18 @@ class LocalDriver(ClusterDriver):
     def build_image(self, recipe: ImageRecipe) -> ImageState:
         answer: protocol.ImageStateAnswer = self._ask(protocol.BuildImage(recipe=recipe))
         return answer.state
+
+    def workload_metrics(self, *, name: str, since: datetime | None = None) -> WorkloadMetrics:
+        """The agent's samples of ``name`` (agent/monitor.py); "no metrics" from an older agent."""
+        try:
+            answer: protocol.MetricsAnswer = self._ask(protocol.Metrics(name=name, since=since))
+        except DriverError as exc:
+            # An agent of an earlier release does not know the operation:
+            # it has no metrics to give, which is not the caller's error.
+            if exc.code == protocol.ErrorCode.INVALID.value:
+                return WorkloadMetrics(name=name)
+            raise
+        return answer.metrics
 
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Raises NoCapacity when a card model asked for has none free (a typed refusal)."""

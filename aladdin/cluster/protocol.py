@@ -37,7 +37,12 @@ OpenFiles (files)      ExecStarted, a stream   ``unavailable`` (cannot sandbox)
 ConnectPort            Done, then raw bytes    ``not_running``, ``connection_refused``
 ImageStatus            ImageStateAnswer        --
 BuildImage             ImageStateAnswer        --
+Metrics (metrics)      MetricsAnswer           -- (unknown workload: none available)
 =====================  ======================  ======================================
+
+``Metrics`` (issue 18) returns a workload's samples (CPU, memory, per-GPU use)
+taken after ``since``. An agent older than it answers ``invalid`` (unknown
+operation), which the driver reads as "no metrics", not as an error.
 
 ``ImageStatus`` says where an image recipe stands (never builds);
 ``BuildImage`` starts its build unless it is ready, building or
@@ -111,7 +116,7 @@ from enum import Enum, StrEnum
 from functools import cache
 from typing import Any, ClassVar, Union
 
-from .base import DriverError, NoCapacity, WorkloadSpec, WorkloadStatus
+from .base import DriverError, NoCapacity, WorkloadMetrics, WorkloadSpec, WorkloadStatus
 from .images import ImageRecipe, ImageState
 
 
@@ -426,6 +431,21 @@ class ImageStateAnswer:
     state: ImageState
 
 
+# --- monitor (issue 18) ---
+@dataclass(frozen=True)
+class Metrics:
+    """``name``'s samples taken after ``since`` (all kept ones without it)."""
+
+    op: ClassVar[str] = "metrics"
+    name: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MetricsAnswer:
+    metrics: WorkloadMetrics
+
+
 # --- the tables ---
 Request = (
     Health
@@ -447,6 +467,7 @@ Request = (
     | ConnectPort
     | ImageStatus
     | BuildImage
+    | Metrics
 )
 REQUESTS: dict[str, type] = {cls.op: cls for cls in typing.get_args(Request)}
 
@@ -523,6 +544,7 @@ Answer = (
     | ListAnswer
     | LogChunk
     | ImageStateAnswer
+    | MetricsAnswer
 )
 
 ANSWERS: dict[type, type] = {
@@ -545,6 +567,7 @@ ANSWERS: dict[type, type] = {
     ConnectPort: Done,
     ImageStatus: ImageStateAnswer,
     BuildImage: ImageStateAnswer,
+    Metrics: MetricsAnswer,
 }
 
 

@@ -10,7 +10,15 @@ import pytest
 
 from aladdin.cluster import protocol
 from aladdin.cluster.agent.journal import Journal
-from aladdin.cluster.base import DriverError, NoCapacity, Resources, WorkloadSpec
+from aladdin.cluster.base import (
+    DriverError,
+    GpuSample,
+    MetricSample,
+    NoCapacity,
+    Resources,
+    WorkloadMetrics,
+    WorkloadSpec,
+)
 from aladdin.cluster.images import BuildState, ImageRecipe, ImageState
 from aladdin.cluster.protocol import AgentError, ErrorCode
 
@@ -50,6 +58,9 @@ EVERY_REQUEST = [
     ),
     protocol.BuildImage(recipe=ImageRecipe("tools:1", apt=("git",), cuda="12.4", conda=True)),
     protocol.Start(spec=replace(SPEC, recipe=ImageRecipe("python:3.11", python="3.11"))),
+    # monitor (issue 18)
+    protocol.Metrics(name="job-7"),
+    protocol.Metrics(name="job-7", since=datetime(2026, 12, 1, 8, 0, 5, tzinfo=UTC)),
 ]
 
 
@@ -78,6 +89,27 @@ def test_an_image_state_survives_the_wire():
         protocol.encode_line(protocol.encode_answer(protocol.ImageStateAnswer(state)))
     )
     assert protocol.decode_answer(protocol.BuildImage, wire).state == state
+
+
+def test_a_workloads_metrics_survive_the_wire():
+    metrics = WorkloadMetrics(
+        name="job-7",
+        available=True,
+        gpu_metrics=True,
+        interval_seconds=5,
+        samples=[
+            MetricSample(
+                at=datetime(2026, 12, 1, 8, 0, 5, tzinfo=UTC),
+                period_seconds=5,
+                cpu_percent=187.5,
+                memory_bytes=3 * 2**30,
+                gpus=(GpuSample("0", 91.0, 30000, 81920),),
+            ),
+            MetricSample(at=datetime(2026, 12, 1, 8, 0, 10, tzinfo=UTC), period_seconds=5),
+        ],
+    )
+    wire = json.loads(protocol.encode_line(protocol.encode_answer(protocol.MetricsAnswer(metrics))))
+    assert protocol.decode_answer(protocol.Metrics, wire).metrics == metrics
 
 
 def test_every_request_has_an_answer_type():

@@ -24,10 +24,12 @@ from typing import Any
 from .. import cgroups as cgroup_limits
 from .. import egress, protocol, sandbox
 from .. import gpus as gpu_cards
+from .. import monitor as monitoring
 from ..protocol import AgentError, ErrorCode
 from . import execs, files, ports, projquota, pty
 from .images import Images
 from .journal import HEARTBEAT_SECONDS, Journal
+from .monitor import Monitor
 from .output import DEFAULT_MAX_BYTES, DEFAULT_USER_MAX_BYTES
 from .workloads import Workloads
 
@@ -60,6 +62,8 @@ class Agent:
         cgroup_parent: str = cgroup_limits.DEFAULT_PARENT,
         pids_max: int = 4096,
         egress_policy: egress.Policy | None = None,
+        monitor_seconds: float = monitoring.DEFAULT_INTERVAL_SECONDS,
+        gpu_metrics: monitoring.GpuMetrics | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -88,6 +92,10 @@ class Agent:
         self.workloads.egress_policy = egress_policy or egress.Policy()
         self._stopping = threading.Event()
         self._server: _Server | None = None
+        # The GPU-metrics interface: given (tests' fakes), or chosen by prepare()
+        # from the cards found (NVML for real ones, none for virtual ones).
+        self._gpu_metrics = gpu_metrics
+        self.monitor = Monitor(self.workloads, gpu_metrics, monitor_seconds)
 
     # --- lifecycle ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -113,6 +121,8 @@ class Agent:
             workloads.quotas.support.reason,
         )
         log.info("GPU cards: %s", workloads.inventory.summary())
+        if self._gpu_metrics is None:
+            self.monitor.gpu_metrics = monitoring.gpu_metrics_for(workloads.inventory.cards)
         if not workloads.sandbox_ok:
             log.warning("cannot sandbox: %s", workloads.sandbox_reason)
         workloads.cgroups, workloads.limits_reason = cgroup_limits.detect(
@@ -143,6 +153,9 @@ class Agent:
             os.umask(old_umask)
         self._server.agent = self
         threading.Thread(target=self._server.serve_forever, daemon=True, name="server").start()
+        threading.Thread(
+            target=self.monitor.run, args=(self._stopping,), daemon=True, name="monitor"
+        ).start()
         log.info(
             "agent listening on %s (sandbox: %s)",
             self.socket_path,
@@ -203,6 +216,9 @@ class Agent:
                 return protocol.ImageStateAnswer(self.images.status(recipe))
             case protocol.BuildImage(recipe=recipe):
                 return protocol.ImageStateAnswer(self.images.build(recipe))
+            case protocol.Metrics(name=name, since=since):
+                protocol.check_name(name)
+                return protocol.MetricsAnswer(self.monitor.metrics(name, since))
             case _:
                 raise AgentError(ErrorCode.INVALID, f"{request.op} is a stream, not a call")
         return protocol.Done()

@@ -38,6 +38,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
@@ -48,7 +49,7 @@ from typing import Any
 from aladdin.lib.diskusage import tree_bytes
 
 from .. import cgroups as cgroup_limits
-from .. import egress, reasons, sandbox
+from .. import egress, monitor, reasons, sandbox
 from .. import gpus as gpu_cards
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
@@ -67,6 +68,8 @@ TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTER
 # supervisors give the agent 30 s (scripts/supervise.py, the systemd unit).
 SHUTDOWN_GRACE_SECONDS = 10
 SPAWN_TIMEOUT_SECONDS = 30
+# Released workloads whose Monitor samples are kept (a ring is at most ~100 KB).
+RETIRED_MAX = 200
 
 
 def _now() -> datetime:
@@ -114,6 +117,9 @@ class Workload:
     cgroups: cgroup_limits.Cgroups | None = None  # set while its cgroup exists
     memory_mib: int = 0  # its memory limit (0: none), for the out-of-memory reason
     network: egress.Attachment | None = None  # its slirp4netns while it runs
+    # Its Monitor samples (agent/monitor.py): kept until it is forgotten.
+    sampler: monitor.Sampler = field(default_factory=monitor.Sampler, repr=False)
+    ring: monitor.SampleRing = field(default_factory=monitor.SampleRing, repr=False)
 
     @property
     def has_ended(self) -> bool:
@@ -185,6 +191,9 @@ class Workloads:
         self.single_user_id: int | None = None
         self.lock = threading.RLock()
         self._table: dict[str, Workload] = {}
+        # The Monitor samples of released workloads (stopped or forgotten), newest
+        # last: a job's page still charts its run after the end (agent/monitor.py).
+        self.retired: OrderedDict[str, monitor.SampleRing] = OrderedDict()
         self._spawns: queue.Queue[Callable[[], None]] = queue.Queue()
         self.output = OutputStore(
             logs_dir,
@@ -246,6 +255,14 @@ class Workloads:
         with self.lock:
             workload = self._table.get(name)
             return workload.record() if workload else missing(name)
+
+    def get(self, name: str) -> Workload | None:
+        """``name``'s workload, running or ended; None when it has no record. Hold :attr:`lock`."""
+        return self._table.get(name)
+
+    def table(self) -> list[Workload]:
+        """Every workload with a record. Hold :attr:`lock` while reading their fields."""
+        return list(self._table.values())
 
     def records(self) -> list[WorkloadRecord]:
         with self.lock:
@@ -758,6 +775,7 @@ class Workloads:
         with self.lock:
             if self._table.get(name) is workload:
                 del self._table[name]
+                self._retire(workload)
         self.save()
         return workload.record()
 
@@ -768,8 +786,17 @@ class Workloads:
                 raise AgentError(
                     ErrorCode.STILL_RUNNING, f"{name} is still running; stop it instead"
                 )
-            self._table.pop(name, None)
+            if workload is not None:
+                del self._table[name]
+                self._retire(workload)
         self.save()
+
+    def _retire(self, workload: Workload) -> None:
+        """Keep a released workload's Monitor samples for its page (the newest RETIRED_MAX). Hold the lock."""
+        self.retired.pop(workload.name, None)
+        self.retired[workload.name] = workload.ring
+        while len(self.retired) > RETIRED_MAX:
+            self.retired.popitem(last=False)
 
     def stop_all(self) -> None:
         """The agent is stopping: end every running workload gracefully, journaling why."""

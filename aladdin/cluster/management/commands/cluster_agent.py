@@ -56,6 +56,7 @@ class Command(BaseCommand):
             cgroup_parent=settings.LOCAL_CGROUP_PARENT,
             pids_max=settings.LOCAL_PIDS_MAX,
             egress_policy=settings.LOCAL_EGRESS_POLICY,
+            monitor_seconds=settings.LOCAL_MONITOR_SECONDS,
         )
         # supervisord and systemd send SIGTERM (a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.
