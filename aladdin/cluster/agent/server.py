@@ -60,6 +60,7 @@ class Agent:
         cgroup_parent: str = cgroup_limits.DEFAULT_PARENT,
         pids_max: int = 4096,
         egress_policy: egress.Policy | None = None,
+        debugpy_dir: Path | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -85,6 +86,7 @@ class Agent:
             log_user_max_bytes=log_user_max_bytes,
         )
         self.workloads.pids_max = pids_max
+        self.workloads.debugpy_dir = Path(debugpy_dir) if debugpy_dir else None
         self.workloads.egress_policy = egress_policy or egress.Policy()
         self._stopping = threading.Event()
         self._server: _Server | None = None

@@ -56,6 +56,7 @@ class Command(BaseCommand):
             cgroup_parent=settings.LOCAL_CGROUP_PARENT,
             pids_max=settings.LOCAL_PIDS_MAX,
             egress_policy=settings.LOCAL_EGRESS_POLICY,
+            debugpy_dir=settings.DEBUGPY_DIR,
         )
         # supervisord and systemd send SIGTERM (a terminal's Ctrl-C SIGINT): stop the
         # workloads gracefully and journal their end before exiting.
