@@ -20,11 +20,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from aladdin.cluster import debugger
 from aladdin.workloads.images import ImageUnavailable
 
 from . import selectors, services
 from .admission import JobRefused
-from .choices import JobState
+from .choices import JobKind, JobState
 from .forms import JobFilterForm, JobLaunchForm
 from .models import Job, JobConfiguration
 from .validation import JobNotFound
@@ -200,6 +201,11 @@ def job_detail(request, pk: int):
     context["poll_seconds"] = STATUS_POLL_SECONDS
     context["log_retention_days"] = settings.JOB_LOG_RETENTION_DAYS
     context["ports"] = [(row, selectors.port_url(row)) for row in selectors.open_ports(job)]
+    if job.kind == JobKind.DEBUG:
+        # What the IDE plugin attaches to (the API's debug_url), shown for other clients.
+        scheme = "wss" if request.is_secure() else "ws"
+        context["debug_url"] = f"{scheme}://{request.get_host()}/ws/jobs/{job.pk}/debug/"
+        context["debug_port"] = debugger.PORT
     return render(request, "gpu_jobs/detail.html", context)
 
 
