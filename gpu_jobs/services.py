@@ -619,6 +619,11 @@ def job_start_apply(*, job_id: int) -> None:
         _fail_unstarted(job_id, str(exc))
         return
     except DriverError as exc:
+        if exc.code == "no_debugger":
+            # The operator's to fix (make debugpy); the student gets the way out.
+            log.warning("cannot start GPU Debug job %s: %s", job_id, exc)
+            _fail_unstarted(job_id, Said("job.no_debugger"))
+            return
         if exc.permanent:
             _fail_unstarted(job_id, str(exc))
             return

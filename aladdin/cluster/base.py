@@ -406,7 +406,9 @@ class ClusterDriver(abc.ABC):
         """Start ``spec.name``, or return the status of the one already there.
 
         Raises QuotaExceeded (the backend's quota refused it), NoCapacity (no
-        free card of a model asked for: retry later) or DriverError.
+        free card of a model asked for: retry later) or DriverError (``code``
+        "no_debugger", permanent: ``spec.debugger`` and the backend has no
+        debugpy to provide).
         """
 
     @abc.abstractmethod

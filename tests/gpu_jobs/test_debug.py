@@ -191,6 +191,34 @@ def test_a_dap_client_stops_at_a_breakpoint_reads_a_local_and_the_job_succeeds(
     assert b"answer is 42" in log, log
 
 
+def test_a_host_without_the_debugger_fails_the_job_at_once_with_the_way_out(
+    start_agent, built_images, use_driver, user, cards, catalog, subscribe, tmp_path
+):
+    built_images.build_catalog_defaults()
+    agent = start_agent(**built_images.agent_env(), ALADDIN_DEBUGPY_DIR=str(tmp_path / "none"))
+    if not agent.health["sandbox"]:
+        pytest.skip(f"cannot sandbox here: {agent.health['sandbox_reason']}")
+    use_driver(agent.driver)
+    subscribe(user, "basic", timezone.now())
+    agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
+    target = agent.volumes_dir / str(user.pk) / "debug_target.py"
+    shutil.copy(TARGET, target)
+    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+
+    job = services.job_create(
+        user=user, kind="debug", entry="debug_target.py", gpu_type=cards["40g"]
+    )
+
+    deadline = time.monotonic() + 30
+    while services.job_sync(job_id=job.pk) not in (JobState.SUCCEEDED, JobState.FAILED):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert job.reason_id == "job.no_debugger", job.reason
+    assert job.charged_micro == 0
+
+
 def test_another_users_debug_socket_is_refused_like_the_log_socket(
     client, user, other_user, make_job
 ):

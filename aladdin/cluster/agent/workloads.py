@@ -332,6 +332,9 @@ class Workloads:
             if existing is not None:
                 return existing.record()
             self._check_single_user(spec.user_id)
+        if spec.debugger and (missing_debugger := debugger.problem(self.debugpy_dir)):
+            # Refused before any record or card: the job is never billed.
+            raise AgentError(ErrorCode.NO_DEBUGGER, missing_debugger)
         # The volume before the record: if it cannot be made (disk, permissions)
         # the caller gets an error worth retrying, and no record or card is
         # left behind to make the retry find a start that never happened.
@@ -438,16 +441,12 @@ class Workloads:
                 env["ALADDIN_VIRTUAL_GPUS"] = "1"
                 gpus = ()  # no device nodes to bind
         command = list(spec.command)
-        if spec.debugger:
-            missing_debugger = debugger.problem(self.debugpy_dir)
-            if missing_debugger or self.debugpy_dir is None:
-                raise OSError(missing_debugger)
-            if not self.sandbox_ok:
-                # No sandbox to mount it in: the host's copy by its own path.
-                command = [
-                    str(self.debugpy_dir / "debugpy") if arg == debugger.ENTRY else arg
-                    for arg in command
-                ]
+        if spec.debugger and not self.sandbox_ok and self.debugpy_dir is not None:
+            # No sandbox to mount it in: the host's copy by its own path.
+            command = [
+                str(self.debugpy_dir / "debugpy") if arg == debugger.ENTRY else arg
+                for arg in command
+            ]
         as_user: dict[str, Any] = (
             {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
         )
