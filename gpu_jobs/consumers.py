@@ -396,6 +396,9 @@ class JobDebugConsumer(AsyncWebsocketConsumer):
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()
+            # Whatever ended the pump, a receive() waiting for the stream goes on.
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(self.ready.set)
             connections.close_all()
 
     async def _send_text(self, message: str) -> None:

@@ -27,6 +27,7 @@ from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.consumers import DapFramingError, DapReader, dap_frame
 from tests.cluster.conftest import REPO
+from tests.cluster.test_exec import run
 from tests.gpu_jobs.test_logs import cookie
 from tests.wsclient import refusal_code
 
@@ -125,6 +126,15 @@ def test_a_dap_client_stops_at_a_breakpoint_reads_a_local_and_the_job_succeeds(
     )
     wait_running(job)
     headers = [cookie(client, user), (b"origin", b"http://localhost")]
+
+    # the platform's debugpy is there read-only, and the program's imports are its own
+    out, _err, _code = run(
+        debug_agent.exec_in_workload(
+            name=job.workload_name,
+            command=["sh", "-c", 'touch /opt/aladdin/debugpy/x 2>&1; echo "path=[$PYTHONPATH]"'],
+        )
+    )
+    assert b"Read-only file system" in out and b"path=[]" in out, out
 
     async def session():
         communicator = WebsocketCommunicator(
