@@ -29,6 +29,21 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 .PHONY: venv
 venv: $(BIN)/.installed ## Create .venv and install the requirements
 
+# The debugger GPU Debug jobs run under (aladdin/cluster/debugger.py): debugpy's universal
+# wheel (no compiled parts: it runs under any image's Python), pinned, outside .venv (the
+# portal never imports it), world-readable: the agent binds it read-only into a debug job's
+# sandbox. ALADDIN_DEBUGPY_DIR (settings.DEBUGPY_DIR) names it for the agent.
+DEBUGPY_VERSION := 1.8.21
+DEBUGPY_DIR ?= $(or $(ALADDIN_DEBUGPY_DIR),/opt/aladdin/tools/debugpy)
+
+.PHONY: debugpy
+debugpy: venv ## Install the debugger of GPU Debug jobs into DEBUGPY_DIR (default /opt/aladdin/tools/debugpy)
+	@if [ ! -d "$(DEBUGPY_DIR)/debugpy-$(DEBUGPY_VERSION).dist-info" ]; then \
+	  $(BIN)/pip install --quiet --no-deps --only-binary=:all: --platform any --python-version 3.8 \
+	    --implementation py --upgrade --target "$(DEBUGPY_DIR)" "debugpy==$(DEBUGPY_VERSION)" && \
+	  chmod -R a+rX "$(DEBUGPY_DIR)"; \
+	fi
+
 .PHONY: system-run-deps
 # rsync: `rsync -e ssh` runs `rsync --server` inside the workshop's sandbox, which sees the host's /usr.
 # patchelf: the agent relocates the Python it copies into each image (aladdin/cluster/agent/images.py).
@@ -49,7 +64,7 @@ migrate: venv ## Apply database migrations and load catalog data
 	umask 077; DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_catalog
 
 .PHONY: run
-run: venv system-run-deps migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
+run: venv debugpy system-run-deps migrate ## Start the whole portal in the foreground (Ctrl-C stops it)
 	@echo ""
 	@echo "  Aladdin is starting at http://127.0.0.1:$(PORT)/  (processes: $(PROCS))"
 	@echo "  SMS codes are printed in this log (console SMS backend)."
@@ -69,11 +84,11 @@ typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/wo
 # `nightly` (500, and the tests marked `nightly`) in test-nightly.
 # typecheck is a prerequisite: it runs (and must pass) before pytest starts.
 .PHONY: test
-test: venv system-test-deps typecheck ## Run mypy, then the whole test suite (unit, PostgreSQL, browser)
+test: venv debugpy system-test-deps typecheck ## Run mypy, then the whole test suite (unit, PostgreSQL, browser)
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
 
 .PHONY: test-nightly
-test-nightly: venv system-test-deps typecheck ## The whole suite with 500 Hypothesis examples and the nightly tier
+test-nightly: venv debugpy system-test-deps typecheck ## The whole suite with 500 Hypothesis examples and the nightly tier
 	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest
 
 .PHONY: bench-load

@@ -4,7 +4,7 @@ from django.urls import path
 
 from aladdin.accounts.consumers import NoticesConsumer, WhoAmIConsumer
 from aladdin.live import LiveConsumer
-from gpu_jobs.consumers import JobLogConsumer, JobTerminalConsumer
+from gpu_jobs.consumers import JobDebugConsumer, JobLogConsumer, JobTerminalConsumer
 from workshops.consumers import WorkshopTerminalConsumer
 
 websocket_urlpatterns = [
@@ -14,4 +14,5 @@ websocket_urlpatterns = [
     path("ws/workshops/<int:pk>/terminal/", WorkshopTerminalConsumer.as_asgi()),
     path("ws/jobs/<int:pk>/logs/", JobLogConsumer.as_asgi()),
     path("ws/jobs/<int:pk>/terminal/", JobTerminalConsumer.as_asgi()),
+    path("ws/jobs/<int:pk>/debug/", JobDebugConsumer.as_asgi()),
 ]

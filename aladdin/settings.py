@@ -732,6 +732,9 @@ except _local_gpus.GpuConfigError as exc:
 # Each catalog image is a recipe that the local agent builds once into an
 # environment under this root, which sandboxes mount read-only: sandbox uids
 # must be able to traverse it (not under the host's /root, nor in var/).
+# The platform's debugpy for GPU Debug jobs (aladdin/cluster/debugger.py): the
+# directory holding the `debugpy` package, installed there by `make debugpy`.
+DEBUGPY_DIR = Path(env.str("ALADDIN_DEBUGPY_DIR", default="/opt/aladdin/tools/debugpy"))
 IMAGES_ROOT = Path(env.str("ALADDIN_IMAGES_ROOT", default="/opt/aladdin/images"))
 if not IMAGES_ROOT.is_absolute():
     raise ImproperlyConfigured(f"ALADDIN_IMAGES_ROOT must be an absolute path, got {IMAGES_ROOT}")

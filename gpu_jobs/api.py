@@ -110,6 +110,11 @@ class JobSerializer(SaidReasonFields, CachedFieldsModelSerializer):
     logs_url = serializers.SerializerMethodField(
         help_text="Websocket of the live output (ws:// or wss://); add ?offset=<bytes> to resume."
     )
+    debug_url = serializers.SerializerMethodField(
+        help_text="GPU Debug only (else null): the websocket that carries the Debug Adapter "
+        "Protocol to the job's debugpy, one DAP JSON message per text frame; open it once "
+        "the job is running."
+    )
 
     class Meta:
         model = Job
@@ -154,6 +159,7 @@ class JobSerializer(SaidReasonFields, CachedFieldsModelSerializer):
             "billed_so_far_micro",
             "billed_so_far_dcu",
             "logs_url",
+            "debug_url",
         ]
         read_only_fields = fields
 
@@ -187,13 +193,20 @@ class JobSerializer(SaidReasonFields, CachedFieldsModelSerializer):
             {"port": row.port, "url": selectors.port_url(row)} for row in selectors.open_ports(obj)
         ]
 
-    def get_logs_url(self, obj) -> str:
+    def _ws_url(self, ws_path: str) -> str:
         request = self.context.get("request")
-        ws_path = f"/ws/jobs/{obj.pk}/logs/"
         if request is None:
             return ws_path
         scheme = "wss" if request.is_secure() else "ws"
         return f"{scheme}://{request.get_host()}{ws_path}"
+
+    def get_logs_url(self, obj) -> str:
+        return self._ws_url(f"/ws/jobs/{obj.pk}/logs/")
+
+    def get_debug_url(self, obj) -> str | None:
+        if obj.kind != JobKind.DEBUG:
+            return None
+        return self._ws_url(f"/ws/jobs/{obj.pk}/debug/")
 
 
 class LaunchFieldsSerializer(serializers.Serializer):
@@ -202,7 +215,8 @@ class LaunchFieldsSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=JobKind.choices,
         default=JobKind.RUN,
-        help_text="run or shell now; debug and task are refused until they are available.",
+        help_text="run, debug or shell now; task is refused until it is available. "
+        "debug runs the file under debugpy, which waits for the IDE on debug_url.",
     )
     entry = serializers.CharField(
         max_length=1024,

@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
@@ -43,6 +44,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connections
 from django.http import QueryDict
 
+from aladdin import cluster
+from aladdin.cluster import debugger
 from aladdin.cluster.base import DriverError
 from aladdin.workloads.consumers import TerminalConsumer
 from aladdin.wsauth import (
@@ -57,7 +60,7 @@ from aladdin.wsauth import (
 
 from . import logs, services
 from .api import LogOffsetSerializer
-from .choices import JobState
+from .choices import JobKind, JobState
 from .models import Job
 
 if TYPE_CHECKING:
@@ -218,3 +221,186 @@ class JobTerminalConsumer(TerminalConsumer):
         if job.state != JobState.RUNNING:
             return None, CLOSE_NOT_RUNNING
         return job.workload_name, None
+
+
+# --- GPU Debug: the Debug Adapter Protocol bridge ------------------------------------
+
+# debugpy takes a moment to listen after its job is reported running: the
+# bridge tries the port again for this long before giving up with 4502.
+DEBUG_CONNECT_SECONDS = 30.0
+DEBUG_CONNECT_RETRY_SECONDS = 0.2
+# A DAP message larger than this from the adapter ends the bridge (4502): a
+# broken or hostile header must not make the portal buffer without bound.
+DAP_MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+class DapFramingError(Exception):
+    """The adapter's byte stream is not Content-Length framed DAP."""
+
+
+def dap_frame(message: str) -> bytes:
+    """One DAP JSON message as the adapter reads it: ``Content-Length`` header, blank line, body."""
+    body = message.encode("utf-8")
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class DapReader:
+    """Splits the adapter's bytes into DAP messages (the JSON bodies, as text)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[str]:
+        self.buffer += data
+        messages = []
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > 4096:
+                    raise DapFramingError("header too long")
+                return messages
+            length = None
+            for line in bytes(self.buffer[:end]).split(b"\r\n"):
+                name, _sep, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    try:
+                        length = int(value.strip())
+                    except ValueError as exc:
+                        raise DapFramingError("bad Content-Length") from exc
+            if length is None or not 0 <= length <= DAP_MAX_MESSAGE_BYTES:
+                raise DapFramingError("missing or bad Content-Length")
+            start = end + 4
+            if len(self.buffer) < start + length:
+                return messages
+            body = bytes(self.buffer[start : start + length])
+            del self.buffer[: start + length]
+            messages.append(body.decode("utf-8", errors="replace"))
+
+
+class JobDebugConsumer(AsyncWebsocketConsumer):
+    """The IDE's way to a GPU Debug job's adapter (SPEC §7): ``ws/jobs/<pk>/debug/``.
+
+    Each text frame is one Debug Adapter Protocol message (its JSON), both
+    ways; the bridge adds the ``Content-Length`` framing towards the adapter
+    (debugpy, port :data:`aladdin.cluster.debugger.PORT` inside the job,
+    reached through the driver's ``connect_port``) and strips it towards the
+    IDE. Refused like the log and terminal websockets (accepted, then closed
+    at once): 4401 anonymous, 4403 banned, 4404 another user's or a deleted
+    job, 4400 a job that is not GPU Debug, 4409 a job that is not running.
+    When the adapter closes (the program ended) the server closes with
+    1000; 4502 when the adapter cannot be reached or the stream broke.
+
+    One thread per socket reads the adapter (the driver's streams block);
+    the IDE's messages are written from the event loop through a thread.
+    """
+
+    channel_layer_alias = None  # no groups (see JobLogConsumer)
+
+    async def connect(self):
+        self.stream = None
+        self.stopped = threading.Event()
+        self.ready = asyncio.Event()
+        user = self.scope.get("user")
+        refused = user_refusal(user)
+        if refused is not None:
+            await refuse(self, refused)
+            return
+        job = await _job_for(user, self.scope["url_route"]["kwargs"]["pk"])
+        if job is None:
+            await refuse(self, CLOSE_NOT_FOUND)
+            return
+        if job.kind != JobKind.DEBUG:
+            await refuse(self, CLOSE_BAD_REQUEST)
+            return
+        if job.state != JobState.RUNNING:
+            await refuse(self, CLOSE_NOT_RUNNING)
+            return
+        await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        threading.Thread(
+            target=self._pump,
+            args=(job.workload_name, asyncio.get_running_loop()),
+            name=f"debug-{job.workload_name}",
+            daemon=True,
+        ).start()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            text_data = (bytes_data or b"").decode("utf-8", errors="replace")
+        await self.ready.wait()
+        stream = self.stream
+        if stream is None or self.stopped.is_set():
+            return
+        try:
+            await asyncio.to_thread(stream.write, dap_frame(text_data))
+        except DriverError:
+            log.info("debug bridge: the adapter's stream closed", exc_info=True)
+
+    async def disconnect(self, code):
+        self.stopped.set()
+        self.ready.set()
+        stream = self.stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    # --- the pump thread --------------------------------------------------
+    def _connect(self, name: str):
+        deadline = time.monotonic() + DEBUG_CONNECT_SECONDS
+        while True:
+            try:
+                return cluster.get_driver().connect_port(name=name, port=debugger.PORT)
+            except DriverError as exc:
+                # Nothing listens yet (debugpy starting): try again until the deadline.
+                if exc.code != "connection_refused" or time.monotonic() >= deadline:
+                    raise
+            if self.stopped.wait(DEBUG_CONNECT_RETRY_SECONDS):
+                return None
+
+    def _pump(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        def call(coroutine):
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        close_code = CLOSE_NORMAL
+        stream = None
+        try:
+            try:
+                stream = self._connect(name)
+            except DriverError:
+                log.warning("debug bridge: cannot reach the adapter of %s", name, exc_info=True)
+                close_code = CLOSE_DRIVER
+            self.stream = stream
+            loop.call_soon_threadsafe(self.ready.set)
+            if stream is None:
+                if not self.stopped.is_set():
+                    call(self.close(code=close_code))
+                return
+            if self.stopped.is_set():
+                stream.close()
+                return
+            reader = DapReader()
+            while not self.stopped.is_set():
+                data = stream.read()
+                if not data:
+                    break
+                for message in reader.feed(data):
+                    call(self._send_text(message))
+            if not self.stopped.is_set():
+                call(self.close(code=close_code))
+        except DapFramingError:
+            log.warning("debug bridge: the adapter of %s sent a bad frame", name, exc_info=True)
+            with contextlib.suppress(Exception):
+                call(self.close(code=CLOSE_DRIVER))
+        except Exception:  # a socket or loop gone ends the pump
+            log.debug("debug bridge of %s ended", name, exc_info=True)
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            # Whatever ended the pump, a receive() waiting for the stream goes on.
+            with contextlib.suppress(RuntimeError):  # the loop is gone
+                loop.call_soon_threadsafe(self.ready.set)
+            connections.close_all()
+
+    async def _send_text(self, message: str) -> None:
+        if not self.stopped.is_set():
+            await self.send(text_data=message)

@@ -19,8 +19,8 @@ from .choices import JobKind, JobState
 from .models import GpuType, JobConfiguration
 from .validation import clean_ports
 
-# What the launch form offers now; GPU Debug and Run Task come later.
-LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.SHELL)]
+# What the launch form offers now; Run Task comes later.
+LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)]
 
 
 class GpuTypeChoiceField(forms.ModelChoiceField):
@@ -60,7 +60,10 @@ class JobLaunchForm(forms.Form):
         label=_("Kind"),
         choices=LAUNCH_KINDS,
         initial=JobKind.RUN,
-        help_text=_("GPU Debug and Run Task are coming later."),
+        help_text=_(
+            "GPU Debug waits for your IDE's debugger before the first line. "
+            "Run Task is coming later."
+        ),
     )
     entry = forms.CharField(
         label=_("Entry"),

@@ -9,4 +9,11 @@ define("job.deleted_by_you", _("Deleted by you."))
 define("job.balance_out", _("Stopped: your compute balance is used up."))
 define("job.process_failed", _("The job's process failed."))
 define("job.lost", _("The job's workload was lost by the cluster."))
+define(
+    "job.no_debugger",
+    _(
+        "GPU Debug cannot start on this host: the platform's debugger is not installed. "
+        "Tell support; GPU Run works meanwhile."
+    ),
+)
 define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 
 from aladdin import cluster
 from aladdin.accounts.services import notification_create
+from aladdin.cluster import debugger
 from aladdin.cluster.base import (
     LABEL_KIND,
     LABEL_OWNER,
@@ -80,8 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORKLOAD_KIND = "job"
-# Kinds that run now; GPU Debug and Run Task come with their own issues.
-SUPPORTED_KINDS = (JobKind.RUN, JobKind.SHELL)
+# Kinds that run now; Run Task comes with its own issue.
+SUPPORTED_KINDS = (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)
 # A starting job whose workload has not appeared after this long gets its
 # start task dispatched again by the reconciler (the task is idempotent).
 START_REDISPATCH_AFTER = timedelta(seconds=30)
@@ -145,12 +146,12 @@ def job_create(
     if kind not in SUPPORTED_KINDS:
         raise JobError(
             {
-                "kind": _("%(kind)s is not available yet; use GPU Run or Run Shell.")
+                "kind": _("%(kind)s is not available yet; use GPU Run, GPU Debug or Run Shell.")
                 % {"kind": JobKind(kind).label if kind in JobKind.values else kind}
             }
         )
     if workers != 1:
-        raise JobError({"workers": _("GPU Run and Run Shell use one worker.")})
+        raise JobError({"workers": _("GPU Run, GPU Debug and Run Shell use one worker.")})
     idempotency_key = _clean_key(idempotency_key)
     entry = clean_entry(kind, entry, python_module)
     workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
@@ -420,12 +421,19 @@ def configuration_delete(*, configuration: JobConfiguration) -> None:
 
 
 def job_command(job: Job) -> list[str]:
-    """The command the workload runs (SPEC §7: a file, a module with -m, or a script)."""
+    """The command the workload runs (SPEC §7: a file, a module with -m, or a script).
+
+    GPU Debug runs the same file or module under the platform's debugpy,
+    which waits for the IDE before the first line (aladdin.cluster.debugger).
+    """
     if job.kind == JobKind.SHELL:
         return ["bash", job.entry, *job.args]
     # The job's interpreter (a conda python under /root) wins over the image:
     # the image's interpreter is first on PATH otherwise.
     python = job.interpreter or "python3"
+    if job.kind == JobKind.DEBUG:
+        target = ["-m", job.entry] if job.python_module else [job.entry]
+        return debugger.command(python, [*target, *job.args])
     if job.python_module:
         return [python, "-u", "-m", job.entry, *job.args]
     return [python, "-u", job.entry, *job.args]
@@ -437,6 +445,10 @@ def workload_env(job: Job) -> dict[str, str]:
     env.update(job.get_env())
     env.setdefault("PYTHONUNBUFFERED", "1")  # logs stream live (SPEC §7)
     env["ALADDIN_JOB_ID"] = str(job.pk)
+    if job.kind == JobKind.DEBUG:
+        # Python 3.11+ freezes some stdlib modules; pydevd then warns on every
+        # start that breakpoints there may be missed. Not the student's code.
+        env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     return env
 
 
@@ -459,6 +471,7 @@ def workload_spec(job: Job) -> WorkloadSpec:
         env=workload_env(job),
         resources=admission.job_resources(job.gpu_type, job.cards_per_worker, job.workers),
         workdir=workdir or "/root",
+        debugger=job.kind == JobKind.DEBUG,
         labels={
             LABEL_USER: str(job.user_id),
             LABEL_KIND: WORKLOAD_KIND,
@@ -606,6 +619,11 @@ def job_start_apply(*, job_id: int) -> None:
         _fail_unstarted(job_id, str(exc))
         return
     except DriverError as exc:
+        if exc.code == "no_debugger":
+            # The operator's to fix (make debugpy); the student gets the way out.
+            log.warning("cannot start GPU Debug job %s: %s", job_id, exc)
+            _fail_unstarted(job_id, Said("job.no_debugger"))
+            return
         if exc.permanent:
             _fail_unstarted(job_id, str(exc))
             return

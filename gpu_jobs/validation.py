@@ -121,8 +121,10 @@ def clean_entry(kind: str, entry: str, python_module: bool) -> str:
     if len(entry) > 1024 or "\x00" in entry or "\n" in entry:
         raise JobError({"entry": _("This entry is not a valid file or module name.")})
     if python_module:
-        if kind != JobKind.RUN:
-            raise JobError({"python_module": _("Only GPU Run runs a Python module (-m).")})
+        if kind not in (JobKind.RUN, JobKind.DEBUG):
+            raise JobError(
+                {"python_module": _("Only GPU Run and GPU Debug run a Python module (-m).")}
+            )
         if not re.match(r"^[A-Za-z_][\w.]*$", entry):
             raise JobError(
                 {"entry": _("%(entry)s is not a Python module name.") % {"entry": entry}}

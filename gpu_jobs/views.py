@@ -23,6 +23,7 @@ from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from aladdin.cluster import debugger
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
 from aladdin.workloads.images import ImageUnavailable
@@ -211,6 +212,11 @@ def job_detail(request, pk: int):
     context["ports"] = [(row, selectors.port_url(row)) for row in selectors.open_ports(job)]
     context["task_logs_dir"] = logs.task_logs_dir(job)
     context["worker_indexes"] = range(job.workers)
+    if job.kind == JobKind.DEBUG:
+        # What the IDE plugin attaches to (the API's debug_url), shown for other clients.
+        scheme = "wss" if request.is_secure() else "ws"
+        context["debug_url"] = f"{scheme}://{request.get_host()}/ws/jobs/{job.pk}/debug/"
+        context["debug_port"] = debugger.PORT
     return render(request, "gpu_jobs/detail.html", context)
 
 

@@ -259,7 +259,9 @@ class WorkloadSpec:
     ``workdir`` as working directory; ``env`` already holds the platform
     defaults merged with the user's variables. ``gpu_devices`` is filled by
     the local backend's allocator (CUDA_VISIBLE_DEVICES); Kubernetes uses
-    ``resources.gpus`` as extended-resource limits instead.
+    ``resources.gpus`` as extended-resource limits instead. ``debugger``:
+    the backend provides the platform's debugpy read-only at
+    :data:`aladdin.cluster.debugger.MOUNT` (GPU Debug jobs; see that module).
     """
 
     name: str
@@ -273,6 +275,7 @@ class WorkloadSpec:
     labels: dict[str, str] = field(default_factory=dict)
     gpu_devices: tuple[str, ...] = ()
     recipe: ImageRecipe | None = None
+    debugger: bool = False
 
 
 class Terminal(abc.ABC):
@@ -451,7 +454,9 @@ class ClusterDriver(abc.ABC):
         """Start ``spec.name``, or return the status of the one already there.
 
         Raises QuotaExceeded (the backend's quota refused it), NoCapacity (no
-        free card of a model asked for: retry later) or DriverError.
+        free card of a model asked for: retry later) or DriverError (``code``
+        "no_debugger", permanent: ``spec.debugger`` and the backend has no
+        debugpy to provide).
         """
 
     @abc.abstractmethod

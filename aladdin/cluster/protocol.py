@@ -131,6 +131,7 @@ class ErrorCode(StrEnum):
     USER_SPACE_BUSY = "user_space_busy"  # delete_user_space while its workloads run
     NOT_RUNNING = "not_running"  # a terminal into a workload that does not run
     CONNECTION_REFUSED = "connection_refused"  # connect_port: nothing listens on that port
+    NO_DEBUGGER = "no_debugger"  # start of a GPU Debug workload: the host has no debugpy
     UNAVAILABLE = "unavailable"  # the agent failed (OS error) or cannot be reached
 
     @property

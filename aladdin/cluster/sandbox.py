@@ -200,6 +200,7 @@ def bwrap_options(
     etc_fds: dict[str, int] | None = None,
     info_fd: int | None = None,
     shm_mib: int = 0,
+    ro_binds: tuple[tuple[Path, str], ...] = (),
 ) -> list[str]:
     """bwrap's options (not the command) to run with ``volume`` as /root and exactly ``env``.
 
@@ -213,6 +214,8 @@ def bwrap_options(
     host's, or an operator's root filesystem for another distribution.
     ``shm_mib`` sizes ``/dev/shm`` (the workload's memory: what it writes
     there is charged to its memory cgroup anyway); 0 leaves bwrap's default.
+    ``ro_binds``: (host directory, path inside) pairs the platform provides
+    read-only (the debugger of a GPU Debug job).
     """
     check_env(env)
     workdir = workdir or "/root"
@@ -247,6 +250,8 @@ def bwrap_options(
             argv += ["--ro-bind", str(host), f"/etc/{name}"]
     for directory in image_dirs:
         argv += ["--ro-bind", str(directory), str(directory)]
+    for source, inside in ro_binds:
+        argv += ["--ro-bind", str(source), inside]
     for device in gpu_devices:
         for node in (
             f"/dev/nvidia{device}",

@@ -76,6 +76,7 @@ OWNED_WEBSOCKETS = {
     "ws/workshops/<int:pk>/terminal/": "workshop",
     "ws/jobs/<int:pk>/logs/": "job",
     "ws/jobs/<int:pk>/terminal/": "job",
+    "ws/jobs/<int:pk>/debug/": "job",
 }
 # route -> why it names nothing of a user's
 NOT_OWNED = {

@@ -47,6 +47,7 @@ def test_daphne_sends_4401_to_an_anonymous_client(portal):
     ws_url = portal.url.replace("http://", "ws://")
 
     assert close_code(f"{ws_url}/ws/jobs/1/logs/") == 4401
+    assert close_code(f"{ws_url}/ws/jobs/1/debug/") == 4401
     assert close_code(f"{ws_url}/ws/workshops/1/terminal/", origin=portal.url) == 4401
 
 
@@ -94,7 +95,7 @@ def in_browser():
         pool.shutdown()
 
 
-UNDER_TEST = re.compile(r"/ws/(jobs|workshops)/\d+/(logs|terminal)/")
+UNDER_TEST = re.compile(r"/ws/(jobs|workshops)/\d+/(logs|terminal|debug)/")
 
 
 class MockSockets:

@@ -63,6 +63,51 @@ def test_create_starts_the_job_and_answers_201(client, ready, driver):
     assert driver.specs[f"job-{body['id']}"].env["WANDB_API_KEY"] == SECRET
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_gpu_debug_job_runs_its_file_under_the_waiting_debugger(client, ready, driver):
+    client.force_login(ready)
+
+    response = launch(client, kind="debug", python_module=False)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["kind"] == "debug" and body["state"] == JobState.RUNNING
+    assert body["debug_url"] == f"ws://testserver/ws/jobs/{body['id']}/debug/"
+    spec = driver.specs[f"job-{body['id']}"]
+    assert spec.debugger
+    assert spec.command == [
+        "python3",
+        "-u",
+        "/opt/aladdin/debugpy/debugpy",
+        "--listen",
+        "127.0.0.1:5678",
+        "--wait-for-client",
+        "/root/train.py",
+        "--epochs",
+        "3",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gpu_run_job_has_no_debug_url_nor_debugger(client, ready, driver):
+    client.force_login(ready)
+
+    body = launch(client).json()
+
+    assert body["debug_url"] is None
+    assert not driver.specs[f"job-{body['id']}"].debugger
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gpu_debug_job_may_debug_a_module(client, ready, driver):
+    client.force_login(ready)
+
+    body = launch(client, kind="debug", entry="pkg.train", python_module=True).json()
+
+    command = driver.specs[f"job-{body['id']}"].command
+    assert command[-4:] == ["-m", "pkg.train", "--epochs", "3"]
+
+
 def test_an_idempotency_key_replay_returns_the_same_job(
     client, ready, django_capture_on_commit_callbacks
 ):

@@ -48,7 +48,7 @@ def test_the_launch_page_renders_the_parameters_and_prices(client, ready):
     page = client.get(reverse("gpu_jobs:launch")).content.decode()
     for text in [
         "Python module (-m)",
-        "GPU Debug and Run Task are coming later.",
+        "Run Task is coming later.",
         "Load configuration",
         "Save as configuration",
         "DC100 (Hopper) 80G — 2.56 DCU/h per card",
@@ -57,7 +57,7 @@ def test_the_launch_page_renders_the_parameters_and_prices(client, ready):
         "Interpreter",
     ]:
         assert text in page, text
-    assert 'value="debug"' not in page and 'value="task"' not in page
+    assert 'value="debug"' in page and 'value="task"' not in page
 
 
 def test_the_launch_form_creates_a_job_and_redirects_to_it(
@@ -212,6 +212,38 @@ def test_the_detail_page_shows_status_billing_and_live_logs(client, user, make_j
     assert reverse("gpu_jobs:status", args=[job.pk]) in page
     assert 'data-testid="job-stop"' in page and 'data-testid="job-delete"' in page
     assert "TOKEN" in page and SECRET not in page
+
+
+def test_a_debug_jobs_page_shows_how_to_attach_and_reminds_it_bills(client, user, make_job):
+    job = make_job(user, kind="debug", started_at=timezone.now() - timedelta(minutes=1))
+    client.force_login(user)
+
+    page = client.get(reverse("gpu_jobs:detail", args=[job.pk])).content.decode()
+
+    assert f"ws://testserver/ws/jobs/{job.pk}/debug/" in page
+    assert f"ssh -N -L 5678:job-{job.pk}:5678" in page
+    assert 'data-testid="debug-billing-reminder"' in page
+
+
+def test_a_run_jobs_page_has_no_debugger_card(client, user, make_job):
+    job = make_job(user, kind="run")
+    client.force_login(user)
+
+    page = client.get(reverse("gpu_jobs:detail", args=[job.pk])).content.decode()
+
+    assert 'data-testid="job-debug"' not in page
+
+
+def test_the_launch_form_launches_a_gpu_debug_job(
+    client, ready, driver, django_capture_on_commit_callbacks
+):
+    client.force_login(ready)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("gpu_jobs:launch"), form_data(kind="debug"))
+
+    job = Job.objects.get(user=ready)
+    assert response.status_code == 302 and job.kind == "debug"
 
 
 def test_an_ended_job_shows_its_exit_code_without_stop(client, user, make_job):

@@ -64,6 +64,7 @@ class Agent:
         egress_policy: egress.Policy | None = None,
         monitor_seconds: float = monitoring.DEFAULT_INTERVAL_SECONDS,
         gpu_metrics: monitoring.GpuMetrics | None = None,
+        debugpy_dir: Path | None = None,
     ):
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
@@ -89,6 +90,7 @@ class Agent:
             log_user_max_bytes=log_user_max_bytes,
         )
         self.workloads.pids_max = pids_max
+        self.workloads.debugpy_dir = Path(debugpy_dir) if debugpy_dir else None
         self.workloads.egress_policy = egress_policy or egress.Policy()
         self._stopping = threading.Event()
         self._server: _Server | None = None

@@ -49,7 +49,7 @@ from typing import Any
 from aladdin.lib.diskusage import tree_bytes
 
 from .. import cgroups as cgroup_limits
-from .. import egress, monitor, reasons, sandbox
+from .. import debugger, egress, monitor, reasons, sandbox
 from .. import gpus as gpu_cards
 from ..base import Phase, WorkloadSpec
 from ..protocol import AgentError, ErrorCode, WorkloadRecord, check_name
@@ -184,6 +184,8 @@ class Workloads:
         self.network = ""
         self.network_reason = "not probed"
         self.pids_max = 0
+        # The platform's debugpy (aladdin.cluster.debugger), set by the agent.
+        self.debugpy_dir: Path | None = None
         self.inventory = gpu_cards.Inventory([])
         # Hard caps per volume where the filesystem has project quotas (issue 14).
         self.quotas = ProjectQuotas(Support(False, "not probed yet"))
@@ -347,6 +349,9 @@ class Workloads:
             if existing is not None:
                 return existing.record()
             self._check_single_user(spec.user_id)
+        if spec.debugger and (missing_debugger := debugger.problem(self.debugpy_dir)):
+            # Refused before any record or card: the job is never billed.
+            raise AgentError(ErrorCode.NO_DEBUGGER, missing_debugger)
         # The volume before the record: if it cannot be made (disk, permissions)
         # the caller gets an error worth retrying, and no record or card is
         # left behind to make the retry find a start that never happened.
@@ -453,6 +458,12 @@ class Workloads:
                 env["ALADDIN_VIRTUAL_GPUS"] = "1"
                 gpus = ()  # no device nodes to bind
         command = list(spec.command)
+        if spec.debugger and not self.sandbox_ok and self.debugpy_dir is not None:
+            # No sandbox to mount it in: the host's copy by its own path.
+            command = [
+                str(self.debugpy_dir / "debugpy") if arg == debugger.ENTRY else arg
+                for arg in command
+            ]
         as_user: dict[str, Any] = (
             {"user": uid, "group": uid, "extra_groups": []} if os.geteuid() == 0 else {}
         )
@@ -549,6 +560,11 @@ class Workloads:
                     etc_fds=etc_fds,
                     info_fd=info_w,
                     shm_mib=spec.resources.memory_mib,
+                    ro_binds=(
+                        ((self.debugpy_dir, debugger.MOUNT),)
+                        if spec.debugger and self.debugpy_dir is not None
+                        else ()
+                    ),
                 )
             )
             # The gate holds bwrap (same pid once released) until it is in
