@@ -60,6 +60,7 @@ def student_pages(ids: dict) -> list[str]:
         "/jobs/new/",
         f"/jobs/{ids['job']}/",
         "/jobs/configurations/",
+        "/jobs/costs/",
         "/storage/",
         "/storage/files/",
         "/billing/plans/",
