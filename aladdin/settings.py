@@ -333,6 +333,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 20.0,
         "options": {"expires": 18},
     },
+    # Idle GPUs (issue 20): dev jobs whose cards sit idle are warned about, then stopped.
+    "gpu-jobs-idle-check": {
+        "task": "gpu_jobs.idle_check",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "gpu-jobs-reconcile": {
         "task": "gpu_jobs.reconcile",
         "schedule": 5.0,

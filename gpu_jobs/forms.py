@@ -201,3 +201,27 @@ class BudgetForm(forms.Form):
     def monthly_micro(self) -> int | None:
         value = self.cleaned_data.get("monthly_dcu")
         return None if value is None else dcu_to_micro(value)
+
+
+class IdlePolicyForm(forms.Form):
+    """When a dev job's idle GPUs are warned about and stopped (issue 20); empty: never."""
+
+    warn_minutes = forms.IntegerField(
+        label=_("Warn after (minutes idle)"), required=False, min_value=1, max_value=10080
+    )
+    stop_minutes = forms.IntegerField(
+        label=_("Stop after (minutes idle)"), required=False, min_value=1, max_value=10080
+    )
+    threshold_percent = forms.IntegerField(
+        label=_("Idle means every card's use is below (percent)"),
+        min_value=1,
+        max_value=90,
+        initial=5,
+    )
+
+    def clean(self):
+        data = super().clean()
+        warn, stop = data.get("warn_minutes"), data.get("stop_minutes")
+        if warn is not None and stop is not None and warn >= stop:
+            raise ValidationError(_("Warn before the stop: the warning must come first."))
+        return data

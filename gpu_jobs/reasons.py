@@ -2,7 +2,7 @@
 
 from django.utils.translation import gettext_lazy as _
 
-from aladdin.lib.said import define
+from aladdin.lib.said import DCU_NUMBER, define
 
 define("job.stopped_by_you", _("Stopped by you."))
 define("job.deleted_by_you", _("Deleted by you."))
@@ -17,3 +17,11 @@ define(
     ),
 )
 define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))
+define(
+    "job.idle_stopped",
+    _(
+        "Stopped: its GPUs were idle for %(minutes)s minutes (utilisation below %(threshold)s%%). "
+        "Stopping it saves %(hourly)s DCU for each hour it would have kept running."
+    ),
+    hourly=DCU_NUMBER,
+)

@@ -11,7 +11,7 @@ from celery import shared_task
 from aladdin.cluster.base import DriverError
 from aladdin.lib.timeutil import parse_as_of
 
-from . import services
+from . import idle, services
 
 _OPTS = {
     "acks_late": True,
@@ -63,3 +63,9 @@ def reconcile(as_of: str | None = None) -> dict[str, int]:
 def expire_logs(as_of: str | None = None) -> dict[str, int]:
     """Remove dev jobs' host output N days after their end (beat: hourly; catches up)."""
     return services.jobs_expire_logs(as_of=parse_as_of(as_of) if as_of else None)
+
+
+@shared_task(name="gpu_jobs.idle_check", **_PERIODIC)
+def idle_check(as_of: str | None = None) -> dict[str, int]:
+    """Warn about, then stop, dev jobs whose GPUs sit idle past their user's policy (issue 20)."""
+    return idle.jobs_idle_check(now=parse_as_of(as_of) if as_of else None)

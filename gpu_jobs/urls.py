@@ -11,6 +11,7 @@ urlpatterns = [
     path("costs/", views.costs, name="costs"),
     path("costs.csv", views.costs_csv, name="costs_csv"),
     path("costs/budget/", views.budget_update, name="budget"),
+    path("costs/idle/", views.idle_policy_update, name="idle_policy"),
     path(
         "configurations/<int:pk>/delete/",
         views.configuration_delete,

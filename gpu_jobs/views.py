@@ -32,10 +32,10 @@ from billing import services as billing_services
 from storage import files as storage_files
 
 from . import costs as cost_reports
-from . import logs, selectors, services
+from . import idle, logs, selectors, services
 from .admission import JobRefused
 from .choices import JobKind, JobState
-from .forms import BudgetForm, JobFilterForm, JobLaunchForm
+from .forms import BudgetForm, IdlePolicyForm, JobFilterForm, JobLaunchForm
 from .models import Job, JobConfiguration
 from .validation import JobNotFound
 
@@ -122,6 +122,7 @@ def job_launch(request):
             "configurations": configurations,
             "loaded": loaded,
             "gpu_types": list(selectors.gpu_types()),
+            "idle_policy": idle.policy_for(request.user),
         },
     )
 
@@ -345,6 +346,14 @@ def costs(request):
             "hard_stop": budget.hard_stop if budget else False,
         }
     )
+    policy = idle.policy_for(request.user)
+    idle_form = IdlePolicyForm(
+        initial={
+            "warn_minutes": policy.warn_minutes,
+            "stop_minutes": policy.stop_minutes,
+            "threshold_percent": policy.threshold_percent,
+        }
+    )
     previous = (month - timedelta(days=1)).replace(day=1)
     following = (month + timedelta(days=32)).replace(day=1)
     return render(
@@ -354,6 +363,7 @@ def costs(request):
             "report": report,
             "budget": budget,
             "form": form,
+            "idle_form": idle_form,
             "previous": previous,
             "following": following if following <= timezone.localdate() else None,
             "gpu_total": sum(job.micro for job in report.jobs),
@@ -378,6 +388,19 @@ def costs_csv(request):
         True, f"aladdin-costs-{month:%Y-%m}.csv"
     )
     return response
+
+
+@login_required
+@require_POST
+def idle_policy_update(request):
+    form = IdlePolicyForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect(reverse("gpu_jobs:costs") + "#idle")
+    idle.policy_set(user=request.user, **form.cleaned_data)
+    messages.success(request, _("Idle GPU policy saved."))
+    return redirect(reverse("gpu_jobs:costs") + "#idle")
 
 
 @login_required

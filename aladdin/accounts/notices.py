@@ -98,6 +98,31 @@ MESSAGES: dict[str, Message] = {
         body=_job_ended_body,
         link=_JOB_LINK,
     ),
+    "job_idle_warning": Message(
+        kind="job-idle",
+        title=gettext_lazy("Job %(name)s (#%(id)s): its GPUs are idle"),
+        body=lambda params: (
+            (
+                _(
+                    "Its cards have stayed below %(threshold)s%% use for %(minutes)s minutes while it "
+                    "bills %(hourly)s an hour. It will be stopped after %(stop_minutes)s idle minutes "
+                    "unless they work again; stop it yourself if you are done."
+                )
+                if params.get("stop_minutes")
+                else _(
+                    "Its cards have stayed below %(threshold)s%% use for %(minutes)s minutes while it "
+                    "bills %(hourly)s an hour. Stop it if you are done."
+                )
+            )
+            % params
+        ),
+        sms=gettext_lazy(
+            "Aladdin: the GPUs of job #%(id)s have been idle for %(minutes)s minutes; it bills "
+            "%(hourly)s an hour. Stop it if you are done."
+        ),
+        formats={"hourly": DCU},
+        link=_JOB_LINK,
+    ),
     "jobs_stopped_balance": Message(
         kind="job-balance",
         title=gettext_lazy("Your GPU jobs were stopped: your compute balance is used up"),
@@ -187,6 +212,7 @@ MESSAGES: dict[str, Message] = {
 # The kinds that can be texted, with the label of their switch on the account
 # page; each is on until the user turns it off.
 SMS_KINDS: dict[str, Promise] = {
+    "job-idle": gettext_lazy("A GPU job's cards sit idle"),
     "job-balance": gettext_lazy("Compute balance used up and GPU jobs stopped"),
     "storage_retention": gettext_lazy("Storage about to be reclaimed"),
     "order_paid": gettext_lazy("Order paid"),
