@@ -339,6 +339,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "workshops-idle-check": {
+        "task": "workshops.idle_check",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "gpu-jobs-reconcile": {
         "task": "gpu_jobs.reconcile",
         "schedule": 5.0,

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from aladdin.lib.units import dcu_to_micro, format_micro
 from aladdin.workloads.env import parse_env
 from aladdin.workloads.forms import ImageSelect, image_label, unlaunchable
+from aladdin.workloads.idle import Policies, Policy
 from aladdin.workloads.models import Image
 
 from . import services
@@ -204,7 +205,7 @@ class BudgetForm(forms.Form):
 
 
 class IdlePolicyForm(forms.Form):
-    """When a dev job's idle GPUs are warned about and stopped (issue 20); empty: never."""
+    """When idle dev jobs and workshops are warned about and stopped (issue 20); empty: never."""
 
     warn_minutes = forms.IntegerField(
         label=_("Warn after (minutes idle)"), required=False, min_value=1, max_value=10080
@@ -218,10 +219,56 @@ class IdlePolicyForm(forms.Form):
         max_value=90,
         initial=5,
     )
+    workshop_warn_minutes = forms.IntegerField(
+        label=_("Workshops: warn after (minutes idle)"),
+        required=False,
+        min_value=1,
+        max_value=10080,
+    )
+    workshop_stop_minutes = forms.IntegerField(
+        label=_("Workshops: stop after (minutes idle)"),
+        required=False,
+        min_value=1,
+        max_value=10080,
+    )
+    workshop_cpu_percent = forms.IntegerField(
+        label=_("Workshops: idle means CPU below (percent of one core)"),
+        min_value=1,
+        max_value=90,
+        initial=5,
+    )
+
+    @classmethod
+    def for_policies(cls, policies: Policies) -> IdlePolicyForm:
+        return cls(
+            initial={
+                "warn_minutes": policies.jobs.warn_minutes,
+                "stop_minutes": policies.jobs.stop_minutes,
+                "threshold_percent": policies.jobs.threshold_percent,
+                "workshop_warn_minutes": policies.workshops.warn_minutes,
+                "workshop_stop_minutes": policies.workshops.stop_minutes,
+                "workshop_cpu_percent": policies.workshops.threshold_percent,
+            }
+        )
 
     def clean(self):
         data = super().clean()
-        warn, stop = data.get("warn_minutes"), data.get("stop_minutes")
-        if warn is not None and stop is not None and warn >= stop:
-            raise ValidationError(_("Warn before the stop: the warning must come first."))
+        for warn, stop in (
+            ("warn_minutes", "stop_minutes"),
+            ("workshop_warn_minutes", "workshop_stop_minutes"),
+        ):
+            if data.get(warn) is not None and data.get(stop) is not None:
+                if data[warn] >= data[stop]:
+                    raise ValidationError(_("Warn before the stop: the warning must come first."))
         return data
+
+    def policies(self) -> Policies:
+        data = self.cleaned_data
+        return Policies(
+            jobs=Policy(data["warn_minutes"], data["stop_minutes"], data["threshold_percent"]),
+            workshops=Policy(
+                data["workshop_warn_minutes"],
+                data["workshop_stop_minutes"],
+                data["workshop_cpu_percent"],
+            ),
+        )

@@ -9,7 +9,7 @@ card it holds stays below the user's threshold. A Run Task is never stopped
 for it (it ends by itself), nor is a job whose cards report no metrics
 (virtual cards): unknown is not idle.
 
-Each user's policy (``IdlePolicy``, or the defaults below): warn after N
+Each user's policy (``aladdin.workloads.idle``): warn after N
 minutes idle (a notice, and an SMS unless the user turned the kind off),
 stop after M minutes, or never. A stop keeps the reason with the minutes,
 the threshold and what the job no longer bills per hour.
@@ -18,7 +18,6 @@ the threshold and what the job no longer bills per hour.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -26,84 +25,16 @@ from django.utils import timezone
 
 from aladdin import cluster
 from aladdin.accounts.services import notification_create
-from aladdin.cluster.base import DriverError, WorkloadMetrics
+from aladdin.cluster.base import DriverError
 from aladdin.lib.said import Said
+from aladdin.workloads.idle import Policy, gpus_busy, idle_minutes, policies_for
 
 from . import services
 from .choices import JobState
-from .models import IdlePolicy, Job
+from .models import Job
 from .selectors import DEV_KINDS
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WARN_MINUTES = 30
-DEFAULT_STOP_MINUTES = 60
-DEFAULT_THRESHOLD_PERCENT = 5
-# Samples older than this many intervals mean the Monitor stopped seeing the
-# job: its idleness is then unknown, not proven.
-STALE_INTERVALS = 4
-
-
-@dataclass(frozen=True)
-class Policy:
-    warn_minutes: int | None
-    stop_minutes: int | None
-    threshold_percent: int
-
-    @property
-    def never(self) -> bool:
-        return self.warn_minutes is None and self.stop_minutes is None
-
-    @property
-    def window_minutes(self) -> int:
-        return max(self.warn_minutes or 0, self.stop_minutes or 0)
-
-
-DEFAULT_POLICY = Policy(DEFAULT_WARN_MINUTES, DEFAULT_STOP_MINUTES, DEFAULT_THRESHOLD_PERCENT)
-
-
-def policy_for(user) -> Policy:
-    row = IdlePolicy.objects.filter(user=user).first()
-    if row is None:
-        return DEFAULT_POLICY
-    return Policy(row.warn_minutes, row.stop_minutes, row.threshold_percent)
-
-
-def policy_set(
-    *, user, warn_minutes: int | None, stop_minutes: int | None, threshold_percent: int
-) -> IdlePolicy:
-    row, _created = IdlePolicy.objects.update_or_create(
-        user=user,
-        defaults={
-            "warn_minutes": warn_minutes,
-            "stop_minutes": stop_minutes,
-            "threshold_percent": threshold_percent,
-        },
-    )
-    return row
-
-
-def idle_minutes(metrics: WorkloadMetrics, *, now: datetime, threshold: float) -> float | None:
-    """For how long (minutes, up to ``now``) every card stayed below ``threshold`` %; None: unknown.
-
-    Unknown when the workload has no GPU metrics, no samples, or none recent
-    enough. A sample with a card at or above the threshold ends the idle
-    stretch; a downsampled (averaged) old sample counts as its average.
-    """
-    if not metrics.available or not metrics.gpu_metrics or not metrics.samples:
-        return None
-    newest = metrics.samples[-1]
-    stale = timedelta(seconds=max(metrics.interval_seconds, 1) * STALE_INTERVALS)
-    if now - newest.at > stale:
-        return None
-    idle_since: datetime | None = None
-    for sample in reversed(metrics.samples):
-        if not sample.gpus or any(g.utilization_percent >= threshold for g in sample.gpus):
-            break
-        idle_since = sample.at - timedelta(seconds=sample.period_seconds)
-    if idle_since is None:
-        return 0.0
-    return max(0.0, (now - idle_since).total_seconds() / 60)
 
 
 def _hourly_micro(job: Job) -> int:
@@ -128,7 +59,7 @@ def jobs_idle_check(*, now: datetime | None = None) -> dict[str, int]:
     driver = cluster.get_driver()
     for job in running:
         if job.user_id not in policies:
-            policies[job.user_id] = policy_for(job.user)
+            policies[job.user_id] = policies_for(job.user).jobs
         policy = policies[job.user_id]
         if policy.never:
             continue
@@ -139,7 +70,9 @@ def jobs_idle_check(*, now: datetime | None = None) -> dict[str, int]:
             log.info("no metrics for %s now", job.workload_name, exc_info=True)
             counts["unknown"] += 1
             continue
-        minutes = idle_minutes(metrics, now=now, threshold=policy.threshold_percent)
+        minutes = idle_minutes(
+            metrics, now=now, busy=gpus_busy(policy.threshold_percent), needs_gpu_metrics=True
+        )
         if minutes is None:
             counts["unknown"] += 1
         elif policy.stop_minutes is not None and minutes >= policy.stop_minutes:

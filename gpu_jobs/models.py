@@ -387,36 +387,3 @@ class JobConfiguration(EncryptedEnvMixin):
 
     def __str__(self) -> str:
         return self.name
-
-
-class IdlePolicy(models.Model):
-    """What to do with a user's dev jobs whose GPUs sit idle (issue 20); None: never.
-
-    Idle is judged by the cards' own utilisation (NVML on real cards), not by
-    HTTP activity: a notebook tab left open does not keep a job "busy".
-    Users without a row get the defaults of ``gpu_jobs.idle``.
-    """
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        related_name="idle_policy",
-        verbose_name=_("user"),
-    )
-    warn_minutes = models.PositiveIntegerField(
-        null=True, blank=True, verbose_name=_("warn after (minutes idle)")
-    )
-    stop_minutes = models.PositiveIntegerField(
-        null=True, blank=True, verbose_name=_("stop after (minutes idle)")
-    )
-    threshold_percent = models.PositiveSmallIntegerField(
-        default=5, verbose_name=_("idle below (GPU utilisation, %)")
-    )
-    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
-
-    class Meta:
-        verbose_name = _("idle GPU policy")
-        verbose_name_plural = _("idle GPU policies")
-
-    def __str__(self) -> str:
-        return f"{self.user}: warn {self.warn_minutes}, stop {self.stop_minutes}"

@@ -26,13 +26,14 @@ from django.views.decorators.http import require_POST
 from aladdin.cluster import debugger
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
+from aladdin.workloads import idle as idle_policies
 from aladdin.workloads.images import ImageUnavailable
 from billing import selectors as billing_selectors
 from billing import services as billing_services
 from storage import files as storage_files
 
 from . import costs as cost_reports
-from . import idle, logs, selectors, services
+from . import logs, selectors, services
 from .admission import JobRefused
 from .choices import JobKind, JobState
 from .forms import BudgetForm, IdlePolicyForm, JobFilterForm, JobLaunchForm
@@ -122,7 +123,7 @@ def job_launch(request):
             "configurations": configurations,
             "loaded": loaded,
             "gpu_types": list(selectors.gpu_types()),
-            "idle_policy": idle.policy_for(request.user),
+            "idle_policy": idle_policies.policies_for(request.user).jobs,
         },
     )
 
@@ -346,14 +347,7 @@ def costs(request):
             "hard_stop": budget.hard_stop if budget else False,
         }
     )
-    policy = idle.policy_for(request.user)
-    idle_form = IdlePolicyForm(
-        initial={
-            "warn_minutes": policy.warn_minutes,
-            "stop_minutes": policy.stop_minutes,
-            "threshold_percent": policy.threshold_percent,
-        }
-    )
+    idle_form = IdlePolicyForm.for_policies(idle_policies.policies_for(request.user))
     previous = (month - timedelta(days=1)).replace(day=1)
     following = (month + timedelta(days=32)).replace(day=1)
     return render(
@@ -398,7 +392,8 @@ def idle_policy_update(request):
         for errors in form.errors.values():
             messages.error(request, " ".join(errors))
         return redirect(reverse("gpu_jobs:costs") + "#idle")
-    idle.policy_set(user=request.user, **form.cleaned_data)
+    policies = form.policies()
+    idle_policies.policies_set(user=request.user, jobs=policies.jobs, workshops=policies.workshops)
     messages.success(request, _("Idle GPU policy saved."))
     return redirect(reverse("gpu_jobs:costs") + "#idle")
 

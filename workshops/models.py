@@ -85,6 +85,12 @@ class Workshop(SaidReason):
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
     started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
     stopped_at = models.DateTimeField(null=True, blank=True, verbose_name=_("stopped at"))
+    idle_warned_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_("Its user was warned that it sits idle (cleared when it works again)."),
+        verbose_name=_("idle warning sent at"),
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

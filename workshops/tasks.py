@@ -14,7 +14,7 @@ from aladdin.lib.timeutil import parse_as_of
 from aladdin.workloads import images
 from aladdin.workloads.models import Image
 
-from . import services
+from . import idle, services
 
 _OPTS = {
     "acks_late": True,
@@ -78,3 +78,11 @@ def build_image(image_id: int) -> None:
     image = Image.objects.filter(pk=image_id).first()
     if image is not None:
         images.image_build(image=image, driver=cluster.get_driver())
+
+
+@shared_task(
+    name="workshops.idle_check", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def idle_check(as_of: str | None = None) -> dict[str, int]:
+    """Warn about, then stop, workshops idle past their user's policy (never by default)."""
+    return idle.workshops_idle_check(now=parse_as_of(as_of) if as_of else None)

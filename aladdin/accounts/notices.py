@@ -123,6 +123,26 @@ MESSAGES: dict[str, Message] = {
         formats={"hourly": DCU},
         link=_JOB_LINK,
     ),
+    "workshop_idle_warning": Message(
+        kind="workshop-idle",
+        title=gettext_lazy("Workshop %(name)s is idle"),
+        body=lambda params: (
+            (
+                _(
+                    "Its CPU has stayed below %(threshold)s%% of one core for %(minutes)s minutes. "
+                    "It will be stopped after %(stop_minutes)s idle minutes, as your idle policy "
+                    "asks; your files under /root are kept."
+                )
+                if params.get("stop_minutes")
+                else _(
+                    "Its CPU has stayed below %(threshold)s%% of one core for %(minutes)s minutes. "
+                    "Stop it if you are done."
+                )
+            )
+            % params
+        ),
+        link=Link("workshops:detail", gettext_lazy("See the workshop"), ("id",)),
+    ),
     "jobs_stopped_balance": Message(
         kind="job-balance",
         title=gettext_lazy("Your GPU jobs were stopped: your compute balance is used up"),

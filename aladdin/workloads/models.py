@@ -205,3 +205,49 @@ class PlatformEnvVar(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class IdlePolicy(models.Model):
+    """What to do with a user's idle workloads (issue 20); a None field: never.
+
+    Dev jobs are idle while every card they hold stays below
+    ``threshold_percent`` (the cards' own utilisation, NVML on real cards);
+    workshops, which hold no card, while their CPU stays below
+    ``workshop_cpu_percent`` of one core. HTTP activity plays no part: a
+    notebook tab left open does not make a workload busy. Users without a row
+    get the defaults of ``aladdin.workloads.idle``.
+    """
+
+    user = models.OneToOneField(
+        "accounts.User",
+        on_delete=models.CASCADE,
+        related_name="idle_policy",
+        verbose_name=_("user"),
+    )
+    warn_minutes = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("jobs: warn after (minutes idle)")
+    )
+    stop_minutes = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("jobs: stop after (minutes idle)")
+    )
+    threshold_percent = models.PositiveSmallIntegerField(
+        default=5, verbose_name=_("jobs: idle below (GPU utilisation, %)")
+    )
+    workshop_warn_minutes = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("workshops: warn after (minutes idle)")
+    )
+    workshop_stop_minutes = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("workshops: stop after (minutes idle)")
+    )
+    workshop_cpu_percent = models.PositiveSmallIntegerField(
+        default=5, verbose_name=_("workshops: idle below (CPU, percent of one core)")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    class Meta:
+        app_label = "workshops"
+        verbose_name = _("idle policy")
+        verbose_name_plural = _("idle policies")
+
+    def __str__(self) -> str:
+        return f"{self.user}: jobs {self.warn_minutes}/{self.stop_minutes}"

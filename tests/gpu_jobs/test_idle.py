@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from aladdin.accounts.models import Notification
 from aladdin.cluster.base import GpuSample, MetricSample, WorkloadMetrics
+from aladdin.workloads import idle as policies
 from gpu_jobs import idle
 from gpu_jobs.choices import JobKind, JobState
 from gpu_jobs.models import Job
@@ -133,10 +134,15 @@ def test_the_users_policy_never_stops_and_the_form_sets_it(
     client.force_login(user)
     response = client.post(
         reverse("gpu_jobs:idle_policy"),
-        {"warn_minutes": "", "stop_minutes": "", "threshold_percent": "5"},
+        {
+            "warn_minutes": "",
+            "stop_minutes": "",
+            "threshold_percent": "5",
+            "workshop_cpu_percent": "5",
+        },
     )
     assert response.status_code == 302
-    assert idle.policy_for(user).never
+    assert policies.policies_for(user).jobs.never
     job = make_job(user, card="40g", kind=JobKind.RUN, started_at=T0)
     report(driver, job, samples(0, 80))
     assert check(80, django_capture_on_commit_callbacks) == {
@@ -148,9 +154,59 @@ def test_the_users_policy_never_stops_and_the_form_sets_it(
     # A warning after the stop is refused with a message.
     client.post(
         reverse("gpu_jobs:idle_policy"),
-        {"warn_minutes": "30", "stop_minutes": "20", "threshold_percent": "5"},
+        {
+            "warn_minutes": "30",
+            "stop_minutes": "20",
+            "threshold_percent": "5",
+            "workshop_cpu_percent": "5",
+        },
     )
-    assert idle.policy_for(user).never
+    assert policies.policies_for(user).jobs.never
     page = client.get(reverse("gpu_jobs:launch")).content.decode()
     assert 'data-testid="idle-policy"' in page
     assert job.state == JobState.RUNNING
+
+
+def cpu_samples(busy_until_minute: int, minutes: int):
+    return [
+        MetricSample(
+            at=T0 + timedelta(minutes=m),
+            period_seconds=INTERVAL,
+            cpu_percent=150.0 if m < busy_until_minute else 0.5,
+            memory_bytes=1 << 29,
+        )
+        for m in range(1, minutes + 1)
+    ]
+
+
+def test_workshops_are_never_stopped_by_default_and_stopped_when_the_user_asks(
+    user, make_workshop, driver, django_capture_on_commit_callbacks
+):
+    from workshops import idle as workshop_idle
+    from workshops.models import Workshop
+
+    workshop = make_workshop(user)
+    driver.metrics[workshop.workload_name] = WorkloadMetrics(
+        name=workshop.workload_name,
+        available=True,
+        interval_seconds=INTERVAL,
+        samples=cpu_samples(5, 100),
+    )
+
+    def check_workshops(minute):
+        with time_machine.travel(T0 + timedelta(minutes=minute, seconds=5), tick=False):
+            with django_capture_on_commit_callbacks(execute=True):
+                return workshop_idle.workshops_idle_check()
+
+    assert check_workshops(100) == {"warned": 0, "stopped": 0, "busy": 0, "unknown": 0}
+    policies.policies_set(
+        user=user,
+        jobs=policies.DEFAULTS.jobs,
+        workshops=policies.Policy(30, 90, 5),
+    )
+    assert check_workshops(40)["warned"] == 1
+    assert Notification.objects.filter(user=user, message="workshop_idle_warning").count() == 1
+    assert check_workshops(96)["stopped"] == 1
+    workshop.refresh_from_db()
+    assert workshop.state != "running" and workshop.reason_id == "workshop.idle_stopped"
+    assert "idle for 90 minutes" in Workshop.objects.get(pk=workshop.pk).reason
