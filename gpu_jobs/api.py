@@ -196,7 +196,8 @@ class LaunchFieldsSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=JobKind.choices,
         default=JobKind.RUN,
-        help_text="run or shell now; debug and task are refused until they are available.",
+        help_text="run, shell or task (Run Task: torchrun over `workers` workers); "
+        "debug is refused until it is available.",
     )
     entry = serializers.CharField(
         max_length=1024,
@@ -234,7 +235,12 @@ class LaunchFieldsSerializer(serializers.Serializer):
         help_text='Card preset code: "40g" or "80g" (GET /gpu-types).',
     )
     cards_per_worker = serializers.IntegerField(min_value=1, max_value=64, default=1)
-    workers = serializers.IntegerField(min_value=1, max_value=64, default=1)
+    workers = serializers.IntegerField(
+        min_value=1,
+        max_value=64,
+        default=1,
+        help_text="Run Task only (1 otherwise): workers, each with cards_per_worker cards.",
+    )
     ports = serializers.ListField(
         child=serializers.IntegerField(), default=list, help_text="External HTTP ports."
     )

@@ -18,8 +18,8 @@ from .choices import JobKind, JobState
 from .models import GpuType, JobConfiguration
 from .validation import clean_ports
 
-# What the launch form offers now; GPU Debug and Run Task come later.
-LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.SHELL)]
+# What the launch form offers now; GPU Debug comes later.
+LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.SHELL, JobKind.TASK)]
 
 
 class GpuTypeChoiceField(forms.ModelChoiceField):
@@ -59,7 +59,10 @@ class JobLaunchForm(forms.Form):
         label=_("Kind"),
         choices=LAUNCH_KINDS,
         initial=JobKind.RUN,
-        help_text=_("GPU Debug and Run Task are coming later."),
+        help_text=_(
+            "Run Task: a Python file run by torchrun (or a shell script) over several workers; "
+            "its logs are kept in your storage. GPU Debug is coming later."
+        ),
     )
     entry = forms.CharField(
         label=_("Entry"),
@@ -103,6 +106,16 @@ class JobLaunchForm(forms.Form):
     )
     cards_per_worker = forms.IntegerField(
         label=_("Cards per worker"), min_value=1, max_value=64, initial=1
+    )
+    workers = forms.IntegerField(
+        label=_("Workers"),
+        required=False,
+        min_value=1,
+        max_value=64,
+        initial=1,
+        help_text=_(
+            "Run Task only: each worker gets its own cards; parallelism = cards × workers."
+        ),
     )
     ports = forms.CharField(
         label=_("+ External access"),
@@ -159,6 +172,7 @@ class JobLaunchForm(forms.Form):
             "workdir": config.workdir,
             "interpreter": config.interpreter,
             "cards_per_worker": config.cards_per_worker,
+            "workers": config.workers,
             "ports": ", ".join(str(p) for p in config.ports),
             "save_name": config.name,
         }

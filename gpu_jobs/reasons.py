@@ -9,4 +9,8 @@ define("job.deleted_by_you", _("Deleted by you."))
 define("job.balance_out", _("Stopped: your compute balance is used up."))
 define("job.process_failed", _("The job's process failed."))
 define("job.lost", _("The job's workload was lost by the cluster."))
+define(
+    "job.worker_failed",
+    _("Worker %(worker)s failed (exit code %(code)s); the other workers were stopped."),
+)
 define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))
