@@ -229,6 +229,11 @@ class Job(EncryptedEnvMixin, SaidReason):
         return self.worker_names[0]
 
     @property
+    def task_log_dir(self) -> str:
+        """Where a Run Task's workers write their logs, in the user's volume (SPEC §7)."""
+        return f"/root/.aladdin/tasks/{self.pk}"
+
+    @property
     def worker_names(self) -> list[str]:
         """Every workload of the job, by worker index: ``job-<id>`` for the one-worker
         kinds, ``job-<id>-<index>`` for each worker of a Run Task (JobWorker)."""

@@ -30,6 +30,7 @@ stops every worker (later workers first: they live in worker 0's network).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 
@@ -48,6 +49,7 @@ from aladdin.cluster.base import (
 )
 from aladdin.lib import said
 from aladdin.lib.said import Reason, Said
+from aladdin.workloads import reasons as workload_reasons
 
 from . import admission, metering
 from .choices import ACTIVE_STATES, JobState
@@ -78,7 +80,7 @@ def group_name(job: Job) -> str:
 
 def log_dir(job_id: int) -> str:
     """The task's log directory in the user's volume (SPEC §7 "Copy Path")."""
-    return f"/root/.aladdin/tasks/{job_id}"
+    return Job(pk=job_id).task_log_dir
 
 
 def log_path(job_id: int, index: int) -> str:
@@ -162,32 +164,47 @@ def start(job: Job, driver: ClusterDriver) -> None:
     from .services import _fail_unstarted
 
     address = driver.group_address(group=group_name(job))
+    specs = [spec(job, index, address) for index in range(job.workers)]  # DB reads: here
     statuses: dict[int, WorkloadStatus] = {}
-    for index in range(job.workers):
-        try:
-            statuses[index] = driver.start_workload(spec(job, index, address))
-        except NoCapacity as exc:
+    errors: list[DriverError] = []
+    try:
+        statuses[0] = driver.start_workload(specs[0])
+    except DriverError as exc:
+        errors.append(exc)
+    if not errors and statuses[0].phase not in ENDED and len(specs) > 1:
+        # The later workers together: each start is a round trip to the
+        # cluster (and the agent's spawn), and the task runs once all do.
+        with ThreadPoolExecutor(max_workers=min(len(specs) - 1, 8)) as pool:
+            futures = {i: pool.submit(driver.start_workload, s) for i, s in enumerate(specs) if i}
+        for index, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                statuses[index] = future.result()
+            elif isinstance(exc, DriverError):
+                errors.append(exc)
+            else:
+                raise exc
+    permanent = [e for e in errors if e.permanent]
+    if errors and not permanent:
+        _open_windows(job.pk, statuses)
+        no_capacity = [e for e in errors if isinstance(e, NoCapacity)]
+        if no_capacity:
+            # Waits for cards (not billed for those it lacks); retried.
             Job.objects.filter(pk=job.pk, state=JobState.STARTING).update(
-                **said.columns(str(exc)), updated_at=timezone.now()
+                **said.columns(str(no_capacity[0])), updated_at=timezone.now()
             )
-            _open_windows(job.pk, statuses)
-            raise
-        except DriverError as exc:
-            if not exc.permanent:
-                _open_windows(job.pk, statuses)
-                raise
-            if not statuses:
-                _fail_unstarted(job.pk, str(exc))
-                return
-            # A later worker refused (worker 0 already ended, say): what the
-            # started ones report decides; none failed: the refusal is the reason.
-            statuses = current(job, driver)
-            if converge(job.pk, statuses, driver=driver) in ACTIVE_STATES:
-                stopped = stop_all(job, driver)
-                _end(job.pk, stopped, JobState.FAILED, str(exc), None, driver=driver)
+        raise errors[0]
+    if permanent:
+        if not statuses:
+            _fail_unstarted(job.pk, str(permanent[0]))
             return
-        if statuses[index].phase in ENDED:
-            break  # it ended already (could not start, or failed at once): no later worker
+        # A later worker refused (worker 0 already ended, say): what the
+        # started ones report decides; none failed: the refusal is the reason.
+        statuses = current(job, driver)
+        if converge(job.pk, statuses, driver=driver) in ACTIVE_STATES:
+            stopped = stop_all(job, driver)
+            _end(job.pk, stopped, JobState.FAILED, str(permanent[0]), None, driver=driver)
+        return
     converge(job.pk, statuses, driver=driver)
 
 
@@ -247,7 +264,10 @@ def converge(
         ends = dict(statuses)
         if driver is not None:
             ends = stop_all(job, driver, ended=statuses)
-        reason = Said("job.worker_failed", {"worker": index, "code": code})
+        reason: Reason = Said("job.worker_failed", {"worker": index, "code": code})
+        if code is None:
+            # It never ran (could not start): the cluster's own reason says why.
+            reason = workload_reasons.from_status(first, Said("job.process_failed"))
         return _end(job_id, ends, JobState.FAILED, reason, code, driver=driver)
     every = [statuses.get(i) for i in range(job.workers)]
     if all(s is not None and s.phase in ENDED for s in every):
@@ -266,7 +286,8 @@ def _running(job: Job, statuses: dict[int, WorkloadStatus]) -> str:
     from .services import _dispatch
 
     now = timezone.now()
-    starts = [s.started_at for s in statuses.values() if s.started_at is not None]
+    # The task's allocation starts with its first worker's (the windows just opened).
+    starts = [w for w in job.worker_rows.values_list("started_at", flat=True) if w is not None]
     devices = [d for i in sorted(statuses) for d in statuses[i].gpu_devices]
     changed = Job.objects.filter(pk=job.pk, state__in=ACTIVE_STATES).update(
         state=JobState.RUNNING,

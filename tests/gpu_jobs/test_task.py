@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from celery.exceptions import Retry
 
-from aladdin.cluster.base import Phase, WorkerGroup
+from aladdin.cluster.base import DriverError, NoCapacity, Phase, WorkerGroup
 from billing.models import LedgerEntry
 from gpu_jobs import run_task, services
 from gpu_jobs.admission import JobRefused
@@ -267,3 +268,63 @@ def test_the_api_launches_a_task_with_its_workers(
     body = response.json()
     assert (body["kind"], body["workers"], body["cards"]) == ("task", 3, 3)
     assert len([n for n in driver.specs if n.startswith(f"job-{body['id']}-")]) == 3
+
+
+def test_the_task_page_shows_its_workers_and_log_directory(task, client, user):
+    job = task(workers=2)
+    client.force_login(user)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "2 × 1 card" in page
+    assert f"/root/.aladdin/tasks/{job.pk}" in page
+
+
+def test_a_later_worker_waiting_for_a_card_keeps_the_task_starting_worker_0_billed(
+    user, cards, catalog, driver, subscribe, run_on_commit, monkeypatch, _at_t0
+):
+    subscribe(user, "basic", T0)
+    real_start = driver.start_workload
+    full = {"yes": True}
+
+    def start(spec):
+        if spec.name.endswith("-1") and full["yes"]:
+            raise NoCapacity("no free 40G card on this host: 1 asked, 0 of 4 free")
+        return real_start(spec)
+
+    monkeypatch.setattr(driver, "start_workload", start)
+    with pytest.raises(Retry):  # eager Celery surfaces the task's retry
+        run_on_commit(
+            services.job_create, user=user, kind="task", entry="t.py", workers=2,
+            gpu_type=cards["40g"],
+        )  # fmt: skip
+    job = Job.objects.get()
+    assert job.state == JobState.STARTING and "no free 40G card" in job.reason
+    w0, w1 = job.worker_rows.all()
+    assert (w0.started_at, w1.started_at) == (T0, None)  # worker 0 holds its card: billed
+
+    full["yes"] = False
+    _at_t0.shift(timedelta(seconds=20))
+    services.job_start_apply(job_id=job.pk)  # the retry
+    job.refresh_from_db()
+    w0, w1 = job.worker_rows.all()
+    assert job.state == JobState.RUNNING and job.started_at == T0
+    assert (w0.started_at, w1.started_at) == (T0, T0 + timedelta(seconds=20))
+
+
+def test_a_later_worker_refused_for_good_fails_the_task_and_stops_worker_0(
+    task, driver, monkeypatch
+):
+    real_start = driver.start_workload
+
+    def start(spec):
+        if spec.name.endswith("-1"):
+            raise DriverError("the local agent is older than Run Task", permanent=True)
+        return real_start(spec)
+
+    monkeypatch.setattr(driver, "start_workload", start)
+    job = task(workers=2)
+    assert job.state == JobState.FAILED and "older than Run Task" in job.reason
+    assert [c["name"] for c in driver.called("stop_workload")] == [
+        f"job-{job.pk}-1",
+        f"job-{job.pk}-0",
+    ]
+    assert job.metering_closed and job.charged_micro == owed(job, job.ended_at)
