@@ -93,3 +93,41 @@ def test_a_later_worker_is_refused_while_worker_0_does_not_run(sandboxing_agent)
         driver.start_workload(worker(1, 2, ["true"]))
     assert refused.value.code == "not_running"
     assert driver.workload_status(name="job-7-1").phase == Phase.MISSING
+
+
+def test_an_agent_older_than_run_task_is_refused_not_left_running_a_worker_alone(tmp_path):
+    # An older agent ignores the spec's group and answers a record without it.
+    from aladdin.cluster.local import LocalDriver
+
+    calls = []
+
+    def older_agent(op, *, timeout=15, **fields):
+        calls.append(op)
+        return {
+            "ok": True,
+            "status": {
+                "name": fields.get("spec", fields).get("name", "job-7-1"),
+                "phase": "running",
+            },
+        }
+
+    driver = LocalDriver(socket_path=tmp_path / "none.sock")
+    driver._call = older_agent  # stands in for the agent (see LocalDriver._call)
+    with pytest.raises(DriverError) as refused:
+        driver.start_workload(worker(1, 2, ["true"]))
+    assert refused.value.permanent and "older than Run Task" in str(refused.value)
+    assert calls == ["start", "stop"]
+    # A spec without a group is what older agents always took.
+    calls.clear()
+    assert driver.start_workload(spec("job-8", kind="job")).phase == Phase.RUNNING
+    assert calls == ["start"]
+
+
+def test_only_pids_and_the_uid_reach_the_host_programs_that_join_a_network():
+    from aladdin.cluster import sandbox
+
+    argv = sandbox.joined_net_argv(4242, 20001, ["/usr/bin/bwrap", "--args", "5", "sh"])
+    assert argv == [
+        sandbox.NSENTER, "--net=/proc/4242/ns/net", "--setuid", "20001", "--setgid", "20001",
+        "--", "/usr/bin/bwrap", "--args", "5", "sh",
+    ]  # fmt: skip
