@@ -328,3 +328,25 @@ def test_a_later_worker_refused_for_good_fails_the_task_and_stops_worker_0(
         f"job-{job.pk}-0",
     ]
     assert job.metering_closed and job.charged_micro == owed(job, job.ended_at)
+
+
+def test_the_launch_form_launches_a_task_with_its_workers(
+    client, user, cards, catalog, driver, subscribe, django_capture_on_commit_callbacks
+):
+    subscribe(user, "basic", T0)
+    client.force_login(user)
+    form = {
+        "kind": "task", "entry": "train.py", "args": "--epochs 3", "env": "", "workdir": "",
+        "image": "python:3.11", "interpreter": "", "gpu_type": "40g", "cards_per_worker": "1",
+        "workers": "3", "save_name": "", "launch": "",
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/jobs/new/", form)
+    job = Job.objects.get(user=user)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert (job.kind, job.workers, job.cards) == ("task", 3, 3)
+    assert len(driver.specs) == 3
+    # Another kind keeps one worker whatever the field says.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/jobs/new/", {**form, "kind": "run"})
+    assert Job.objects.filter(user=user, kind="run").get().workers == 1
