@@ -205,7 +205,12 @@ def start(job: Job, driver: ClusterDriver) -> None:
             stopped = stop_all(job, driver)
             _end(job.pk, stopped, JobState.FAILED, str(permanent[0]), None, driver=driver)
         return
-    converge(job.pk, statuses, driver=driver)
+    state = converge(job.pk, statuses, driver=driver)
+    if state in ACTIVE_STATES and statuses[0].phase in ENDED:
+        # Worker 0 exited 0 before the others started: they could never join
+        # its rendezvous (nor its network, locally); a retry would not either.
+        stopped = stop_all(job, driver, ended=statuses)
+        _end(job.pk, stopped, JobState.FAILED, Said("job.leader_ended"), None, driver=driver)
 
 
 def current(job: Job, driver: ClusterDriver) -> dict[int, WorkloadStatus]:

@@ -350,3 +350,24 @@ def test_the_launch_form_launches_a_task_with_its_workers(
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/jobs/new/", {**form, "kind": "run"})
     assert Job.objects.filter(user=user, kind="run").get().workers == 1
+
+
+def test_a_worker_0_that_exits_before_the_others_start_fails_the_task_unretried(
+    task, driver, monkeypatch
+):
+    real_start = driver.start_workload
+
+    def start(spec):
+        status = real_start(spec)
+        if spec.name.endswith("-0"):  # `true` as the entry: done at once
+            status = replace(status, phase=Phase.SUCCEEDED, exit_code=0, finished_at=T0)
+            driver.workloads[spec.name] = status
+        return status
+
+    monkeypatch.setattr(driver, "start_workload", start)
+    job = task(workers=2, entry="quick.sh")
+    assert job.state == JobState.FAILED and job.reason_id == "job.leader_ended"
+    assert [s.name for s in map(lambda c: c["spec"], driver.called("start_workload"))] == [
+        f"job-{job.pk}-0"
+    ]
+    assert job.metering_closed and job.charged_micro == owed(job, job.ended_at)
