@@ -110,6 +110,10 @@ bench-ssh: venv system-test-deps ## scp (1 GiB) and keystrokes through the SSH g
 bench-image-start: venv system-test-deps ## Start a workload on a built image vs. the bare sandbox (ARGS="--repeats 15")
 	$(BIN)/python bench/image_start.py $(ARGS)
 
+.PHONY: bench-task-start
+bench-task-start: venv system-run-deps ## Run Task: submit -> all N workers running (N = 1, 2, 4) vs. one GPU Run (ARGS="--repeats 10")
+	$(BIN)/python bench/task_start.py $(ARGS)
+
 .PHONY: bench-port-proxy
 bench-port-proxy: venv system-run-deps ## A job's port through the port proxy vs. directly in its sandbox: 256 MiB and 1 GiB downloads, small-request latency (ARGS="--repeats 5")
 	$(BIN)/python bench/port_proxy.py $(ARGS)

@@ -215,8 +215,8 @@ class LaunchFieldsSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=JobKind.choices,
         default=JobKind.RUN,
-        help_text="run, debug or shell now; task is refused until it is available. "
-        "debug runs the file under debugpy, which waits for the IDE on debug_url.",
+        help_text="run, debug, shell or task. debug runs the file under debugpy, which waits "
+        "for the IDE on debug_url; task is Run Task: torchrun over `workers` workers.",
     )
     entry = serializers.CharField(
         max_length=1024,
@@ -254,7 +254,12 @@ class LaunchFieldsSerializer(serializers.Serializer):
         help_text='Card preset code: "40g" or "80g" (GET /gpu-types).',
     )
     cards_per_worker = serializers.IntegerField(min_value=1, max_value=64, default=1)
-    workers = serializers.IntegerField(min_value=1, max_value=64, default=1)
+    workers = serializers.IntegerField(
+        min_value=1,
+        max_value=64,
+        default=1,
+        help_text="Run Task only (1 otherwise): workers, each with cards_per_worker cards.",
+    )
     ports = serializers.ListField(
         child=serializers.IntegerField(), default=list, help_text="External HTTP ports."
     )

@@ -20,8 +20,10 @@ from .choices import JobKind, JobState
 from .models import GpuType, JobConfiguration
 from .validation import clean_ports
 
-# What the launch form offers now; Run Task comes later.
-LAUNCH_KINDS = [(k.value, k.label) for k in (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)]
+# Every kind of SPEC §7.
+LAUNCH_KINDS = [
+    (k.value, k.label) for k in (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL, JobKind.TASK)
+]
 
 
 class GpuTypeChoiceField(forms.ModelChoiceField):
@@ -63,7 +65,8 @@ class JobLaunchForm(forms.Form):
         initial=JobKind.RUN,
         help_text=_(
             "GPU Debug waits for your IDE's debugger before the first line. "
-            "Run Task is coming later."
+            "Run Task: a Python file run by torchrun (or a shell script) over several workers; "
+            "its logs are kept in your storage."
         ),
     )
     entry = forms.CharField(
@@ -108,6 +111,16 @@ class JobLaunchForm(forms.Form):
     )
     cards_per_worker = forms.IntegerField(
         label=_("Cards per worker"), min_value=1, max_value=64, initial=1
+    )
+    workers = forms.IntegerField(
+        label=_("Workers"),
+        required=False,
+        min_value=1,
+        max_value=64,
+        initial=1,
+        help_text=_(
+            "Run Task only: each worker gets its own cards; parallelism = cards × workers."
+        ),
     )
     ports = forms.CharField(
         label=_("+ External access"),
@@ -164,6 +177,7 @@ class JobLaunchForm(forms.Form):
             "workdir": config.workdir,
             "interpreter": config.interpreter,
             "cards_per_worker": config.cards_per_worker,
+            "workers": config.workers,
             "ports": ", ".join(str(p) for p in config.ports),
             "save_name": config.name,
         }

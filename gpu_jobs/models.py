@@ -227,8 +227,25 @@ class Job(EncryptedEnvMixin, SaidReason):
 
     @property
     def workload_name(self) -> str:
-        """Deterministic cluster name (DESIGN rule 7)."""
-        return f"job-{self.pk}"
+        """Deterministic cluster name (DESIGN rule 7).
+
+        A Run Task's is its worker 0's (``job-<id>-0``): the job's log
+        stream, terminal, ports and measured facts are that worker's.
+        """
+        return self.worker_names[0]
+
+    @property
+    def task_log_dir(self) -> str:
+        """Where a Run Task's workers write their logs, in the user's volume (SPEC §7)."""
+        return f"/root/.aladdin/tasks/{self.pk}"
+
+    @property
+    def worker_names(self) -> list[str]:
+        """Every workload of the job, by worker index: ``job-<id>`` for the one-worker
+        kinds, ``job-<id>-<index>`` for each worker of a Run Task (JobWorker)."""
+        if self.kind == JobKind.TASK:
+            return [f"job-{self.pk}-{index}" for index in range(self.workers)]
+        return [f"job-{self.pk}"]
 
     @property
     def runtime_summary(self) -> str:

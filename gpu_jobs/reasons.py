@@ -16,6 +16,11 @@ define(
         "Tell support; GPU Run works meanwhile."
     ),
 )
+define(
+    "job.worker_failed",
+    _("Worker %(worker)s failed (exit code %(code)s); the other workers were stopped."),
+)
+define("job.leader_ended", _("Worker 0 ended before the other workers could start."))
 define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))
 define(
     "job.idle_stopped",

@@ -56,7 +56,7 @@ from aladdin.workloads.space import platform_env, user_space_prepare
 from billing import services as billing_services
 from storage import files as storage_files
 
-from . import admission, logs, metering
+from . import admission, logs, metering, run_task
 from . import reasons as _reasons  # noqa: F401 - defines the messages used below
 from .choices import ACTIVE_STATES, ENDED_STATES, JobKind, JobState
 from .models import GpuType, Job, JobConfiguration, JobPort, JobWorker
@@ -81,8 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORKLOAD_KIND = "job"
-# Kinds that run now; Run Task comes with its own issue.
-SUPPORTED_KINDS = (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL)
+# Every kind of SPEC §7 runs.
+SUPPORTED_KINDS = (JobKind.RUN, JobKind.DEBUG, JobKind.SHELL, JobKind.TASK)
 # A starting job whose workload has not appeared after this long gets its
 # start task dispatched again by the reconciler (the task is idempotent).
 START_REDISPATCH_AFTER = timedelta(seconds=30)
@@ -146,12 +146,21 @@ def job_create(
     if kind not in SUPPORTED_KINDS:
         raise JobError(
             {
-                "kind": _("%(kind)s is not available yet; use GPU Run, GPU Debug or Run Shell.")
+                "kind": _(
+                    "%(kind)s is not a kind of job: use GPU Run, GPU Debug, Run Shell or Run Task."
+                )
                 % {"kind": JobKind(kind).label if kind in JobKind.values else kind}
             }
         )
-    if workers != 1:
+    if kind != JobKind.TASK and workers != 1:
         raise JobError({"workers": _("GPU Run, GPU Debug and Run Shell use one worker.")})
+    if not 1 <= int(workers) <= run_task.MAX_WORKERS:
+        raise JobError(
+            {
+                "workers": _("A Run Task has 1 to %(max)s workers; you asked for %(n)s.")
+                % {"max": run_task.MAX_WORKERS, "n": workers}
+            }
+        )
     idempotency_key = _clean_key(idempotency_key)
     entry = clean_entry(kind, entry, python_module)
     workdir = clean_path(workdir, field="workdir", must_be_under_root=True)
@@ -612,6 +621,10 @@ def job_start_apply(*, job_id: int) -> None:
     driver = cluster.get_driver()
     if not _image_ready_for(job, driver):
         return
+    if job.kind == JobKind.TASK:
+        user_space_prepare(user=job.user, driver=driver)
+        run_task.start(job, driver)
+        return
     try:
         user_space_prepare(user=job.user, driver=driver)
         status = driver.start_workload(workload_spec(job))
@@ -692,7 +705,10 @@ def job_stop_apply(*, job_id: int) -> None:
     if job is None:
         return
     driver = cluster.get_driver()
-    if job.state in ACTIVE_STATES:
+    if job.state in ACTIVE_STATES and job.kind == JobKind.TASK:
+        # Every worker; the task then ends stopped, each billed to its release.
+        run_task.converge(job_id, run_task.stop_all(job, driver), driver=driver)
+    elif job.state in ACTIVE_STATES:
         status = driver.stop_workload(name=job.workload_name)
         if status.phase == Phase.MISSING or status.phase == Phase.RUNNING:
             # Never started (or the driver lost it): released now.
@@ -713,11 +729,12 @@ def job_delete_apply(*, job_id: int) -> None:
     if job.state in ACTIVE_STATES:
         job_stop_apply(job_id=job_id)
     driver = cluster.get_driver()
-    driver.delete_logs(name=job.workload_name)
+    for name in job.worker_names:
+        driver.delete_logs(name=name)
+        _forget_quietly(driver, name)
     if job.kind == JobKind.TASK:
         # A task's logs live in the user's volume (SPEC §7): they go with it.
         logs.delete_task_logs(job)
-    _forget_quietly(driver, job.workload_name)
     Job.objects.filter(pk=job_id).update(logs_deleted=True, updated_at=timezone.now())
 
 
@@ -727,6 +744,11 @@ def job_sync(*, job_id: int) -> str:
     if job is None or job.state not in ACTIVE_STATES:
         return job.state if job else ""
     driver = cluster.get_driver()
+    if job.kind == JobKind.TASK:
+        statuses = run_task.current(job, driver)
+        if all(s.phase == Phase.MISSING for s in statuses.values()):
+            return job.state
+        return run_task.converge(job_id, statuses, driver=driver)
     status = driver.workload_status(name=job.workload_name)
     if status.phase == Phase.MISSING:
         return job.state
@@ -800,16 +822,23 @@ class JobReconciler(Reconciler):
     def __init__(self, *, as_of: datetime | None = None):
         super().__init__(as_of=as_of)
         self.seen_running: list[int] = []
+        # A Run Task's workers, gathered by converge() and judged together in finish().
+        self.tasks: dict[int, tuple[Job, dict[int, WorkloadStatus]]] = {}
         self._images: dict[str, Image | None] = {}  # by ref, read once a pass
 
     def rows(self) -> dict[str, Job]:
         return {
-            j.workload_name: j
+            name: j
             for j in Job.objects.filter(state__in=ACTIVE_STATES).select_related("gpu_type")
+            for name in j.worker_names
         }
 
     def converge(self, job: Job, status: WorkloadStatus) -> None:
         phase = status.phase
+        if job.kind == JobKind.TASK:
+            _job, statuses = self.tasks.setdefault(job.pk, (job, {}))
+            statuses[job.worker_names.index(status.name)] = status
+            return
         if job.stop_requested_at is not None:
             if quietly(job_stop_apply, job_id=job.pk):
                 self.count("ended")
@@ -866,7 +895,43 @@ class JobReconciler(Reconciler):
             log.warning("reconcile: stopped orphaned workload %s", name)
             self.count("orphans")
 
+    def _converge_task(self, job: Job, statuses: dict[int, WorkloadStatus]) -> None:
+        """One Run Task from all its workers' statuses (gpu_jobs.run_task)."""
+        present = {i: s for i, s in statuses.items() if s.phase != Phase.MISSING}
+        if job.stop_requested_at is not None:
+            if quietly(job_stop_apply, job_id=job.pk):
+                self.count("ended")
+        elif (
+            job.state == JobState.RUNNING
+            and len(present) < job.workers
+            and not any(s.phase == Phase.FAILED for s in present.values())
+        ):
+            # A worker the cluster lost: the task cannot go on. The others
+            # are stopped; every worker is billed to the last time it was seen.
+            for index in present:
+                self.stop_quietly(job.worker_names[index])
+            run_task.lose(job, job.last_seen_at or job.started_at or self.now)
+            self.count("lost")
+        elif job.state == JobState.STARTING and not present and job.waiting_for_image:
+            self._wait_for_image(job)
+        else:
+            try:
+                state = run_task.converge(job.pk, present, driver=self.driver)
+            except DriverError:
+                log.warning("reconcile: task %s", job.pk, exc_info=True)
+                return
+            if state == JobState.RUNNING:
+                self.count("running")
+            elif state in ENDED_STATES:
+                self.count("ended")
+            elif len(present) < job.workers and job.updated_at < self.now - START_REDISPATCH_AFTER:
+                Job.objects.filter(pk=job.pk).update(updated_at=self.now)
+                _dispatch("start", job.pk)
+                self.count("restarted")
+
     def finish(self) -> None:
+        for job, statuses in self.tasks.values():
+            self._converge_task(job, statuses)
         if self.seen_running:
             Job.objects.filter(pk__in=self.seen_running, state=JobState.RUNNING).update(
                 last_seen_at=self.now

@@ -89,6 +89,8 @@ def _launch_values(form: JobLaunchForm, loaded: JobConfiguration | None) -> dict
         "interpreter": data["interpreter"],
         "gpu_type": data["gpu_type"],
         "cards_per_worker": data["cards_per_worker"],
+        # One worker unless it is a Run Task (the field may hold another number).
+        "workers": (data.get("workers") or 1) if data["kind"] == JobKind.TASK else 1,
         "ports": data["ports"],
     }
 

@@ -180,6 +180,10 @@ class FakeDriver(ClusterDriver):
             self.images[recipe.ref] = state
         return state
 
+    def group_address(self, *, group: str) -> str:
+        # As the Kubernetes backend answers: worker 0's pod through the headless Service.
+        return f"{group}-0.{group}"
+
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         self._record("start_workload", spec=spec)
         self.start_calls += 1
@@ -194,6 +198,7 @@ class FakeDriver(ClusterDriver):
             user_id=spec.user_id,
             kind=spec.kind,
             labels=dict(spec.labels),
+            group=spec.group.group if spec.group else "",
         )
         self.workloads[spec.name] = status
         self.specs[spec.name] = spec

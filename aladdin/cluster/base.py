@@ -196,6 +196,34 @@ class WorkloadStatus:
     # (aladdin.cluster.reasons); "" when the backend gave text only.
     reason_id: str = ""
     reason_params: dict[str, Any] = field(default_factory=dict)
+    # The worker group it belongs to (WorkerGroup.group), "" for none; a
+    # backend that knows groups echoes the spec's, so the portal can tell
+    # an agent older than Run Task (it would run the worker alone).
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """One worker of a multi-worker workload (Run Task, SPEC §7): which group, which worker.
+
+    The workers of a group are separate workloads, each with its own cards,
+    cgroup and allocation window, named ``<group>-<index>`` (``job-<id>-0``,
+    ``job-<id>-1``, ...). What the backend guarantees: every worker reaches
+    worker 0 at :meth:`ClusterDriver.group_address` on ``port`` (torchrun's
+    rendezvous, ``MASTER_ADDR:MASTER_PORT``), and the workers reach each other
+    on the ports they open. Locally the workers share worker 0's network
+    namespace (its slirp4netns and egress rules), so the address is
+    ``127.0.0.1``; worker 0 must run before the others start (a start of
+    worker ``i > 0`` without it is refused, ``not_running``). On Kubernetes
+    the group is an indexed Job (completion index = ``index``, completions =
+    parallelism = ``size``) with a headless Service named ``group``, and the
+    address is worker 0's pod DNS name.
+    """
+
+    group: str
+    index: int
+    size: int
+    port: int = 29500
 
 
 @dataclass(frozen=True)
@@ -262,6 +290,11 @@ class WorkloadSpec:
     ``resources.gpus`` as extended-resource limits instead. ``debugger``:
     the backend provides the platform's debugpy read-only at
     :data:`aladdin.cluster.debugger.MOUNT` (GPU Debug jobs; see that module).
+    ``group``: this
+    workload is one worker of a multi-worker workload (:class:`WorkerGroup`);
+    None for everything else. A backend that does not know the field ignores
+    it: :meth:`ClusterDriver.start_workload` refuses a grouped spec such a
+    backend would run ungrouped (the status echoes ``group``).
     """
 
     name: str
@@ -276,6 +309,7 @@ class WorkloadSpec:
     gpu_devices: tuple[str, ...] = ()
     recipe: ImageRecipe | None = None
     debugger: bool = False
+    group: WorkerGroup | None = None
 
 
 class Terminal(abc.ABC):
@@ -449,9 +483,27 @@ class ClusterDriver(abc.ABC):
         """
 
     # --- workloads --------------------------------------------------------
+    def group_address(self, *, group: str) -> str:
+        """The host at which every worker of ``group`` reaches worker 0 (``MASTER_ADDR``).
+
+        See :class:`WorkerGroup`. Local: ``127.0.0.1`` (the workers share
+        worker 0's network namespace). Kubernetes: ``<group>-0.<group>``
+        (the indexed Job's pod 0 through its headless Service). Not
+        abstract: a backend without multi-worker workloads refuses,
+        permanently (code ``invalid``).
+        """
+        raise DriverError(
+            f"the {self.name} backend has no multi-worker workloads", permanent=True, code="invalid"
+        )
+
     @abc.abstractmethod
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Start ``spec.name``, or return the status of the one already there.
+
+        With ``spec.group`` the workload is one worker of a group
+        (:class:`WorkerGroup`): start worker 0 first. Raises DriverError
+        (permanent, code ``invalid``) when the backend would not keep the
+        group's promise (an agent older than Run Task).
 
         Raises QuotaExceeded (the backend's quota refused it), NoCapacity (no
         free card of a model asked for: retry later) or DriverError (``code``

@@ -568,10 +568,30 @@ class LocalDriver(ClusterDriver):
             raise
         return answer.metrics
 
+    def group_address(self, *, group: str) -> str:
+        """The loopback: a Run Task's workers share worker 0's network namespace (agent)."""
+        return "127.0.0.1"
+
     def start_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
-        """Raises NoCapacity when a card model asked for has none free (a typed refusal)."""
+        """Raises NoCapacity when a card model asked for has none free (a typed refusal).
+
+        A grouped spec (a Run Task's worker) that the agent started without
+        echoing its group was run alone by an agent older than Run Task: it
+        is stopped again and refused (permanent) rather than left to wait
+        for a rendezvous it cannot reach.
+        """
         answer: protocol.StatusAnswer = self._ask(protocol.Start(spec=spec), timeout=45)
-        return answer.status.to_status()
+        status = answer.status.to_status()
+        if spec.group is not None and status.group != spec.group.group:
+            with contextlib.suppress(DriverError):
+                self.stop_workload(name=spec.name, grace_seconds=1)
+            raise DriverError(
+                "the local agent is older than Run Task (multi-worker jobs): restart it "
+                "(make run) to run this job",
+                permanent=True,
+                code="invalid",
+            )
+        return status
 
     def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
         answer: protocol.StatusAnswer = self._ask(

@@ -43,6 +43,12 @@ Metrics (metrics)      MetricsAnswer           -- (unknown workload: none availa
 ``Metrics`` (issue 18) returns a workload's samples (CPU, memory, per-GPU use)
 taken after ``since``. An agent older than it answers ``invalid`` (unknown
 operation), which the driver reads as "no metrics", not as an error.
+``Start``'s spec may carry ``group`` (:class:`~aladdin.cluster.base.WorkerGroup`:
+one worker of a Run Task). The agent then runs worker ``index > 0`` in
+worker 0's network namespace (``not_running`` if worker 0 does not run) and
+echoes ``group`` in the record; an agent of earlier releases ignores the
+field (and echoes nothing), which the driver refuses rather than run the
+worker alone. Specs without a group are what earlier agents always took.
 
 ``ImageStatus`` says where an image recipe stands (never builds);
 ``BuildImage`` starts its build unless it is ready, building or
@@ -229,6 +235,10 @@ class WorkloadRecord:
     gpu_devices: tuple[str, ...] = ()
     reason_id: str = ""  # aladdin.cluster.reasons; an older agent sends none
     reason_params: dict[str, Any] = field(default_factory=dict)
+    # WorkerGroup.group of a grouped start, echoed; an agent older than Run
+    # Task sends none, and the driver refuses to take its ungrouped start
+    # for a worker (LocalDriver.start_workload).
+    group: str = ""
 
     def to_status(self) -> WorkloadStatus:
         return WorkloadStatus(
@@ -244,6 +254,7 @@ class WorkloadRecord:
             gpu_devices=self.gpu_devices,
             reason_id=self.reason_id,
             reason_params=dict(self.reason_params),
+            group=self.group,
         )
 
 

@@ -201,6 +201,7 @@ def bwrap_options(
     info_fd: int | None = None,
     shm_mib: int = 0,
     ro_binds: tuple[tuple[Path, str], ...] = (),
+    share_net: bool = False,
 ) -> list[str]:
     """bwrap's options (not the command) to run with ``volume`` as /root and exactly ``env``.
 
@@ -216,6 +217,9 @@ def bwrap_options(
     there is charged to its memory cgroup anyway); 0 leaves bwrap's default.
     ``ro_binds``: (host directory, path inside) pairs the platform provides
     read-only (the debugger of a GPU Debug job).
+    ``share_net``: keep the network namespace bwrap starts in (a Run Task's
+    worker started by :func:`joined_net_argv` in worker 0's) instead of a
+    new one.
     """
     check_env(env)
     workdir = workdir or "/root"
@@ -223,6 +227,7 @@ def bwrap_options(
         raise ValueError("the working directory contains a NUL byte")
     argv = [
         "--unshare-all",
+        *(["--share-net"] if share_net else []),
         "--unshare-user",  # implied for a non-setuid bwrap; explicit, as --disable-userns needs it
         "--disable-userns",
         "--die-with-parent",
@@ -340,6 +345,23 @@ def nsenter_argv(target_pid: int, uid: int, command: list[str], *, env_fd: int) 
         "--root", "--wd",
         "/bin/bash", "-c", ENV_LOADER, "aladdin-env", str(env_fd),
         *command,
+    ]  # fmt: skip
+
+
+def joined_net_argv(target_pid: int, uid: int, argv: list[str]) -> list[str]:
+    """``argv`` (bwrap's) started in the network namespace of ``target_pid``'s sandbox, as ``uid``.
+
+    A Run Task's workers share worker 0's network namespace (its loopback,
+    slirp4netns and egress rules: docs/operations.md "Run Task workers").
+    nsenter (root: setns into a namespace another user namespace owns needs
+    it) enters that namespace only, drops to ``uid`` and execs bwrap with
+    the same pid, which then keeps it (``share_net``). Only pids and the uid
+    are its arguments; the caller starts it with :data:`HOST_ENV`.
+    """
+    return [
+        NSENTER, f"--net=/proc/{int(target_pid)}/ns/net",
+        "--setuid", str(int(uid)), "--setgid", str(int(uid)),
+        "--", *argv,
     ]  # fmt: skip
 
 

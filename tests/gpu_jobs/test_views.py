@@ -48,7 +48,7 @@ def test_the_launch_page_renders_the_parameters_and_prices(client, ready):
     page = client.get(reverse("gpu_jobs:launch")).content.decode()
     for text in [
         "Python module (-m)",
-        "Run Task is coming later.",
+        "Workers",
         "Load configuration",
         "Save as configuration",
         "DC100 (Hopper) 80G — 2.56 DCU/h per card",
@@ -57,7 +57,7 @@ def test_the_launch_page_renders_the_parameters_and_prices(client, ready):
         "Interpreter",
     ]:
         assert text in page, text
-    assert 'value="debug"' in page and 'value="task"' not in page
+    assert 'value="debug"' in page and 'value="task"' in page
 
 
 def test_the_launch_form_creates_a_job_and_redirects_to_it(

@@ -104,6 +104,7 @@ class Workload:
     gpu_devices: tuple[str, ...] = ()  # what CUDA_VISIBLE_DEVICES names
     reason_id: str = ""  # ``reason`` as a message (aladdin.cluster.reasons)
     reason_params: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # WorkerGroup.group of a Run Task's worker
     # --- this run only -----------------------------------------------------------
     cards: list[gpu_cards.Card] = field(default_factory=list)  # held while it runs
     env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets: never journaled
@@ -341,8 +342,37 @@ class Workloads:
                 "the host without isolation.",
             )
 
+    def _group_leader(self, spec: WorkloadSpec) -> Workload | None:
+        """Worker 0 of ``spec``'s group when ``spec`` is a later worker that must join it.
+
+        Raises AgentError: worker 0 does not run (``not_running``), or the
+        agent cannot make a sandbox join another's network (not root).
+        """
+        group = spec.group
+        if group is None or group.index == 0 or not self.sandbox_ok:
+            return None  # unsandboxed workloads share the host's loopback already
+        leader_name = f"{group.group}-0"
+        check_name(leader_name)
+        if not spec.name == f"{group.group}-{group.index}":
+            raise AgentError(ErrorCode.INVALID, f"{spec.name} is not worker {group.index}")
+        if os.geteuid() != 0:
+            raise AgentError(
+                ErrorCode.UNAVAILABLE,
+                "the workers of a Run Task share a network namespace, which needs the agent "
+                "to run as root",
+            )
+        with self.lock:
+            leader = self._table.get(leader_name)
+            if leader is None or leader.phase != Phase.RUNNING or not leader.sandbox_pid:
+                raise AgentError(ErrorCode.NOT_RUNNING, f"{leader_name} is not running")
+            return leader
+
     def start(self, spec: WorkloadSpec) -> WorkloadRecord:
-        """Start ``spec`` (or report the one of its name: a retried create finds its own)."""
+        """Start ``spec`` (or report the one of its name: a retried create finds its own).
+
+        A Run Task's worker ``i > 0`` (``spec.group``) runs in worker 0's
+        network namespace; worker 0 must run (:meth:`_group_leader`).
+        """
         check_name(spec.name)
         with self.lock:
             existing = self._table.get(spec.name)
@@ -352,6 +382,7 @@ class Workloads:
         if spec.debugger and (missing_debugger := debugger.problem(self.debugpy_dir)):
             # Refused before any record or card: the job is never billed.
             raise AgentError(ErrorCode.NO_DEBUGGER, missing_debugger)
+        self._group_leader(spec)
         # The volume before the record: if it cannot be made (disk, permissions)
         # the caller gets an error worth retrying, and no record or card is
         # left behind to make the retry find a start that never happened.
@@ -380,6 +411,7 @@ class Workloads:
                     reason=unready.text,
                     reason_id=unready.id,
                     reason_params=dict(unready.params),
+                    group=spec.group.group if spec.group else "",
                     started_at=now,
                     finished_at=now,
                 )
@@ -407,6 +439,7 @@ class Workloads:
                 image=spec.image,
                 labels=dict(spec.labels),
                 sandboxed=self.sandbox_ok,
+                group=spec.group.group if spec.group else "",
                 started_at=_now(),
                 gpu_devices=tuple(c.visible_id for c in cards),
                 cards=cards,
@@ -451,6 +484,11 @@ class Workloads:
         # Device numbers (for the sandbox's device nodes) and what CUDA sees.
         gpus = tuple(c.index for c in cards) or spec.gpu_devices
         env = sandbox.workload_env(spec.env, bin_dirs=image_env.bin_dirs, gpu_devices=gpus)
+        if spec.group is not None:
+            # The workers meet on the loopback they share (MASTER_ADDR
+            # 127.0.0.1): gloo and NCCL must not pick another interface.
+            env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+            env.setdefault("NCCL_SOCKET_IFNAME", "lo")
         if cards:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(c.visible_id for c in cards)
             if any(c.virtual for c in cards):
@@ -545,6 +583,9 @@ class Workloads:
             os.close(w)
             etc_fds[filename] = r
         options_fd = None
+        # A Run Task's later worker joins worker 0's network namespace (with
+        # its slirp4netns and rules) instead of getting one of its own.
+        leader = self._group_leader(spec)
         try:
             # The student's variables go to the sandboxed process only
             # (--clearenv/--setenv, inside the --args memfd); bwrap itself
@@ -565,12 +606,18 @@ class Workloads:
                         if spec.debugger and self.debugpy_dir is not None
                         else ()
                     ),
+                    share_net=leader is not None,
                 )
             )
+            argv = sandbox.bwrap_argv(options_fd, sandbox.guarded(command))
+            if leader is not None:
+                assert leader.sandbox_pid is not None  # _group_leader checked it
+                # nsenter (root) enters the network only, then drops to the uid.
+                argv, as_user = sandbox.joined_net_argv(leader.sandbox_pid, uid, argv), {}
             # The gate holds bwrap (same pid once released) until it is in
             # the workload's cgroup; its argv carries no student data.
             proc = subprocess.Popen(
-                gate.wrap(sandbox.bwrap_argv(options_fd, sandbox.guarded(command))),
+                gate.wrap(argv),
                 stdin=watch_r,
                 stdout=out_w,
                 stderr=subprocess.STDOUT,
@@ -597,7 +644,7 @@ class Workloads:
         workload.sandbox_pid = info.get("child-pid")
         workload.pid_namespace = info.get("pid-namespace")
         try:
-            if self.network:
+            if self.network and leader is None:
                 if not workload.sandbox_pid:
                     raise OSError("bwrap did not report the sandbox's pid")
                 workload.network = egress.attach(
