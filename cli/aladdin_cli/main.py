@@ -400,7 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--portal", metavar="URL", help="the portal (default: the logged-in one)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(parent, name: str, func, help: str) -> argparse.ArgumentParser:  # noqa: A002
+    def add(
+        parent: Any,  # argparse's _SubParsersAction, private
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,  # noqa: A002
+    ) -> argparse.ArgumentParser:
         p = parent.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
         return p
