@@ -483,8 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             where = f" [{exc.code}]" if exc.code and exc.code != "error" else ""
             print(f"aladdin: {exc.detail}{where}", file=sys.stderr)
             for field, messages in (exc.fields or {}).items():
-                text = "; ".join(messages) if isinstance(messages, list) else str(messages)
-                print(f"  {field}: {text}", file=sys.stderr)
+                text = (
+                    "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+                )
+                if text != exc.detail:  # the detail often is the one field's message
+                    print(f"  {field}: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -263,3 +263,69 @@ def test_a_refusal_prints_the_portals_message_and_code_and_exits_non_zero(portal
     assert error["code"] == "plan_needed" and error["status"] == 409
     assert re.search(r"[\u4e00-\u9fff]", error["detail"]), error["detail"]
     assert error["detail"] != done.stderr
+
+
+def test_a_detached_job_gets_a_port_url_is_stopped_and_its_follower_ends(portal, config):
+    # given a student with a plan and a job that runs until stopped
+    student = Student(portal, plan="basic")
+    student.log_in()
+    assert cli_login(student, config).returncode == 0
+    student.upload("serve.sh", "#!/bin/bash\necho serving\nsleep 600\n")
+    launched = aladdin(config, "--json", "run", "-d", "serve.sh", "--gpu", "40g")
+    assert launched.returncode == 0, launched.stderr
+    job_id = json.loads(launched.stdout)["job"]["id"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "aladdin_cli", "jobs", "logs", "-f", str(job_id)],
+        env=cli_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        # when they open a port of it, then stop it
+        port = aladdin(config, "port", "add", str(job_id), "8888", "--json")
+        assert port.returncode == 0, port.stderr
+        assert json.loads(port.stdout)["port"] == 8888 and json.loads(port.stdout)["url"]
+        assert "serving" in follower.stdout.readline()
+        stop = aladdin(config, "jobs", "stop", str(job_id))
+        assert stop.returncode == 0, stop.stderr
+
+        # then the follower sees the end and exits non-zero, saying why
+        out, err = follower.communicate(timeout=90)
+        assert follower.returncode != 0
+        assert f"job {job_id} stopped" in err
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+
+    # and stopping it again is the portal's refusal
+    again = aladdin(config, "jobs", "stop", str(job_id))
+    assert again.returncode == 2 and "[state_conflict]" in again.stderr
+
+
+def test_workshops_are_created_listed_and_described_for_ssh(portal, config):
+    student = Student(portal, plan="basic")
+    student.log_in()
+    assert cli_login(student, config).returncode == 0
+
+    created = aladdin(config, "ws", "create", "dev", "--env", "A=1", "--json")
+    assert created.returncode == 0, created.stderr
+    workshop = json.loads(created.stdout)
+    assert workshop["name"] == "dev" and [e["key"] for e in workshop["env"]] == ["A"]
+
+    listed = aladdin(config, "ws", "ls")
+    assert listed.returncode == 0 and "dev" in listed.stdout and "python:3.11" in listed.stdout
+    ssh = aladdin(config, "ws", "ssh-config", "dev")
+    assert ssh.returncode == 0, ssh.stderr
+    assert "Host dev." in ssh.stdout and "HostKeyAlias" in ssh.stdout
+
+    stopped = aladdin(config, "ws", "stop", str(workshop["id"]))
+    assert stopped.returncode == 0, stopped.stderr
+    missing = aladdin(config, "ws", "start", "nope")
+    assert missing.returncode == 2 and "nope" in missing.stderr
+
+    taken = aladdin(config, "ws", "create", "dev")
+    assert taken.returncode == 2 and "already exists. [invalid]" in taken.stderr
+    assert "__all__" not in taken.stderr
