@@ -108,17 +108,18 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
     def text() -> str:
         plan = b.get("plan") or {}
-        lines = [f"Active compute: {b['active_dcu']} DCU"]
+        rows = [("Active compute", f"{b['active_dcu']} DCU")]
         for c in b.get("carried") or []:
-            lines.append(f"Carried:        {c['amount_dcu']} DCU until {c['carry_until']}")
+            rows.append(("Carried", f"{c['amount_dcu']} DCU until {c['carry_until']}"))
         if b.get("debt_micro"):
-            lines.append(f"Arrears:        {b['debt_dcu']} DCU")
+            rows.append(("Arrears", f"{b['debt_dcu']} DCU"))
         ends = f" until {b['period_ends_at']}" if b.get("period_ends_at") else ""
-        lines.append(f"Plan:           {plan.get('name', '')}{ends}")
-        lines.append(f"GPU parallelism: {plan.get('gpu_parallelism', 0)}")
+        rows.append(("Plan", f"{plan.get('name', '')}{ends}"))
+        rows.append(("GPU parallelism", str(plan.get("gpu_parallelism", 0))))
         for q in b.get("queued") or []:
-            lines.append(f"Queued:         {q}")
-        return "\n".join(lines)
+            rows.append(("Queued", f"{q['plan_name']} from {q['starts_at']} to {q['ends_at']}"))
+        width = max(len(label) for label, _ in rows) + 1
+        return "\n".join(f"{label + ':':<{width}} {value}" for label, value in rows)
 
     _out(args, b, text)
     return 0

@@ -256,6 +256,12 @@ def test_a_refusal_prints_the_portals_message_and_code_and_exits_non_zero(portal
     assert "plan" in done.stderr.lower()
     assert done.stdout == ""
 
+    # and their balance says why
+    balance = aladdin(config, "balance")
+    assert balance.returncode == 0, balance.stderr
+    assert re.search(r"^Active compute: +\S+ DCU$", balance.stdout, re.M), balance.stdout
+    assert re.search(r"^GPU parallelism: +0$", balance.stdout, re.M), balance.stdout
+
     # and in Chinese for a Chinese locale, and as JSON for scripts
     zh = aladdin(config, "--json", "run", "train.py", LANG="zh_CN.UTF-8")
     assert zh.returncode == 2
