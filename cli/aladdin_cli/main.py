@@ -8,6 +8,7 @@ and `aladdin jobs logs -f` exit with the job's own exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +30,8 @@ from aladdin_cli.login import revoke
 
 ENDED = ("succeeded", "failed", "stopped")
 POLL_IDLE_S = 1.0
+# `aladdin run` before the first output: how often to look at what the job waits for.
+PROGRESS_EVERY_S = 5.0
 
 
 def _out(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
@@ -64,7 +67,15 @@ def _portal(args: argparse.Namespace) -> _Portal:
 
 def cmd_login(args: argparse.Namespace) -> int:
     portal = args.portal or os.environ.get("ALADDIN_PORTAL") or DEFAULT_PORTAL
+    try:
+        previous = load_credentials()
+    except CliError:
+        previous = None  # unreadable: the new login replaces it
     _login(portal, open_browser=not args.no_browser, port=args.port, timeout=args.timeout)
+    if previous and previous.get("refresh_token"):
+        # The login this one replaces would stay among the account's connected IDEs.
+        with contextlib.suppress(CliError):
+            revoke(previous["portal"], previous["refresh_token"])
     me = _Portal().get("/api/v1/me")
     _out(
         args,
@@ -250,16 +261,26 @@ def _job_exit(job: dict) -> int:
     return 0 if job["state"] == "succeeded" else 1
 
 
-def _follow(portal: _Portal, args: argparse.Namespace, job_id: int, *, follow: bool) -> dict:
+def _follow(
+    portal: _Portal,
+    args: argparse.Namespace,
+    job_id: int,
+    *,
+    follow: bool,
+    progress: bool = False,
+) -> dict:
     """Print the job's output from the start; with ``follow``, until it ends. The job after.
 
     Polls GET /logs?offset= (X-Log-Offset, X-Log-Ended): plain HTTP through
     any proxy, and a dropped connection loses nothing (the offset says where
-    to resume).
+    to resume). With ``progress``, until the first output, say on stderr
+    what the job waits for (its cards, its image's build) when that changes.
     """
     offset = 0
     failures = 0
     out = sys.stdout.buffer
+    said: tuple[str, str] | None = None
+    next_check = time.monotonic() + PROGRESS_EVERY_S
     while True:
         try:
             response = portal.request(
@@ -288,6 +309,14 @@ def _follow(portal: _Portal, args: argparse.Namespace, job_id: int, *, follow: b
         if ended or (not follow and not chunk):
             break
         if not chunk:
+            if progress and offset == 0 and not args.json and time.monotonic() >= next_check:
+                next_check = time.monotonic() + PROGRESS_EVERY_S
+                row = portal.get(f"/api/v1/jobs/{job_id}")
+                now = (row["state"], row.get("reason") or "")
+                if row["state"] not in ENDED and now != said:
+                    said = now
+                    why = f": {now[1]}" if now[1] else ""
+                    print(f"aladdin: job {job_id} {now[0]}{why}", file=sys.stderr, flush=True)
             time.sleep(POLL_IDLE_S)
     job = portal.get(f"/api/v1/jobs/{job_id}")
     if ended and job["state"] not in ENDED:
@@ -365,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     try:
-        job = _follow(portal, args, job["id"], follow=True)
+        job = _follow(portal, args, job["id"], follow=True, progress=True)
     except KeyboardInterrupt:
         print(
             f"\naladdin: stopped watching; job {job['id']} goes on "

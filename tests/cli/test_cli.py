@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -179,6 +180,17 @@ def test_login_through_the_loopback_redirect_stores_tokens_for_the_user_only(por
     assert stat.S_IMODE(creds_file.parent.stat().st_mode) == 0o700
     creds = json.loads(creds_file.read_text())
     assert creds["portal"] == portal.url and creds["access_token"] and creds["refresh_token"]
+
+    # and logging in again revokes the login it replaces
+    assert cli_login(student, config).returncode == 0
+    old = urllib.parse.urlencode(
+        {"grant_type": "refresh_token", "refresh_token": creds["refresh_token"]}
+        | {"client_id": "aladdin-ide-plugin"}
+    ).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{portal.url}/o/token/", data=old, timeout=15)
+    assert refused.value.code == 400
+    creds = json.loads(creds_file.read_text())
 
     # and calls the API as the student
     me = aladdin(config, "--json", "whoami")
