@@ -1,7 +1,7 @@
 """The CLI's client without a portal: locale, token refresh between processes, exit codes.
 
 A small loopback token endpoint stands in for /o/token/; the rest of the CLI
-against the real portal is test_cli.py.
+against the real portal is tests/e2e/test_cli.py.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ import pytest
 
 from tests.e2e.conftest import REPO
 
+# The e2e portal (no browser): the same session-wide process set as the pages' tests.
+pytestmark = pytest.mark.e2e
+
 CLI_DIR = REPO / "cli"
 PASSWORD = "cli-test-Passw0rd!"
 AUTHORIZE_URL = re.compile(r"(http://\S+/o/authorize/\?\S+)")
