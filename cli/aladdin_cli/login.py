@@ -36,7 +36,8 @@ def pkce_pair() -> tuple[str, str]:
 class _Listener(HTTPServer):
     """Answers GET /callback once: its query goes to ``results``; other paths are 404."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, state: str):
+        self.state = state
         self.results: queue.Queue[dict[str, str]] = queue.Queue()
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -50,19 +51,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-        if "code" in query:
+        status = 200
+        if query.get("state") != self.server.state:
+            # Not the answer to this terminal's request (a stale tab, another
+            # page sending the browser here): ignored, the login goes on waiting.
+            status, title = 400, "Login failed"
+            text = "This is not the login your terminal is waiting for. Start it again there."
+        elif "code" in query:
             title, text = "Logged in", "You can close this tab and go back to the terminal."
         else:
             title = "Login failed"
             text = html.escape(query.get("error_description") or query.get("error") or "no code")
         body = PAGE.format(title=title, text=text).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
-        self.server.results.put(query)
+        if status == 200:
+            self.server.results.put(query)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # the terminal is the user's, not an access log
@@ -81,7 +89,7 @@ def login(portal: str, *, open_browser: bool = True, port: int = 0, timeout: flo
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
     try:
-        listener = _Listener(port)
+        listener = _Listener(port, state)
     except OSError as exc:
         raise CliError(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
     redirect_uri = f"http://127.0.0.1:{listener.server_address[1]}/callback"
@@ -105,17 +113,10 @@ def login(portal: str, *, open_browser: bool = True, port: int = 0, timeout: flo
                 webbrowser.open(url)
             except Exception:  # noqa: BLE001 - no browser is fine: the URL is printed
                 pass
-        while True:
-            try:
-                query = listener.results.get(timeout=timeout)
-            except queue.Empty:
-                raise CliError(
-                    f"no login within {int(timeout)} s", code="timeout", exit_code=1
-                ) from None
-            if query.get("state") != state:
-                # Not our browser's answer (another tab, a stale login): keep waiting.
-                continue
-            break
+        try:
+            query = listener.results.get(timeout=timeout)
+        except queue.Empty:
+            raise CliError(f"no login within {int(timeout)} s", code="timeout") from None
     finally:
         listener.shutdown()
         listener.server_close()

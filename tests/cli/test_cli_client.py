@@ -138,3 +138,42 @@ def test_not_logged_in_is_a_refusal_with_a_json_error_for_scripts(config, capsys
 )
 def test_run_exits_with_the_jobs_code_or_1_when_it_ended_without_one(job, code):
     assert _job_exit(job) == code
+
+
+def test_the_pkce_challenge_is_the_one_the_portal_checks():
+    from aladdin.accounts.oauth import _s256
+    from aladdin_cli.login import pkce_pair
+
+    verifier, challenge = pkce_pair()
+
+    assert 43 <= len(verifier) <= 128
+    assert challenge == _s256(verifier)
+
+
+def test_the_loopback_listener_takes_only_its_own_state_and_ignores_the_rest():
+    import urllib.error
+    import urllib.request
+
+    from aladdin_cli.login import _Listener
+
+    listener = _Listener(0, "our-state")
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{listener.server_address[1]}"
+    try:
+        for path, status in (
+            ("/favicon.ico", 404),
+            ("/callback?code=stolen&state=their-state", 400),
+            ("/callback?code=stolen", 400),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + path, timeout=5)
+            assert refused.value.code == status
+        assert listener.results.empty()
+
+        with urllib.request.urlopen(f"{base}/callback?code=c1&state=our-state", timeout=5) as r:
+            assert r.status == 200 and b"Logged in" in r.read()
+        assert listener.results.get_nowait() == {"code": "c1", "state": "our-state"}
+    finally:
+        listener.shutdown()
+        listener.server_close()
