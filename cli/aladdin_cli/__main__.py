@@ -1,0 +1,3 @@
+from aladdin_cli.main import main
+
+raise SystemExit(main())
