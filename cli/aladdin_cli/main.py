@@ -365,6 +365,12 @@ def cmd_port_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_task(args: argparse.Namespace) -> int:
+    """Run Task: the file over ``--workers`` workers with torchrun; streams worker 0's output."""
+    args.kind = "task"
+    return cmd_run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     portal = _portal(args)
     kind = args.kind or ("shell" if args.file.endswith(".sh") else "run")
@@ -376,6 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "env": _env_pairs(args.env),
         "gpu_type": args.gpu,
         "cards_per_worker": args.cards,
+        "workers": getattr(args, "workers", 1),
     }
     if args.image:
         body["image"] = args.image
@@ -464,21 +471,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workshop", help="id or name")
     p.add_argument("--key", help="SSH key id to name as IdentityFile")
 
+    def launch_options(p: argparse.ArgumentParser, cards_help: str) -> None:
+        p.add_argument("file", help="script or Python file in your storage (relative to /root)")
+        p.add_argument("args", nargs="*", help="arguments for the script (after --)")
+        p.add_argument("--gpu", default="40g", help="card type: 40g or 80g (default 40g)")
+        p.add_argument("--cards", type=int, default=1, help=cards_help)
+        p.add_argument("--env", action="append", metavar="KEY=VALUE", help="repeatable")
+        p.add_argument("--image", help="catalog image name:tag (default: the portal's)")
+        p.add_argument("-m", "--module", action="store_true", help="FILE is a module (python -m)")
+        p.add_argument("--workdir", help="working directory")
+        p.add_argument("-d", "--detach", action="store_true", help="launch and return at once")
+
     p = add(sub, "run", cmd_run, "launch a GPU job, stream its output, exit with its code")
-    p.add_argument("file", help="script or Python file in your storage (relative to /root)")
-    p.add_argument("args", nargs="*", help="arguments for the script (after --)")
-    p.add_argument("--gpu", default="40g", help="card type: 40g or 80g (default 40g)")
-    p.add_argument("--cards", type=int, default=1, help="cards (default 1)")
-    p.add_argument("--env", action="append", metavar="KEY=VALUE", help="repeatable")
-    p.add_argument("--image", help="catalog image name:tag (default: the portal's)")
+    launch_options(p, "cards (default 1)")
     p.add_argument(
         "--kind",
-        choices=["run", "shell"],
-        help="run (Python) or shell (default: by the file's name)",
+        choices=["run", "shell", "debug"],
+        help="run (Python), shell, or debug (waits for your IDE's debugger); "
+        "default: by the file's name",
     )
-    p.add_argument("-m", "--module", action="store_true", help="FILE is a module (python -m)")
-    p.add_argument("--workdir", help="working directory")
-    p.add_argument("-d", "--detach", action="store_true", help="launch and return at once")
+    p = add(sub, "task", cmd_task, "Run Task: torchrun over several workers, stream worker 0")
+    launch_options(p, "cards per worker (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="workers (default 2)")
 
     jobs = sub.add_parser("jobs", help="GPU jobs").add_subparsers(
         dest="jobs_command", metavar="ACTION", required=True

@@ -256,6 +256,30 @@ def test_run_streams_a_shell_scripts_output_and_exits_with_its_code(portal, conf
     assert gone.returncode == 2 and "[not_found]" in gone.stderr
 
 
+TASK_SCRIPT = """#!/bin/bash
+echo "worker $RANK of $WORLD_SIZE, master $MASTER_ADDR:$MASTER_PORT"
+"""
+
+
+def test_a_run_task_of_two_workers_streams_worker_0_and_keeps_each_log(portal, config):
+    # given a student with a plan and a shell script that prints the rendezvous
+    student = Student(portal, plan="basic")
+    student.log_in()
+    assert cli_login(student, config).returncode == 0
+    student.upload("ranks.sh", TASK_SCRIPT)
+
+    # when they run it as a task over two workers
+    done = aladdin(config, "task", "ranks.sh", "--workers", "2", "--gpu", "40g", timeout=240)
+
+    # then worker 0's output streams and the CLI exits 0 once both ended
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "worker 0 of 2, master 127.0.0.1:29500" in done.stdout
+    job_id = int(re.search(r"job (\d+)", done.stderr).group(1))
+    # and each worker's log is kept in the student's storage
+    folder = portal.var_dir / "volumes" / str(student.id) / ".aladdin" / "tasks" / str(job_id)
+    assert "worker 1 of 2" in (folder / "worker-1.log").read_text()
+
+
 def test_a_refusal_prints_the_portals_message_and_code_and_exits_non_zero(portal, config):
     # given a free student (no plan: no GPU parallelism), logged in
     student = Student(portal)
