@@ -10,6 +10,7 @@ stopped. Ownership is the caller's business (views and consumers check it).
 
 from __future__ import annotations
 
+import logging
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from storage import files as storage_files
 
 from .choices import ENDED_STATES
 from .models import Job
+
+log = logging.getLogger(__name__)
 
 MAX_CHUNK = 1 << 20
 
@@ -209,8 +212,17 @@ def _tar_gz(job: Job, rows) -> Iterator[bytes]:
 
 
 def delete_task_logs(job: Job) -> None:
-    """Remove a deleted task's log folder from the user's volume (missing = success)."""
+    """Remove a deleted task's log folder from the user's volume (missing = success).
+
+    Raises DriverError when the cluster cannot be reached now (the delete task
+    retries). A backend with no files access at all (a permanent refusal)
+    cannot have written the folder through the portal either: nothing to do.
+    """
     try:
         storage_files.file_delete(user=job.user, path=task_logs_dir(job))
     except storage_files.FileNotFound:
         pass
+    except DriverError as exc:
+        if not exc.permanent:
+            raise
+        log.warning("task %s: its logs folder was not removed: %s", job.pk, exc)
