@@ -360,6 +360,27 @@ class ExecSession(abc.ABC):
         """
         return False
 
+    def output_fd(self) -> int | None:
+        """A descriptor that turns readable when output arrives, for an event loop to watch; a hint.
+
+        None (the default): only :meth:`read` (blocking, in a thread) is
+        offered. Otherwise the caller reads with :meth:`read_available`
+        from then on, never with :meth:`read`; writes, resizes and closes
+        are unchanged. The SSH gateway's loop then reads the output itself,
+        with no thread handing it each batch.
+        """
+        return None
+
+    def read_available(self, limit: int) -> list[tuple[int, bytes | memoryview]]:
+        """Without waiting, the output that arrived (about ``limit`` bytes at most); see output_fd.
+
+        Items are :meth:`read`'s ``(stream, data)``, in order; ``(0, b"")``
+        comes last once the command ended (:attr:`exit_code` is set then).
+        An empty list: nothing yet. The data may be views of a buffer that
+        stays valid as long as the caller holds them.
+        """
+        raise NotImplementedError
+
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
         """Send to the command's stdin. Raises DriverError once the session is closed."""

@@ -180,6 +180,7 @@ class LocalExecSession(ExecSession):
         # agent of an earlier release answers a plain Done: JSON lines.
         started = protocol.decode_answer(request_type, connection.answer)
         self.binary = bool(started.binary) and started.binary_version == protocol.BINARY_VERSION
+        self._reader: protocol.ExecOutputReader | None = None  # see output_fd
 
     def read(self, timeout: float | None = None) -> tuple[int, bytes]:
         while not self._ended:
@@ -209,6 +210,43 @@ class LocalExecSession(ExecSession):
             return bool(select.select([self._conn.sock], [], [], 0)[0])
         except (OSError, ValueError):
             return True  # read() reports the broken stream
+
+    def output_fd(self) -> int | None:
+        # Only binary frames can be decoded piece by piece (JSON lines, an
+        # older agent's, stay with read() in a thread). Blocking sends (the
+        # writer thread's) and reads that never wait (MSG_DONTWAIT) share
+        # the socket: its timeout applies to both directions.
+        if not self.binary or self._ended:
+            return None
+        self._conn.sock.settimeout(None)
+        self._reader = protocol.ExecOutputReader()
+        return self._conn.sock.fileno()
+
+    def read_available(self, limit: int) -> list[tuple[int, bytes | memoryview]]:
+        reader = self._reader
+        assert reader is not None, "output_fd() first"
+        if self._ended:
+            return [(0, b"")]
+        conn = self._conn
+        out: list[tuple[int, bytes | memoryview]] = []
+        ended = False
+        try:
+            if conn.buffer:  # frames that arrived with the answer
+                pending, conn.buffer = bytes(conn.buffer), bytearray()
+                out.extend(reader.feed(pending))
+            if reader.exit is None:
+                chunk = conn.sock.recv(limit, socket.MSG_DONTWAIT)
+                ended = not chunk
+                out.extend(reader.feed(chunk))
+        except BlockingIOError:
+            pass  # nothing more yet
+        except (OSError, ValueError, AgentError):
+            ended = True  # a broken stream ends as read() reports it: no exit status
+        if ended or reader.exit is not None:
+            self.exit_code = reader.exit.code if reader.exit is not None else None
+            self._ended = True
+            out.append((0, b""))
+        return out
 
     def _receive(self) -> protocol.ExecOutput | protocol.TerminalExit | None:
         """The next output message; None when the stream ended without one."""

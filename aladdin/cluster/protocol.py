@@ -791,6 +791,57 @@ def decode_exec_output_frame(kind: int, payload: bytes) -> ExecOutput | Terminal
     return None
 
 
+class ExecOutputReader:
+    """Exec output frames decoded as their bytes arrive, for a reader that never blocks.
+
+    :meth:`feed` takes whatever one non-blocking ``recv`` returned and
+    gives back the output in it as views of those bytes: a STDOUT or
+    STDERR payload is passed on piece by piece as it arrives, neither
+    waiting for the frame's end nor copied (the SSH gateway's event loop
+    hands it straight to its channel). :attr:`exit` is set once the EXIT
+    frame is whole; what follows it is ignored. Unknown kinds are skipped.
+    Raises ValueError for a length over MAX_FRAME, AgentError for a bad
+    EXIT frame.
+    """
+
+    def __init__(self) -> None:
+        self._header = bytearray()
+        self._kind: int | None = None  # the frame whose payload is coming; None: a header is
+        self._left = 0  # that payload's bytes still to come
+        self._exit = bytearray()  # an EXIT payload, decoded once whole
+        self.exit: TerminalExit | None = None
+
+    def feed(self, data: bytes) -> list[tuple[int, memoryview]]:
+        out: list[tuple[int, memoryview]] = []
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        size = FRAME_HEADER.size
+        while self.exit is None and pos < end:
+            if self._kind is None:
+                take = min(size - len(self._header), end - pos)
+                self._header += view[pos : pos + take]
+                pos += take
+                if len(self._header) < size:
+                    break
+                self._kind, self._left = frame_header(self._header)
+                self._header.clear()
+            take = min(self._left, end - pos)
+            if take:
+                if self._kind in (FrameKind.STDOUT, FrameKind.STDERR):
+                    out.append((2 if self._kind == FrameKind.STDERR else 1, view[pos : pos + take]))
+                elif self._kind == FrameKind.EXIT:
+                    self._exit += view[pos : pos + take]
+                pos += take
+                self._left -= take
+            if not self._left:
+                if self._kind == FrameKind.EXIT:
+                    decoded = decode_exec_output_frame(FrameKind.EXIT, bytes(self._exit))
+                    assert isinstance(decoded, TerminalExit)
+                    self.exit = decoded
+                self._kind = None
+        return out
+
+
 def decode_log_message(message: dict[str, Any]) -> LogData | LogEnd:
     if message.get("end"):
         return LogEnd(offset=_field(int, message, "offset"))

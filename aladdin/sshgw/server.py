@@ -3,10 +3,12 @@
 Threads. asyncssh runs on one asyncio loop; the database (Django's ORM)
 and the driver (blocking sockets) do not. Database calls go through
 ``sync_to_async`` (one thread, in order, as Django wants); each session's
-driver exec gets a reader thread (its output to the client, paused while
-the client's window is full) and a writer thread (the client's input, in
-order, to the workload). A slow workload or client therefore never stalls
-the loop, and so never another user's session.
+driver exec gets a writer thread (the client's input, in order, to the
+workload) and, for its output to the client (paused while the client's
+window is full), either the loop's own reader on a descriptor the driver
+offers (``ExecSession.output_fd``, reads that never wait) or, where it
+offers none, a reader thread. A slow workload or client therefore never
+stalls the loop, and so never another user's session.
 """
 
 from __future__ import annotations
@@ -398,6 +400,8 @@ class _Session(asyncssh.SSHServerSession):
         self.term = ""
         self.size = (24, 80)
         self.exec = None
+        # The exec's output descriptor while the loop reads it (see _output_ready).
+        self.output_fd: int | None = None
         self.counted_user: int | None = None
         # The client's input, EOF and resizes, kept in order from the first
         # byte: a client sends stdin right after its exec request, before the
@@ -489,7 +493,11 @@ class _Session(asyncssh.SSHServerSession):
         if self.closed:  # the client left while the exec was being opened
             self.exec.close()
             return
-        threading.Thread(target=self._pump_output, daemon=True, name="ssh-out").start()
+        self.output_fd = self.exec.output_fd()
+        if self.output_fd is None:
+            threading.Thread(target=self._pump_output, daemon=True, name="ssh-out").start()
+        elif self.writable.is_set():
+            self.loop.add_reader(self.output_fd, self._output_ready)
         threading.Thread(target=self._pump_input, daemon=True, name="ssh-in").start()
 
     def _refuse(self, line: str) -> None:
@@ -502,6 +510,44 @@ class _Session(asyncssh.SSHServerSession):
         self.chan.exit(1)
 
     # --- the relay ----------------------------------------------------------------
+    def _output_ready(self) -> None:
+        """The loop's reader (output_fd): what arrived goes to the client, then the exit status.
+
+        Read on the loop itself: a reader thread cost a hand-off
+        (call_soon_threadsafe, a wake-up of the loop through its
+        self-pipe) per batch and the two threads' turns at the GIL. A
+        full channel (pause_writing) stops the reading, so the agent's
+        socket, then the command, wait.
+        """
+        session = self.exec
+        assert session is not None
+        # One channel write per run of a stream, not one per frame or
+        # piece: asyncssh cuts each write into packets of its own (32 KiB,
+        # the client's maximum), so every write ends in a short packet,
+        # with the crypto and the send() of a full one.
+        pieces: list[bytes | memoryview] = []
+        current = 0
+        for stream, data in session.read_available(OUTPUT_BATCH):
+            if stream != current and pieces:
+                self._write(current, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+                pieces = []
+            current = stream
+            if not stream:
+                self._stop_reading_output()
+                code = session.exit_code
+                self._exit(255 if code is None else code)
+                return
+            pieces.append(data)
+        # What was read is written even once pause_writing came: at most
+        # one read (OUTPUT_BATCH) above the channel's high mark.
+        if pieces:
+            self._write(current, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+    def _stop_reading_output(self) -> None:
+        if self.output_fd is not None:
+            self.loop.remove_reader(self.output_fd)
+            self.output_fd = None
+
     def _pump_output(self) -> None:
         """Reader thread: the workload's output to the client, then its exit status."""
         session = self.exec
@@ -537,7 +583,7 @@ class _Session(asyncssh.SSHServerSession):
         code = session.exit_code
         self.loop.call_soon_threadsafe(self._exit, 255 if code is None else code)
 
-    def _write(self, stream: int, data: bytes) -> None:
+    def _write(self, stream: int, data: bytes | memoryview) -> None:
         if self.chan is None or self.closed:
             return
         self.connection.activity(sent=len(data))
@@ -617,14 +663,21 @@ class _Session(asyncssh.SSHServerSession):
 
     def pause_writing(self) -> None:
         self.writable.clear()
+        if self.output_fd is not None:
+            self.loop.remove_reader(self.output_fd)
 
     def resume_writing(self) -> None:
         self.writable.set()
+        if self.output_fd is not None and not self.closed:
+            self.loop.add_reader(self.output_fd, self._output_ready)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
         self.inputs.put(None)
+        # Before the close below: the loop must not watch a descriptor
+        # that the socket's collection may close.
+        self._stop_reading_output()
         if self.exec is not None:
             with contextlib.suppress(DriverError, OSError):
                 self.exec.close()

@@ -7,6 +7,8 @@ workload's uid inside its sandbox.
 
 from __future__ import annotations
 
+import select
+import threading
 import time
 
 import pytest
@@ -59,6 +61,44 @@ def test_both_stream_encodings_carry_binary_data_eof_and_the_exit(workshop, bina
     out, err, code = run(session, stdin=payload)
 
     assert (out, err, code) == (payload, b"e\0r", 5)
+
+
+def test_an_event_loop_reads_the_output_without_waiting_on_the_descriptor_offered(workshop):
+    # The SSH gateway's loop watches output_fd and calls read_available, never read().
+    session = workshop.driver.exec_in_workload(
+        name="ws-1", command=["/bin/sh", "-c", "cat; printf 'e\\000r' >&2; exit 5"]
+    )
+    fd = session.output_fd()
+    assert fd is not None
+    payload = bytes(range(256)) * 4096  # 1 MiB: frames split across the reads below
+
+    def feed() -> None:
+        session.write(payload)
+        session.close_stdin()
+
+    writer = threading.Thread(target=feed)  # cat's output is read meanwhile
+    writer.start()
+    out = {1: bytearray(), 2: bytearray()}
+    ended = False
+    while not ended:
+        assert select.select([fd], [], [], 20)[0], "no output for 20 s"
+        for stream, data in session.read_available(64 * 1024):
+            if not stream:
+                ended = True
+            else:
+                out[stream] += data
+    writer.join(20)
+
+    assert (bytes(out[1]), bytes(out[2]), session.exit_code) == (payload, b"e\0r", 5)
+    assert session.read_available(64 * 1024) == [(0, b"")]
+
+
+def test_an_older_agents_json_stream_offers_no_descriptor(workshop):
+    workshop.driver.exec_binary = False  # JSON lines: read() in a thread, as before
+    session = workshop.driver.exec_in_workload(name="ws-1", command=["/bin/echo", "hi"])
+
+    assert session.output_fd() is None
+    assert run(session) == (b"hi\n", b"", 0)
 
 
 def test_it_runs_as_the_workloads_uid_in_root_inside_the_sandbox(workshop):

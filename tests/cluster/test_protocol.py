@@ -170,6 +170,49 @@ def test_binary_exec_frames_round_trip_both_ways():
         protocol.decode_exec_input_frame(protocol.FrameKind.RESIZE, b"\x00")
 
 
+@pytest.mark.parametrize("piece", [1, 4, 5, 7, 4096, 10**6], ids=lambda n: f"{n}B-reads")
+def test_exec_output_is_decoded_as_it_arrives_whatever_the_reads_split(piece):
+    # The SSH gateway's loop feeds whatever one non-blocking recv returned.
+    messages = [
+        protocol.ExecOutput(b"a" * 3000, 1),
+        protocol.ExecOutput(b"", 1),
+        protocol.ExecOutput(b"oops\n", 2),
+        protocol.ExecOutput(bytes(range(256)) * 40, 1),
+        protocol.TerminalExit(-2),
+    ]
+    wire = b"".join(protocol.exec_output_frame(m) for m in messages)
+    wire = wire[:-9] + protocol.encode_frame(99, b"skipped") + wire[-9:]  # an unknown kind
+    wire += protocol.exec_output_frame(protocol.ExecOutput(b"after the exit", 1))
+    reader = protocol.ExecOutputReader()
+    got: list[tuple[int, bytes]] = []
+    for start in range(0, len(wire), piece):
+        for stream, data in reader.feed(wire[start : start + piece]):
+            assert data  # no empty pieces for the channel
+            if got and got[-1][0] == stream:
+                got[-1] = (stream, got[-1][1] + bytes(data))
+            else:
+                got.append((stream, bytes(data)))
+    assert got == [
+        (1, b"a" * 3000),
+        (2, b"oops\n"),
+        (1, bytes(range(256)) * 40),
+    ]
+    assert reader.exit == protocol.TerminalExit(-2)
+
+    # A piece is passed on before its frame is whole, without a copy.
+    reader = protocol.ExecOutputReader()
+    half = protocol.exec_output_frame(protocol.ExecOutput(b"x" * 100, 1))[:55]
+    (piece_out,) = reader.feed(half)
+    assert piece_out[0] == 1 and piece_out[1].obj is half and bytes(piece_out[1]) == b"x" * 50
+    assert reader.exit is None
+    # The end without a status, and a garbled length.
+    reader = protocol.ExecOutputReader()
+    reader.feed(protocol.encode_frame(protocol.FrameKind.EXIT))
+    assert reader.exit == protocol.TerminalExit(None)
+    with pytest.raises(ValueError):
+        protocol.ExecOutputReader().feed(protocol.FRAME_HEADER.pack(1, protocol.MAX_FRAME + 1))
+
+
 def test_binary_frames_are_negotiated_so_old_agents_and_portals_keep_json():
     # A new portal asks; an agent of an earlier release ignores the field
     # and answers a plain Done, which reads as "JSON lines".
