@@ -28,6 +28,10 @@ controller guidelines):
   manual's message. The portal checks quota itself before asking the
   cluster (it can weigh 40G against 80G cards, a ResourceQuota cannot); the
   backend's own quota is the backstop.
+- **Facts.** :meth:`ClusterDriver.capabilities` says what the backend
+  promises its workloads (:class:`Capabilities`); the portal reads it
+  through :func:`aladdin.cluster.capabilities` (cached), never ``health()``
+  keys. ``tests/cluster/contract/`` is the behaviour every backend shares.
 - **Level-triggered status.** :meth:`ClusterDriver.list_workloads` returns
   what the cluster has now; nobody relies on having seen an event. The
   Kubernetes backend fills this from a watch (informer cache, resumed with
@@ -631,6 +635,18 @@ class ClusterDriver(abc.ABC):
         iterator has a ``close()`` that another thread may call to stop a
         follow that is waiting for output (the iterator then ends).
         Raises DriverError (backend unreachable, or the stream broke).
+
+        Where the output lives once the workload is gone (docs/architecture.md,
+        "Where logs live once a pod is gone"): it stays readable, at the same
+        offsets, after the workload ended, was stopped or forgotten, until
+        :meth:`delete_logs`. Local: the agent's kept output on the host
+        (bounded per workload and per user). Kubernetes: the kubelet deletes a
+        container's log with its pod and rotates it while it runs, so the
+        platform's entrypoint in the pod also writes stdout and stderr (one
+        stream) to ``/root/.aladdin/logs/<name>.log`` in the user's volume,
+        capped as locally; the backend follows the pod log while the pod
+        exists and reads that file after. Run Task workers also write
+        ``/root/.aladdin/tasks/<id>/worker-<n>.log`` themselves.
         """
 
     @abc.abstractmethod
@@ -638,7 +654,8 @@ class ClusterDriver(abc.ABC):
         """Drop the workload's kept output. Missing = success.
 
         Raises DriverError (permanent) while the workload is running: stop
-        it first.
+        it first. Kubernetes: removes ``/root/.aladdin/logs/<name>.log`` from
+        the user's volume (see :meth:`follow_logs`), through the files pod.
         """
 
     @abc.abstractmethod
