@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -105,6 +106,14 @@ class Backend:
     def ran(self, name: str, *, output: str, exit_code: int) -> None:
         """What a real backend's workload does by itself (the fake is told)."""
 
+    def two_part_job(self, name: str, first: str, second: str, pause: float) -> None:
+        """A job that prints ``first``, waits ``pause`` seconds, prints ``second`` and exits 0."""
+        script = f'printf "%s" "$FIRST"; sleep {pause}; printf "%s" "$SECOND"'
+        env = {"FIRST": first, "SECOND": second}
+        self.driver.start_workload(
+            self.spec(name, kind="job", command=["sh", "-c", script], env=env)
+        )
+
     def wait_for(self, name: str, phases: set[str], timeout: float = 20) -> WorkloadStatus:
         deadline = time.monotonic() + timeout
         while True:
@@ -136,6 +145,18 @@ class FakeBackend(Backend):
     def ran(self, name: str, *, output: str, exit_code: int) -> None:
         self.driver.write_log(name, output.encode())
         self.driver.finish(name, exit_code)
+
+    def two_part_job(self, name: str, first: str, second: str, pause: float) -> None:
+        self.driver.start_workload(self.spec(name, kind="job", command=["true"]))
+        self.driver.write_log(name, first.encode())
+
+        def later() -> None:
+            self.driver.write_log(name, second.encode())
+            self.driver.finish(name, 0)
+
+        timer = threading.Timer(pause, later)
+        timer.daemon = True
+        timer.start()
 
 
 class LocalBackend(Backend):

@@ -202,6 +202,20 @@ def test_logs_follow_from_an_offset_and_after_the_end(backend):
     assert b"".join(driver.follow_logs(name="job-logs")) == b""
 
 
+def test_a_follow_gets_output_while_the_job_runs_and_ends_with_it(backend):
+    backend.two_part_job("job-live", "first\n", "second\n", pause=1.5)
+    stream = backend.driver.follow_logs(name="job-live")
+    started = time.monotonic()
+
+    first = next(iter(stream))
+    waited = time.monotonic() - started
+    rest = b"".join(stream)
+
+    assert first == b"first\n" and waited < 1.2  # pushed long before the job ended
+    assert rest == b"second\n"
+    assert backend.wait_for("job-live", ENDED).phase == Phase.SUCCEEDED
+
+
 def test_following_a_missing_workload_ends_at_once(backend):
     assert b"".join(backend.driver.follow_logs(name="job-never")) == b""
 
