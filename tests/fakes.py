@@ -8,19 +8,27 @@ interface call in order, with its arguments.
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from aladdin.cluster.base import (
     LABEL_KIND,
     LABEL_USER,
+    Capabilities,
     ClusterDriver,
     DiskSpace,
     DriverError,
+    ExecSession,
+    NoCapacity,
     Phase,
     Resources,
     Terminal,
@@ -54,6 +62,76 @@ class FakeTerminal(Terminal):
         if not self.closed:
             self.closed = True
             self.output.put(b"")
+
+
+class FakeExecSession(ExecSession):
+    """``exec_in_workload`` of the fake: the argv as a plain host process in the user's fake home.
+
+    No isolation at all (tests only): it gives the contract's shape (stdin,
+    separate stdout and stderr, the exit status, 128 + a signal) with real
+    bytes. With ``tty`` stderr joins stdout, as a PTY's would.
+    """
+
+    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str], tty: bool):
+        self.exit_code = None
+        self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue()
+        self._proc = subprocess.Popen(  # noqa: S603 - a test's own command
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if tty else subprocess.PIPE,
+        )
+        streams = [(1, self._proc.stdout)] + ([] if tty else [(2, self._proc.stderr)])
+        self._open = len(streams)
+        self._ended = False
+        for number, pipe in streams:
+            threading.Thread(target=self._pump, args=(number, pipe), daemon=True).start()
+
+    def _pump(self, number: int, pipe) -> None:
+        while data := os.read(pipe.fileno(), 65536):
+            self._queue.put((number, data))
+        self._queue.put((0, b""))
+
+    def read(self, timeout: float | None = None) -> tuple[int, bytes]:
+        while True:
+            if self._ended:
+                return 0, b""
+            try:
+                number, data = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError from None
+            if number:
+                return number, data
+            self._open -= 1
+            if self._open == 0:
+                code = self._proc.wait()
+                self.exit_code = 128 - code if code < 0 else code
+                self._ended = True
+
+    def ready(self) -> bool:
+        return not self._queue.empty()
+
+    def write(self, data: bytes) -> None:
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"the command's stdin is closed: {exc}") from exc
+
+    def close_stdin(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self.close_stdin()
 
 
 class FakeLogStream(Iterator[bytes]):
@@ -102,8 +180,17 @@ class FakeDriver(ClusterDriver):
     Knobs a test may set: ``fail_next`` (raised by the next start),
     ``start_phase`` (what a start reports), ``usage`` (a user's volume bytes),
     ``disk`` (the volumes' filesystem, :meth:`disk_free`), ``metrics`` (a
-    workload's Monitor samples by name; others have none) and
-    ``metrics_error`` (raised by :meth:`workload_metrics`).
+    workload's Monitor samples by name; others have none),
+    ``metrics_error`` (raised by :meth:`workload_metrics`), ``caps`` (what
+    :meth:`capabilities` answers) and ``gpu_capacity`` (cards per model; None:
+    as many as asked).
+
+    It keeps the driver contract (tests/cluster/contract): a worker ``i > 0``
+    of a group is refused while worker 0 does not run, a start over the free
+    cards is :class:`NoCapacity`, exec runs the argv as a host process (no
+    isolation), and logs stay after :meth:`forget_workload`. Workloads run
+    nothing: a test writes their output (:meth:`write_log`) and ends them
+    (:meth:`finish`).
     """
 
     name = "fake"
@@ -126,6 +213,12 @@ class FakeDriver(ClusterDriver):
         self.images: dict[str, ImageState] = {}
         self.metrics: dict[str, WorkloadMetrics] = {}
         self.metrics_error: DriverError | None = None
+        # Every promise kept unless a test says otherwise.
+        self.caps = Capabilities(
+            isolation="fake", limits="fake", network="fake", gpu_metrics=True, volume_quota=True
+        )
+        self.gpu_capacity: dict[str, int] | None = None
+        self._homes: Path | None = None
 
     def _record(self, method: str, **kwargs: Any) -> None:
         self.calls.append(Call(method, kwargs))
@@ -138,6 +231,21 @@ class FakeDriver(ClusterDriver):
         self._record("health")
         return {"ok": True}
 
+    def capabilities(self) -> Capabilities:
+        self._record("capabilities")
+        return self.caps
+
+    def home(self, user_id: int) -> Path:
+        """The user's ``/root`` as the fake keeps it: a temporary directory (removed at exit)."""
+        if self._homes is None:
+            self._homes = Path(tempfile.mkdtemp(prefix="aladdin-fake-"))
+            import atexit
+
+            atexit.register(shutil.rmtree, self._homes, ignore_errors=True)
+        home = self._homes / str(user_id)
+        home.mkdir(exist_ok=True)
+        return home
+
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
         self._record("ensure_user_space", user_id=user_id, storage_gib=storage_gib, quota=quota)
         self.user_spaces[user_id] = (storage_gib, quota)
@@ -147,10 +255,16 @@ class FakeDriver(ClusterDriver):
         self.deleted.append(user_id)
         self.usage.pop(user_id, None)
         self.user_spaces.pop(user_id, None)
+        if self._homes is not None:
+            shutil.rmtree(self._homes / str(user_id), ignore_errors=True)
 
     def storage_usage_bytes(self, *, user_id: int) -> int:
         self._record("storage_usage_bytes", user_id=user_id)
-        return self.usage.get(user_id, 0)
+        if user_id in self.usage or self._homes is None:
+            return self.usage.get(user_id, 0)
+        # What exec wrote into the fake home.
+        home = self._homes / str(user_id)
+        return sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) if home.exists() else 0
 
     def disk_free(self) -> DiskSpace:
         self._record("disk_free")
@@ -192,6 +306,15 @@ class FakeDriver(ClusterDriver):
             raise exc
         if spec.name in self.workloads:
             return self.workloads[spec.name]
+        if spec.group is not None and spec.group.index > 0:
+            first = self.workloads.get(f"{spec.group.group}-0")
+            if first is None or first.phase not in (Phase.PENDING, Phase.RUNNING):
+                raise DriverError(
+                    f"worker 0 of {spec.group.group} does not run",
+                    permanent=True,
+                    code="not_running",
+                )
+        self._check_capacity(spec)
         status = WorkloadStatus(
             name=spec.name,
             phase=self.start_phase,
@@ -203,6 +326,22 @@ class FakeDriver(ClusterDriver):
         self.workloads[spec.name] = status
         self.specs[spec.name] = spec
         return status
+
+    def _check_capacity(self, spec: WorkloadSpec) -> None:
+        if self.gpu_capacity is None:
+            return
+        for model, asked in spec.resources.gpus.items():
+            total = self.gpu_capacity.get(model, 0)
+            held = sum(
+                self.specs[name].resources.gpus.get(model, 0)
+                for name, status in self.workloads.items()
+                if name in self.specs and status.phase in (Phase.PENDING, Phase.RUNNING)
+            )
+            if asked > total - held:
+                raise NoCapacity(
+                    f"no free {model.upper()} card on this host: {asked} asked, "
+                    f"{max(total - held, 0)} of {total} free"
+                )
 
     def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
         self._record("stop_workload", name=name, grace_seconds=grace_seconds)
@@ -238,8 +377,9 @@ class FakeDriver(ClusterDriver):
 
     def open_terminal(self, *, name: str, rows: int = 24, cols: int = 80) -> Terminal:
         self._record("open_terminal", name=name, rows=rows, cols=cols)
-        if self.workloads.get(name, None) is None:
-            raise DriverError("no such workload")
+        status = self.workloads.get(name)
+        if status is None or status.phase != Phase.RUNNING:
+            raise DriverError(f"{name} is not running", permanent=True, code="not_running")
         terminal = FakeTerminal(rows, cols)
         self.terminals.append(terminal)
         return terminal
@@ -247,7 +387,18 @@ class FakeDriver(ClusterDriver):
     def exec_in_workload(self, *, name, command=None, tty=False, env=None, rows=24, cols=80):
         # The SSH gateway's tests use a real agent (tests/sshgw); here only the refusal.
         self._record("exec_in_workload", name=name, command=command, tty=tty)
-        raise DriverError(f"{name} is not running", permanent=True, code="not_running")
+        status = self.workloads.get(name)
+        if status is None or status.phase != Phase.RUNNING:
+            raise DriverError(f"{name} is not running", permanent=True, code="not_running")
+        spec = self.specs.get(name)
+        home = self.home(status.user_id or 0)
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            **(spec.env if spec else {}),
+            **(env or {}),
+        }
+        return FakeExecSession(command or ["sh"], cwd=home, env=environment, tty=tty)
 
     def connect_port(self, *, name: str, port: int):
         # As exec: the gateway's forwarding tests use a real agent (tests/sshgw).
@@ -264,6 +415,18 @@ class FakeDriver(ClusterDriver):
             kind=old.kind,
             reason=reason,
             labels=old.labels,
+            group=old.group,
+        )
+
+    def finish(self, name: str, exit_code: int = 0, reason: str = "") -> None:
+        """The workload ``name`` exited with ``exit_code``: ended, kept until stop or forget."""
+        old = self.workloads[name]
+        self.workloads[name] = replace(
+            old,
+            phase=Phase.SUCCEEDED if exit_code == 0 else Phase.FAILED,
+            exit_code=exit_code,
+            reason=reason,
+            finished_at=datetime.now(UTC),
         )
 
     def add_orphan(self, name: str, user_id: int) -> None:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
 
-from aladdin.cluster.base import Resources
+from aladdin.cluster.base import Capabilities, Resources
 from aladdin.lib import ssh_host_keys
 from aladdin.workloads.models import Image
 from aladdin.workloads.quota import Holding
@@ -56,26 +56,23 @@ def workshops_usage(
     ]
 
 
-def cluster_health() -> dict:
-    """The driver's health (one agent round trip): what the notices below read."""
+def cluster_capabilities() -> Capabilities:
+    """What the backend promises its workloads (cached in the process): what the notices read."""
     from aladdin import cluster
 
-    return cluster.get_driver().health()
+    return cluster.capabilities()
 
 
-def isolation_notice(health: dict | None = None) -> str:
+def isolation_notice(caps: Capabilities | None = None) -> str:
     """What users must know when workloads are not isolated (SPEC §9), or "".
 
     The local backend without a sandbox serves one user only, or several
     without isolation when the operator set ALADDIN_LOCAL_INSECURE=1.
     """
-    from django.utils.translation import gettext as _
-
-    if health is None:
-        health = cluster_health()
-    if health.get("sandbox", "bubblewrap") != "unavailable":
+    caps = caps or cluster_capabilities()
+    if not caps.known or caps.isolation:
         return ""
-    if health.get("insecure"):
+    if caps.insecure:
         return _(
             "This host cannot isolate workloads and runs them for several users without a "
             "sandbox (ALADDIN_LOCAL_INSECURE=1). Do not keep secrets in your workshops."
@@ -86,40 +83,35 @@ def isolation_notice(health: dict | None = None) -> str:
     )
 
 
-def limits_notice(health: dict | None = None) -> str:
+def limits_notice(caps: Capabilities | None = None) -> str:
     """What users must know when workloads run without memory, CPU and process limits (SPEC §9), or "".
 
-    Only a driver that reports ``limits`` as "off" says so (the local
-    backend without cgroup control); one that says nothing has its own.
+    Only a backend that says it has none (the local one without cgroup
+    control) is warned about; one that could not be asked is not.
     """
-    from django.utils.translation import gettext as _
-
-    if health is None:
-        health = cluster_health()
-    if health.get("limits") != "off":
+    caps = caps or cluster_capabilities()
+    if not caps.known or caps.limits:
         return ""
     return _(
         "Resource limits are off: %(reason)s. A workload here can use all of the host's "
         "memory and CPU, and slow down everyone's."
-    ) % {"reason": health.get("limits_reason", "")}
+    ) % {"reason": caps.limits_reason}
 
 
-def network_notice(health: dict | None = None) -> str:
+def network_notice(caps: Capabilities | None = None) -> str:
     """What users must know when workloads have no network (SPEC §9: pip, git, the mirrors), or "".
 
-    Only a driver that reports ``network`` as "off" says so (the local
-    backend where the host cannot attach slirp4netns and its deny rules).
+    Only for isolated workloads with loopback only (the local backend where
+    the host cannot attach slirp4netns and its deny rules); unisolated ones
+    share the host's network and the isolation notice covers them.
     """
-    from django.utils.translation import gettext as _
-
-    if health is None:
-        health = cluster_health()
-    if health.get("network") != "off":
+    caps = caps or cluster_capabilities()
+    if not caps.known or not caps.isolation or caps.network:
         return ""
     return _(
         "Network access is off: %(reason)s. Workloads here cannot reach the internet "
         "(pip, git and the model mirrors do not work)."
-    ) % {"reason": health.get("network_reason", "")}
+    ) % {"reason": caps.network_reason}
 
 
 def ssh_keys_for(user: User) -> QuerySet[SSHKey]:

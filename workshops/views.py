@@ -38,16 +38,16 @@ def _own(request, pk: int) -> Workshop:
 @login_required
 def workshop_list(request):
     workshops = list(selectors.workshops_for(request.user))
-    health = selectors.cluster_health()
+    caps = selectors.cluster_capabilities()
     return render(
         request,
         "workshops/list.html",
         {
             "workshops": workshops,
             "refresh": REFRESH_SECONDS if any(w.is_transitional for w in workshops) else None,
-            "isolation": selectors.isolation_notice(health),
-            "limits": selectors.limits_notice(health),
-            "network": selectors.network_notice(health),
+            "isolation": selectors.isolation_notice(caps),
+            "limits": selectors.limits_notice(caps),
+            "network": selectors.network_notice(caps),
         },
     )
 

@@ -28,6 +28,10 @@ controller guidelines):
   manual's message. The portal checks quota itself before asking the
   cluster (it can weigh 40G against 80G cards, a ResourceQuota cannot); the
   backend's own quota is the backstop.
+- **Facts.** :meth:`ClusterDriver.capabilities` says what the backend
+  promises its workloads (:class:`Capabilities`); the portal reads it
+  through :func:`aladdin.cluster.capabilities` (cached), never ``health()``
+  keys. ``tests/cluster/contract/`` is the behaviour every backend shares.
 - **Level-triggered status.** :meth:`ClusterDriver.list_workloads` returns
   what the cluster has now; nobody relies on having seen an event. The
   Kubernetes backend fills this from a watch (informer cache, resumed with
@@ -312,6 +316,58 @@ class WorkloadSpec:
     group: WorkerGroup | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can promise its workloads, as typed facts (SPEC §9), with reasons.
+
+    Read once through :func:`aladdin.cluster.capabilities` (cached for
+    :data:`aladdin.cluster.CAPABILITIES_TTL_SECONDS` in the process) by the
+    pages that show notices, instead of reading ``health()`` keys on every
+    request. ``health()`` stays the live check of ``/healthz`` and ``/metrics``.
+
+    - ``isolation``: each user's workloads are isolated from the others'
+      ("bubblewrap" locally, "pod" on Kubernetes; "" when not). Without it
+      ``insecure`` says the operator admitted several users anyway
+      (``ALADDIN_LOCAL_INSECURE=1``); otherwise one user only.
+    - ``limits``: memory, CPU and process limits per workload ("cgroup v2",
+      "cgroup v1", "pod limits"; "" when off).
+    - ``network``: outbound network with the egress policy ("slirp4netns",
+      "network policy"; "" = loopback only). Only meaningful with isolation.
+    - ``gpu_metrics``: per-card use is sampled (NVML, DCGM).
+    - ``volume_quota``: each user's volume has a hard cap (project quotas,
+      a PVC's size); without it the portal refuses over the allowance.
+    - ``known``: False when the backend could not be asked (agent
+      unreachable): then nothing else is claimed and pages show no notice
+      built on a guess.
+    """
+
+    known: bool = True
+    isolation: str = ""
+    isolation_reason: str = ""
+    insecure: bool = False
+    limits: str = ""
+    limits_reason: str = ""
+    network: str = ""
+    network_reason: str = ""
+    gpu_metrics: bool = False
+    gpu_metrics_reason: str = ""
+    volume_quota: bool = False
+    volume_quota_reason: str = ""
+
+    @classmethod
+    def unknown(cls, reason: str) -> Capabilities:
+        """The backend did not answer: claim nothing, warn of nothing."""
+        return cls(
+            known=False,
+            isolation="unknown",
+            isolation_reason=reason,
+            limits="unknown",
+            limits_reason=reason,
+            network="unknown",
+            network_reason=reason,
+        )
+
+
 class Terminal(abc.ABC):
     """An interactive terminal in a workload (a PTY)."""
 
@@ -453,6 +509,36 @@ class ClusterDriver(abc.ABC):
     def health(self) -> dict:
         """Return ``{"ok": bool, ...details}``; never raises."""
 
+    def capabilities(self) -> Capabilities:
+        """What this backend promises its workloads (:class:`Capabilities`); never raises.
+
+        Asks the backend each time: callers use the cached
+        :func:`aladdin.cluster.capabilities`. The default reads
+        :meth:`health`'s keys (``sandbox``, ``limits``, ``network``...), for a
+        backend that reports nothing more; one that answers ``ok`` False is
+        :meth:`Capabilities.unknown`.
+        """
+        health = self.health()
+        if not health.get("ok"):
+            return Capabilities.unknown(str(health.get("error", "the backend did not answer")))
+
+        def how(key: str, off: str) -> str:
+            # A key the backend does not report promises nothing and warns of nothing.
+            value = str(health.get(key, "unreported"))
+            return "" if value == off else value
+
+        return Capabilities(
+            isolation=how("sandbox", "unavailable"),
+            isolation_reason=str(health.get("sandbox_reason", "")),
+            insecure=bool(health.get("insecure")),
+            limits=how("limits", "off"),
+            limits_reason=str(health.get("limits_reason", "")),
+            network=how("network", "off"),
+            network_reason=str(health.get("network_reason", "")),
+            volume_quota=bool(health.get("project_quota")),
+            volume_quota_reason=str(health.get("project_quota_reason", "")),
+        )
+
     # --- user space -------------------------------------------------------
     @abc.abstractmethod
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
@@ -570,6 +656,18 @@ class ClusterDriver(abc.ABC):
         iterator has a ``close()`` that another thread may call to stop a
         follow that is waiting for output (the iterator then ends).
         Raises DriverError (backend unreachable, or the stream broke).
+
+        Where the output lives once the workload is gone (docs/architecture.md,
+        "Where logs live once a pod is gone"): it stays readable, at the same
+        offsets, after the workload ended, was stopped or forgotten, until
+        :meth:`delete_logs`. Local: the agent's kept output on the host
+        (bounded per workload and per user). Kubernetes: the kubelet deletes a
+        container's log with its pod and rotates it while it runs, so the
+        platform's entrypoint in the pod also writes stdout and stderr (one
+        stream) to ``/root/.aladdin/logs/<name>.log`` in the user's volume,
+        capped as locally; the backend follows the pod log while the pod
+        exists and reads that file after. Run Task workers also write
+        ``/root/.aladdin/tasks/<id>/worker-<n>.log`` themselves.
         """
 
     @abc.abstractmethod
@@ -577,7 +675,8 @@ class ClusterDriver(abc.ABC):
         """Drop the workload's kept output. Missing = success.
 
         Raises DriverError (permanent) while the workload is running: stop
-        it first.
+        it first. Kubernetes: removes ``/root/.aladdin/logs/<name>.log`` from
+        the user's volume (see :meth:`follow_logs`), through the files pod.
         """
 
     @abc.abstractmethod

@@ -31,6 +31,7 @@ from django.conf import settings
 
 from . import protocol
 from .base import (
+    Capabilities,
     ClusterDriver,
     DiskSpace,
     DriverError,
@@ -563,6 +564,36 @@ class LocalDriver(ClusterDriver):
             if not agent.network:
                 result["network_reason"] = agent.network_reason or "the agent gives no network"
         return result
+
+    def capabilities(self) -> Capabilities:
+        """The agent's typed facts (protocol.HealthInfo); unknown when it does not answer."""
+        try:
+            agent: protocol.HealthInfo = self._ask(protocol.Health(), timeout=3)
+        except DriverError as exc:
+            return Capabilities.unknown(str(exc))
+        gpus = agent.gpus
+        real_cards = gpus is not None and bool(gpus.models) and not gpus.virtual
+        return Capabilities(
+            isolation="bubblewrap" if agent.sandbox else "",
+            isolation_reason=agent.sandbox_reason,
+            insecure=agent.insecure,
+            limits=agent.limits,
+            limits_reason=agent.limits_reason
+            or ("" if agent.limits else "the agent does not enforce limits"),
+            # Unsandboxed workloads share the host's network: the isolation
+            # notice covers them.
+            network=(agent.network if agent.sandbox else "host"),
+            network_reason=(
+                agent.network_reason or "the agent gives no network"
+                if agent.sandbox and not agent.network
+                else ""
+            ),
+            # NVML on real cards (aladdin.cluster.monitor); virtual cards report nothing.
+            gpu_metrics=real_cards,
+            gpu_metrics_reason="" if real_cards else "no real cards on this host (virtual cards)",
+            volume_quota=agent.project_quota,
+            volume_quota_reason=agent.project_quota_reason,
+        )
 
     def ensure_user_space(self, *, user_id: int, storage_gib: int, quota: Resources) -> None:
         """Create the volume directory (owned by the user's uid, 0700).

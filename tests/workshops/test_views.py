@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from aladdin.cluster.base import Capabilities
 from tests.factories import SubscriptionFactory
 from workshops.choices import WorkshopState
 from workshops.models import Workshop, WorkshopEnvVar
@@ -140,17 +141,17 @@ def test_nav_links_to_workshops(client, user):
 
 
 @pytest.mark.parametrize(
-    ("health", "expected"),
+    ("caps", "expected"),
     [
-        ({"ok": True, "sandbox": "bubblewrap"}, None),
-        ({"ok": True, "sandbox": "unavailable", "insecure": False}, "serves a single user only"),
-        ({"ok": True, "sandbox": "unavailable", "insecure": True}, "ALADDIN_LOCAL_INSECURE=1"),
+        (Capabilities(isolation="bubblewrap"), None),
+        (Capabilities(isolation="", insecure=False), "serves a single user only"),
+        (Capabilities(isolation="", insecure=True), "ALADDIN_LOCAL_INSECURE=1"),
+        # A backend that could not be asked is not accused of anything.
+        (Capabilities.unknown("agent down"), None),
     ],
 )
-def test_the_list_says_when_workloads_are_not_isolated(
-    client, user, driver, monkeypatch, health, expected
-):
-    monkeypatch.setattr(driver, "health", lambda: health)
+def test_the_list_says_when_workloads_are_not_isolated(client, user, driver, caps, expected):
+    driver.caps = caps
     client.force_login(user)
 
     html = client.get(reverse("workshops:list")).content.decode()
@@ -171,16 +172,7 @@ def test_the_list_says_when_workloads_are_not_isolated(
 def test_the_list_says_when_resource_limits_are_off_and_why(
     client, make_user, driver, monkeypatch, language, expected
 ):
-    monkeypatch.setattr(
-        driver,
-        "health",
-        lambda: {
-            "ok": True,
-            "sandbox": "bubblewrap",
-            "limits": "off",
-            "limits_reason": "no cgroup here",
-        },
-    )
+    driver.caps = Capabilities(isolation="bubblewrap", limits="", limits_reason="no cgroup here")
     client.force_login(make_user(language=language))
 
     html = client.get(reverse("workshops:list")).content.decode()
@@ -199,16 +191,11 @@ def test_the_list_says_when_resource_limits_are_off_and_why(
 def test_the_list_says_when_network_access_is_off_and_why(
     client, make_user, driver, monkeypatch, language, expected
 ):
-    monkeypatch.setattr(
-        driver,
-        "health",
-        lambda: {
-            "ok": True,
-            "sandbox": "bubblewrap",
-            "limits": "cgroup v2",
-            "network": "off",
-            "network_reason": "slirp4netns is not installed",
-        },
+    driver.caps = Capabilities(
+        isolation="bubblewrap",
+        limits="cgroup v2",
+        network="",
+        network_reason="slirp4netns is not installed",
     )
     client.force_login(make_user(language=language))
 
@@ -221,16 +208,7 @@ def test_the_list_says_when_network_access_is_off_and_why(
 def test_the_list_says_nothing_of_the_network_where_workloads_have_it(
     client, user, driver, monkeypatch
 ):
-    monkeypatch.setattr(
-        driver,
-        "health",
-        lambda: {
-            "ok": True,
-            "sandbox": "bubblewrap",
-            "limits": "cgroup v2",
-            "network": "slirp4netns",
-        },
-    )
+    driver.caps = Capabilities(isolation="bubblewrap", limits="cgroup v2", network="slirp4netns")
     client.force_login(user)
 
     html = client.get(reverse("workshops:list")).content.decode()
@@ -239,11 +217,33 @@ def test_the_list_says_nothing_of_the_network_where_workloads_have_it(
 
 
 def test_the_list_says_nothing_of_limits_where_they_hold(client, user, driver, monkeypatch):
-    monkeypatch.setattr(
-        driver, "health", lambda: {"ok": True, "sandbox": "bubblewrap", "limits": "cgroup v1"}
-    )
+    driver.caps = Capabilities(isolation="bubblewrap", limits="cgroup v1", network="slirp4netns")
     client.force_login(user)
 
     html = client.get(reverse("workshops:list")).content.decode()
 
     assert 'data-testid="limits-notice"' not in html
+
+
+def test_the_list_asks_the_backend_what_it_can_do_once_per_ttl_not_per_page(
+    client, user, driver, monkeypatch
+):
+    from aladdin import cluster
+
+    driver.caps = Capabilities(isolation="", limits="")
+    client.force_login(user)
+    clock = [1000.0]
+    monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
+
+    for _ in range(3):
+        html = client.get(reverse("workshops:list")).content.decode()
+    assert 'data-testid="isolation-notice"' in html
+    assert len(driver.called("capabilities")) == 1
+    assert not driver.called("health")  # the pages never read health() keys
+
+    # once the TTL has passed, a fixed host shows as fixed
+    driver.caps = Capabilities(isolation="bubblewrap", limits="cgroup v2", network="slirp4netns")
+    clock[0] += cluster.CAPABILITIES_TTL_SECONDS + 1
+    html = client.get(reverse("workshops:list")).content.decode()
+    assert 'data-testid="isolation-notice"' not in html
+    assert len(driver.called("capabilities")) == 2
