@@ -21,7 +21,15 @@ from workshops.models import Workshop, WorkshopEnvVar
 _n = itertools.count()
 
 # GET endpoints without an id that answer one object, not a list.
-SINGLE_OBJECTS = {"/api/v1/me", "/api/v1/billing/balance", "/api/v1/storage"}
+# One object each, not a list: the month's cost report (three queries, whatever
+# its size) and the budget.
+SINGLE_OBJECTS = {
+    "/api/v1/me",
+    "/api/v1/billing/balance",
+    "/api/v1/storage",
+    "/api/v1/costs",
+    "/api/v1/budget",
+}
 
 
 def _ledger(user, ctx):

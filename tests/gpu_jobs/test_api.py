@@ -202,7 +202,7 @@ def test_each_refusal_is_409_with_its_code_and_numbers(
     [
         ({"entry": "/etc/passwd"}, "entry"),
         ({"gpu_type": "90g"}, "gpu_type"),
-        ({"kind": "debug"}, "kind"),
+        ({"kind": "train"}, "kind"),
         ({"kind": "task", "workers": 17}, "workers"),
         ({"args": "--not-a-list"}, "args"),
         ({"env": {"1BAD": "x"}}, "env"),
