@@ -222,13 +222,13 @@ class IdlePolicyForm(forms.Form):
     """When idle dev jobs and workshops are warned about and stopped (issue 20); empty: never."""
 
     warn_minutes = forms.IntegerField(
-        label=_("Warn after (minutes idle)"), required=False, min_value=1, max_value=10080
+        label=_("Dev jobs: warn after (minutes idle)"), required=False, min_value=1, max_value=10080
     )
     stop_minutes = forms.IntegerField(
-        label=_("Stop after (minutes idle)"), required=False, min_value=1, max_value=10080
+        label=_("Dev jobs: stop after (minutes idle)"), required=False, min_value=1, max_value=10080
     )
     threshold_percent = forms.IntegerField(
-        label=_("Idle means every card's use is below (percent)"),
+        label=_("Dev jobs: idle means every card's use is below (percent)"),
         min_value=1,
         max_value=90,
         initial=5,
