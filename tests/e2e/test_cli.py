@@ -256,8 +256,11 @@ def test_run_streams_a_shell_scripts_output_and_exits_with_its_code(portal, conf
     assert gone.returncode == 2 and "[not_found]" in gone.stderr
 
 
+# The workers live in worker 0's network namespace, so worker 0 stays up (as
+# torchrun's rendezvous keeps it) until the others have started.
 TASK_SCRIPT = """#!/bin/bash
 echo "worker $RANK of $WORLD_SIZE, master $MASTER_ADDR:$MASTER_PORT"
+sleep 5
 """
 
 
