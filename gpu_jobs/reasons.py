@@ -20,7 +20,13 @@ define(
     "job.worker_failed",
     _("Worker %(worker)s failed (exit code %(code)s); the other workers were stopped."),
 )
-define("job.leader_ended", _("Worker 0 ended before the other workers could start."))
+define(
+    "job.leader_ended",
+    _(
+        "Worker 0 ended before the other workers could start: they join it to run. Keep "
+        "worker 0 running until every worker has started (torchrun's rendezvous does)."
+    ),
+)
 define("job.charge", _("GPU job %(job)s: %(cards)s × %(card)s"))
 define(
     "job.idle_stopped",

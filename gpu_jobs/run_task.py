@@ -270,7 +270,13 @@ def converge(
         if driver is not None:
             ends = stop_all(job, driver, ended=statuses)
         reason: Reason = Said("job.worker_failed", {"worker": index, "code": code})
-        if code is None:
+        leader = statuses.get(0)
+        if code is None and index > 0 and leader is not None and leader.phase in ENDED:
+            # It could not join worker 0's network (its rendezvous, on
+            # Kubernetes): worker 0 had already ended. Say that, not the
+            # host's error ("could not start: Broken pipe").
+            reason = Said("job.leader_ended")
+        elif code is None:
             # It never ran (could not start): the cluster's own reason says why.
             reason = workload_reasons.from_status(first, Said("job.process_failed"))
         return _end(job_id, ends, JobState.FAILED, reason, code, driver=driver)

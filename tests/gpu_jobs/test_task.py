@@ -371,3 +371,23 @@ def test_a_worker_0_that_exits_before_the_others_start_fails_the_task_unretried(
         f"job-{job.pk}-0"
     ]
     assert job.metering_closed and job.charged_micro == owed(job, job.ended_at)
+
+
+def test_a_worker_that_could_not_join_an_ended_worker_0_says_so(task, driver):
+    # Worker 0 (a short script) ended as worker 1 was being started: worker 1
+    # never ran (the host's error is about a pipe), the task says why.
+    job = task(workers=2, entry="quick.sh")
+    first, second = job.worker_names
+    ended(driver, first, Phase.SUCCEEDED, at=T0, code=0)
+    driver.workloads[second] = replace(
+        driver.workloads[second],
+        phase=Phase.FAILED,
+        exit_code=None,
+        reason="could not start: [Errno 32] Broken pipe",
+        reason_id="workload.not_started",
+        reason_params={"detail": "[Errno 32] Broken pipe"},
+        finished_at=T0,
+    )
+    services.jobs_reconcile()
+    job.refresh_from_db()
+    assert (job.state, job.reason_id) == (JobState.FAILED, "job.leader_ended")
