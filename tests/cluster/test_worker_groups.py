@@ -131,3 +131,13 @@ def test_only_pids_and_the_uid_reach_the_host_programs_that_join_a_network():
         sandbox.NSENTER, "--net=/proc/4242/ns/net", "--setuid", "20001", "--setgid", "20001",
         "--", "/usr/bin/bwrap", "--args", "5", "sh",
     ]  # fmt: skip
+
+
+def test_the_agent_answers_as_many_connections_at_once_as_a_task_makes(start_agent):
+    # A Run Task's later workers (up to 8 at once), their polls and the
+    # reconciler connect together; a full listen backlog fails a Unix
+    # socket's connect at once (EAGAIN), which the portal takes for a down agent.
+    driver = start_agent().driver
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(lambda _: driver._call("health"), range(96)))
+    assert all(answer["ok"] for answer in answers)

@@ -351,6 +351,10 @@ def _exec_started(binary: bool) -> protocol.ExecStarted:
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    # socketserver's 5 is too few: a Run Task's later workers (up to 8 at
+    # once), their polls and the reconciler connect together, and a Unix
+    # socket's connect with a timeout fails with EAGAIN on a full backlog.
+    request_queue_size = 64
     agent: Agent
 
 
