@@ -570,6 +570,10 @@ class Workloads:
         as_user: dict[str, Any],
         gate: CgroupGate,
     ) -> subprocess.Popen:
+        # A Run Task's later worker joins worker 0's network namespace (with
+        # its slirp4netns and rules) instead of getting one of its own. Asked
+        # before any descriptor is opened: a refusal leaks none.
+        leader = self._group_leader(spec)
         info_r, info_w = os.pipe()
         watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
         workload.watch_fd = watch_w
@@ -583,9 +587,6 @@ class Workloads:
             os.close(w)
             etc_fds[filename] = r
         options_fd = None
-        # A Run Task's later worker joins worker 0's network namespace (with
-        # its slirp4netns and rules) instead of getting one of its own.
-        leader = self._group_leader(spec)
         try:
             # The student's variables go to the sandboxed process only
             # (--clearenv/--setenv, inside the --args memfd); bwrap itself
