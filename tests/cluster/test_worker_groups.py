@@ -7,6 +7,7 @@ reach each other"; docs/operations.md "Run Task workers").
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
