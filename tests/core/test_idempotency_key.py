@@ -60,8 +60,10 @@ def post_at_once(user, url: str, body: dict, key: str) -> list:
 
 
 # A replay answers the job as it is now: a replay read before the first
-# request's start task ran still sees it starting. All else is the same.
+# request's start task ran still sees it starting (and not yet what its probe
+# measured inside it). All else is the same.
 JOB_PROGRESS = {
+    "runtime_facts",
     "state",
     "state_display",
     "active",
