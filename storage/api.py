@@ -1,11 +1,16 @@
-"""Storage REST API for the IDE plugin: GET /api/v1/storage, POST /api/v1/storage/expand.
+"""Storage REST API for the IDE plugin and the CLI.
 
-Both read and change only ``request.user``'s volume (DESIGN rule 2).
+GET /api/v1/storage, POST /api/v1/storage/expand, PUT /api/v1/files/upload.
+All read and change only ``request.user``'s volume (DESIGN rule 2).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.urls import path
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -15,7 +20,7 @@ from aladdin.lib.api_schema import error_responses
 from aladdin.lib.units import format_micro
 from billing import selectors as billing_selectors
 
-from . import selectors, services
+from . import files, selectors, services
 from .choices import GIB
 
 
@@ -104,7 +109,97 @@ class ExpandView(APIView):
         return Response(StorageSerializer(storage_summary(request.user)).data)
 
 
+# Like the files page (storage/views.py): the CLI sends 8 MiB; a request never holds more.
+UPLOAD_CHUNK_MAX = 16 * 1024 * 1024
+UPLOAD_READ = 1024 * 1024
+
+
+class UploadQuerySerializer(serializers.Serializer):
+    folder = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text='Folder under /root to upload into, relative ("" is /root itself); it must exist.',
+    )
+    name = serializers.CharField(help_text="The file's name (no slashes).")
+    offset = serializers.IntegerField(
+        min_value=0, help_text="Where this chunk starts: 0 for the first, then the last answer's."
+    )
+    total = serializers.IntegerField(
+        min_value=0, help_text="The whole file's size in bytes (checked against the allowance)."
+    )
+
+
+class UploadSerializer(serializers.Serializer):
+    offset = serializers.IntegerField(help_text="Bytes now in the file: the next chunk's offset.")
+    total = serializers.IntegerField()
+    done = serializers.BooleanField(help_text="The last chunk arrived: the file has its name.")
+
+
+class FileUploadView(APIView):
+    """One chunk of a file upload into the user's volume, the raw request body (``aladdin upload``).
+
+    The same operation as the files page: the first chunk (offset 0) checks
+    the storage allowance with ``total`` before anything is written and
+    starts a hidden ``.<name>.part``; each later chunk must start where the
+    last answer's ``offset`` says; the last one gives the file its name,
+    replacing a file of that name. It runs as the user, inside their
+    isolation (the cluster's files access), never on the portal's host.
+    """
+
+    @extend_schema(
+        parameters=[UploadQuerySerializer],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={
+            200: UploadSerializer,
+            **error_responses(
+                {
+                    400: "invalid: a bad name or offsets, a chunk over 16 MiB, or an upload "
+                    "that was interrupted (start again at offset 0).",
+                    404: "not_found: the folder does not exist.",
+                    409: "state_conflict: the volume cannot be reached now; try again.",
+                    413: "storage_allowance_exceeded: the file would not fit in the storage "
+                    "allowance; detail says what was asked, used and allowed.",
+                }
+            ),
+        },
+        operation_id="files_upload",
+    )
+    def put(self, request):
+        query = UploadQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > UPLOAD_CHUNK_MAX:
+            raise serializers.ValidationError(
+                _("A chunk is at most %(mib)d MiB: send the file in smaller pieces.")
+                % {"mib": UPLOAD_CHUNK_MAX // (1024 * 1024)}
+            )
+        # The body is read here as it arrives (never request.data: no parser
+        # holds the whole chunk), and handed to the user's files session.
+        raw = request._request
+
+        def body() -> Iterator[bytes]:
+            while chunk := raw.read(UPLOAD_READ):
+                yield chunk
+
+        data = query.validated_data
+        end = files.file_upload_chunk(
+            user=request.user,
+            folder=data["folder"],
+            name=data["name"],
+            offset=data["offset"],
+            total=data["total"],
+            chunks=body(),
+        )
+        return Response(
+            UploadSerializer(
+                {"offset": end, "total": data["total"], "done": end >= data["total"]}
+            ).data
+        )
+
+
 urlpatterns = [
+    path("files/upload", FileUploadView.as_view(), name="api-files-upload"),
     path("storage", StorageView.as_view(), name="api-storage"),
     path("storage/expand", ExpandView.as_view(), name="api-storage-expand"),
 ]

@@ -176,6 +176,7 @@ def http(
     *,
     data: dict | None = None,
     form: dict | None = None,
+    raw: bytes | None = None,
     headers: dict | None = None,
     timeout: float = 30,
 ) -> Response:
@@ -191,6 +192,9 @@ def http(
     elif form is not None:
         body = urllib.parse.urlencode(form).encode()
         all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    elif raw is not None:
+        body = raw
+        all_headers["Content-Type"] = "application/octet-stream"
     all_headers.update(headers or {})
     request = urllib.request.Request(url, data=body, method=method, headers=all_headers)
     try:
@@ -269,6 +273,7 @@ class Portal:
         path: str,
         *,
         data: dict | None = None,
+        raw: bytes | None = None,
         params: dict | None = None,
         headers: dict | None = None,
     ) -> Response:
@@ -278,7 +283,7 @@ class Portal:
         for attempt in (1, 2):
             auth = {"Authorization": f"Bearer {self.access_token()}", **(headers or {})}
             try:
-                return http(method, url, data=data, headers=auth)
+                return http(method, url, data=data, raw=raw, headers=auth, timeout=120)
             except CliError as exc:
                 # Revoked or expired early (clock skew): one refresh, then give up.
                 if exc.status == 401 and attempt == 1:

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aladdin_cli import __version__
@@ -365,6 +366,46 @@ def cmd_port_add(args: argparse.Namespace) -> int:
     return 0
 
 
+# The files page's browser sends 8 MiB chunks; the portal takes at most 16 MiB per request.
+UPLOAD_CHUNK = 8 * 1024 * 1024
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """A local file into your storage (``/root/<folder>/<name>``), in chunks, replacing one of that name."""
+    source = Path(args.file)
+    if not source.is_file():
+        raise CliError(f"{source}: not a file", code="invalid", exit_code=2)
+    name = args.name or source.name
+    portal = _portal(args)
+    total = source.stat().st_size
+    offset = 0
+    answer: dict[str, Any] = {}
+    with source.open("rb") as f:
+        # An empty file is one empty chunk: the portal still makes it.
+        while offset < total or not answer:
+            piece = f.read(UPLOAD_CHUNK)
+            if not piece and offset < total:
+                raise CliError(f"{source} shrank while it was uploaded: upload it again")
+            answer = portal.request(
+                "PUT",
+                "/api/v1/files/upload",
+                raw=piece,
+                params={"folder": args.to, "name": name, "offset": offset, "total": total},
+            ).json()
+            offset = answer["offset"]
+            if not args.json and total > UPLOAD_CHUNK:
+                print(f"\raladdin: {offset * 100 // total}%", end="", file=sys.stderr, flush=True)
+    if not args.json and total > UPLOAD_CHUNK:
+        print(file=sys.stderr)
+    where = f"/root/{args.to.strip('/')}/{name}" if args.to.strip("/") else f"/root/{name}"
+    _out(
+        args,
+        {"path": where, "bytes": total},
+        f"Uploaded {source} to {where} ({total} bytes)",
+    )
+    return 0
+
+
 def cmd_task(args: argparse.Namespace) -> int:
     """Run Task: the file over ``--workers`` workers with torchrun; streams worker 0's output."""
     args.kind = "task"
@@ -493,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(sub, "task", cmd_task, "Run Task: torchrun over several workers, stream worker 0")
     launch_options(p, "cards per worker (default 1)")
     p.add_argument("--workers", type=int, default=2, help="workers (default 2)")
+
+    p = add(sub, "upload", cmd_upload, "upload a local file into your storage (/root)")
+    p.add_argument("file", help="the local file")
+    p.add_argument("--to", default="", metavar="FOLDER", help="folder under /root (must exist)")
+    p.add_argument("--name", help="name in your storage (default: the file's)")
 
     jobs = sub.add_parser("jobs", help="GPU jobs").add_subparsers(
         dest="jobs_command", metavar="ACTION", required=True

@@ -221,12 +221,22 @@ def test_login_through_the_loopback_redirect_stores_tokens_for_the_user_only(por
     assert "aladdin login" in again.stderr
 
 
-def test_run_streams_a_shell_scripts_output_and_exits_with_its_code(portal, config):
-    # given a student with a plan, logged in, and a script in their storage
+def test_run_streams_a_shell_scripts_output_and_exits_with_its_code(portal, config, tmp_path):
+    # given a student with a plan, logged in, who uploads a script from their machine
     student = Student(portal, plan="basic")
     student.log_in()
     assert cli_login(student, config).returncode == 0
-    student.upload("three.sh", SCRIPT)
+    local = tmp_path / "three.sh"
+    local.write_text(SCRIPT)
+    uploaded = aladdin(config, "--json", "upload", str(local))
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert json.loads(uploaded.stdout) == {"path": "/root/three.sh", "bytes": len(SCRIPT)}
+    stored = portal.var_dir / "volumes" / str(student.id) / "three.sh"
+    assert stored.read_text() == SCRIPT
+    assert stored.stat().st_uid == 20000 + student.id  # written as the student, in their sandbox
+    # an upload into a folder that is not there says so, and exits non-zero
+    missing = aladdin(config, "upload", str(local), "--to", "nowhere")
+    assert missing.returncode != 0 and "[not_found]" in missing.stderr, missing.stderr
 
     # when they run it on a 40G card
     done = aladdin(config, "run", "three.sh", "--gpu", "40g", "--env", "GREETING=hi", timeout=240)

@@ -148,3 +148,64 @@ def test_a_link_to_the_root_or_to_another_users_volume_shows_nothing(
     # the other user's file is untouched and deleting the link leaves it
     client.post("/storage/files/delete/", {"folder": "", "path": "x"})
     assert (other_volume / "secret.txt").read_bytes() == b"only mine"
+
+
+def api_upload(client, name: str, data: bytes, folder: str = "", chunk: int = CHUNK):
+    """As ``aladdin upload`` does: PUT /api/v1/files/upload, chunk by chunk; every answer."""
+    answers, offset = [], 0
+    while True:
+        piece = data[offset : offset + chunk]
+        response = client.put(
+            f"/api/v1/files/upload?folder={folder}&name={name}&offset={offset}&total={len(data)}",
+            data=piece,
+            content_type="application/octet-stream",
+        )
+        answers.append(response)
+        if response.status_code != 200 or response.json()["done"]:
+            return answers
+        offset = response.json()["offset"]
+
+
+def test_the_api_uploads_in_chunks_as_the_user_and_refuses_with_the_numbers(
+    client, student, real_driver
+):
+    # given a folder in the student's storage
+    client.post("/storage/files/mkdir/", {"folder": "", "name": "in"})
+
+    # when the CLI uploads a file of three chunks into it through the API
+    data = os.urandom(2 * CHUNK + 7)
+    answers = api_upload(client, "model.pt", data, folder="in")
+
+    # then each answer gives the next offset, and the last one the whole file under its name
+    assert [a.json() for a in answers] == [
+        {"offset": CHUNK, "total": len(data), "done": False},
+        {"offset": 2 * CHUNK, "total": len(data), "done": False},
+        {"offset": len(data), "total": len(data), "done": True},
+    ]
+    host = real_driver.volumes_dir / str(student.pk) / "in" / "model.pt"
+    assert host.read_bytes() == data
+    if os.geteuid() == 0:
+        assert host.stat().st_uid >= 20000
+    assert names(client, "in") == ["model.pt"]
+
+    # and a chunk that does not continue the file is refused: start again
+    resumed = client.put(
+        "/api/v1/files/upload?name=x.bin&offset=5&total=10",
+        data=b"abcde",
+        content_type="application/octet-stream",
+    )
+    assert resumed.status_code == 400 and "upload the file again" in resumed.json()["detail"]
+    # a missing folder is 404, a name with a slash is invalid, a file over the allowance 413
+    assert api_upload(client, "a.bin", b"1", folder="nowhere")[-1].status_code == 404
+    bad = api_upload(client, "../a.bin", b"1")[-1]
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid")
+    from storage.selectors import allowance_gib
+
+    big = client.put(
+        f"/api/v1/files/upload?name=big.bin&offset=0&total={allowance_gib(student) * GIB + 1}",
+        data=b"x",
+        content_type="application/octet-stream",
+    )
+    assert big.status_code == 413
+    assert "storage allowance" in big.json()["detail"].replace("\xa0", " ")
+    assert names(client) == ["in"]
