@@ -434,8 +434,13 @@ class ExecSession(abc.ABC):
         comes last once the command ended (:attr:`exit_code` is set then).
         An empty list: nothing yet. The data may be views of a buffer that
         stays valid as long as the caller holds them.
+
+        A hook for sessions that have an :meth:`output_fd`: callers only use
+        it on those, so the others need not implement it.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} has no output_fd(): use read(), not read_available()"
+        )
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:

@@ -87,8 +87,14 @@ class WorkloadMetricsView(APIView):
     """``GET …/<id>/metrics?since=``: the owner's workload's samples; another user's id is 404."""
 
     def workload_name(self, request: Request, pk: int) -> str:
-        """The workload's cluster name, after the ownership check (raises NotFound)."""
-        raise NotImplementedError
+        """The workload's cluster name, after the ownership check (raises NotFound).
+
+        Each app's view says how its rows name their workloads (jobs,
+        workshops); this base only answers for them.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must say which workload its id names (workload_name)"
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("since", str, description="ISO 8601 time; optional.")],
