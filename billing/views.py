@@ -30,6 +30,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from aladdin.lib import charts
 from aladdin.lib.timeutil import day_start
 from aladdin.lib.units import format_micro
 
@@ -118,12 +119,10 @@ def ledger(request):
             "filtered": any(v is not None for v in filters.values()),
             "usage": usage,
             "usage_total_micro": sum(micro for _day, micro in usage),
-            "usage_chart": {
-                "labels": [day.isoformat() for day, _micro in usage],
-                # Exact decimal strings; the page turns them into numbers only to draw.
-                "dcu": [format_micro(micro) for _day, micro in usage],
-                "label": _("DCU used"),
-            },
+            "usage_chart": charts.daily_chart(
+                [day.isoformat() for day, _micro in usage],
+                [charts.Series(_("DCU used"), [format_micro(micro) for _day, micro in usage])],
+            ),
             "usage_days": USAGE_DAYS,
         },
     )

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from aladdin.cluster import debugger
+from aladdin.lib import charts
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
 from aladdin.workloads import idle as idle_policies
@@ -363,14 +364,18 @@ def costs(request):
             "previous": previous,
             "following": following if following <= timezone.localdate() else None,
             "gpu_total": sum(job.micro for job in report.jobs),
-            "chart": {
-                "labels": [d.day.isoformat() for d in report.days],
-                # Exact decimal strings; the page turns them into numbers only to draw.
-                "gpu": [format_micro(d.gpu_micro) for d in report.days],
-                "storage": [format_micro(d.storage_micro) for d in report.days],
-                "gpu_label": _("GPU jobs"),
-                "storage_label": _("Storage"),
-            },
+            "chart": charts.daily_chart(
+                [d.day.isoformat() for d in report.days],
+                [
+                    charts.Series(_("GPU jobs"), [format_micro(d.gpu_micro) for d in report.days]),
+                    charts.Series(
+                        _("Storage"),
+                        [format_micro(d.storage_micro) for d in report.days],
+                        color=charts.TEAL,
+                    ),
+                ],
+                stacked=True,
+            ),
         },
     )
 

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from aladdin.lib import charts
 from aladdin.lib.errors import DomainError
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
@@ -31,13 +32,21 @@ class ExpandForm(forms.Form):
 @login_required
 def dashboard(request):
     summary = storage_summary(request.user)
-    chart = {
-        "labels": [d["day"].isoformat() for d in summary["days"]],
-        "peak": [d["peak_gib"] for d in summary["days"]],
-        "fee": [format_micro(d["fee_micro"]) for d in summary["days"]],
-        "peak_label": _("Peak use (GiB)"),
-        "fee_label": _("Fee (DCU)"),
-    }
+    days = summary["days"]
+    chart = charts.daily_chart(
+        [d["day"].isoformat() for d in days],
+        [
+            charts.Series(_("Peak use (GiB)"), [d["peak_gib"] for d in days], axis="gib"),
+            charts.Series(
+                _("Fee (DCU)"),
+                [format_micro(d["fee_micro"]) for d in days],
+                color=charts.AMBER,
+                type="line",
+                axis="dcu",
+            ),
+        ],
+        axes={"gib": ("GiB", "left"), "dcu": ("DCU", "right")},
+    )
     percent = 0
     if summary["allowance_gib"]:
         percent = min(100, round(100 * summary["used_gib"] / summary["allowance_gib"]))

@@ -298,7 +298,7 @@ def test_the_usage_chart_has_thirty_days_of_data_and_a_table_fallback(student_cl
     )
     assert len(data["labels"]) == 30
     assert data["labels"][-1] == "2026-05-10"
-    assert data["dcu"][-2:] == ["2", "1"]
+    assert data["series"][0]["values"][-2:] == ["2", "1"]
     assert '<td>2026-05-09</td><td><span class="dcu" title="2 DCU">2.00</span></td>' in html
     assert 'Total: <span class="dcu" title="3 DCU">3.00</span> DCU' in html
     assert '<details id="usage-table" open>' in html

@@ -76,6 +76,13 @@ def _problems(page, path: str) -> list[str]:
     width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if width[0] > width[1] + 1:
         problems.append(f"{path}: the page is {width[0]} px wide in a {width[1]} px window")
+    undrawn = page.evaluate(
+        """() => [...document.querySelectorAll("canvas[data-chart]")]
+            .filter(c => c.hidden && JSON.parse(
+                document.getElementById(c.dataset.chart).textContent).labels.length)
+            .map(c => c.id)"""
+    )
+    problems += [f"{path}: the chart #{c} was not drawn" for c in undrawn]
     page.add_script_tag(path=str(AXE))
     found = page.evaluate(
         """async () => {
@@ -91,7 +98,9 @@ def _problems(page, path: str) -> list[str]:
 
 
 def _walk(page, shot, paths, label: str) -> list[str]:
-    problems = []
+    problems: list[str] = []
+    # A script that throws leaves a page half-working without any other sign.
+    page.on("pageerror", lambda error: problems.append(f"[{label}] {page.url}: {error}"))
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
         for path in paths:
