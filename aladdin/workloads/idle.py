@@ -8,14 +8,21 @@ activity: a notebook tab left open does not keep a workload busy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import abc
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from aladdin.cluster.base import MetricSample, WorkloadMetrics
+from django.db import transaction
+
+from aladdin import cluster
+from aladdin.cluster.base import DriverError, MetricSample, WorkloadMetrics
 
 from .models import IdlePolicy
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from aladdin.accounts.models import User
@@ -144,3 +151,85 @@ def idle_minutes(
     if idle_since is None:
         return 0.0
     return max(0.0, (now - idle_since).total_seconds() / 60)
+
+
+class IdleWalk(abc.ABC):
+    """One idle check over one kind of workload row: which rows, and what warn and stop mean.
+
+    :meth:`run` is the loop both kinds share (jobs: GPU utilisation,
+    workshops: CPU); a subclass gives the rows, the user's policy for its
+    kind, how a sample counts as busy, and the notice and the stop.
+    ``idle_warned_at`` on the row marks a warning already sent in this idle
+    stretch (set with a conditional update, so two checks at once warn once).
+    """
+
+    needs_gpu_metrics = False
+
+    def __init__(self, *, now: datetime):
+        self.now = now
+        self.driver = cluster.get_driver()
+        self.counts = {"warned": 0, "stopped": 0, "busy": 0, "unknown": 0}
+
+    @abc.abstractmethod
+    def rows(self) -> Iterable[Any]:
+        """The running rows the check may warn about or stop, each with ``user``."""
+
+    @abc.abstractmethod
+    def policy(self, policies: Policies) -> Policy:
+        """This kind's policy among the user's."""
+
+    @abc.abstractmethod
+    def busy(self, policy: Policy) -> Callable[[MetricSample], bool | None]:
+        """Whether one sample shows work (None: it cannot say)."""
+
+    @abc.abstractmethod
+    def notify(self, row: Any, policy: Policy, minutes: float) -> None:
+        """The warning notice (inside the transaction that marks the row warned)."""
+
+    @abc.abstractmethod
+    def stop(self, row: Any, policy: Policy) -> None:
+        """Stop the row's workload with the idle reason."""
+
+    def run(self) -> dict[str, int]:
+        policies: dict[int, Policy] = {}
+        for row in self.rows():
+            if row.user_id not in policies:
+                policies[row.user_id] = self.policy(policies_for(row.user))
+            policy = policies[row.user_id]
+            if policy.never:
+                continue
+            since = self.now - timedelta(minutes=policy.window_minutes + 1)
+            try:
+                metrics = self.driver.workload_metrics(name=row.workload_name, since=since)
+            except DriverError:
+                log.info("no metrics for %s now", row.workload_name, exc_info=True)
+                self.counts["unknown"] += 1
+                continue
+            minutes = idle_minutes(
+                metrics,
+                now=self.now,
+                busy=self.busy(policy),
+                needs_gpu_metrics=self.needs_gpu_metrics,
+            )
+            if minutes is None:
+                self.counts["unknown"] += 1
+            elif policy.stop_minutes is not None and minutes >= policy.stop_minutes:
+                self.stop(row, policy)
+                self.counts["stopped"] += 1
+            elif policy.warn_minutes is not None and minutes >= policy.warn_minutes:
+                if self._warn(row, policy, minutes):
+                    self.counts["warned"] += 1
+            else:
+                self.counts["busy"] += 1
+                if row.idle_warned_at is not None:
+                    # Working again: the next idle stretch gets its own warning.
+                    type(row).objects.filter(pk=row.pk).update(idle_warned_at=None)
+        return self.counts
+
+    def _warn(self, row: Any, policy: Policy, minutes: float) -> bool:
+        with transaction.atomic():
+            marked = type(row).objects.filter(pk=row.pk, idle_warned_at__isnull=True)
+            if not marked.update(idle_warned_at=self.now):
+                return False  # warned before in this idle stretch
+            self.notify(row, policy, minutes)
+        return True
