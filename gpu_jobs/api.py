@@ -612,6 +612,19 @@ def _log_response(request, read):
     )
 
 
+def _log_file_responses(media_type: str, description: str, *, not_found: str) -> dict:
+    """The schema of a Log Download: a streamed file, or why not."""
+    return {
+        (200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description),
+        **error_responses(
+            {
+                404: f"{NOT_FOUND} Or {not_found}",
+                503: "logs_unavailable: the cluster cannot read the output right now.",
+            }
+        ),
+    }
+
+
 class JobLogDownloadView(APIView):
     @extend_schema(
         operation_id="jobs_log_download",
@@ -620,19 +633,12 @@ class JobLogDownloadView(APIView):
                 "worker", int, description="Run Task only: the worker's index (default 0)."
             )
         ],
-        responses={
-            (200, "text/plain"): OpenApiResponse(
-                OpenApiTypes.BINARY,
-                description="The whole output as a file (Content-Disposition: attachment): "
-                "a dev job's output, or one worker's log of a Run Task.",
-            ),
-            **error_responses(
-                {
-                    404: NOT_FOUND + " Or a worker this task does not have, or its log is gone.",
-                    503: "logs_unavailable: the cluster cannot read the output right now.",
-                }
-            ),
-        },
+        responses=_log_file_responses(
+            "text/plain",
+            "The whole output as a file (Content-Disposition: attachment): "
+            "a dev job's output, or one worker's log of a Run Task.",
+            not_found="a worker this task does not have, or its log is gone.",
+        ),
     )
     def get(self, request, pk: int):
         """Log Download: the job's output (a task's worker with ?worker=N), streamed."""
@@ -648,19 +654,11 @@ class JobLogDownloadView(APIView):
 class JobLogArchiveView(APIView):
     @extend_schema(
         operation_id="jobs_log_archive",
-        responses={
-            (200, "application/gzip"): OpenApiResponse(
-                OpenApiTypes.BINARY,
-                description="Every worker's log of a Run Task in one .tar.gz, streamed "
-                "(task-<id>/worker-<n>.log).",
-            ),
-            **error_responses(
-                {
-                    404: NOT_FOUND + " Or not a Run Task, or its logs are gone.",
-                    503: "logs_unavailable: the cluster cannot read the output right now.",
-                }
-            ),
-        },
+        responses=_log_file_responses(
+            "application/gzip",
+            "Every worker's log of a Run Task in one .tar.gz, streamed (task-<id>/worker-<n>.log).",
+            not_found="not a Run Task, or its logs are gone.",
+        ),
     )
     def get(self, request, pk: int):
         """Log Download of a whole task: a .tar.gz of /root/.aladdin/tasks/<id>/."""
