@@ -715,7 +715,13 @@ class _Forward(asyncssh.SSHTCPSession):
     def _pump_output(self) -> None:
         while True:
             self.writable.wait()
-            data = self.stream.read()
+            try:
+                data = self.stream.read()
+            except DriverError:
+                # A refusal that arrives after the connect (a pod's port
+                # forward reports it late): the client sees the end, not a hang.
+                log.info("port forward ended by the cluster", exc_info=True)
+                data = b""
             if not data or self.closed:
                 break
             self.loop.call_soon_threadsafe(self._write, data)
