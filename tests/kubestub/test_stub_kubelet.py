@@ -219,16 +219,24 @@ def _pending(obj):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("kubestub")
-    server = MiniServer(root)
-    config = client.Configuration()
-    config.host = server.url
+    try:
+        from tests.kubestub.server import KubeStub
+    except ImportError:
+        KubeStub = None
+    if KubeStub is not None:
+        server = KubeStub(root=root, nodes=copy.deepcopy(NODES)).start()
+        config = server.configuration()
+    else:
+        server = MiniServer(root)
+        config = client.Configuration()
+        config.host = server.url
     api_client = client.ApiClient(config)
     api = client.CoreV1Api(api_client)
     try:
         yield server, api
     finally:
-        server.close()
         api_client.close()
+        server.stop() if KubeStub is not None else server.close()
 
 
 @pytest.fixture
@@ -552,10 +560,14 @@ def _free_port():
 def test_a_worker_reaches_worker_0_by_its_headless_service_name(cluster, ns):
     server, api = cluster
     port = _free_port()
-    server.store.create(
-        "services",
+    api.create_namespaced_service(
         ns,
-        {"metadata": {"name": "job-7"}, "spec": {"clusterIP": "None", "selector": {"job": "7"}}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "job-7"},
+            "spec": {"clusterIP": "None", "selector": {"job": "7"}, "ports": [{"port": port}]},
+        },
     )
     listen = (
         "import socket\n"
