@@ -85,8 +85,14 @@ def _node_object(node: dict) -> dict:
     status.setdefault(
         "nodeInfo",
         {
-            "kubeletVersion": "v1.34.1",
+            "machineID": obj["metadata"]["name"],
+            "systemUUID": obj["metadata"]["name"],
+            "bootID": obj["metadata"]["name"],
+            "kernelVersion": "6.1.0",
+            "osImage": "Debian GNU/Linux 12 (bookworm)",
             "containerRuntimeVersion": "kubestub://1",
+            "kubeletVersion": "v1.34.1",
+            "kubeProxyVersion": "v1.34.1",
             "operatingSystem": "linux",
             "architecture": "amd64",
         },
