@@ -571,10 +571,18 @@ class KubernetesDriver(ClusterDriver):
         )
 
     def _summary(self, node: str) -> dict | None:
+        """The kubelet's stats summary of ``node`` (through the API server's node proxy)."""
+        # Not connect_get_node_proxy_with_path: it quotes the "/" of the
+        # path as %2F, which the proxy does not take as a path separator.
         return self._get(
-            self.core.connect_get_node_proxy_with_path,
-            node,
-            "stats/summary",
+            self.api_client.call_api,
+            "/api/v1/nodes/{name}/proxy/stats/summary",
+            "GET",
+            path_params={"name": node},
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            response_type=None,
+            _return_http_data_only=True,
             doing=f"read {node}'s stats",
         )
 

@@ -77,10 +77,18 @@ ENTRYPOINT = r"""
 log_dir=/root/.aladdin/logs
 log="$log_dir/$ALADDIN_WORKLOAD.log"
 cap="${ALADDIN_LOG_MAX_BYTES:-268435456}"
-tmp="${TMPDIR:-/tmp}/.aladdin-entrypoint.$$"
 mkdir -p "$log_dir" 2>/dev/null
-if ! { mkdir -p "$tmp" && mkfifo "$tmp/out" "$tmp/keep"; } 2>/dev/null; then
-  echo "[aladdin: no kept copy of this output: cannot make a pipe in $tmp]" >&2
+tmp=
+for dir in /dev/shm "${TMPDIR:-/tmp}" "$log_dir"; do
+  if { mkdir -p "$dir/.aladdin-entrypoint.$$" &&
+    mkfifo "$dir/.aladdin-entrypoint.$$/out" "$dir/.aladdin-entrypoint.$$/keep"; } 2>/dev/null
+  then
+    tmp="$dir/.aladdin-entrypoint.$$"
+    break
+  fi
+done
+if [ -z "$tmp" ]; then
+  echo "[aladdin: no kept copy of this output: no directory for a pipe]" >&2
   exec "$@"
 fi
 {
