@@ -543,7 +543,9 @@ class KubernetesDriver(ClusterDriver):
 
         From a running pod that mounts it (any workload, else the files pod,
         started for it). A real kubelet refreshes volume stats about once a
-        minute: the number may lag that much.
+        minute: the number may lag that much. Where the kubelet has none yet,
+        or the portal may not read them (``nodes/proxy`` left out of its
+        RBAC), ``du`` in the files pod measures the volume instead.
         """
         ns = self._live_namespace(user_id)
         if ns is None:
@@ -554,14 +556,27 @@ class KubernetesDriver(ClusterDriver):
             field_selector="status.phase=Running",
             doing=f"list pods in {ns}",
         ).get("items", [])
-        mounting = [p for p in pods if self._mounts_home(p) and p["spec"].get("nodeName")]
-        if not mounting:
-            mounting = [self._files_pod(ns)]
-        for pod in mounting:
-            used = self._volume_used(pod["spec"]["nodeName"], ns)
+        nodes = {
+            p["spec"]["nodeName"]
+            for p in pods
+            if self._mounts_home(p) and p["spec"].get("nodeName")
+        }
+        if not nodes:
+            nodes = {self._files_pod(ns)["spec"]["nodeName"]}
+        for node in sorted(nodes):
+            try:
+                used = self._volume_used(node, ns)
+            except DriverError as exc:
+                if not exc.permanent:
+                    raise
+                break  # forbidden: measure it ourselves
             if used is not None:
                 return used
-        raise DriverError(f"the kubelet has no volume stats for {ns}'s volume yet")
+        out, code = self._files_run(ns, ["du", "-sk", "/root"])
+        try:
+            return int(out.split()[0]) * 1024
+        except (IndexError, ValueError):
+            raise DriverError(f"cannot measure {ns}'s volume (du exited {code})") from None
 
     @staticmethod
     def _mounts_home(pod: dict) -> bool:
@@ -662,7 +677,10 @@ class KubernetesDriver(ClusterDriver):
         total, free = self._cards(model)
         if free < asked:
             # The local agent's wording (aladdin/cluster/gpus.py).
-            raise NoCapacity(f"no free {model.upper()} card: {asked} asked, {free} free of {total}")
+            raise NoCapacity(
+                f"no free {model.upper()} card on the cluster: {asked} asked, "
+                f"{free} of {total} free; the job starts when one is released"
+            )
 
     def _check_quota(self, spec: WorkloadSpec, ns: str, workers: int) -> None:
         """Refuse, as the API server would, what ``workers`` such pods would exceed."""

@@ -24,6 +24,7 @@ from aladdin.cluster.base import (
 from aladdin.cluster.images import ImageRecipe
 from aladdin.cluster.kubernetes import manifests
 from aladdin.cluster.kubernetes.driver import KubernetesDriver, pod_status
+from aladdin.cluster.sftp import SftpClient
 
 QUIET = ["sh", "-c", 'trap "exit 0" TERM; while :; do sleep 3600 & wait; done']
 
@@ -184,7 +185,7 @@ def test_no_capacity_counts_our_pending_pods_of_the_model(k8s_driver, space):
 
     with pytest.raises(NoCapacity) as refused:
         k8s_driver.start_workload(spec("job-gpu-b", resources=Resources(500, 512, {"40g": 1})))
-    assert "1 asked, 0 free of 2" in str(refused.value)
+    assert "1 asked, 0 of 2 free" in str(refused.value)
     assert k8s_driver.health()["gpus"]["models"]["40g"] == {"total": 2, "free": 0}
 
 
@@ -286,3 +287,24 @@ def test_a_spec_with_a_debugger_and_no_tools_image_is_refused(k8s_driver, space)
     with pytest.raises(DriverError) as refused:
         k8s_driver.start_workload(replace(spec("job-debug"), debugger=True))
     assert refused.value.code == "no_debugger"
+
+
+def test_files_are_sftp_over_the_volume_in_the_files_pod(k8s_driver, space):
+    k8s_driver._files_run("u-5", ["sh", "-c", "mkdir -p /root/proj && echo hi > /root/proj/a.txt"])
+
+    with SftpClient(k8s_driver.open_files(user_id=5)) as sftp:
+        names = {entry.name for entry in sftp.listdir("/root/proj")}
+        assert sftp.realpath(".") == "/root"
+    assert names == {"a.txt"}
+
+
+def test_usage_is_measured_with_du_where_the_kubelets_stats_are_forbidden(
+    k8s_driver, space, monkeypatch
+):
+    def forbidden(node):
+        raise DriverError("nodes/proxy is forbidden", permanent=True)
+
+    k8s_driver._files_run("u-5", ["sh", "-c", "head -c 300000 /dev/zero > /root/blob"])
+    monkeypatch.setattr(k8s_driver, "_summary", forbidden)
+
+    assert k8s_driver.storage_usage_bytes(user_id=5) >= 300000
