@@ -25,7 +25,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.kubestub.store import RESOURCES, ApiError, ResourceInfo, Store, bad_request, not_found
 
@@ -106,7 +106,8 @@ def _q1(query: dict, key: str, default: str | None = None) -> str | None:
 
 
 def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true")
+    """Go's strconv.ParseBool, as the API server reads flags (the Python client sends "True")."""
+    return value in ("1", "t", "T", "true", "True", "TRUE")
 
 
 class _Server(ThreadingHTTPServer):
@@ -343,7 +344,7 @@ class KubeStub:
     def _route(self, h: _Handler, method: str, body: bytes) -> None:
         split = urlsplit(h.path)
         path, query = split.path.rstrip("/") or "/", parse_qs(split.query, keep_blank_values=True)
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]
         if path in ("/version", "/api", "/apis", "/api/v1", "/healthz", "/readyz", "/livez"):
             self.requests[(method, path)] += 1
             return self._discovery(h, path)
