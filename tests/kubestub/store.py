@@ -796,8 +796,19 @@ class Store:
         elif info.resource == "resourcequotas":
             hard = (obj.setdefault("spec", {})).get("hard") or {}
             obj["spec"]["hard"] = {k: str(parse_quantity(v)) for k, v in hard.items()}
-        elif info.resource == "serviceaccounts":
-            pass
+        elif info.resource == "limitranges":
+            for item in (obj.setdefault("spec", {})).get("limits") or []:
+                if item.get("type") != "Container":
+                    continue
+                # The API's defaulting: default from max, defaultRequest from default.
+                default = item.setdefault("default", {})
+                for key, value in (item.get("max") or {}).items():
+                    default.setdefault(key, value)
+                request = item.setdefault("defaultRequest", {})
+                for key, value in default.items():
+                    request.setdefault(key, value)
+                for key, value in (item.get("min") or {}).items():
+                    request.setdefault(key, value)
 
     @staticmethod
     def _pod_defaults(pod: dict) -> None:
@@ -811,7 +822,6 @@ class Store:
         spec.setdefault("securityContext", {})
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("priority", 0)
-        classes = []
         for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
             resources = container.setdefault("resources", {})
             limits = resources.get("limits") or {}
@@ -826,6 +836,16 @@ class Store:
             tagged = ":" in image.rsplit("/", 1)[-1] or "@" in image
             latest = not tagged or image.endswith(":latest")
             container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        pod.setdefault("status", {}).setdefault("phase", "Pending")
+
+    @staticmethod
+    def _qos_class(pod: dict) -> str:
+        spec = pod.get("spec") or {}
+        classes = []
+        for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            resources = container.get("resources") or {}
+            limits = resources.get("limits") or {}
+            requests = resources.get("requests") or {}
             if not requests and not limits:
                 classes.append("BestEffort")
             elif all(
@@ -836,14 +856,72 @@ class Store:
                 classes.append("Guaranteed")
             else:
                 classes.append("Burstable")
-        status = pod.setdefault("status", {})
-        status.setdefault("phase", "Pending")
         if not classes or all(c == "BestEffort" for c in classes):
-            status.setdefault("qosClass", "BestEffort")
-        elif all(c == "Guaranteed" for c in classes):
-            status.setdefault("qosClass", "Guaranteed")
-        else:
-            status.setdefault("qosClass", "Burstable")
+            return "BestEffort"
+        if all(c == "Guaranteed" for c in classes):
+            return "Guaranteed"
+        return "Burstable"
+
+    def _apply_limit_ranges(self, ns: str, pod: dict) -> None:
+        """The LimitRanger admission plugin for type Container: defaults, then min and max."""
+        items = []
+        for entry in sorted(
+            self._objects["limitranges"].get(ns, {}).values(),
+            key=lambda e: e.obj["metadata"]["name"],
+        ):
+            for item in (entry.obj.get("spec") or {}).get("limits") or []:
+                if item.get("type") == "Container":
+                    items.append(item)
+        if not items:
+            return
+        spec = pod.get("spec") or {}
+        containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for item in items:
+            for container in containers:
+                resources = container.setdefault("resources", {})
+                limits = resources.get("limits") or {}
+                requests = resources.get("requests") or {}
+                for key, value in (item.get("default") or {}).items():
+                    limits.setdefault(key, value)
+                for key, value in (item.get("defaultRequest") or {}).items():
+                    requests.setdefault(key, value)
+                if limits:
+                    resources["limits"] = limits
+                if requests:
+                    resources["requests"] = requests
+        errors = []
+        for item in items:
+            for container in containers:
+                resources = container.get("resources") or {}
+                limits = resources.get("limits") or {}
+                requests = resources.get("requests") or {}
+                for key, bound in sorted((item.get("min") or {}).items()):
+                    have = requests.get(key)
+                    least = parse_quantity(bound)
+                    if have is None:
+                        errors.append(
+                            f"minimum {key} usage per Container is {least}.  No request is specified"
+                        )
+                    elif parse_quantity(have) < least:
+                        errors.append(
+                            f"minimum {key} usage per Container is {least}, "
+                            f"but request is {parse_quantity(have)}"
+                        )
+                for key, bound in sorted((item.get("max") or {}).items()):
+                    have = limits.get(key)
+                    most = parse_quantity(bound)
+                    if have is None:
+                        errors.append(
+                            f"maximum {key} usage per Container is {most}.  No limit is specified"
+                        )
+                    elif parse_quantity(have) > most:
+                        errors.append(
+                            f"maximum {key} usage per Container is {most}, "
+                            f"but limit is {parse_quantity(have)}"
+                        )
+        if errors:
+            why = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+            raise forbidden(RESOURCES["pods"], pod["metadata"]["name"], why)
 
     @staticmethod
     def _validate(info: ResourceInfo, obj: dict) -> list[tuple[str, str, str]]:
@@ -995,6 +1073,8 @@ class Store:
                 meta.setdefault("generation", 1)
             self._defaults(info, obj)
             if resource == "pods":
+                self._apply_limit_ranges(namespace or "", obj)
+                obj["status"].setdefault("qosClass", self._qos_class(obj))
                 usage = pod_usage(obj)
                 self._admit_pod(namespace or "", obj, usage)
                 self._usage_hint = usage

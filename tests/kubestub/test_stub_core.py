@@ -368,6 +368,39 @@ def test_quota_status_follows_pods_created_finished_and_deleted(stub, v1, ns):
     assert used == {"limits.cpu": "0", "limits.memory": "0", "pods": "0"}
 
 
+def test_limit_range_defaults_fill_containers_before_the_quota_looks(v1, ns):
+    v1.create_namespaced_limit_range(
+        ns,
+        {
+            "metadata": {"name": "limits"},
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"cpu": "1", "memory": "1Gi"},
+                        "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+                        "max": {"cpu": "4"},
+                    }
+                ]
+            },
+        },
+    )
+    quota(v1, ns, {"limits.cpu": "10", "limits.memory": "20Gi"})
+
+    made = v1.create_namespaced_pod(ns, pod("job-1"))
+
+    resources = made.spec.containers[0].resources
+    assert resources.limits == {"cpu": "1", "memory": "1Gi"}
+    assert resources.requests == {"cpu": "100m", "memory": "256Mi"}
+    assert made.status.qos_class == "Burstable"
+    with pytest.raises(ApiException) as caught:
+        v1.create_namespaced_pod(ns, pod("job-2", limits={"cpu": "8"}))
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        'pods "job-2" is forbidden: maximum cpu usage per Container is 4, but limit is 8'
+    )
+
+
 # --- PVCs and namespaces -----------------------------------------------------------------------
 
 
