@@ -997,8 +997,17 @@ class Store:
     # -- REST verbs -----------------------------------------------------------------------
 
     def create(
-        self, resource: str, namespace: str | None, body: dict, *, copy: bool = True
+        self,
+        resource: str,
+        namespace: str | None,
+        body: dict,
+        *,
+        copy: bool = True,
+        dry_run: bool = False,
     ) -> dict | None:
+        """POST: validation, defaults, LimitRanger and quota admission, then ADDED.
+
+        ``dry_run`` (the ``dryRun=All`` query) answers what would be stored, storing nothing."""
         info = self._info(resource)
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
@@ -1080,6 +1089,9 @@ class Store:
                 self._usage_hint = usage
             if resource == "resourcequotas":
                 obj["status"] = self._quota_status(namespace or "", obj)
+            if dry_run:
+                self._usage_hint = None
+                return json.loads(json.dumps(obj))
             entry = self._commit(info, obj, "ADDED")
             if resource == "namespaces" and name not in (
                 "kube-system",
@@ -1146,6 +1158,12 @@ class Store:
                 else:
                     new.pop("status", None)
         new["kind"], new["apiVersion"] = info.kind, info.api_version
+        if info.resource == "services" and subresource is None:
+            # An update that leaves the allocated IP out keeps it (as the real registry does).
+            old_spec, new_spec = old.get("spec") or {}, new.setdefault("spec", {})
+            for key in ("clusterIP", "clusterIPs"):
+                if key in old_spec and not new_spec.get(key):
+                    new_spec[key] = old_spec[key]
         if info.resource == "persistentvolumeclaims" and subresource is None:
             self._resize_pvc(info, old, new)
         if info.resource == "namespaces":
@@ -1198,6 +1216,8 @@ class Store:
         name: str,
         body: dict,
         subresource: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         info = self._info(resource)
         if not isinstance(body, dict):
@@ -1217,6 +1237,8 @@ class Store:
                 raise not_found(info, name)
             self._check_rv(info, entry, body)
             new = self._prepare_update(info, self._copy(entry), body, subresource)
+            if dry_run:
+                return new
             return self._copy(self._commit(info, new, "MODIFIED", entry))
 
     def patch(
@@ -1227,6 +1249,8 @@ class Store:
         body: bytes,
         content_type: str,
         subresource: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         info = self._info(resource)
         try:
@@ -1264,6 +1288,8 @@ class Store:
             if (new.get("metadata") or {}).get("name") != name:
                 raise bad_request("metadata.name: the name of the object may not change in a patch")
             new = self._prepare_update(info, current, new, subresource)
+            if dry_run:
+                return new
             return self._copy(self._commit(info, new, "MODIFIED", entry))
 
     def check_preconditions(self, info: ResourceInfo, entry: _Entry, options: dict) -> None:
@@ -1284,7 +1310,13 @@ class Store:
             )
 
     def delete(
-        self, resource: str, namespace: str | None, name: str, options: dict | None = None
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        options: dict | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         """Delete now (not graceful): the deleted object or a Status Success."""
         info = self._info(resource)
@@ -1293,7 +1325,7 @@ class Store:
             if entry is None:
                 raise not_found(info, name)
             self.check_preconditions(info, entry, options or {})
-            obj = self.remove(resource, namespace, name)
+            obj = self._copy(entry) if dry_run else self.remove(resource, namespace, name)
         return self.deleted_answer(info, obj)  # type: ignore[arg-type]
 
     @staticmethod
@@ -1310,8 +1342,12 @@ class Store:
 
     def begin_pod_deletion(
         self, namespace: str, name: str, grace: int, options: dict | None = None
-    ) -> dict:
-        """Graceful pod deletion: stamp deletionTimestamp (the kubelet finishes it)."""
+    ) -> tuple[dict, bool]:
+        """Graceful pod deletion: stamp deletionTimestamp (the kubelet finishes it).
+
+        Returns the pod and whether the kubelet has news: a first deletion, or a
+        second one that shortens the grace (a longer one changes nothing, as in the
+        real registry)."""
         info = RESOURCES["pods"]
         with self.lock:
             entry = self._entry("pods", namespace, name)
@@ -1321,11 +1357,11 @@ class Store:
             meta = entry.obj["metadata"]
             current = meta.get("deletionGracePeriodSeconds")
             if meta.get("deletionTimestamp") and current is not None and current <= grace:
-                return self._copy(entry)
+                return self._copy(entry), False
             obj = self._copy(entry)
             obj["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
             obj["metadata"]["deletionGracePeriodSeconds"] = grace
-            return self._copy(self._commit(info, obj, "MODIFIED", entry))
+            return self._copy(self._commit(info, obj, "MODIFIED", entry)), True
 
     def set_namespace_terminating(self, name: str) -> dict:
         info = RESOURCES["namespaces"]

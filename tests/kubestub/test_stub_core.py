@@ -217,6 +217,44 @@ def test_deleting_a_pod_answers_the_pod_and_a_config_map_a_success_status(stub, 
     assert stub.requests[("DELETE", "/api/v1/namespaces/{namespace}/pods/{name}")] >= 2
 
 
+def test_a_dry_run_answers_without_storing(stub, v1, ns):
+    before = stub.store.resource_version
+
+    made = v1.create_namespaced_pod(ns, pod("job-1"), dry_run="All")
+    assert made.metadata.uid and made.status.phase == "Pending"
+    assert stub.store.resource_version == before
+    with pytest.raises(ApiException):
+        v1.read_namespaced_pod("job-1", ns)
+
+    v1.create_namespaced_config_map(ns, {"metadata": {"name": "cfg"}})
+    v1.delete_namespaced_config_map("cfg", ns, dry_run="All")
+    assert v1.read_namespaced_config_map("cfg", ns).metadata.name == "cfg"
+
+
+def test_a_service_keeps_its_cluster_ip_across_a_replace(v1, ns):
+    made = v1.create_namespaced_service(
+        ns, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    assert made.spec.cluster_ip and made.spec.ports[0].target_port == 80
+
+    replaced = v1.replace_namespaced_service(
+        "svc", ns, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 8080}]}}
+    )
+
+    assert replaced.spec.cluster_ip == made.spec.cluster_ip
+    assert replaced.spec.ports[0].port == 8080
+
+
+def test_the_system_namespaces_may_not_be_deleted(v1):
+    with pytest.raises(ApiException) as caught:
+        v1.delete_namespace("default")
+
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        'namespaces "default" is forbidden: this namespace may not be deleted'
+    )
+
+
 # --- list: selectors and pages -----------------------------------------------------------------
 
 
