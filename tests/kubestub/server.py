@@ -261,7 +261,7 @@ class KubeStub:
         self.nodes = [_node_object(n) for n in (nodes if nodes is not None else DEFAULT_NODES)]
         self.bookmark_seconds = bookmark_seconds
         self.store = Store(history=history)
-        self.kubelet: Any = None
+        self.kubelet: Any = None  # tests.kubestub.kubelet.Kubelet when run_pods
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._requests_lock = threading.Lock()
         self.url = ""
@@ -272,15 +272,15 @@ class KubeStub:
             self.store.create("namespaces", None, {"metadata": {"name": name}}, copy=False)
         for node in self.nodes:
             self.store.create("nodes", None, json.loads(json.dumps(node)), copy=False)
+        if run_pods:
+            from tests.kubestub.kubelet import Kubelet  # the other half; imported only when asked
+
+            stored = [self.store.get("nodes", None, n["metadata"]["name"]) for n in self.nodes]
+            self.kubelet = Kubelet(self.store, self.root, stored)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> KubeStub:
-        if self.run_pods and self.kubelet is None:
-            from tests.kubestub.kubelet import Kubelet  # written separately; optional here
-
-            nodes = [self.store.get("nodes", None, n["metadata"]["name"]) for n in self.nodes]
-            self.kubelet = Kubelet(self.store, self.root, nodes)
         server = _Server(("127.0.0.1", 0), _Handler)
         server.stub = self
         self._server = server
