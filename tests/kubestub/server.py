@@ -567,6 +567,8 @@ class KubeStub:
             timeout = float(_q1(query, "timeoutSeconds") or _WATCH_DEFAULT_SECONDS)
         except ValueError:
             timeout = _WATCH_DEFAULT_SECONDS
+        if timeout <= 0:
+            timeout = _WATCH_DEFAULT_SECONDS
         bookmarks = _truthy(_q1(query, "allowWatchBookmarks"))
         h.send_response(200)
         h.send_header("Content-Type", "application/json")

@@ -196,7 +196,9 @@ def invalid(info: ResourceInfo, name: str, errors: list[tuple[str, str, str]]) -
     """``errors``: (field, reason, detail), e.g. ("metadata.name", "FieldValueRequired", "Required value: ...")."""
     texts = [f"{field}: {detail}" for field, _, detail in errors]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
-    details = {"name": name, "group": info.group, "kind": info.kind}
+    # StatusDetails' fields are omitempty: an unnamed object's details have no "name".
+    details: dict[str, Any] = {"name": name, "group": info.group, "kind": info.kind}
+    details = {k: v for k, v in details.items() if v}
     details["causes"] = [
         {"reason": reason, "message": detail, "field": field} for field, reason, detail in errors
     ]

@@ -134,7 +134,16 @@ def test_an_object_without_a_name_is_422_and_generate_name_fills_one(v1, ns):
     assert body["message"] == (
         'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required'
     )
-    assert body["details"]["causes"][0]["field"] == "metadata.name"
+    assert body["details"] == {
+        "kind": "ConfigMap",
+        "causes": [
+            {
+                "reason": "FieldValueRequired",
+                "message": "Required value: name or generateName is required",
+                "field": "metadata.name",
+            }
+        ],
+    }
 
     made = v1.create_namespaced_config_map(ns, {"metadata": {"generateName": "cfg-"}, "data": {}})
     assert made.metadata.name.startswith("cfg-") and len(made.metadata.name) == len("cfg-") + 5
