@@ -990,9 +990,11 @@ class Store:
                 return None
             obj = json.loads(entry.raw)
             self._commit(info, obj, "DELETED", entry)
-            if resource == "resourcequotas":
-                pass
-            elif resource != "pods" and self._objects["resourcequotas"].get(namespace or ""):
+            # Object-count quotas (count/configmaps, services...) follow removals too;
+            # pods keep theirs through _account_pod.
+            if resource not in ("pods", "resourcequotas") and self._objects["resourcequotas"].get(
+                namespace or ""
+            ):
                 self._refresh_quotas(namespace or "")
             return obj
 
