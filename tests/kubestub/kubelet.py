@@ -175,6 +175,11 @@ class Kubelet:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._cid = itertools.count(1)
+        # Stand-ins for images' entrypoints, for pods whose container has no
+        # command: {image: argv}. The stub has no images to read them from.
+        self.entrypoints: dict[str, list[str]] = {}
+        self._refresher = threading.Thread(target=self._refresh_hosts, daemon=True)
+        self._refresher.start()
 
     # ----------------------------------------------------------------- seam
 
@@ -222,7 +227,7 @@ class Kubelet:
                 _killpg(p, signal.SIGKILL)
             with rt.cond:
                 rt.cond.notify_all()
-        for t in list(self._threads):
+        for t in [*self._threads, self._refresher]:
             t.join(timeout=5)
 
     # ----------------------------------------------------------- scheduling
@@ -806,8 +811,9 @@ class Kubelet:
         return self._container_env(sandbox, container)
 
     def _argv(self, container: dict, env: dict) -> list[str]:
-        argv = list(container.get("command") or []) + list(container.get("args") or [])
-        if not container.get("command"):
+        command = container.get("command") or self.entrypoints.get(container.get("image", ""))
+        argv = list(command or []) + list(container.get("args") or [])
+        if not command:
             raise _StartError(
                 f"container {container.get('name')!r} has no command: the stub kubelet runs "
                 "commands on the host and cannot run an image's entrypoint"
@@ -895,6 +901,16 @@ class Kubelet:
                 ]
                 lines.append(f"{POD_IP}\t" + " ".join(names))
         return "\n".join(lines) + "\n"
+
+    def _refresh_hosts(self) -> None:
+        # A headless Service created after its pods started still resolves.
+        while not self._closed:
+            time.sleep(1.0)
+            with self._lock:
+                namespaces = {rt.namespace for rt in self._pods.values() if rt.state == "running"}
+            for ns in namespaces:
+                with contextlib.suppress(Exception):
+                    self._write_hosts(ns)
 
     def _write_hosts(self, namespace: str) -> None:
         """Rewrite (in place: the bind mount holds the inode) the namespace's hosts files."""
@@ -1001,12 +1017,7 @@ class Kubelet:
             if not pod.get("spec", {}).get("nodeName"):
                 send_status(handler, 400, "BadRequest", f"pod {name} does not have a host assigned")
             else:
-                send_status(
-                    handler,
-                    400,
-                    "BadRequest",
-                    f'unable to upgrade connection: container not found ("{cname}")',
-                )
+                send_status(handler, 400, "BadRequest", f'container not found ("{cname}")')
             return None, None
         return rt, pod
 
@@ -1601,12 +1612,14 @@ class _PortForward:
                     if isinstance(exc, ConnectionRefusedError)
                     else str(exc)
                 )
+                sandbox = hashlib.sha256(self.rt.uid.encode()).hexdigest()
+                # The kubelet's wording around containerd's (the sandbox id stands in for the pod).
                 msg = (
-                    f"error forwarding port {port} to pod {self.rt.uid}, uid : failed to "
-                    f"execute portforward in network namespace of pod "
-                    f'"{self.rt.namespace}/{self.rt.name}": failed to connect to localhost:{port} '
-                    f'inside namespace "{self.rt.uid}", IPv4: dial tcp4 127.0.0.1:{port}: '
-                    f"{reason} IPv6 dial tcp6 [::1]:{port}: {reason} "
+                    f"error forwarding port {port} to pod {sandbox}, uid : failed to execute "
+                    f'portforward in network namespace "/var/run/netns/cni-{self.rt.uid}": '
+                    f'failed to connect to localhost:{port} inside namespace "{sandbox}", '
+                    f"IPv4: dial tcp4 127.0.0.1:{port}: {reason} "
+                    f"IPv6 dial tcp6 [::1]:{port}: {reason} "
                 )
                 with contextlib.suppress(OSError):
                     self.ws.send_binary(bytes([2 * i + 1]) + msg.encode())
