@@ -16,8 +16,9 @@ What it does, and where it differs from a real node:
   otherwise ignored. Only ``spec.containers[0]`` runs; init containers are run
   one after another before it, with the same sandbox. ``restartPolicy: Always``
   is treated as ``Never``: a container that exits leaves the pod terminal.
-- **Sandbox**: bubblewrap with the host's root bound (``--dev-bind / /``, so the
-  host's files and tools are there), each PVC bound read-write from
+- **Sandbox**: bubblewrap with the host's top-level directories bound
+  (``--dev-bind``, so the host's files and tools are there; a missing mount
+  point is made in the sandbox's own root, not on the host), each PVC bound read-write from
   ``<root>/volumes/<namespace>/<claimName>`` (created on first use; a later pod
   of the same claim sees the files), ``emptyDir`` as a fresh directory (under
   ``/dev/shm`` for ``medium: Memory``), a fresh pid namespace, its own
@@ -821,7 +822,7 @@ class Kubelet:
         return [_expand(a, env) for a in argv]
 
     def _bwrap(self, sandbox: dict, container: dict, workdir: str | None = None) -> list[str]:
-        args = [BWRAP, "--dev-bind", "/", "/"]
+        args = [BWRAP, *_host_root_args()]
         mounts = []
         for m in container.get("volumeMounts") or []:
             src = sandbox["volumes"].get(m["name"])
@@ -913,7 +914,12 @@ class Kubelet:
                     self._write_hosts(ns)
 
     def _write_hosts(self, namespace: str) -> None:
-        """Rewrite (in place: the bind mount holds the inode) the namespace's hosts files."""
+        """Bring the namespace's hosts files up to date, by appending only.
+
+        The file is bind-mounted (the mount holds the inode, so no rename) and
+        read at any time by the workload's resolver: a rewrite could show it a
+        torn file. Stale lines stay: every pod's address is 127.0.0.1 anyway.
+        """
         with self._lock:
             runtimes = [
                 rt
@@ -924,12 +930,16 @@ class Kubelet:
             pod = self.store.get("pods", rt.namespace, rt.name)
             if pod is None:
                 continue
-            text = self._hosts_text(pod)
-            with contextlib.suppress(OSError), open(rt.sandbox["hosts"], "r+") as f:
-                if f.read() != text:
-                    f.seek(0)
-                    f.write(text)
-                    f.truncate()
+            wanted = self._hosts_text(pod).splitlines()
+            with contextlib.suppress(OSError):
+                have = set(rt.sandbox["hosts"].read_text().splitlines())
+                missing = [line for line in wanted if line not in have]
+                if missing:
+                    fd = os.open(rt.sandbox["hosts"], os.O_WRONLY | os.O_APPEND)
+                    try:
+                        os.write(fd, ("\n".join(missing) + "\n").encode())
+                    finally:
+                        os.close(fd)
 
     # ---------------------------------------------------------------- helpers
 
@@ -1298,6 +1308,24 @@ class Kubelet:
 
 class _StartError(Exception):
     pass
+
+
+def _host_root_args() -> list[str]:
+    """The host's top-level entries bound on bwrap's own tmpfs root.
+
+    Binding ``/`` itself would make bwrap create a missing mount point (say
+    ``/workspace``) on the host; on a tmpfs root it appears in the sandbox only.
+    """
+    args: list[str] = []
+    for entry in sorted(os.listdir("/")):
+        path = "/" + entry
+        if entry == "proc":
+            continue
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--dev-bind", path, path]
+    return args
 
 
 def _expand(value: str, env: dict) -> str:
