@@ -12,8 +12,9 @@ What it does, and where it differs from a real node:
   ``FailedScheduling`` event is recorded (when the store can create objects),
   and it is retried whenever a pod ends or goes.
 - **Containers are local processes**: there are no images. A container must
-  have a ``command`` (plus ``args``); ``image`` is recorded in the status and
-  otherwise ignored. Only ``spec.containers[0]`` runs; init containers are run
+  have a ``command`` (plus ``args``), or its image an entry in
+  ``Kubelet.entrypoints`` ({image: argv}); ``image`` is recorded in the status
+  and otherwise ignored; no memory or CPU limit is enforced (no OOMKilled). Only ``spec.containers[0]`` runs; init containers are run
   one after another before it, with the same sandbox. ``restartPolicy: Always``
   is treated as ``Never``: a container that exits leaves the pod terminal.
 - **Sandbox**: bubblewrap with the host's top-level directories bound
@@ -346,9 +347,11 @@ class Kubelet:
         msg += f" preemption: 0/{n} nodes are available: {', '.join(sorted(pre))}."
         return None, msg
 
-    def _schedule(self, rt: _Runtime) -> bool:
+    def _schedule(self, rt: _Runtime, retry: bool = False) -> bool:
         """Bind the pod, or mark it unschedulable. True when bound."""
         with self._lock:
+            if retry and rt.state != "unschedulable":
+                return False  # another retry bound it meanwhile
             pod = self.store.get("pods", rt.namespace, rt.name)
             if pod is None or pod["metadata"].get("uid") != rt.uid:
                 return False
@@ -404,7 +407,7 @@ class Kubelet:
                 key=lambda r: r.created,
             )
         for rt in waiting:
-            if rt.state == "unschedulable" and not rt.deleting and self._schedule(rt):
+            if not rt.deleting and self._schedule(rt, retry=True):
                 self._spawn(self._pod_worker, rt, True)
 
     # ----------------------------------------------------------- pod worker
@@ -663,6 +666,8 @@ class Kubelet:
             ]
 
         self._mutate(rt, failed)
+        with contextlib.suppress(OSError):
+            rt.log_path.touch()  # an empty log, as for a container that never ran
         rt.exit_code = 128
         with rt.cond:
             rt.output_done = True
@@ -1168,9 +1173,14 @@ class Kubelet:
             )
             return
         use_stdin = _true(query, "stdin")
-        use_out = _true(query, "stdout") if "stdout" in query else True
-        use_err = _true(query, "stderr") if "stderr" in query else True
+        use_out = _true(query, "stdout")
+        use_err = _true(query, "stderr")
         tty = _true(query, "tty")
+        if not (use_stdin or use_out or use_err):
+            send_status(
+                handler, 400, "BadRequest", "you must specify at least 1 of stdin, stdout, stderr"
+            )
+            return
         ws = wsproto.WebSocket.accept(handler, proto)
         _Exec(self, rt, pod, ws, command, use_stdin, use_out, use_err, tty).run()
 
