@@ -4,7 +4,8 @@ What it does, and where it differs from a real node:
 
 - **Scheduling** follows the default scheduler's filters that matter to the
   portal: ``spec.nodeSelector``, required node affinity (``In``, ``NotIn``,
-  ``Exists``, ``DoesNotExist``), and the requests of ``nvidia.com/gpu``, cpu and
+  ``Exists``, ``DoesNotExist``), NoSchedule/NoExecute taints against the pod's
+  tolerations, and the requests of ``nvidia.com/gpu``, cpu and
   memory (a container's limits stand in for missing requests, as the API
   server defaults them) against each node's allocatable, counting the
   non-terminal pods bound there. A pod that fits nowhere stays ``Pending`` with
@@ -316,6 +317,12 @@ class Kubelet:
                 reasons["node(s) didn't match Pod's node affinity/selector"] = (
                     reasons.get("node(s) didn't match Pod's node affinity/selector", 0) + 1
                 )
+                not_helpful += 1
+                continue
+            taint = _untolerated(pod, node)
+            if taint is not None:
+                key = f"node(s) had untolerated taint {{{taint}}}"
+                reasons[key] = reasons.get(key, 0) + 1
                 not_helpful += 1
                 continue
             status = node.get("status") or {}
@@ -806,9 +813,9 @@ class Kubelet:
             elif "valueFrom" in e:
                 ref = (e["valueFrom"] or {}).get("fieldRef") or {}
                 path = ref.get("fieldPath", "")
-                if path.startswith("metadata.labels['"):
-                    key = path[len("metadata.labels['") : -2]
-                    env[e["name"]] = (pod["metadata"].get("labels") or {}).get(key, "")
+                m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+                if m:
+                    env[e["name"]] = (pod["metadata"].get(m.group(1)) or {}).get(m.group(2), "")
                 else:
                     env[e["name"]] = fields.get(path, "")
         return env
@@ -1318,6 +1325,24 @@ class Kubelet:
 
 class _StartError(Exception):
     pass
+
+
+def _untolerated(pod: dict, node: dict) -> str | None:
+    """The first NoSchedule/NoExecute taint the pod does not tolerate, as the scheduler prints it."""
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        for t in tolerations:
+            if t.get("effect") and t["effect"] != taint.get("effect"):
+                continue
+            if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint["key"]):
+                break
+            if t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+                break
+        else:
+            return f"{taint['key']}: {taint.get('value', '')}"
+    return None
 
 
 def _host_root_args() -> list[str]:

@@ -533,3 +533,17 @@ def test_a_pod_without_a_command_fails_to_start_unless_its_image_has_an_entrypoi
     api.create_namespaced_pod(ns, body)
     wait_phase(api, ns, "entry", "Succeeded")
     assert api.read_namespaced_pod_log("entry", ns) == "from entrypoint\n"
+
+
+def test_a_tainted_node_takes_only_pods_that_tolerate_it():
+    from tests.kubestub.kubelet import _untolerated
+
+    node = {
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
+    }
+    pod = {"spec": {}}
+    assert _untolerated(pod, node) == "nvidia.com/gpu: present"
+    pod["spec"]["tolerations"] = [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert _untolerated(pod, node) is None
