@@ -177,6 +177,7 @@ class Kubelet:
         self._pods: dict[str, _Runtime] = {}  # by uid
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._closing = threading.Event()
         self._cid = itertools.count(1)
         # Stand-ins for images' entrypoints, for pods whose container has no
         # command: {image: argv}. The stub has no images to read them from.
@@ -201,7 +202,8 @@ class Kubelet:
         self._spawn(self._pod_worker, rt)
 
     def pod_deleting(self, namespace: str, name: str, grace_seconds: int) -> None:
-        rt = self._find(namespace, name)
+        pod = self.store.get("pods", namespace, name)
+        rt = self._by_uid(pod["metadata"].get("uid")) if pod else self._find(namespace, name)
         if rt is None:
             self._remove(namespace, name, None)
             return
@@ -223,6 +225,7 @@ class Kubelet:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._closing.set()
             runtimes = list(self._pods.values())
         for rt in runtimes:
             self._signal(rt, signal.SIGKILL)
@@ -917,8 +920,7 @@ class Kubelet:
 
     def _refresh_hosts(self) -> None:
         # A headless Service created after its pods started still resolves.
-        while not self._closed:
-            time.sleep(1.0)
+        while not self._closing.wait(1.0):
             with self._lock:
                 namespaces = {rt.namespace for rt in self._pods.values() if rt.state == "running"}
             for ns in namespaces:
