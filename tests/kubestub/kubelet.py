@@ -4,7 +4,8 @@ What it does, and where it differs from a real node:
 
 - **Scheduling** follows the default scheduler's filters that matter to the
   portal: ``spec.nodeSelector``, required node affinity (``In``, ``NotIn``,
-  ``Exists``, ``DoesNotExist``), and the requests of ``nvidia.com/gpu``, cpu and
+  ``Exists``, ``DoesNotExist``), NoSchedule/NoExecute taints against the pod's
+  tolerations, and the requests of ``nvidia.com/gpu``, cpu and
   memory (a container's limits stand in for missing requests, as the API
   server defaults them) against each node's allocatable, counting the
   non-terminal pods bound there. A pod that fits nowhere stays ``Pending`` with
@@ -12,12 +13,14 @@ What it does, and where it differs from a real node:
   ``FailedScheduling`` event is recorded (when the store can create objects),
   and it is retried whenever a pod ends or goes.
 - **Containers are local processes**: there are no images. A container must
-  have a ``command`` (plus ``args``); ``image`` is recorded in the status and
-  otherwise ignored. Only ``spec.containers[0]`` runs; init containers are run
+  have a ``command`` (plus ``args``), or its image an entry in
+  ``Kubelet.entrypoints`` ({image: argv}); ``image`` is recorded in the status
+  and otherwise ignored; no memory or CPU limit is enforced (no OOMKilled). Only ``spec.containers[0]`` runs; init containers are run
   one after another before it, with the same sandbox. ``restartPolicy: Always``
   is treated as ``Never``: a container that exits leaves the pod terminal.
-- **Sandbox**: bubblewrap with the host's root bound (``--dev-bind / /``, so the
-  host's files and tools are there), each PVC bound read-write from
+- **Sandbox**: bubblewrap with the host's top-level directories bound
+  (``--dev-bind``, so the host's files and tools are there; a missing mount
+  point is made in the sandbox's own root, not on the host), each PVC bound read-write from
   ``<root>/volumes/<namespace>/<claimName>`` (created on first use; a later pod
   of the same claim sees the files), ``emptyDir`` as a fresh directory (under
   ``/dev/shm`` for ``medium: Memory``), a fresh pid namespace, its own
@@ -174,7 +177,13 @@ class Kubelet:
         self._pods: dict[str, _Runtime] = {}  # by uid
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._closing = threading.Event()
         self._cid = itertools.count(1)
+        # Stand-ins for images' entrypoints, for pods whose container has no
+        # command: {image: argv}. The stub has no images to read them from.
+        self.entrypoints: dict[str, list[str]] = {}
+        self._refresher = threading.Thread(target=self._refresh_hosts, daemon=True)
+        self._refresher.start()
 
     # ----------------------------------------------------------------- seam
 
@@ -193,7 +202,8 @@ class Kubelet:
         self._spawn(self._pod_worker, rt)
 
     def pod_deleting(self, namespace: str, name: str, grace_seconds: int) -> None:
-        rt = self._find(namespace, name)
+        pod = self.store.get("pods", namespace, name)
+        rt = self._by_uid(pod["metadata"].get("uid")) if pod else self._find(namespace, name)
         if rt is None:
             self._remove(namespace, name, None)
             return
@@ -215,6 +225,7 @@ class Kubelet:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._closing.set()
             runtimes = list(self._pods.values())
         for rt in runtimes:
             self._signal(rt, signal.SIGKILL)
@@ -222,7 +233,7 @@ class Kubelet:
                 _killpg(p, signal.SIGKILL)
             with rt.cond:
                 rt.cond.notify_all()
-        for t in list(self._threads):
+        for t in [*self._threads, self._refresher]:
             t.join(timeout=5)
 
     # ----------------------------------------------------------- scheduling
@@ -311,6 +322,12 @@ class Kubelet:
                 )
                 not_helpful += 1
                 continue
+            taint = _untolerated(pod, node)
+            if taint is not None:
+                key = f"node(s) had untolerated taint {{{taint}}}"
+                reasons[key] = reasons.get(key, 0) + 1
+                not_helpful += 1
+                continue
             status = node.get("status") or {}
             alloc = status.get("allocatable") or status.get("capacity") or {}
             short = []
@@ -340,9 +357,11 @@ class Kubelet:
         msg += f" preemption: 0/{n} nodes are available: {', '.join(sorted(pre))}."
         return None, msg
 
-    def _schedule(self, rt: _Runtime) -> bool:
+    def _schedule(self, rt: _Runtime, retry: bool = False) -> bool:
         """Bind the pod, or mark it unschedulable. True when bound."""
         with self._lock:
+            if retry and rt.state != "unschedulable":
+                return False  # another retry bound it meanwhile
             pod = self.store.get("pods", rt.namespace, rt.name)
             if pod is None or pod["metadata"].get("uid") != rt.uid:
                 return False
@@ -398,7 +417,7 @@ class Kubelet:
                 key=lambda r: r.created,
             )
         for rt in waiting:
-            if rt.state == "unschedulable" and not rt.deleting and self._schedule(rt):
+            if not rt.deleting and self._schedule(rt, retry=True):
                 self._spawn(self._pod_worker, rt, True)
 
     # ----------------------------------------------------------- pod worker
@@ -657,6 +676,8 @@ class Kubelet:
             ]
 
         self._mutate(rt, failed)
+        with contextlib.suppress(OSError):
+            rt.log_path.touch()  # an empty log, as for a container that never ran
         rt.exit_code = 128
         with rt.cond:
             rt.output_done = True
@@ -795,9 +816,9 @@ class Kubelet:
             elif "valueFrom" in e:
                 ref = (e["valueFrom"] or {}).get("fieldRef") or {}
                 path = ref.get("fieldPath", "")
-                if path.startswith("metadata.labels['"):
-                    key = path[len("metadata.labels['") : -2]
-                    env[e["name"]] = (pod["metadata"].get("labels") or {}).get(key, "")
+                m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+                if m:
+                    env[e["name"]] = (pod["metadata"].get(m.group(1)) or {}).get(m.group(2), "")
                 else:
                     env[e["name"]] = fields.get(path, "")
         return env
@@ -806,8 +827,9 @@ class Kubelet:
         return self._container_env(sandbox, container)
 
     def _argv(self, container: dict, env: dict) -> list[str]:
-        argv = list(container.get("command") or []) + list(container.get("args") or [])
-        if not container.get("command"):
+        command = container.get("command") or self.entrypoints.get(container.get("image", ""))
+        argv = list(command or []) + list(container.get("args") or [])
+        if not command:
             raise _StartError(
                 f"container {container.get('name')!r} has no command: the stub kubelet runs "
                 "commands on the host and cannot run an image's entrypoint"
@@ -815,7 +837,7 @@ class Kubelet:
         return [_expand(a, env) for a in argv]
 
     def _bwrap(self, sandbox: dict, container: dict, workdir: str | None = None) -> list[str]:
-        args = [BWRAP, "--dev-bind", "/", "/"]
+        args = [BWRAP, *_host_root_args()]
         mounts = []
         for m in container.get("volumeMounts") or []:
             src = sandbox["volumes"].get(m["name"])
@@ -896,8 +918,22 @@ class Kubelet:
                 lines.append(f"{POD_IP}\t" + " ".join(names))
         return "\n".join(lines) + "\n"
 
+    def _refresh_hosts(self) -> None:
+        # A headless Service created after its pods started still resolves.
+        while not self._closing.wait(1.0):
+            with self._lock:
+                namespaces = {rt.namespace for rt in self._pods.values() if rt.state == "running"}
+            for ns in namespaces:
+                with contextlib.suppress(Exception):
+                    self._write_hosts(ns)
+
     def _write_hosts(self, namespace: str) -> None:
-        """Rewrite (in place: the bind mount holds the inode) the namespace's hosts files."""
+        """Bring the namespace's hosts files up to date, by appending only.
+
+        The file is bind-mounted (the mount holds the inode, so no rename) and
+        read at any time by the workload's resolver: a rewrite could show it a
+        torn file. Stale lines stay: every pod's address is 127.0.0.1 anyway.
+        """
         with self._lock:
             runtimes = [
                 rt
@@ -908,12 +944,16 @@ class Kubelet:
             pod = self.store.get("pods", rt.namespace, rt.name)
             if pod is None:
                 continue
-            text = self._hosts_text(pod)
-            with contextlib.suppress(OSError), open(rt.sandbox["hosts"], "r+") as f:
-                if f.read() != text:
-                    f.seek(0)
-                    f.write(text)
-                    f.truncate()
+            wanted = self._hosts_text(pod).splitlines()
+            with contextlib.suppress(OSError):
+                have = set(rt.sandbox["hosts"].read_text().splitlines())
+                missing = [line for line in wanted if line not in have]
+                if missing:
+                    fd = os.open(rt.sandbox["hosts"], os.O_WRONLY | os.O_APPEND)
+                    try:
+                        os.write(fd, ("\n".join(missing) + "\n").encode())
+                    finally:
+                        os.close(fd)
 
     # ---------------------------------------------------------------- helpers
 
@@ -1001,12 +1041,7 @@ class Kubelet:
             if not pod.get("spec", {}).get("nodeName"):
                 send_status(handler, 400, "BadRequest", f"pod {name} does not have a host assigned")
             else:
-                send_status(
-                    handler,
-                    400,
-                    "BadRequest",
-                    f'unable to upgrade connection: container not found ("{cname}")',
-                )
+                send_status(handler, 400, "BadRequest", f'container not found ("{cname}")')
             return None, None
         return rt, pod
 
@@ -1147,9 +1182,14 @@ class Kubelet:
             )
             return
         use_stdin = _true(query, "stdin")
-        use_out = _true(query, "stdout") if "stdout" in query else True
-        use_err = _true(query, "stderr") if "stderr" in query else True
+        use_out = _true(query, "stdout")
+        use_err = _true(query, "stderr")
         tty = _true(query, "tty")
+        if not (use_stdin or use_out or use_err):
+            send_status(
+                handler, 400, "BadRequest", "you must specify at least 1 of stdin, stdout, stderr"
+            )
+            return
         ws = wsproto.WebSocket.accept(handler, proto)
         _Exec(self, rt, pod, ws, command, use_stdin, use_out, use_err, tty).run()
 
@@ -1287,6 +1327,42 @@ class Kubelet:
 
 class _StartError(Exception):
     pass
+
+
+def _untolerated(pod: dict, node: dict) -> str | None:
+    """The first NoSchedule/NoExecute taint the pod does not tolerate, as the scheduler prints it."""
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        for t in tolerations:
+            if t.get("effect") and t["effect"] != taint.get("effect"):
+                continue
+            if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint["key"]):
+                break
+            if t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+                break
+        else:
+            return f"{taint['key']}: {taint.get('value', '')}"
+    return None
+
+
+def _host_root_args() -> list[str]:
+    """The host's top-level entries bound on bwrap's own tmpfs root.
+
+    Binding ``/`` itself would make bwrap create a missing mount point (say
+    ``/workspace``) on the host; on a tmpfs root it appears in the sandbox only.
+    """
+    args: list[str] = []
+    for entry in sorted(os.listdir("/")):
+        path = "/" + entry
+        if entry == "proc":
+            continue
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--dev-bind", path, path]
+    return args
 
 
 def _expand(value: str, env: dict) -> str:
@@ -1601,12 +1677,14 @@ class _PortForward:
                     if isinstance(exc, ConnectionRefusedError)
                     else str(exc)
                 )
+                sandbox = hashlib.sha256(self.rt.uid.encode()).hexdigest()
+                # The kubelet's wording around containerd's (the sandbox id stands in for the pod).
                 msg = (
-                    f"error forwarding port {port} to pod {self.rt.uid}, uid : failed to "
-                    f"execute portforward in network namespace of pod "
-                    f'"{self.rt.namespace}/{self.rt.name}": failed to connect to localhost:{port} '
-                    f'inside namespace "{self.rt.uid}", IPv4: dial tcp4 127.0.0.1:{port}: '
-                    f"{reason} IPv6 dial tcp6 [::1]:{port}: {reason} "
+                    f"error forwarding port {port} to pod {sandbox}, uid : failed to execute "
+                    f'portforward in network namespace "/var/run/netns/cni-{self.rt.uid}": '
+                    f'failed to connect to localhost:{port} inside namespace "{sandbox}", '
+                    f"IPv4: dial tcp4 127.0.0.1:{port}: {reason} "
+                    f"IPv6 dial tcp6 [::1]:{port}: {reason} "
                 )
                 with contextlib.suppress(OSError):
                     self.ws.send_binary(bytes([2 * i + 1]) + msg.encode())

@@ -1,8 +1,5 @@
-"""The stub's scheduler and kubelet, driven through the real ``kubernetes`` client.
-
-Runs against ``tests.kubestub.server.KubeStub`` when that module exists, else
-against a small in-test API server that keeps the seam's contract (the
-kubelet only sees the four store methods). Workloads use the system's
+"""The stub's scheduler and kubelet, driven through the real ``kubernetes`` client
+against ``KubeStub`` on loopback. Workloads use the system's
 ``/usr/bin/python3``: the PVC is bound over ``/root``, where this machine's
 pyenv interpreter lives.
 """
@@ -15,21 +12,17 @@ import pathlib
 import re
 import shutil
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import websocket
 from kubernetes import client
 from kubernetes.stream import portforward, stream
 
-from tests.kubestub import kubelet as kubelet_mod
-from tests.kubestub.kubelet import Kubelet
+from tests.kubestub.server import KubeStub
 
 PY = "/usr/bin/python3"
 
@@ -60,183 +53,12 @@ NODES = [
 ]
 
 
-# --------------------------------------------------------------------------
-# A minimal API server for the seam, used until the real stub server exists.
-
-
-class MiniStore:
-    def __init__(self):
-        self.lock = threading.RLock()
-        self.objs: dict[tuple, dict] = {}
-        self.rv = 0
-
-    def get(self, resource, namespace, name):
-        with self.lock:
-            obj = self.objs.get((resource, namespace, name))
-            return copy.deepcopy(obj) if obj else None
-
-    def list(self, resource, namespace=None, label_selector="", field_selector=""):
-        with self.lock:
-            return [
-                copy.deepcopy(o)
-                for (r, ns, _), o in self.objs.items()
-                if r == resource and (namespace is None or ns == namespace)
-            ]
-
-    def mutate(self, resource, namespace, name, fn):
-        with self.lock:
-            obj = self.objs.get((resource, namespace, name))
-            if obj is None:
-                return None
-            fn(obj)
-            self.rv += 1
-            obj["metadata"]["resourceVersion"] = str(self.rv)
-            return copy.deepcopy(obj)
-
-    def remove(self, resource, namespace, name):
-        with self.lock:
-            return self.objs.pop((resource, namespace, name), None)
-
-    def create(self, resource, namespace, body):
-        with self.lock:
-            obj = copy.deepcopy(body)
-            meta = obj.setdefault("metadata", {})
-            meta["namespace"] = namespace
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = kubelet_mod._now()
-            self.rv += 1
-            meta["resourceVersion"] = str(self.rv)
-            self.objs[(resource, namespace, meta["name"])] = obj
-            return copy.deepcopy(obj)
-
-
-class MiniServer:
-    def __init__(self, root: pathlib.Path):
-        self.store = MiniStore()
-        for node in NODES:
-            self.store.objs[("nodes", None, node["metadata"]["name"])] = copy.deepcopy(node)
-        self.kubelet = Kubelet(self.store, root, copy.deepcopy(NODES))
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, code, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(n)) if n else {}
-
-            def do_GET(self):
-                outer.route(self, "GET")
-
-            def do_POST(self):
-                outer.route(self, "POST")
-
-            def do_DELETE(self):
-                outer.route(self, "DELETE")
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def route(self, h, method):
-        parts = urlsplit(h.path)
-        query = parse_qs(parts.query)
-        path = parts.path
-        k = self.kubelet
-        m = re.fullmatch(
-            r"/api/v1/namespaces/([^/]+)/(pods|services)(?:/([^/]+))?(?:/(\w+))?", path
-        )
-        if path == "/api/v1/namespaces" and method == "POST":
-            body = h._body()
-            return h._json(201, self.store.create("namespaces", None, body))
-        if m is None:
-            return h._json(404, {"kind": "Status", "status": "Failure", "code": 404})
-        ns, resource, name, sub = m.groups()
-        if sub == "log":
-            return k.serve_log(h, ns, name, query)
-        if sub == "exec":
-            return k.serve_exec(h, ns, name, query)
-        if sub == "portforward":
-            return k.serve_portforward(h, ns, name, query)
-        if method == "POST" and name is None:
-            obj = self.store.create(resource, ns, h._body())
-            if resource == "pods":
-                self.store.mutate("pods", ns, obj["metadata"]["name"], _pending)
-                obj = self.store.get("pods", ns, obj["metadata"]["name"])
-                k.pod_created(obj)
-            return h._json(201, obj)
-        if method == "GET" and name:
-            obj = self.store.get(resource, ns, name)
-            if obj is None:
-                return kubelet_mod.send_status(h, 404, "NotFound", f'{resource} "{name}" not found')
-            return h._json(200, obj)
-        if method == "DELETE" and name:
-            body = h._body()
-            grace = body.get("gracePeriodSeconds")
-            if "gracePeriodSeconds" in query:
-                grace = int(query["gracePeriodSeconds"][0])
-            obj = self.store.mutate(
-                resource,
-                ns,
-                name,
-                lambda o: o["metadata"].update(deletionTimestamp=kubelet_mod._now()),
-            )
-            if obj is None:
-                return kubelet_mod.send_status(h, 404, "NotFound", f'{resource} "{name}" not found')
-            if resource == "pods":
-                k.pod_deleting(ns, name, 30 if grace is None else grace)
-            else:
-                self.store.remove(resource, ns, name)
-            return h._json(200, obj)
-        return h._json(405, {"kind": "Status", "status": "Failure", "code": 405})
-
-    def close(self):
-        self.kubelet.close()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _pending(obj):
-    obj.setdefault("status", {})["phase"] = "Pending"
-
-
-# --------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("kubestub")
-    try:
-        from tests.kubestub.server import KubeStub
-    except ImportError:
-        KubeStub = None
-    if KubeStub is not None:
-        server = KubeStub(root=root, nodes=copy.deepcopy(NODES)).start()
-        config = server.configuration()
-    else:
-        server = MiniServer(root)
-        config = client.Configuration()
-        config.host = server.url
-    api_client = client.ApiClient(config)
-    api = client.CoreV1Api(api_client)
-    try:
-        yield server, api
-    finally:
-        api_client.close()
-        server.stop() if KubeStub is not None else server.close()
+    with KubeStub(root=root, nodes=copy.deepcopy(NODES)) as server:
+        with client.ApiClient(server.configuration()) as api_client:
+            yield server, client.CoreV1Api(api_client)
 
 
 @pytest.fixture
@@ -638,3 +460,90 @@ def test_port_forward_reaches_a_listening_process_and_reports_refusal(cluster, n
     wait_for(lambda: pf.error(closed), 5, "the error channel")
     assert f"dial tcp4 127.0.0.1:{closed}: connect: connection refused" in pf.error(closed)
     pf.close()
+
+
+def test_exec_sees_the_containers_volumes_and_dies_with_its_websocket(cluster, ns):
+    server, api = cluster
+    body = pod_manifest("dev", ["sleep", "30"])
+    body["spec"]["volumes"].append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    main = body["spec"]["containers"][0]
+    main["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
+    main["workingDir"] = "/root/work"
+    api.create_namespaced_pod(ns, body)
+    wait_phase(api, ns, "dev", "Running")
+    out = stream(
+        api.connect_get_namespaced_pod_exec,
+        "dev",
+        ns,
+        command=["sh", "-c", "pwd; echo x > /dev/shm/seen; ls /dev/shm"],
+        stdout=True,
+        stderr=True,
+    )
+    # Memory-backed and fresh: only what this pod wrote is there.
+    assert out == "/root/work\nseen\n"
+
+    rt = server.kubelet._find(ns, "dev")
+    query = "command=sleep&command=30&stdout=true"
+    ws = websocket.create_connection(
+        f"ws{server.url[4:]}/api/v1/namespaces/{ns}/pods/dev/exec?{query}",
+        subprotocols=["v4.channel.k8s.io"],
+    )
+    wait_for(lambda: rt.execs, 5, "the exec to start")
+    (proc,) = rt.execs
+    ws.close()
+    wait_for(lambda: proc.poll() is not None, 5, "the exec'd command to die")
+
+
+def test_an_unschedulable_pod_goes_at_once_and_a_namespace_takes_its_volumes(cluster, ns):
+    server, api = cluster
+    api.create_namespaced_pod(ns, sleeper("too-big", gpu=4))
+
+    def unschedulable():
+        conds = api.read_namespaced_pod("too-big", ns).status.conditions or []
+        return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conds)
+
+    wait_for(unschedulable, 5, "too-big unschedulable")
+    api.delete_namespaced_pod("too-big", ns)
+    wait_for(lambda: _absent(api, ns, "too-big"), 2, "the pending pod to go")
+
+    api.create_namespaced_pod(ns, pod_manifest("w", ["sh", "-c", "echo 1 > /root/f"]))
+    wait_phase(api, ns, "w", "Succeeded")
+    volumes = server.kubelet.root / "volumes" / ns
+    assert (volumes / "home" / "f").exists()
+    api.delete_namespace(ns)
+    wait_for(lambda: not volumes.exists(), 5, "the namespace's volumes to go")
+
+
+def test_a_pod_without_a_command_fails_to_start_unless_its_image_has_an_entrypoint(cluster, ns):
+    server, api = cluster
+    body = pod_manifest("bare", None)
+    del body["spec"]["containers"][0]["command"]
+    api.create_namespaced_pod(ns, body)
+    pod = wait_phase(api, ns, "bare", "Failed")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (128, "StartError")
+    assert "has no command" in term.message
+
+    server.kubelet.entrypoints["registry.example/echo:1"] = ["echo"]
+    body = pod_manifest("entry", None)
+    container = body["spec"]["containers"][0]
+    del container["command"]
+    container.update(image="registry.example/echo:1", args=["from", "$(WHO)"])
+    container["env"] = [{"name": "WHO", "value": "entrypoint"}]
+    api.create_namespaced_pod(ns, body)
+    wait_phase(api, ns, "entry", "Succeeded")
+    assert api.read_namespaced_pod_log("entry", ns) == "from entrypoint\n"
+
+
+def test_a_tainted_node_takes_only_pods_that_tolerate_it():
+    from tests.kubestub.kubelet import _untolerated
+
+    node = {
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
+    }
+    pod = {"spec": {}}
+    assert _untolerated(pod, node) == "nvidia.com/gpu: present"
+    pod["spec"]["tolerations"] = [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert _untolerated(pod, node) is None
