@@ -127,6 +127,8 @@ _START_FAILURES = {
     "RunContainerError",
 }
 _DEFAULT_SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+# The LimitRanger's refusal of a container over the maximum.
+_PER_CONTAINER_MAX = "usage per Container is"
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -227,6 +229,16 @@ def pod_status(pod: dict) -> WorkloadStatus:
         reason_id=reason.id if reason else "",
         reason_params=dict(reason.params) if reason else {},
         group=labels.get(manifests.LABEL_GROUP, ""),
+    )
+
+
+def _quota_resources(values: dict, model: str) -> Resources:
+    """A ResourceQuota's ``hard`` or ``used`` as Resources (cards counted as ``model``'s)."""
+    gpus = quantity.count(values.get(f"requests.{GPU_RESOURCE}", 0))
+    return Resources(
+        quantity.millicores(values.get("limits.cpu", 0)),
+        quantity.mebibytes(values.get("limits.memory", 0)),
+        {model or GPU_RESOURCE: gpus} if gpus else {},
     )
 
 
@@ -527,7 +539,13 @@ class KubernetesDriver(ClusterDriver):
     def delete_user_space(self, *, user_id: int) -> None:
         """Delete the namespace (everything in it goes with it, the PVC too). 404 = done."""
         ns = self._namespace(user_id)
-        self._delete(self.core.delete_namespace, ns, doing=f"delete {ns}")
+        try:
+            self._delete(self.core.delete_namespace, ns, doing=f"delete {ns}")
+        except DriverError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, ApiException) and cause.status == 409):
+                raise
+            # 409 on a namespace: it is being deleted already (its content goes first).
 
     def _live_namespace(self, user_id: int) -> str | None:
         ns = self._namespace(user_id)
@@ -707,20 +725,26 @@ class KubernetesDriver(ClusterDriver):
         if not over:
             return
 
-        def as_resources(values: dict) -> Resources:
-            gpus = quantity.count(values.get(f"requests.{GPU_RESOURCE}", 0))
-            return Resources(
-                quantity.millicores(values.get("limits.cpu", 0)),
-                quantity.mebibytes(values.get("limits.memory", 0)),
-                {model or GPU_RESOURCE: gpus} if gpus else {},
-            )
-
         requested = Resources(
             spec.resources.cpu_millicores * workers,
             spec.resources.memory_mib * workers,
             {model: cards * workers} if cards else {},
         )
-        raise QuotaExceeded(requested, as_resources(used), as_resources(hard))
+        raise QuotaExceeded(requested, _quota_resources(used, model), _quota_resources(hard, model))
+
+    def _quota_refusal(self, spec: WorkloadSpec, ns: str) -> QuotaExceeded:
+        """``spec`` refused for the quota, with the quota's numbers now."""
+        quota = self._get(
+            self.core.read_namespaced_resource_quota, manifests.QUOTA, ns, doing="read quota"
+        )
+        status = (quota or {}).get("status") or {}
+        return QuotaExceeded(
+            spec.resources,
+            _quota_resources(status.get("used") or {}, ""),
+            _quota_resources(
+                status.get("hard") or (quota or {}).get("spec", {}).get("hard") or {}, ""
+            ),
+        )
 
     # --- workloads --------------------------------------------------------------
     def group_address(self, *, group: str) -> str:
@@ -759,13 +783,20 @@ class KubernetesDriver(ClusterDriver):
             manifests.log_record(cfg, spec.user_id, spec.name),
             doing=f"record the log of {spec.name}",
         )
-        created = self._create(
-            self.core.create_namespaced_pod,
-            ns,
-            pod,
-            doing=f"create pod {spec.name}",
-            gpu_model=model,
-        )
+        try:
+            created = self._create(
+                self.core.create_namespaced_pod,
+                ns,
+                pod,
+                doing=f"create pod {spec.name}",
+                gpu_model=model,
+            )
+        except DriverError as exc:
+            if _PER_CONTAINER_MAX in str(exc):
+                # The LimitRange's maximum (the quota) refused it before the
+                # quota could: the student reads the quota's message either way.
+                raise self._quota_refusal(spec, ns) from exc
+            raise
         if created is None:
             found = self._get(self.core.read_namespaced_pod, spec.name, ns, doing="read pod")
             if found is None or _labels(found).get(LABEL_OWNER) != spec.name:

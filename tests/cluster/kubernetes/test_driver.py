@@ -143,12 +143,25 @@ def test_a_stop_waits_until_the_pod_is_gone(k8s_driver, space):
 
 
 def test_the_api_servers_quota_refusal_is_quota_exceeded(k8s_driver, space):
+    k8s_driver.start_workload(spec("job-room", resources=Resources(1500, 1024)))
+
+    with pytest.raises(QuotaExceeded) as refused:
+        k8s_driver.start_workload(spec("job-over", resources=Resources(1000, 1024)))
+
+    # the numbers of the API server's own message
+    assert refused.value.requested.cpu_millicores == 1000
+    assert refused.value.used.cpu_millicores == 1500
+    assert refused.value.limit.cpu_millicores == 2000
+    assert "exceeded quota" in str(refused.value)
+    assert k8s_driver.workload_status(name="job-over").phase == Phase.MISSING
+
+
+def test_a_pod_over_the_limit_ranges_maximum_is_quota_exceeded_too(k8s_driver, space):
     with pytest.raises(QuotaExceeded) as refused:
         k8s_driver.start_workload(spec("job-big", resources=Resources(3000, 1024)))
 
-    assert refused.value.requested.cpu_millicores == 3000
-    assert refused.value.limit.cpu_millicores == 2000
-    assert "exceeded quota" in str(refused.value)
+    assert refused.value.requested == Resources(3000, 1024)
+    assert refused.value.limit == Resources(2000, 4096)
     assert k8s_driver.workload_status(name="job-big").phase == Phase.MISSING
 
 
