@@ -407,6 +407,8 @@ def workload_pod(cfg: Config, spec: WorkloadSpec) -> dict:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "restartPolicy": "Never",
+        # The runtime's default seccomp filter (baseline allows none at all).
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
     }
@@ -436,6 +438,10 @@ def workload_pod(cfg: Config, spec: WorkloadSpec) -> dict:
         ]
     if model:
         pod_spec["nodeSelector"] = node_selector(cfg, model)
+        # GPU nodes are usually tainted so that nothing else lands there.
+        pod_spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
     if spec.group is not None:
         pod_spec["hostname"] = f"{spec.group.group}-{spec.group.index}"
         pod_spec["subdomain"] = spec.group.group
@@ -483,6 +489,7 @@ def files_pod(cfg: Config, user_id: int) -> dict:
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             # Ended (evicted, OOM): the driver deletes it and makes a new one.
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 2,

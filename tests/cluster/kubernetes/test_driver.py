@@ -321,3 +321,33 @@ def test_usage_is_measured_with_du_where_the_kubelets_stats_are_forbidden(
     monkeypatch.setattr(k8s_driver, "_summary", forbidden)
 
     assert k8s_driver.storage_usage_bytes(user_id=5) >= 300000
+
+
+def test_a_port_in_the_pod_is_reached_through_port_forward(k8s_driver, space):
+    server = (
+        "import socket; s = socket.socket(); "
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind(('127.0.0.1', 18765)); s.listen(); c, _ = s.accept(); "
+        "c.sendall(b'hello ' + c.recv(100)); c.close()"
+    )
+    k8s_driver.start_workload(spec("ws-port", kind="workshop", command=["python3", "-c", server]))
+    wait_for(k8s_driver, "ws-port", {Phase.RUNNING})
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            stream = k8s_driver.connect_port(name="ws-port", port=18765)
+            stream.write(b"port")
+            got = b""
+            while chunk := stream.read():
+                got += chunk
+            break
+        except DriverError as exc:  # the server not listening yet
+            assert exc.code == "connection_refused" and time.monotonic() < deadline
+            time.sleep(0.1)
+    stream.close()
+    assert got == b"hello port"
+
+    with pytest.raises(DriverError) as refused:
+        k8s_driver.connect_port(name="ws-none", port=18765)
+    assert refused.value.code == "not_running"

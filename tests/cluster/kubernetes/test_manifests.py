@@ -138,6 +138,10 @@ def test_a_gpu_pod_asks_for_its_cards_on_its_models_nodes_with_no_token():
     assert pod_spec["enableServiceLinks"] is False
     assert pod_spec["restartPolicy"] == "Never"
     assert pod_spec["nodeSelector"] == {"aladdin.io/gpu-model": "80g"}
+    assert pod_spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod_spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert main["name"] == "main"
     assert main["image"] == "registry.example.edu/aladdin/torch:2.5.1-cu124"
     amounts = {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
