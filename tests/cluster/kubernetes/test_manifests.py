@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -14,6 +16,7 @@ from aladdin.cluster.base import DriverError, Resources, WorkerGroup, WorkloadSp
 from aladdin.cluster.kubernetes import manifests
 from aladdin.cluster.kubernetes.manifests import Config
 
+ROOT = Path(__file__).resolve().parents[3]
 CFG = Config(storage_class="fast-expandable", tools_image="registry.example.edu/aladdin/portal:1")
 
 
@@ -256,3 +259,40 @@ def test_the_entrypoint_forwards_sigterm_to_the_process(tmp_path):
     script = "trap 'echo stopping; exit 7' TERM; echo up; while :; do sleep 0.1; done"
     code, out, kept = entrypoint(tmp_path, ["sh", "-c", script], signal_after=0.5)
     assert (code, out, kept) == (7, b"up\nstopping\n", b"up\nstopping\n")
+
+
+# --- the settings ------------------------------------------------------------------
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY"}}
+    base.update({"DEBUG": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-c", "import aladdin.settings as s; print(s.LOCAL_DISK_RESERVE_MIB)"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ALADDIN_KUBERNETES_GPU_NODE_LABELS": "{80g"}, "GPU_NODE_LABELS is not JSON"),
+        ({"ALADDIN_KUBERNETES_GPU_NODE_LABELS": '{"80g": 1}'}, "must map each card model"),
+        ({"ALADDIN_KUBERNETES_BLOCKED_CIDRS": "10.0.0.0/33"}, "BLOCKED_CIDRS"),
+        ({"ALADDIN_KUBERNETES_DNS_SELECTOR": '{"namespace": "x"}'}, "DNS_SELECTOR must be"),
+    ],
+)
+def test_bad_kubernetes_settings_fail_at_start_with_the_variable_named(env, message):
+    result = load_settings(**env)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_the_disk_guard_is_off_by_default_on_kubernetes_only():
+    assert load_settings(CLUSTER_DRIVER="kubernetes").stdout.strip() == "0"
+    assert load_settings(CLUSTER_DRIVER="local").stdout.strip() == "10240"
+    kept = load_settings(CLUSTER_DRIVER="kubernetes", ALADDIN_LOCAL_DISK_RESERVE_MIB="512")
+    assert kept.stdout.strip() == "512"
