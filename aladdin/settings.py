@@ -677,6 +677,17 @@ KUBERNETES_PORTAL_NAMESPACE = env.str("ALADDIN_KUBERNETES_PORTAL_NAMESPACE", def
 # The users' /root PVCs' storage class ("" = the cluster's default); it must
 # allow volume expansion, since a PVC grows with the storage allowance.
 KUBERNETES_STORAGE_CLASS = env.str("ALADDIN_KUBERNETES_STORAGE_CLASS", default="")
+# A user's pods run on several nodes at once (GPU nodes of two models, a
+# task's workers) and all mount /root: ReadWriteMany (CephFS, NFS...).
+# ReadWriteOnce only where every pod runs on one node.
+KUBERNETES_VOLUME_ACCESS_MODE = env.str(
+    "ALADDIN_KUBERNETES_VOLUME_ACCESS_MODE", default="ReadWriteMany"
+)
+if KUBERNETES_VOLUME_ACCESS_MODE not in {"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"}:
+    raise ImproperlyConfigured(
+        "ALADDIN_KUBERNETES_VOLUME_ACCESS_MODE must be ReadWriteMany, ReadWriteOnce or "
+        f"ReadWriteOncePod, got {KUBERNETES_VOLUME_ACCESS_MODE!r}"
+    )
 # Where the catalog's container images are: "torch:2.5.1-cu124" runs as
 # <registry>/torch:2.5.1-cu124 (the operator builds them from the recipes).
 KUBERNETES_IMAGE_REGISTRY = env.str(

@@ -730,7 +730,10 @@ class KubernetesDriver(ClusterDriver):
             spec.resources.memory_mib * workers,
             {model: cards * workers} if cards else {},
         )
-        raise QuotaExceeded(requested, _quota_resources(used, model), _quota_resources(hard, model))
+        raise self._as_student_sees(
+            QuotaExceeded(requested, _quota_resources(used, model), _quota_resources(hard, model)),
+            ns,
+        )
 
     def _quota_refusal(self, spec: WorkloadSpec, ns: str) -> QuotaExceeded:
         """``spec`` refused for the quota, with the quota's numbers now."""
@@ -738,12 +741,41 @@ class KubernetesDriver(ClusterDriver):
             self.core.read_namespaced_resource_quota, manifests.QUOTA, ns, doing="read quota"
         )
         status = (quota or {}).get("status") or {}
-        return QuotaExceeded(
+        refusal = QuotaExceeded(
             spec.resources,
             _quota_resources(status.get("used") or {}, ""),
             _quota_resources(
                 status.get("hard") or (quota or {}).get("spec", {}).get("hard") or {}, ""
             ),
+        )
+        return self._as_student_sees(refusal, ns)
+
+    def _as_student_sees(self, refusal: QuotaExceeded, ns: str) -> QuotaExceeded:
+        """The plan's numbers: the files pod's share taken out of the limit and the use.
+
+        The quota holds the files pod's share on top of the plan
+        (:func:`.manifests.resource_quota`); the student's plan does not.
+        """
+        share = manifests.FILES_RESOURCES
+        files = self._get(
+            self.core.read_namespaced_pod, manifests.FILES_POD, ns, doing="read the files pod"
+        )
+        counted = files is not None and (files.get("status") or {}).get("phase") not in ENDED_PHASES
+
+        def less(amount: Resources, minus: bool) -> Resources:
+            # A resource the message does not name (0) has nothing to take out.
+            cpu, memory = amount.cpu_millicores, amount.memory_mib
+            if minus and cpu:
+                cpu = max(cpu - share.cpu_millicores, 0)
+            if minus and memory:
+                memory = max(memory - share.memory_mib, 0)
+            return Resources(cpu, memory, dict(amount.gpus))
+
+        return QuotaExceeded(
+            refusal.requested,
+            less(refusal.used, counted),
+            less(refusal.limit, True),
+            refusal.advice,
         )
 
     # --- workloads --------------------------------------------------------------
@@ -791,6 +823,8 @@ class KubernetesDriver(ClusterDriver):
                 doing=f"create pod {spec.name}",
                 gpu_model=model,
             )
+        except QuotaExceeded as exc:
+            raise self._as_student_sees(exc, ns) from exc
         except DriverError as exc:
             if _PER_CONTAINER_MAX in str(exc):
                 # The LimitRange's maximum (the quota) refused it before the

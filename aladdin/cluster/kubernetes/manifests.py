@@ -132,6 +132,9 @@ class Config:
     namespace_prefix: str = "u-"
     portal_namespace: str = "aladdin"
     storage_class: str = ""
+    # ReadWriteMany: a user's pods (a workshop, jobs on GPU nodes of two
+    # models, the workers of a task) mount one /root from several nodes.
+    volume_access_mode: str = "ReadWriteMany"
     image_registry: str = "registry.example.edu/aladdin"
     gpu_node_labels: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
@@ -166,6 +169,7 @@ class Config:
             "namespace_prefix": settings.KUBERNETES_NAMESPACE_PREFIX,
             "portal_namespace": settings.KUBERNETES_PORTAL_NAMESPACE,
             "storage_class": settings.KUBERNETES_STORAGE_CLASS,
+            "volume_access_mode": settings.KUBERNETES_VOLUME_ACCESS_MODE,
             "image_registry": settings.KUBERNETES_IMAGE_REGISTRY,
             "gpu_node_labels": dict(settings.KUBERNETES_GPU_NODE_LABELS),
             "files_image": settings.KUBERNETES_FILES_IMAGE,
@@ -218,15 +222,18 @@ def gpu_count(resources: Resources) -> int:
 
 
 def resource_quota(cfg: Config, user_id: int, quota: Resources) -> dict:
-    """The plan's quota. Cards are counted only when the plan counts them (``quota.gpus``).
+    """The plan's quota, plus the files pod's share. Cards only when the plan counts them.
 
+    The files pod (SFTP, kept logs) is the platform's, not a workload of the
+    student's: its share is added so that a plan of 2 CPU still runs a 2 CPU
+    workshop beside it (the driver takes it out of a refusal's numbers).
     The portal's own admission weighs 40G against 80G cards, which a
     ResourceQuota cannot; an empty ``gpus`` leaves the card count to it (0
     would forbid every GPU pod).
     """
     hard = {
-        "limits.cpu": quantity.cpu(quota.cpu_millicores),
-        "limits.memory": quantity.memory(quota.memory_mib),
+        "limits.cpu": quantity.cpu(quota.cpu_millicores + FILES_RESOURCES.cpu_millicores),
+        "limits.memory": quantity.memory(quota.memory_mib + FILES_RESOURCES.memory_mib),
     }
     if quota.gpus:
         hard[f"requests.{GPU_RESOURCE}"] = str(gpu_count(quota))
@@ -316,7 +323,7 @@ def network_policy(cfg: Config, user_id: int) -> dict:
 
 def home_pvc(cfg: Config, user_id: int, storage_gib: int) -> dict:
     spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": [cfg.volume_access_mode],
         "resources": {"requests": {"storage": f"{max(int(storage_gib), 1)}Gi"}},
     }
     if cfg.storage_class:

@@ -70,7 +70,7 @@ def test_the_user_space_holds_what_the_manifests_say(k8s_driver, space):
     quota = core.read_namespaced_resource_quota("compute", ns)
 
     assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "baseline"
-    assert quota.spec.hard == {"limits.cpu": "2", "limits.memory": "4Gi"}
+    assert quota.spec.hard == {"limits.cpu": "2250m", "limits.memory": "4352Mi"}
     assert core.read_namespaced_limit_range("defaults", ns).spec.limits[0].max == {
         "cpu": "2",
         "memory": "4Gi",
@@ -93,7 +93,7 @@ def test_the_volume_grows_with_the_allowance_and_never_shrinks(k8s_driver, space
 def test_a_changed_plan_updates_the_quota(k8s_driver, space):
     k8s_driver.ensure_user_space(user_id=5, storage_gib=1, quota=Resources(20_000, 40960))
     quota = k8s_driver.core.read_namespaced_resource_quota("compute", "u-5")
-    assert quota.spec.hard == {"limits.cpu": "20", "limits.memory": "40Gi"}
+    assert quota.spec.hard == {"limits.cpu": "20250m", "limits.memory": "41216Mi"}
 
 
 def test_a_create_answered_409_finds_our_own_pod(k8s_driver, space):
@@ -154,6 +154,18 @@ def test_the_api_servers_quota_refusal_is_quota_exceeded(k8s_driver, space):
     assert refused.value.limit.cpu_millicores == 2000
     assert "exceeded quota" in str(refused.value)
     assert k8s_driver.workload_status(name="job-over").phase == Phase.MISSING
+
+
+def test_the_files_pod_leaves_the_whole_plan_to_the_student(k8s_driver, space):
+    k8s_driver.storage_usage_bytes(user_id=5)  # starts the files pod
+    k8s_driver.start_workload(spec("ws-full", kind="workshop", resources=Resources(2000, 4096)))
+
+    with pytest.raises(QuotaExceeded) as refused:
+        k8s_driver.start_workload(spec("job-more", resources=Resources(500, 512)))
+
+    # the plan's numbers, as the portal's own check would say them
+    assert refused.value.used == Resources(2000, 4096)
+    assert refused.value.limit == Resources(2000, 4096)
 
 
 def test_a_pod_over_the_limit_ranges_maximum_is_quota_exceeded_too(k8s_driver, space):

@@ -69,13 +69,14 @@ def test_the_quota_is_the_plans_limits_and_card_count():
     plan = manifests.resource_quota(CFG, 7, Resources(20_000, 242 * 1024, {"80g": 1, "40g": 2}))
     free = manifests.resource_quota(CFG, 7, Resources(2000, 4096))
 
+    # the plan, and the files pod's share (250m, 256Mi) on top
     assert plan["spec"]["hard"] == {
-        "limits.cpu": "20",
-        "limits.memory": "242Gi",
+        "limits.cpu": "20250m",
+        "limits.memory": f"{242 * 1024 + 256}Mi",
         "requests.nvidia.com/gpu": "3",
     }
     # no card count from the plan: the portal's admission counts cards, not the quota
-    assert free["spec"]["hard"] == {"limits.cpu": "2", "limits.memory": "4Gi"}
+    assert free["spec"]["hard"] == {"limits.cpu": "2250m", "limits.memory": "4352Mi"}
 
 
 def test_the_limit_range_gives_defaults_and_a_maximum_per_container():
@@ -121,6 +122,7 @@ def test_the_home_claim_is_the_allowance_in_the_storage_class():
     assert pvc["metadata"]["name"] == "home"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert pvc["spec"]["storageClassName"] == "fast-expandable"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert "storageClassName" not in manifests.home_pvc(Config(), 7, 50)["spec"]
 
 
