@@ -796,6 +796,8 @@ class KubernetesDriver(ClusterDriver):
             )
         existing = self._find_pod(spec.name)
         if existing is not None:
+            # A retry after a start that died before its Service was made makes it now.
+            self._ensure_group_service(spec, existing)
             return pod_status(existing)
         cfg, ns = self.config, self._namespace(spec.user_id)
         pod = manifests.workload_pod(cfg, spec)  # refuses a spec it cannot run
@@ -840,21 +842,24 @@ class KubernetesDriver(ClusterDriver):
                     code="invalid",
                 )
             created = found
-        if group is not None and group.index == 0:
-            service = manifests.group_service(cfg, spec.user_id, group)
-            # Owned by worker 0's pod: the cluster deletes it with the pod.
-            service["metadata"]["ownerReferences"] = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": spec.name,
-                    "uid": created["metadata"]["uid"],
-                }
-            ]
-            self._create(
-                self.core.create_namespaced_service, ns, service, doing=f"create {group.group}"
-            )
+        self._ensure_group_service(spec, created)
         return pod_status(created)
+
+    def _ensure_group_service(self, spec: WorkloadSpec, pod: dict) -> None:
+        """Worker 0's headless Service, owned by its pod (409: there already)."""
+        group = spec.group
+        if group is None or group.index != 0:
+            return
+        meta = pod["metadata"]
+        service = manifests.group_service(
+            self.config, spec.user_id, group, owner_uid=meta.get("uid", "")
+        )
+        self._create(
+            self.core.create_namespaced_service,
+            meta["namespace"],
+            service,
+            doing=f"create the service of {group.group}",
+        )
 
     def _wait_gone(self, ns: str, name: str, seconds: float) -> dict | None:
         """None once the pod is gone; the pod as it still is after ``seconds``."""

@@ -460,16 +460,24 @@ def workload_pod(cfg: Config, spec: WorkloadSpec) -> dict:
     }
 
 
-def group_service(cfg: Config, user_id: int, group: WorkerGroup) -> dict:
-    """The headless Service that gives worker pods their DNS names (``<group>-0.<group>``)."""
+def group_service(cfg: Config, user_id: int, group: WorkerGroup, owner_uid: str = "") -> dict:
+    """The headless Service that gives worker pods their DNS names (``<group>-0.<group>``).
+
+    ``owner_uid``: worker 0's pod, which owns it (the cluster deletes it with the pod).
+    """
+    meta = _meta(
+        group.group,
+        cfg.namespace(user_id),
+        {LABEL_USER: str(int(user_id)), LABEL_GROUP: group.group},
+    )
+    if owner_uid:
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": f"{group.group}-0", "uid": owner_uid}
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(
-            group.group,
-            cfg.namespace(user_id),
-            {LABEL_USER: str(int(user_id)), LABEL_GROUP: group.group},
-        ),
+        "metadata": meta,
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -586,7 +594,7 @@ def examples(cfg: Config | None = None) -> list[dict]:
         workload_pod(cfg, workshop),
         workload_pod(cfg, gpu_job),
         workload_pod(cfg, task_worker),
-        group_service(cfg, 7, group),
+        group_service(cfg, 7, group, owner_uid="9b2f6c1e-3d4a-4f7b-8e21-5c6d7e8f9a0b"),
         files_pod(cfg, 7),
         log_record(cfg, 7, "job-2"),
     ]

@@ -203,6 +203,11 @@ def test_worker_0_makes_the_groups_headless_service(k8s_driver, space):
     assert service.metadata.owner_references[0].name == "job-61-0"
     assert k8s_driver.group_address(group="job-61") == "job-61-0.job-61"
 
+    # a start that died before it made the Service: the retry makes it
+    k8s_driver.core.delete_namespaced_service("job-61", "u-5")
+    k8s_driver.start_workload(spec("job-61-0", group=group))
+    assert k8s_driver.core.read_namespaced_service("job-61", "u-5").spec.cluster_ip == "None"
+
 
 def test_no_capacity_counts_our_pending_pods_of_the_model(k8s_driver, space):
     gpu = Resources(500, 512, {"40g": 2})
