@@ -275,6 +275,14 @@ def test_exec_over_v5_closes_stdin(cluster, ns):
     assert got[1].strip() == b"5"
     assert json.loads(got[3]) == {"metadata": {}, "status": "Success"}
 
+    # As the API server: the client's first choice that it speaks.
+    ws = websocket.create_connection(
+        f"ws{server.url[4:]}/api/v1/namespaces/{ns}/pods/v5/exec?command=true&stdout=true",
+        subprotocols=["v4.channel.k8s.io", "v5.channel.k8s.io"],
+    )
+    assert ws.getsubprotocol() == "v4.channel.k8s.io"
+    ws.close()
+
 
 def test_a_tty_exec_echoes_and_takes_resizes(cluster, ns):
     server, api = cluster
