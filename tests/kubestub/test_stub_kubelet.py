@@ -568,3 +568,21 @@ def test_a_tainted_node_takes_only_pods_that_tolerate_it():
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
     assert _untolerated(pod, node) is None
+
+
+def test_init_containers_run_first_in_the_same_volumes(cluster, ns):
+    server, api = cluster
+    body = pod_manifest("with-init", ["cat", "/tools/marker"])
+    body["spec"]["volumes"].append({"name": "tools", "emptyDir": {}})
+    body["spec"]["containers"][0]["volumeMounts"].append({"name": "tools", "mountPath": "/tools"})
+    body["spec"]["initContainers"] = [
+        {
+            "name": "copy",
+            "image": "registry.example/tools:1",
+            "command": ["sh", "-c", "echo copied > /tools/marker"],
+            "volumeMounts": [{"name": "tools", "mountPath": "/tools"}],
+        }
+    ]
+    api.create_namespaced_pod(ns, body)
+    wait_phase(api, ns, "with-init", "Succeeded")
+    assert api.read_namespaced_pod_log("with-init", ns) == "copied\n"
