@@ -586,3 +586,13 @@ def test_init_containers_run_first_in_the_same_volumes(cluster, ns):
     api.create_namespaced_pod(ns, body)
     wait_phase(api, ns, "with-init", "Succeeded")
     assert api.read_namespaced_pod_log("with-init", ns) == "copied\n"
+
+
+def test_without_bubblewrap_a_pod_fails_and_says_why(cluster, ns, monkeypatch):
+    from tests.kubestub import kubelet as kubelet_module
+
+    server, api = cluster
+    monkeypatch.setattr(kubelet_module, "BWRAP", None)
+    api.create_namespaced_pod(ns, sleeper("no-bwrap"))
+    pod = wait_phase(api, ns, "no-bwrap", "Failed")
+    assert "bubblewrap (bwrap) is not installed" in pod.status.message
