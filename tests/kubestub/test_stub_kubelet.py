@@ -235,6 +235,11 @@ def test_exec_over_v4_separates_stdout_stderr_and_reports_the_exit_code(cluster,
         "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
     }
 
+    got = _raw_exec(server, ns, "shell", ["no-such-tool"], [], ["v5.channel.k8s.io"])
+    status = json.loads(got[3])
+    assert (status["status"], status["reason"], status["code"]) == ("Failure", "InternalError", 500)
+    assert 'exec: "no-such-tool": executable file not found in $PATH' in status["message"]
+
     out = stream(
         api.connect_get_namespaced_pod_exec,
         "shell",
@@ -544,6 +549,12 @@ def test_a_pod_without_a_command_fails_to_start_unless_its_image_has_an_entrypoi
     term = pod.status.container_statuses[0].state.terminated
     assert (term.exit_code, term.reason) == (128, "StartError")
     assert "has no command" in term.message
+
+    api.create_namespaced_pod(ns, pod_manifest("typo", ["/usr/bin/no-such-tool"]))
+    pod = wait_phase(api, ns, "typo", "Failed")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (128, "StartError")
+    assert 'exec: "/usr/bin/no-such-tool": stat /usr/bin/no-such-tool' in term.message
 
     server.kubelet.entrypoints["registry.example/echo:1"] = ["echo"]
     body = pod_manifest("entry", None)
