@@ -435,7 +435,8 @@ class Kubelet:
         # --die-with-parent ties bwrap to the thread that forked it.
         try:
             if not scheduled and not self._schedule(rt):
-                if self.store.get("pods", rt.namespace, rt.name) is None:
+                current = self.store.get("pods", rt.namespace, rt.name)
+                if current is None or current["metadata"].get("uid") != rt.uid:
                     with self._lock:
                         self._pods.pop(rt.uid, None)
                     return
