@@ -195,24 +195,28 @@ class _Channels:
                 self._cond.wait()
             if self._ended or self._closed:
                 return
+            was_empty = not self._items
             self._items.append(item)
             self._buffered += size
             self._cond.notify_all()
-            self._queued()
+            if was_empty:
+                self._arrived()
 
     def _end(self, error: DriverError | None = None) -> None:
         with self._cond:
             if self._ended:
                 return
+            was_empty = not self._items
             if error is not None:
                 self._items.append(error)
             self._items.append(_END)
             self._ended = True
             self._cond.notify_all()
-            self._queued()
+            if was_empty:
+                self._arrived()
 
-    def _queued(self) -> None:
-        """Under the lock, after an item was queued (see KubeExecSession.output_fd)."""
+    def _arrived(self) -> None:
+        """Under the lock: the queue was empty and is not (see KubeExecSession.output_fd)."""
 
     def _take(self, timeout: float | None) -> Any:
         """The next item, waiting up to ``timeout``; ``_END`` stays for every later call."""
@@ -351,8 +355,8 @@ class KubeExecSession(_Channels, ExecSession):
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake[1], b"!")
 
-    def _queued(self) -> None:
-        if self._wake is not None and len(self._items) == 1:
+    def _arrived(self) -> None:
+        if self._wake is not None:
             self._signal()
 
     def read_available(self, limit: int) -> list[tuple[int, bytes | memoryview]]:
@@ -519,7 +523,7 @@ class KubePortStream(_Channels, PortStream):
                     break
                 self._cond.wait(left)
             deadline = time.monotonic() + REFUSAL_WAIT
-            while not self._ended:
+            while not self._ended and not self._items:  # the pod spoke: it listens
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
