@@ -1164,12 +1164,13 @@ class Kubelet:
         if not wsproto.is_upgrade(handler):
             send_status(handler, 400, "BadRequest", "Upgrade request required")
             return
+        # As the API server's handshake: the client's first choice it speaks.
         offered = wsproto.offered_protocols(handler)
         proto = next(
             (
                 p
-                for p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
-                if p in offered
+                for p in offered
+                if p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
             ),
             None,
         )
@@ -1217,8 +1218,8 @@ class Kubelet:
         proto = next(
             (
                 p
-                for p in ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
-                if p in offered
+                for p in offered
+                if p in ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
             ),
             offered[0] if offered else None,
         )
