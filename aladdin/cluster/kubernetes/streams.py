@@ -389,11 +389,29 @@ class KubeExecSession(_Channels, ExecSession):
         return out
 
     # --- writing ---------------------------------------------------------------
+    def _input(self, channel: int, payload: bytes) -> None:
+        """Send to the command, unless it already exited: then the bytes have nowhere to go.
+
+        A fast command may end (and the server close the websocket) before
+        its caller wrote or closed its stdin: as locally, that is no error.
+        """
+        if self.exit_code is not None and not self._closed:
+            return
+        try:
+            self._send(channel, payload, "session")
+        except DriverError:
+            if self._closed:
+                raise
+            # The send may have lost the race with the status on its way in.
+            self._thread.join(1)
+            if self.exit_code is None:
+                raise
+
     def write(self, data: bytes) -> None:
         if self._stdin_closed:
             raise DriverError("the command's stdin is closed", permanent=True)
         if data:
-            self._send(STDIN, bytes(data), "session")
+            self._input(STDIN, bytes(data))
 
     def close_stdin(self) -> None:
         if self.protocol != PROTOCOL_V5:
@@ -405,14 +423,14 @@ class KubeExecSession(_Channels, ExecSession):
             )
         if self._stdin_closed:
             return
-        self._send(CLOSE, bytes([STDIN]), "session")
+        self._input(CLOSE, bytes([STDIN]))
         self._stdin_closed = True
 
     def resize(self, *, rows: int, cols: int) -> None:
         if not self.tty:
             return
         size = json.dumps({"Width": int(cols), "Height": int(rows)}).encode()
-        self._send(RESIZE, size, "session")
+        self._input(RESIZE, size)
 
     def close(self) -> None:
         if self._hang_up():

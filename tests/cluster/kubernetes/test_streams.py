@@ -787,3 +787,57 @@ def test_one_thread_writes_while_another_reads(server):
     session.close()
     assert (len(received), session.exit_code) == (total, 0)
     assert received[: len(chunk) * 2] == chunk * 2
+
+
+def test_output_nobody_reads_stays_bounded_and_close_still_ends_it(server):
+    session = streams.exec_session(
+        server.api_client(), namespace=NS, pod="web", container="main", argv=["yes"]
+    )
+    deadline = time.monotonic() + 10
+    while session._buffered < streams.MAX_BUFFERED:
+        assert time.monotonic() < deadline, session._buffered
+        time.sleep(0.05)
+    first = session._buffered
+    time.sleep(0.3)  # yes writes far more than the buffer in that time
+    assert streams.MAX_BUFFERED <= first == session._buffered <= streams.MAX_BUFFERED + 65536
+    assert session.ready()
+    session.close()  # the reader thread, waiting for room, ends too
+    session._thread.join(5)
+    assert not session._thread.is_alive()
+
+
+def test_the_descriptor_stays_readable_while_output_is_left_over_the_limit(server):
+    session = streams.exec_session(
+        server.api_client(),
+        namespace=NS,
+        pod="web",
+        container="main",
+        argv=["sh", "-c", "head -c 300000 /dev/zero"],
+    )
+    fd = session.output_fd()
+    got, ended = 0, False
+    deadline = time.monotonic() + 10
+    while not ended:
+        assert time.monotonic() < deadline
+        assert select.select([fd], [], [], 5)[0]
+        items = session.read_available(1000)  # less than one message
+        assert items
+        for stream, data in items:
+            ended = ended or not stream
+            got += len(data)
+    assert (got, session.exit_code) == (300000, 0)
+    session.close()
+
+
+def test_stdin_of_a_command_that_already_exited_goes_nowhere_without_error(server):
+    session = streams.exec_session(
+        server.api_client(), namespace=NS, pod="web", container="main", argv=["true"]
+    )
+    assert session.read(timeout=10) == (0, b"")  # exited; the server closed the websocket
+    session.write(b"too late\n")
+    session.close_stdin()
+    session.resize(rows=10, cols=10)
+    assert session.exit_code == 0
+    session.close()
+    with pytest.raises(DriverError):
+        session.write(b"after close")
