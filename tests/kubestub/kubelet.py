@@ -435,7 +435,8 @@ class Kubelet:
         # --die-with-parent ties bwrap to the thread that forked it.
         try:
             if not scheduled and not self._schedule(rt):
-                if self.store.get("pods", rt.namespace, rt.name) is None:
+                current = self.store.get("pods", rt.namespace, rt.name)
+                if current is None or current["metadata"].get("uid") != rt.uid:
                     with self._lock:
                         self._pods.pop(rt.uid, None)
                     return
@@ -526,6 +527,16 @@ class Kubelet:
             self._fail_start(rt, pod, str(exc))
             return
         self._write_hosts(rt.namespace)
+        missing = self._not_found(rt.sandbox, main, argv[0])
+        if missing:
+            self._fail_start(
+                rt,
+                pod,
+                "failed to create containerd task: failed to create shim task: OCI runtime "
+                "create failed: runc create failed: unable to start container process: "
+                f"error during container init: {missing}: unknown",
+            )
+            return
         with rt.lock:
             if rt.deleting:
                 rt.state = "done"
@@ -835,6 +846,21 @@ class Kubelet:
                 "commands on the host and cannot run an image's entrypoint"
             )
         return [_expand(a, env) for a in argv]
+
+    def _not_found(self, sandbox: dict, container: dict, argv0: str) -> str | None:
+        """runc's complaint when ``argv0`` is no executable in the sandbox, else None."""
+        check = subprocess.run(
+            self._bwrap(sandbox, container) + ["/bin/sh", "-c", 'command -v "$0"', argv0],
+            env=self._env(sandbox, container),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if check.returncode == 0:
+            return None
+        if "/" in argv0:
+            return f'exec: "{argv0}": stat {argv0}: no such file or directory'
+        return f'exec: "{argv0}": executable file not found in $PATH'
 
     def _bwrap(self, sandbox: dict, container: dict, workdir: str | None = None) -> list[str]:
         args = [BWRAP, *_host_root_args()]
@@ -1164,12 +1190,13 @@ class Kubelet:
         if not wsproto.is_upgrade(handler):
             send_status(handler, 400, "BadRequest", "Upgrade request required")
             return
+        # As the API server's handshake: the client's first choice it speaks.
         offered = wsproto.offered_protocols(handler)
         proto = next(
             (
                 p
-                for p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
-                if p in offered
+                for p in offered
+                if p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
             ),
             None,
         )
@@ -1217,8 +1244,8 @@ class Kubelet:
         proto = next(
             (
                 p
-                for p in ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
-                if p in offered
+                for p in offered
+                if p in ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
             ),
             offered[0] if offered else None,
         )
@@ -1501,6 +1528,15 @@ class _Exec:
         if self.tty:
             env.setdefault("TERM", "xterm")
         argv = k._bwrap(sandbox, main) + list(self.command)
+        missing = k._not_found(sandbox, main, self.command[0])
+        if missing:
+            # What the kubelet says when the runtime cannot start the command.
+            self._finish_error(
+                "error executing command in container: failed to exec in container: failed "
+                f'to start exec "{uuid.uuid4().hex}": OCI runtime exec failed: exec failed: '
+                f"unable to start container process: {missing}: unknown"
+            )
+            return
         readers = []
         try:
             if self.tty:
@@ -1580,11 +1616,15 @@ class _Exec:
         status = {
             "metadata": {},
             "status": "Failure",
-            "message": message,
+            "message": f"Internal error occurred: {message}",
             "reason": "InternalError",
+            "details": {"causes": [{"message": message}]},
+            "code": 500,
         }
-        self._send(3, json.dumps(status).encode())
+        self._send(3, json.dumps(status).encode() if self.status_json else message.encode())
         self.ws.close()
+        with contextlib.suppress(OSError):
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
 
     def _close_fds(self) -> None:
         fd, self.stdin_fd = self.stdin_fd, None

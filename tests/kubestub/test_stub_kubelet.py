@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 import websocket
@@ -224,8 +225,20 @@ def test_exec_over_v4_separates_stdout_stderr_and_reports_the_exit_code(cluster,
     assert resp.read_stderr() == "oops\n"
     assert resp.returncode == 3
     resp.close()
-    status = json.loads(resp.read_channel(3) or "{}") or None
-    assert status is None  # returncode consumed it
+    got = _raw_exec(server, ns, "shell", ["sh", "-c", "exit 3"], [], ["v4.channel.k8s.io"])
+    assert json.loads(got[3]) == {
+        "metadata": {},
+        "status": "Failure",
+        "message": "command terminated with non-zero exit code: error executing command "
+        "[sh -c exit 3], exit code 3",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
+    }
+
+    got = _raw_exec(server, ns, "shell", ["no-such-tool"], [], ["v5.channel.k8s.io"])
+    status = json.loads(got[3])
+    assert (status["status"], status["reason"], status["code"]) == ("Failure", "InternalError", 500)
+    assert 'exec: "no-such-tool": executable file not found in $PATH' in status["message"]
 
     out = stream(
         api.connect_get_namespaced_pod_exec,
@@ -243,14 +256,16 @@ def test_exec_over_v4_separates_stdout_stderr_and_reports_the_exit_code(cluster,
     assert re.fullmatch(r"\d+n", usage["cpu"]) and int(usage["memory"][:-2]) > 0
 
 
-def _v5_exec(server, ns, name, command, frames):
-    query = "&".join(f"command={c}" for c in command) + "&stdin=true&stdout=true&stderr=true"
+def _raw_exec(server, ns, name, command, frames, protocols):
+    """Every channel's bytes of one exec, over a websocket of our own."""
+    query = urlencode([("command", c) for c in command])
+    query += "&stdin=true&stdout=true&stderr=true"
     ws = websocket.create_connection(
         f"ws{server.url[4:]}/api/v1/namespaces/{ns}/pods/{name}/exec?{query}",
-        subprotocols=["v5.channel.k8s.io", "v4.channel.k8s.io"],
+        subprotocols=protocols,
         timeout=10,
     )
-    assert ws.getsubprotocol() == "v5.channel.k8s.io"
+    assert ws.getsubprotocol() == protocols[0]
     for f in frames:
         ws.send_binary(f)
     got: dict[int, bytes] = {}
@@ -271,9 +286,20 @@ def test_exec_over_v5_closes_stdin(cluster, ns):
     server, api = cluster
     api.create_namespaced_pod(ns, sleeper("v5"))
     wait_phase(api, ns, "v5", "Running")
-    got = _v5_exec(server, ns, "v5", ["wc", "-c"], [b"\x00abc", b"\x00de", b"\xff\x00"])
+    frames = [b"\x00abc", b"\x00de", b"\xff\x00"]
+    got = _raw_exec(
+        server, ns, "v5", ["wc", "-c"], frames, ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+    )
     assert got[1].strip() == b"5"
     assert json.loads(got[3]) == {"metadata": {}, "status": "Success"}
+
+    # As the API server: the client's first choice that it speaks.
+    ws = websocket.create_connection(
+        f"ws{server.url[4:]}/api/v1/namespaces/{ns}/pods/v5/exec?command=true&stdout=true",
+        subprotocols=["v4.channel.k8s.io", "v5.channel.k8s.io"],
+    )
+    assert ws.getsubprotocol() == "v4.channel.k8s.io"
+    ws.close()
 
 
 def test_a_tty_exec_echoes_and_takes_resizes(cluster, ns):
@@ -328,7 +354,7 @@ def test_delete_with_grace_terms_then_kills_and_removes(cluster, ns):
     start = time.monotonic()
     api.delete_namespaced_pod("quick", ns, grace_period_seconds=0)
     wait_for(lambda: _absent(api, ns, "quick"), 3, "quick to go")
-    assert time.monotonic() - start < 1
+    assert time.monotonic() - start < 2  # no grace: SIGKILL at once
 
 
 def _absent(api, ns, name):
@@ -524,6 +550,12 @@ def test_a_pod_without_a_command_fails_to_start_unless_its_image_has_an_entrypoi
     assert (term.exit_code, term.reason) == (128, "StartError")
     assert "has no command" in term.message
 
+    api.create_namespaced_pod(ns, pod_manifest("typo", ["/usr/bin/no-such-tool"]))
+    pod = wait_phase(api, ns, "typo", "Failed")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (128, "StartError")
+    assert 'exec: "/usr/bin/no-such-tool": stat /usr/bin/no-such-tool' in term.message
+
     server.kubelet.entrypoints["registry.example/echo:1"] = ["echo"]
     body = pod_manifest("entry", None)
     container = body["spec"]["containers"][0]
@@ -547,3 +579,31 @@ def test_a_tainted_node_takes_only_pods_that_tolerate_it():
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
     assert _untolerated(pod, node) is None
+
+
+def test_init_containers_run_first_in_the_same_volumes(cluster, ns):
+    server, api = cluster
+    body = pod_manifest("with-init", ["cat", "/tools/marker"])
+    body["spec"]["volumes"].append({"name": "tools", "emptyDir": {}})
+    body["spec"]["containers"][0]["volumeMounts"].append({"name": "tools", "mountPath": "/tools"})
+    body["spec"]["initContainers"] = [
+        {
+            "name": "copy",
+            "image": "registry.example/tools:1",
+            "command": ["sh", "-c", "echo copied > /tools/marker"],
+            "volumeMounts": [{"name": "tools", "mountPath": "/tools"}],
+        }
+    ]
+    api.create_namespaced_pod(ns, body)
+    wait_phase(api, ns, "with-init", "Succeeded")
+    assert api.read_namespaced_pod_log("with-init", ns) == "copied\n"
+
+
+def test_without_bubblewrap_a_pod_fails_and_says_why(cluster, ns, monkeypatch):
+    from tests.kubestub import kubelet as kubelet_module
+
+    server, api = cluster
+    monkeypatch.setattr(kubelet_module, "BWRAP", None)
+    api.create_namespaced_pod(ns, sleeper("no-bwrap"))
+    pod = wait_phase(api, ns, "no-bwrap", "Failed")
+    assert "bubblewrap (bwrap) is not installed" in pod.status.message

@@ -195,24 +195,28 @@ class _Channels:
                 self._cond.wait()
             if self._ended or self._closed:
                 return
+            was_empty = not self._items
             self._items.append(item)
             self._buffered += size
             self._cond.notify_all()
-            self._queued()
+            if was_empty:
+                self._arrived()
 
     def _end(self, error: DriverError | None = None) -> None:
         with self._cond:
             if self._ended:
                 return
+            was_empty = not self._items
             if error is not None:
                 self._items.append(error)
             self._items.append(_END)
             self._ended = True
             self._cond.notify_all()
-            self._queued()
+            if was_empty:
+                self._arrived()
 
-    def _queued(self) -> None:
-        """Under the lock, after an item was queued (see KubeExecSession.output_fd)."""
+    def _arrived(self) -> None:
+        """Under the lock: the queue was empty and is not (see KubeExecSession.output_fd)."""
 
     def _take(self, timeout: float | None) -> Any:
         """The next item, waiting up to ``timeout``; ``_END`` stays for every later call."""
@@ -351,8 +355,8 @@ class KubeExecSession(_Channels, ExecSession):
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake[1], b"!")
 
-    def _queued(self) -> None:
-        if self._wake is not None and len(self._items) == 1:
+    def _arrived(self) -> None:
+        if self._wake is not None:
             self._signal()
 
     def read_available(self, limit: int) -> list[tuple[int, bytes | memoryview]]:
@@ -385,11 +389,29 @@ class KubeExecSession(_Channels, ExecSession):
         return out
 
     # --- writing ---------------------------------------------------------------
+    def _input(self, channel: int, payload: bytes) -> None:
+        """Send to the command, unless it already exited: then the bytes have nowhere to go.
+
+        A fast command may end (and the server close the websocket) before
+        its caller wrote or closed its stdin: as locally, that is no error.
+        """
+        if self.exit_code is not None and not self._closed:
+            return
+        try:
+            self._send(channel, payload, "session")
+        except DriverError:
+            if self._closed:
+                raise
+            # The send may have lost the race with the status on its way in.
+            self._thread.join(1)
+            if self.exit_code is None:
+                raise
+
     def write(self, data: bytes) -> None:
         if self._stdin_closed:
             raise DriverError("the command's stdin is closed", permanent=True)
         if data:
-            self._send(STDIN, bytes(data), "session")
+            self._input(STDIN, bytes(data))
 
     def close_stdin(self) -> None:
         if self.protocol != PROTOCOL_V5:
@@ -401,14 +423,14 @@ class KubeExecSession(_Channels, ExecSession):
             )
         if self._stdin_closed:
             return
-        self._send(CLOSE, bytes([STDIN]), "session")
+        self._input(CLOSE, bytes([STDIN]))
         self._stdin_closed = True
 
     def resize(self, *, rows: int, cols: int) -> None:
         if not self.tty:
             return
         size = json.dumps({"Width": int(cols), "Height": int(rows)}).encode()
-        self._send(RESIZE, size, "session")
+        self._input(RESIZE, size)
 
     def close(self) -> None:
         if self._hang_up():
@@ -519,7 +541,7 @@ class KubePortStream(_Channels, PortStream):
                     break
                 self._cond.wait(left)
             deadline = time.monotonic() + REFUSAL_WAIT
-            while not self._ended:
+            while not self._ended and not self._items:  # the pod spoke: it listens
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -607,3 +608,236 @@ def test_port_forward_refuses_a_bad_port_before_asking(server):
         streams.port_stream(server.api_client(), namespace=NS, pod="web", port=70000)
     assert refused.value.code == "invalid"
     assert server.requests == []
+
+
+# --- against the API-server stub and its kubelet (tests/kubestub) ----------------------
+
+STUB_PY = "/usr/bin/python3"  # the sandbox binds /root over this host's pyenv interpreter
+
+
+def stub_pod(name: str, command: list[str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.example/aladdin/python:3.11",
+                    "command": command,
+                    "volumeMounts": [{"name": "home", "mountPath": "/root"}],
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "home"}}],
+        },
+    }
+
+
+def wait_phase(api, namespace: str, name: str, phase: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while api.read_namespaced_pod(name, namespace).status.phase != phase:
+        assert time.monotonic() < deadline, f"{name} never reached {phase}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    """The stub with a running pod ``box``, an echo server ``web`` on ``port`` and an ended ``done``."""
+    if shutil.which("bwrap") is None or not os.path.exists(STUB_PY):
+        pytest.skip("the stub's kubelet needs bubblewrap and /usr/bin/python3")
+    from tests.kubestub.server import KubeStub
+
+    port = free_port()
+    echo = (
+        "import socket, threading\n"
+        f"s = socket.create_server(('127.0.0.1', {port}))\n"
+        "def one(c):\n"
+        "    while (d := c.recv(65536)): c.sendall(d.upper())\n"
+        "    c.close()\n"
+        "while True:\n"
+        "    c, _ = s.accept(); threading.Thread(target=one, args=(c,)).start()\n"
+    )
+    with KubeStub(root=tmp_path_factory.mktemp("kubestub")) as stub:
+        api_client = client.ApiClient(stub.configuration())
+        api = client.CoreV1Api(api_client)
+        api.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        api.create_namespaced_pod(NS, stub_pod("box", ["sleep", "300"]))
+        api.create_namespaced_pod(NS, stub_pod("web", [STUB_PY, "-c", echo]))
+        api.create_namespaced_pod(NS, stub_pod("done", ["true"]))
+        for name, phase in (("box", "Running"), ("web", "Running"), ("done", "Succeeded")):
+            wait_phase(api, NS, name, phase)
+        yield api_client, port
+        api_client.close()
+
+
+def test_stub_exec_gives_stdin_separate_stdout_and_stderr_and_exit_code_3(kube):
+    api_client, _ = kube
+    session = streams.exec_session(
+        api_client,
+        namespace=NS,
+        pod="box",
+        container="main",
+        argv=["sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3"],
+    )
+    try:
+        assert session.protocol == "v5.channel.k8s.io"
+        assert run_all(session, b"hello\n") == (b"HELLO\n", b"oops\n", 3)
+    finally:
+        session.close()
+
+
+def test_stub_exec_of_a_command_that_succeeds_is_exit_0(kube):
+    api_client, _ = kube
+    session = streams.exec_session(
+        api_client, namespace=NS, pod="box", container="main", argv=["wc", "-c"]
+    )
+    out, err, code = run_all(session, b"x" * 100_000)
+    session.close()
+    assert (out.strip(), err, code) == (b"100000", b"", 0)
+
+
+def test_stub_terminal_echoes_and_follows_resizes(kube):
+    api_client, _ = kube
+    terminal = streams.terminal(
+        api_client, namespace=NS, pod="box", container="main", argv=["sh"], rows=30, cols=100
+    )
+    try:
+        terminal.write(b"stty size; echo mark-$((6*7))\n")
+        seen = read_until(terminal, b"mark-42")
+        assert b"30 100" in seen
+        assert b"echo mark-$((6*7))" in seen  # the terminal echoes what is typed
+        terminal.resize(rows=40, cols=120)
+        time.sleep(0.1)  # the resize and the keystrokes travel on separate channels
+        terminal.write(b"stty size; echo mark-$((7*7))\n")
+        assert b"40 120" in read_until(terminal, b"mark-49")
+    finally:
+        terminal.close()
+    assert terminal.read() == b""
+
+
+@pytest.mark.parametrize("pod", ["done", "missing"])
+def test_stub_exec_into_an_ended_or_missing_pod_is_not_running(kube, pod):
+    api_client, _ = kube
+    with pytest.raises(DriverError) as refused:
+        streams.exec_session(api_client, namespace=NS, pod=pod, container="main", argv=["true"])
+    assert (refused.value.code, refused.value.permanent) == ("not_running", True)
+
+
+def test_stub_port_forward_reaches_the_pods_listener_and_a_closed_port_is_refused(kube):
+    api_client, port = kube
+    deadline = time.monotonic() + 10
+    while True:  # the pod's server may still be starting
+        try:
+            stream = streams.port_stream(api_client, namespace=NS, pod="web", port=port)
+            stream.write(b"hello pod\n")
+            got = read_exactly(stream, 10)
+            break
+        except DriverError as exc:
+            assert exc.code == "connection_refused" and time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        assert got == b"HELLO POD\n"
+        stream.write(b"again\n")
+        assert read_exactly(stream, 6) == b"AGAIN\n"
+    finally:
+        stream.close()
+
+    closed = free_port()
+    with pytest.raises(DriverError) as refused:
+        stream = streams.port_stream(api_client, namespace=NS, pod="web", port=closed)
+        stream.read()
+    assert (refused.value.code, refused.value.permanent) == ("connection_refused", True)
+
+    with pytest.raises(DriverError) as not_running:
+        streams.port_stream(api_client, namespace=NS, pod="missing", port=port)
+    assert not_running.value.code == "not_running"
+
+
+def test_one_thread_writes_while_another_reads(server):
+    # cat answers as it reads: neither side finishes unless both run at once,
+    # with more in flight than any buffer on the way holds.
+    session = streams.exec_session(
+        server.api_client(), namespace=NS, pod="web", container="main", argv=["cat"]
+    )
+    chunk = bytes(range(256)) * 256  # 64 KiB
+    total = 10 * 1024 * 1024
+
+    def feed() -> None:
+        for _ in range(total // len(chunk)):
+            session.write(chunk)
+        session.close_stdin()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    received = bytearray()
+    while True:
+        stream, data = session.read(timeout=20)
+        if not stream:
+            break
+        received += data
+    writer.join(10)
+    session.close()
+    assert (len(received), session.exit_code) == (total, 0)
+    assert received[: len(chunk) * 2] == chunk * 2
+
+
+def test_output_nobody_reads_stays_bounded_and_close_still_ends_it(server):
+    session = streams.exec_session(
+        server.api_client(), namespace=NS, pod="web", container="main", argv=["yes"]
+    )
+    deadline = time.monotonic() + 10
+    while session._buffered < streams.MAX_BUFFERED:
+        assert time.monotonic() < deadline, session._buffered
+        time.sleep(0.05)
+    first = session._buffered
+    time.sleep(0.3)  # yes writes far more than the buffer in that time
+    assert streams.MAX_BUFFERED <= first == session._buffered <= streams.MAX_BUFFERED + 65536
+    assert session.ready()
+    session.close()  # the reader thread, waiting for room, ends too
+    session._thread.join(5)
+    assert not session._thread.is_alive()
+
+
+def test_the_descriptor_stays_readable_while_output_is_left_over_the_limit(server):
+    session = streams.exec_session(
+        server.api_client(),
+        namespace=NS,
+        pod="web",
+        container="main",
+        argv=["sh", "-c", "head -c 300000 /dev/zero"],
+    )
+    fd = session.output_fd()
+    got, ended = 0, False
+    deadline = time.monotonic() + 10
+    while not ended:
+        assert time.monotonic() < deadline
+        assert select.select([fd], [], [], 5)[0]
+        items = session.read_available(1000)  # less than one message
+        assert items
+        for stream, data in items:
+            ended = ended or not stream
+            got += len(data)
+    assert (got, session.exit_code) == (300000, 0)
+    session.close()
+
+
+def test_stdin_of_a_command_that_already_exited_goes_nowhere_without_error(server):
+    session = streams.exec_session(
+        server.api_client(), namespace=NS, pod="web", container="main", argv=["true"]
+    )
+    assert session.read(timeout=10) == (0, b"")  # exited; the server closed the websocket
+    session.write(b"too late\n")
+    session.close_stdin()
+    session.resize(rows=10, cols=10)
+    assert session.exit_code == 0
+    session.close()
+    with pytest.raises(DriverError):
+        session.write(b"after close")
