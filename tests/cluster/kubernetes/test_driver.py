@@ -368,3 +368,27 @@ def test_a_port_in_the_pod_is_reached_through_port_forward(k8s_driver, space):
     with pytest.raises(DriverError) as refused:
         k8s_driver.connect_port(name="ws-none", port=18765)
     assert refused.value.code == "not_running"
+
+
+def test_a_debug_job_gets_the_platforms_debugpy_read_only(stub, space, tmp_path):
+    tools = tmp_path / "debugpy"
+    (tools / "debugpy").mkdir(parents=True)
+    (tools / "debugpy" / "__main__.py").write_text("print('the platform debugpy')\n")
+    tools.chmod(0o755)
+    tmp_path.chmod(0o755)
+    driver = KubernetesDriver(
+        kubernetes.client.ApiClient(stub.configuration()),
+        tools_image="registry.example.edu/aladdin/portal:1",
+        debugpy_dir=str(tools),
+    )
+    command = [
+        "sh",
+        "-c",
+        "cat /opt/aladdin/debugpy/debugpy/__main__.py; touch /opt/aladdin/debugpy/x",
+    ]
+    driver.start_workload(replace(spec("job-debugpy", command=command), debugger=True))
+
+    ended = wait_for(driver, "job-debugpy", {Phase.SUCCEEDED, Phase.FAILED})
+    output = b"".join(driver.follow_logs(name="job-debugpy"))
+    assert b"print('the platform debugpy')" in output
+    assert ended.phase == Phase.FAILED  # the copy is read-only in the job
