@@ -846,19 +846,26 @@ class KubernetesDriver(ClusterDriver):
         return pod_status(created)
 
     def _ensure_group_service(self, spec: WorkloadSpec, pod: dict) -> None:
-        """Worker 0's headless Service, owned by its pod (409: there already)."""
+        """Worker 0's headless Service and the group's network policy, owned by its pod.
+
+        409: there already.
+        """
         group = spec.group
         if group is None or group.index != 0:
             return
         meta = pod["metadata"]
-        service = manifests.group_service(
-            self.config, spec.user_id, group, owner_uid=meta.get("uid", "")
-        )
+        owner = meta.get("uid", "")
         self._create(
             self.core.create_namespaced_service,
             meta["namespace"],
-            service,
+            manifests.group_service(self.config, spec.user_id, group, owner_uid=owner),
             doing=f"create the service of {group.group}",
+        )
+        self._create(
+            self.networking.create_namespaced_network_policy,
+            meta["namespace"],
+            manifests.group_network_policy(self.config, spec.user_id, group, owner_uid=owner),
+            doing=f"create the network policy of {group.group}",
         )
 
     def _wait_gone(self, ns: str, name: str, seconds: float) -> dict | None:
@@ -884,11 +891,15 @@ class KubernetesDriver(ClusterDriver):
         labels = _labels(pod)
         if labels.get(manifests.LABEL_WORKER) == "0" and labels.get(manifests.LABEL_GROUP):
             # Also owned by the pod (garbage collected); this is for a cluster without GC.
+            group = labels[manifests.LABEL_GROUP]
             self._delete(
-                self.core.delete_namespaced_service,
-                labels[manifests.LABEL_GROUP],
+                self.core.delete_namespaced_service, group, ns, doing="delete the group's service"
+            )
+            self._delete(
+                self.networking.delete_namespaced_network_policy,
+                f"group-{group}",
                 ns,
-                doing="delete the group's service",
+                doing="delete the group's network policy",
             )
         left = self._wait_gone(ns, name, grace + STOP_MARGIN_SECONDS)
         return _missing(name) if left is None else pod_status(left)

@@ -17,8 +17,8 @@ managed by aladdin, Pod Security "baseline" enforced):
   internet without the blocked ranges (private, CGNAT, metadata);
 - ``PersistentVolumeClaim`` ``home``: ``/root`` of every pod, sized to the
   storage allowance;
-- the workloads' pods (one container ``main``), a headless ``Service`` per
-  Run Task group, the ``files`` pod (SFTP, kept logs, usage), and a
+- the workloads' pods (one container ``main``), a headless ``Service`` and a
+  ``NetworkPolicy`` opening its workers to each other per Run Task group, the ``files`` pod (SFTP, kept logs, usage), and a
   ``ConfigMap`` ``log-<name>`` per workload: where its kept log lives once
   the pod is gone (see :mod:`aladdin.cluster.kubernetes.driver`).
 """
@@ -487,6 +487,39 @@ def group_service(cfg: Config, user_id: int, group: WorkerGroup, owner_uid: str 
     }
 
 
+def group_network_policy(
+    cfg: Config, user_id: int, group: WorkerGroup, owner_uid: str = ""
+) -> dict:
+    """The workers of one group reach each other (rendezvous, NCCL), and nothing else more.
+
+    The namespace's policy denies pod-to-pod traffic (ingress from the portal
+    only, egress without the cluster's ranges); policies add up, so this one
+    opens exactly the group's pods to each other, as the local backend's
+    shared network namespace does. Owned by worker 0's pod, like the Service.
+    """
+    meta = _meta(
+        f"group-{group.group}",
+        cfg.namespace(user_id),
+        {LABEL_USER: str(int(user_id)), LABEL_GROUP: group.group},
+    )
+    if owner_uid:
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": f"{group.group}-0", "uid": owner_uid}
+        ]
+    members = {"podSelector": {"matchLabels": {LABEL_GROUP: group.group}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta,
+        "spec": {
+            **members,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [members]}],
+            "egress": [{"to": [members]}],
+        },
+    }
+
+
 def files_pod(cfg: Config, user_id: int) -> dict:
     """The user's small long-lived pod over the PVC: SFTP, kept logs, volume usage."""
     amounts = {
@@ -595,6 +628,7 @@ def examples(cfg: Config | None = None) -> list[dict]:
         workload_pod(cfg, gpu_job),
         workload_pod(cfg, task_worker),
         group_service(cfg, 7, group, owner_uid="9b2f6c1e-3d4a-4f7b-8e21-5c6d7e8f9a0b"),
+        group_network_policy(cfg, 7, group, owner_uid="9b2f6c1e-3d4a-4f7b-8e21-5c6d7e8f9a0b"),
         files_pod(cfg, 7),
         log_record(cfg, 7, "job-2"),
     ]

@@ -201,6 +201,8 @@ def test_worker_0_makes_the_groups_headless_service(k8s_driver, space):
     service = k8s_driver.core.read_namespaced_service("job-61", "u-5")
     assert service.spec.cluster_ip == "None" and service.spec.publish_not_ready_addresses
     assert service.metadata.owner_references[0].name == "job-61-0"
+    policy = k8s_driver.networking.read_namespaced_network_policy("group-job-61", "u-5")
+    assert policy.spec.pod_selector.match_labels == {"aladdin/group": "job-61"}
     assert k8s_driver.group_address(group="job-61") == "job-61-0.job-61"
 
     # a start that died before it made the Service: the retry makes it

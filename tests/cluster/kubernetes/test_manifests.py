@@ -203,6 +203,17 @@ def test_a_task_worker_is_a_named_host_of_its_groups_headless_service():
     assert service["spec"]["selector"] == {"aladdin/group": "job-9"}
 
 
+def test_a_groups_workers_and_only_they_reach_each_other():
+    group = WorkerGroup(group="job-9", index=0, size=2)
+    policy = manifests.group_network_policy(CFG, 7, group, owner_uid="u-1")
+    members = {"podSelector": {"matchLabels": {"aladdin/group": "job-9"}}}
+
+    assert policy["spec"]["podSelector"] == members["podSelector"]
+    assert policy["spec"]["ingress"] == [{"from": [members]}]
+    assert policy["spec"]["egress"] == [{"to": [members]}]
+    assert policy["metadata"]["ownerReferences"][0]["name"] == "job-9-0"
+
+
 def test_the_files_pod_mounts_the_home_claim_in_the_files_image():
     pod = manifests.files_pod(CFG, 7)
     (main,) = pod["spec"]["containers"]
