@@ -242,6 +242,16 @@ def _quota_resources(values: dict, model: str) -> Resources:
     )
 
 
+def _merge_patch(current: Any, desired: Any) -> Any:
+    """A JSON merge patch (RFC 7386) from ``current`` to ``desired``: gone keys set to None."""
+    if not isinstance(current, dict) or not isinstance(desired, dict):
+        return desired
+    patch = {key: _merge_patch(current.get(key), value) for key, value in desired.items()}
+    for key in current.keys() - desired.keys():
+        patch[key] = None
+    return patch
+
+
 def _missing(name: str) -> WorkloadStatus:
     return WorkloadStatus(name=name, phase=Phase.MISSING)
 
@@ -306,6 +316,10 @@ class _Follow(Iterator[bytes]):
             resource = self._resource
         if resource is not None:
             self._shut(resource)
+        # Not read by another thread now: end the generator here, so that
+        # what it holds open is released at once (else the reader ends it).
+        with contextlib.suppress(ValueError):
+            self._chunks.close()
 
 
 class KubernetesDriver(ClusterDriver):
@@ -477,6 +491,7 @@ class KubernetesDriver(ClusterDriver):
             body = manifests.resource_quota(cfg, user_id, quota)
             self._ensure(
                 self.core.create_namespaced_resource_quota,
+                self.core.read_namespaced_resource_quota,
                 self.core.patch_namespaced_resource_quota,
                 manifests.QUOTA,
                 ns,
@@ -491,6 +506,7 @@ class KubernetesDriver(ClusterDriver):
             )
         self._ensure(
             self.core.create_namespaced_limit_range,
+            self.core.read_namespaced_limit_range,
             self.core.patch_namespaced_limit_range,
             manifests.LIMIT_RANGE,
             ns,
@@ -498,6 +514,7 @@ class KubernetesDriver(ClusterDriver):
         )
         self._ensure(
             self.networking.create_namespaced_network_policy,
+            self.networking.read_namespaced_network_policy,
             self.networking.patch_namespaced_network_policy,
             manifests.NETWORK_POLICY,
             ns,
@@ -524,17 +541,32 @@ class KubernetesDriver(ClusterDriver):
                 doing=f"expand the volume of {ns} to {want}",
             )
 
-    def _ensure(self, create: Callable, patch: Callable, name: str, ns: str, body: dict) -> None:
+    def _ensure(
+        self, create: Callable, read: Callable, patch: Callable, name: str, ns: str, body: dict
+    ) -> None:
+        """``body`` created, or the one there brought to its spec and labels (409)."""
         kind = body["kind"]
-        if self._create(create, ns, body, doing=f"create {kind} {name} in {ns}") is None:
-            # Spec and labels only: what the portal decides (the rest is the API's).
-            self._json(
-                patch,
-                name,
-                ns,
-                {"metadata": {"labels": body["metadata"]["labels"]}, "spec": body["spec"]},
-                doing=f"update {kind} {name} in {ns}",
-            )
+        if self._create(create, ns, body, doing=f"create {kind} {name} in {ns}") is not None:
+            return
+        current = self._json(read, name, ns, doing=f"read {kind} {name} in {ns}")
+        labels = body["metadata"]["labels"]
+        have_labels = (current.get("metadata") or {}).get("labels") or {}
+        if current.get("spec") == body["spec"] and all(
+            have_labels.get(k) == v for k, v in labels.items()
+        ):
+            return  # as it should be: no write, no new resourceVersion
+        # A merge patch: what the portal decides (spec, our labels), keys it
+        # no longer sets removed (a plan that stops counting cards).
+        self._json(
+            patch,
+            name,
+            ns,
+            {
+                "metadata": {"labels": labels},
+                "spec": _merge_patch(current.get("spec"), body["spec"]),
+            },
+            doing=f"update {kind} {name} in {ns}",
+        )
 
     def delete_user_space(self, *, user_id: int) -> None:
         """Delete the namespace (everything in it goes with it, the PVC too). 404 = done."""

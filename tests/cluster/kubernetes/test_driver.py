@@ -91,9 +91,27 @@ def test_the_volume_grows_with_the_allowance_and_never_shrinks(k8s_driver, space
 
 
 def test_a_changed_plan_updates_the_quota(k8s_driver, space):
+    def hard():
+        return k8s_driver.core.read_namespaced_resource_quota("compute", "u-5").spec.hard
+
+    k8s_driver.ensure_user_space(
+        user_id=5, storage_gib=1, quota=Resources(20_000, 40960, {"80g": 2})
+    )
+    assert hard() == {
+        "limits.cpu": "20250m",
+        "limits.memory": "41216Mi",
+        "requests.nvidia.com/gpu": "2",
+    }
+    version = k8s_driver.core.read_namespaced_resource_quota("compute", "u-5").metadata
+    k8s_driver.ensure_user_space(
+        user_id=5, storage_gib=1, quota=Resources(20_000, 40960, {"80g": 2})
+    )
+    again = k8s_driver.core.read_namespaced_resource_quota("compute", "u-5").metadata
+    assert again.resource_version == version.resource_version  # unchanged: not written
+
+    # a plan that no longer counts cards leaves them to the portal
     k8s_driver.ensure_user_space(user_id=5, storage_gib=1, quota=Resources(20_000, 40960))
-    quota = k8s_driver.core.read_namespaced_resource_quota("compute", "u-5")
-    assert quota.spec.hard == {"limits.cpu": "20250m", "limits.memory": "41216Mi"}
+    assert hard() == {"limits.cpu": "20250m", "limits.memory": "41216Mi"}
 
 
 def test_a_create_answered_409_finds_our_own_pod(k8s_driver, space):
