@@ -202,6 +202,9 @@ class KubernetesBackend(Backend):
     name = "kubernetes"
 
     def __init__(self):
+        if shutil.which("bwrap") is None:
+            # As the local backend's harness skips where it cannot sandbox.
+            pytest.skip("the stub's kubelet runs pods under bubblewrap, not installed here")
         self.root = Path(tempfile.mkdtemp(prefix="aladdin-kubestub-"))
         os.chmod(self.root, 0o711)
         self.stub = KubeStub(run_pods=True, root=self.root, nodes=stub_nodes(CARDS)).start()
@@ -223,9 +226,14 @@ class KubernetesClusterBackend(Backend):
     """The Kubernetes driver on the real cluster that ``KUBECONFIG`` names.
 
     Its users are 1 and 2 under the namespace prefix ``aladdin-contract-``
-    (deleted at the end); the cluster needs GPU nodes labelled as the
-    settings say, and the suite's catalog image (``python:3.11``) in the
-    registry of ``ALADDIN_KUBERNETES_IMAGE_REGISTRY``.
+    (deleted at the end). The cluster needs what the settings say
+    (``ALADDIN_KUBERNETES_*`` in the environment): the suite's catalog image
+    (``python:3.11``, with ``sh`` and ``python3``) in the registry of
+    ``ALADDIN_KUBERNETES_IMAGE_REGISTRY``, the files image
+    (``ALADDIN_KUBERNETES_FILES_IMAGE``), a storage class with volume
+    expansion, and exactly :data:`CARDS` free (one 80G card, two 40G) on
+    nodes labelled as ``ALADDIN_KUBERNETES_GPU_NODE_LABELS`` says: the
+    capacity test counts on them.
     """
 
     name = "kubernetes-cluster"
