@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 import threading
@@ -97,6 +98,8 @@ from ..images import BuildState, ImageRecipe, ImageState
 from . import manifests, quantity
 from .errors import GPU_RESOURCE, driver_error
 from .manifests import Config
+
+log = logging.getLogger(__name__)
 
 # Seconds one API request may take (connect, read); a follow has no read timeout.
 REQUEST_TIMEOUT = (5, 30)
@@ -533,13 +536,21 @@ class KubernetesDriver(ClusterDriver):
         have = ((found.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
         want = pvc["spec"]["resources"]["requests"]["storage"]
         if have is None or quantity.parse(want) > quantity.parse(have):
-            self._json(
-                self.core.patch_namespaced_persistent_volume_claim,
-                manifests.HOME_PVC,
-                ns,
-                {"spec": {"resources": {"requests": {"storage": want}}}},
-                doing=f"expand the volume of {ns} to {want}",
-            )
+            try:
+                self._json(
+                    self.core.patch_namespaced_persistent_volume_claim,
+                    manifests.HOME_PVC,
+                    ns,
+                    {"spec": {"resources": {"requests": {"storage": want}}}},
+                    doing=f"expand the volume of {ns} to {want}",
+                )
+            except DriverError as exc:
+                if not exc.permanent:
+                    raise
+                # A storage class without volume expansion: the volume keeps
+                # its size, the student's workloads still start; the operator
+                # is told (docs/operations.md: the class must allow expansion).
+                log.error("cannot expand the volume of %s to %s: %s", ns, want, exc)
 
     def _ensure(
         self, create: Callable, read: Callable, patch: Callable, name: str, ns: str, body: dict

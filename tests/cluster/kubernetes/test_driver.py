@@ -90,6 +90,24 @@ def test_the_volume_grows_with_the_allowance_and_never_shrinks(k8s_driver, space
     assert size() == "3Gi"
 
 
+def test_a_volume_the_storage_class_cannot_expand_does_not_stop_the_student(
+    k8s_driver, space, monkeypatch, caplog
+):
+    def refuse(*args, **kwargs):
+        exc = kubernetes.client.exceptions.ApiException(status=403, reason="Forbidden")
+        exc.body = (
+            '{"kind":"Status","message":"only dynamically provisioned pvc can be resized and the '
+            'storageclass that provisions the pvc must support resize","code":403}'
+        )
+        raise exc
+
+    monkeypatch.setattr(k8s_driver.core, "patch_namespaced_persistent_volume_claim", refuse)
+    k8s_driver.ensure_user_space(user_id=5, storage_gib=9, quota=Resources(2000, 4096))
+
+    assert "cannot expand the volume of u-5 to 9Gi" in caplog.text
+    assert k8s_driver.start_workload(spec("job-after")).name == "job-after"
+
+
 def test_a_changed_plan_updates_the_quota(k8s_driver, space):
     def hard():
         return k8s_driver.core.read_namespaced_resource_quota("compute", "u-5").spec.hard
