@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -660,9 +661,97 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # --- cluster ----------------------------------------------------------------
 CLUSTER_DRIVER = env.str("CLUSTER_DRIVER", default="local")
-if CLUSTER_DRIVER not in {"local"}:
+if CLUSTER_DRIVER not in {"local", "kubernetes"}:
     raise ImproperlyConfigured(
-        f"CLUSTER_DRIVER must be 'local' (the Kubernetes backend comes later), got {CLUSTER_DRIVER!r}"
+        f"CLUSTER_DRIVER must be 'local' or 'kubernetes', got {CLUSTER_DRIVER!r}"
+    )
+# The Kubernetes backend (aladdin/cluster/kubernetes, issue 19; docs/operations.md).
+# A kubeconfig file and its context; "" = the in-cluster configuration (the
+# portal's service account, when the portal itself runs on the cluster).
+KUBERNETES_KUBECONFIG = env.str("ALADDIN_KUBECONFIG", default="")
+KUBERNETES_CONTEXT = env.str("ALADDIN_KUBERNETES_CONTEXT", default="")
+# Each user's namespace is <prefix><user id>; the portal's own pods (web,
+# workers, SSH gateway, port proxy) run in the portal namespace.
+KUBERNETES_NAMESPACE_PREFIX = env.str("ALADDIN_KUBERNETES_NAMESPACE_PREFIX", default="u-")
+KUBERNETES_PORTAL_NAMESPACE = env.str("ALADDIN_KUBERNETES_PORTAL_NAMESPACE", default="aladdin")
+# The users' /root PVCs' storage class ("" = the cluster's default); it must
+# allow volume expansion, since a PVC grows with the storage allowance.
+KUBERNETES_STORAGE_CLASS = env.str("ALADDIN_KUBERNETES_STORAGE_CLASS", default="")
+# A user's pods run on several nodes at once (GPU nodes of two models, a
+# task's workers) and all mount /root: ReadWriteMany (CephFS, NFS...).
+# ReadWriteOnce only where every pod runs on one node.
+KUBERNETES_VOLUME_ACCESS_MODE = env.str(
+    "ALADDIN_KUBERNETES_VOLUME_ACCESS_MODE", default="ReadWriteMany"
+)
+if KUBERNETES_VOLUME_ACCESS_MODE not in {"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"}:
+    raise ImproperlyConfigured(
+        "ALADDIN_KUBERNETES_VOLUME_ACCESS_MODE must be ReadWriteMany, ReadWriteOnce or "
+        f"ReadWriteOncePod, got {KUBERNETES_VOLUME_ACCESS_MODE!r}"
+    )
+# Where the catalog's container images are: "torch:2.5.1-cu124" runs as
+# <registry>/torch:2.5.1-cu124 (the operator builds them from the recipes).
+KUBERNETES_IMAGE_REGISTRY = env.str(
+    "ALADDIN_KUBERNETES_IMAGE_REGISTRY", default="registry.example.edu/aladdin"
+).rstrip("/")
+# Card model -> the node labels a pod asking for that model is scheduled by (JSON).
+try:
+    KUBERNETES_GPU_NODE_LABELS = json.loads(
+        env.str(
+            "ALADDIN_KUBERNETES_GPU_NODE_LABELS",
+            default='{"40g": {"aladdin.io/gpu-model": "40g"}, '
+            '"80g": {"aladdin.io/gpu-model": "80g"}}',
+        )
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ALADDIN_KUBERNETES_GPU_NODE_LABELS is not JSON: {exc}") from exc
+if not isinstance(KUBERNETES_GPU_NODE_LABELS, dict) or not all(
+    isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+    for labels in KUBERNETES_GPU_NODE_LABELS.values()
+):
+    raise ImproperlyConfigured(
+        "ALADDIN_KUBERNETES_GPU_NODE_LABELS must map each card model to {label: value}"
+    )
+# The image of each user's small "files" pod (SFTP, kept logs, volume usage):
+# it needs sh, cat, tail, du and OpenSSH's sftp-server.
+KUBERNETES_FILES_IMAGE = env.str(
+    "ALADDIN_KUBERNETES_FILES_IMAGE", default="registry.example.edu/aladdin/files:1"
+)
+# The portal's own image, whose DEBUGPY_DIR an init container copies into GPU
+# Debug jobs (aladdin/cluster/debugger.py); "" = no GPU Debug on the cluster.
+KUBERNETES_TOOLS_IMAGE = env.str("ALADDIN_KUBERNETES_TOOLS_IMAGE", default="")
+# Egress denied to user pods (the rest of the internet is open; DNS goes to
+# the cluster's DNS pods only): the private ranges, CGNAT, link-local (the
+# clouds' metadata service), IPv6 ULA and link-local. Comma-separated CIDRs.
+KUBERNETES_BLOCKED_CIDRS = [
+    cidr.strip()
+    for cidr in env.str(
+        "ALADDIN_KUBERNETES_BLOCKED_CIDRS",
+        default="10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,"
+        "fc00::/7,fe80::/10",
+    ).split(",")
+    if cidr.strip()
+]
+for _cidr in KUBERNETES_BLOCKED_CIDRS:
+    try:
+        ipaddress.ip_network(_cidr)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"ALADDIN_KUBERNETES_BLOCKED_CIDRS: {exc}") from exc
+# Where the cluster's DNS runs (user pods may reach it on port 53): JSON
+# {"namespace": ..., "pods": {label: value}}.
+try:
+    KUBERNETES_DNS_SELECTOR = json.loads(
+        env.str(
+            "ALADDIN_KUBERNETES_DNS_SELECTOR",
+            default='{"namespace": "kube-system", "pods": {"k8s-app": "kube-dns"}}',
+        )
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ALADDIN_KUBERNETES_DNS_SELECTOR is not JSON: {exc}") from exc
+if not isinstance(KUBERNETES_DNS_SELECTOR, dict) or not isinstance(
+    KUBERNETES_DNS_SELECTOR.get("pods"), dict
+):
+    raise ImproperlyConfigured(
+        'ALADDIN_KUBERNETES_DNS_SELECTOR must be {"namespace": ..., "pods": {label: value}}'
     )
 LOCAL_VOLUMES_DIR = Path(
     env.str("ALADDIN_LOCAL_VOLUMES_DIR", default=str(VAR_DIR / "volumes"))
@@ -695,7 +784,11 @@ LOCAL_LOG_USER_MAX_MIB = _env_int("ALADDIN_LOCAL_LOG_USER_MAX_MIB", 1024, minimu
 # reason, on their page); users within their allowance are never stopped for
 # it. 0 turns the check off. 10 GiB leaves room for the database, logs and a
 # builder's scratch on a lab server; raise it on big disks.
-LOCAL_DISK_RESERVE_MIB = _env_int("ALADDIN_LOCAL_DISK_RESERVE_MIB", 10240)
+# On Kubernetes each /root is a PVC of its own size (a hard cap), and there is
+# no one filesystem to read: the guard is off unless the operator sets a reserve.
+LOCAL_DISK_RESERVE_MIB = _env_int(
+    "ALADDIN_LOCAL_DISK_RESERVE_MIB", 0 if CLUSTER_DRIVER == "kubernetes" else 10240
+)
 LOCAL_DISK_CHECK_SECONDS = _env_int("ALADDIN_LOCAL_DISK_CHECK_SECONDS", 60, minimum=5)
 CELERY_BEAT_SCHEDULE["workloads-disk-guard"] = {
     "task": "workloads.disk_guard",

@@ -27,7 +27,10 @@ CAPABILITIES_TTL_SECONDS = 30
 # An unknown answer (agent down) is asked again sooner.
 CAPABILITIES_UNKNOWN_TTL_SECONDS = 5
 
-_BACKENDS = {"local": "aladdin.cluster.local.LocalDriver"}
+_BACKENDS = {
+    "local": "aladdin.cluster.local.LocalDriver",
+    "kubernetes": "aladdin.cluster.kubernetes.driver.KubernetesDriver",
+}
 
 
 @lru_cache(maxsize=1)

@@ -7,10 +7,11 @@ and nothing else: how to start a workshop-like or job-like workload, and how
 a job's output and exit come about (a real backend runs the command; the
 fake is told).
 
-Adding the Kubernetes backend (issue 19, next step): a ``KubernetesBackend``
-harness whose driver talks with the real ``kubernetes`` client to the API
-server stub on loopback (and to a real cluster when ``KUBECONFIG`` is set),
-added to :func:`_make` and made a plain entry of :data:`BACKENDS`.
+The Kubernetes backend (issue 19) runs twice: ``kubernetes``, its driver on
+the real ``kubernetes`` client against the API-server stub on loopback
+(:mod:`tests.kubestub`, whose kubelet runs the pods' commands), and
+``kubernetes-cluster``, against the real cluster that ``KUBECONFIG`` names
+(skipped without it; docs/operations.md says what that cluster needs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import kubernetes.client
 import pytest
+from kubernetes import config as kube_config
 
 from aladdin.cluster.base import (
     LABEL_KIND,
@@ -38,8 +41,10 @@ from aladdin.cluster.base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from aladdin.cluster.kubernetes.driver import KubernetesDriver
 from tests.cluster.conftest import WORKSHOP_INIT, RunningAgent
 from tests.fakes import FakeDriver
+from tests.kubestub.server import KubeStub
 
 # Cards every backend offers the suite: one 80G, two 40G.
 CARDS = {"80g": 1, "40g": 2}
@@ -48,9 +53,13 @@ ENDED = {Phase.SUCCEEDED, Phase.FAILED}
 BACKENDS = [
     "fake",
     "local",
+    "kubernetes",
     pytest.param(
-        "kubernetes",
-        marks=pytest.mark.skip(reason="the kubernetes backend and its API-server stub: issue 19"),
+        "kubernetes-cluster",
+        marks=pytest.mark.skipif(
+            not os.environ.get("KUBECONFIG"),
+            reason="no real cluster: set KUBECONFIG to run the contract on one",
+        ),
     ),
 ]
 
@@ -187,11 +196,87 @@ class LocalBackend(Backend):
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+class KubernetesBackend(Backend):
+    """The Kubernetes driver on the API-server stub, whose nodes offer :data:`CARDS`."""
+
+    name = "kubernetes"
+
+    def __init__(self):
+        if shutil.which("bwrap") is None:
+            # As the local backend's harness skips where it cannot sandbox.
+            pytest.skip("the stub's kubelet runs pods under bubblewrap, not installed here")
+        self.root = Path(tempfile.mkdtemp(prefix="aladdin-kubestub-"))
+        os.chmod(self.root, 0o711)
+        self.stub = KubeStub(run_pods=True, root=self.root, nodes=stub_nodes(CARDS)).start()
+        api_client = kubernetes.client.ApiClient(self.stub.configuration())
+        super().__init__(KubernetesDriver(api_client))
+
+    def clean(self) -> None:
+        super().clean()
+        # The files pod is the backend's own (not a workload): it stays for the
+        # next test, as it would for the user.
+
+    def close(self) -> None:
+        self.driver.api_client.close()
+        self.stub.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class KubernetesClusterBackend(Backend):
+    """The Kubernetes driver on the real cluster that ``KUBECONFIG`` names.
+
+    Its users are 1 and 2 under the namespace prefix ``aladdin-contract-``
+    (deleted at the end). The cluster needs what the settings say
+    (``ALADDIN_KUBERNETES_*`` in the environment): the suite's catalog image
+    (``python:3.11``, with ``sh`` and ``python3``) in the registry of
+    ``ALADDIN_KUBERNETES_IMAGE_REGISTRY``, the files image
+    (``ALADDIN_KUBERNETES_FILES_IMAGE``), a storage class with volume
+    expansion, and exactly :data:`CARDS` free (one 80G card, two 40G) on
+    nodes labelled as ``ALADDIN_KUBERNETES_GPU_NODE_LABELS`` says: the
+    capacity test counts on them.
+    """
+
+    name = "kubernetes-cluster"
+
+    def __init__(self):
+        api_client = kube_config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+        super().__init__(KubernetesDriver(api_client, namespace_prefix="aladdin-contract-"))
+
+    def wait_for(self, name: str, phases: set[str], timeout: float = 180) -> WorkloadStatus:
+        return super().wait_for(name, phases, timeout)
+
+    def close(self) -> None:
+        for user_id in (1, 2):
+            self.driver.delete_user_space(user_id=user_id)
+        self.driver.api_client.close()
+
+
+def stub_nodes(cards: dict[str, int]) -> list[dict]:
+    """One stub node per card model, labelled as the default settings expect."""
+    return [
+        {
+            "name": f"node-{model}",
+            "labels": {"kubernetes.io/hostname": f"node-{model}", "aladdin.io/gpu-model": model},
+            "allocatable": {
+                "cpu": "64",
+                "memory": "512Gi",
+                "nvidia.com/gpu": str(count),
+                "pods": "110",
+            },
+        }
+        for model, count in cards.items()
+    ]
+
+
 def _make(name: str) -> Backend:
     if name == "fake":
         return FakeBackend()
     if name == "local":
         return LocalBackend()
+    if name == "kubernetes":
+        return KubernetesBackend()
+    if name == "kubernetes-cluster":
+        return KubernetesClusterBackend()
     raise AssertionError(f"no harness for the {name} backend yet")
 
 
