@@ -519,6 +519,16 @@ def test_the_image_is_built_non_root_with_the_uid_the_pods_run_as():
     assert {".env", ".git", ".venv", "var"} <= ignored
 
 
+def test_the_image_carries_the_debugger_the_makefile_pins_for_gpu_debug():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    (version,) = re.findall(r"^ARG DEBUGPY_VERSION=(\S+)$", dockerfile, re.M)
+    (pinned,) = re.findall(r"^DEBUGPY_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert version == pinned
+    assert "--target /opt/aladdin/tools/debugpy" in dockerfile
+    # The backend copies it from the portal's own image.
+    assert _config()["ALADDIN_KUBERNETES_TOOLS_IMAGE"] == IMAGE
+
+
 # --- what the backend creates --------------------------------------------------------
 
 
