@@ -564,3 +564,41 @@ def test_the_backend_only_creates_what_the_role_lets_it():
         namespace = obj["metadata"].get("namespace", obj["metadata"]["name"])
         # The admission policy's fence: users' namespaces only.
         assert namespace.startswith(_config()["ALADDIN_KUBERNETES_NAMESPACE_PREFIX"])
+
+
+def _matches(selector: dict, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        if not {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]:
+            return False
+    return True
+
+
+def test_the_users_network_policy_admits_exactly_the_gateway_and_the_proxy():
+    (policy,) = [o for o in _backend_examples() if o["kind"] == "NetworkPolicy"]
+    namespace = _one("Namespace", NAMESPACE)
+    # The API server adds this label to every namespace.
+    namespace_labels = {
+        **namespace["metadata"]["labels"],
+        "kubernetes.io/metadata.name": namespace["metadata"]["name"],
+    }
+    admitted = set()
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            if not _matches(peer["namespaceSelector"], namespace_labels):
+                continue
+            for deployment in _objects("Deployment"):
+                if _matches(
+                    peer["podSelector"], deployment["spec"]["template"]["metadata"]["labels"]
+                ):
+                    admitted.add(_component(deployment))
+    assert admitted == INGRESS_COMPONENTS
