@@ -270,6 +270,19 @@ def test_what_a_process_writes_goes_to_a_volume(name):
         assert mounts.get("/tmp") in empty_dirs, container["name"]
 
 
+def test_no_pod_gets_service_environment_variables():
+    # Service links would name the Services' ports as the portal's own
+    # settings: aladdin-web -> ALADDIN_WEB_PORT=tcp://..., aladdin-ssh ->
+    # ALADDIN_SSH_PORT=tcp://... (numbers to the settings: a refused start).
+    for workload in _workloads():
+        assert workload["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    service_variables = {
+        service["metadata"]["name"].upper().replace("-", "_") + "_PORT"
+        for service in _objects("Service")
+    }
+    assert {"ALADDIN_WEB_PORT", "ALADDIN_SSH_PORT"} <= service_variables & _settings_names()
+
+
 def test_only_the_portal_processes_get_an_api_token():
     for component in COMPONENTS:
         pod = _deployment(component)["spec"]["template"]["spec"]
