@@ -283,6 +283,19 @@ def test_no_pod_gets_service_environment_variables():
     assert {"ALADDIN_WEB_PORT", "ALADDIN_SSH_PORT"} <= service_variables & _settings_names()
 
 
+def test_web_copies_the_images_static_files_to_where_the_settings_look():
+    # STATIC_ROOT is ALADDIN_VAR_DIR/staticfiles: collected into the image
+    # under the build's ALADDIN_VAR_DIR, copied into the pod's.
+    (build_var_dir,) = re.findall(r"ALADDIN_VAR_DIR=(\S+)", (DEPLOY / "Dockerfile").read_text())
+    (init,) = _deployment("web")["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"] == [
+        "cp",
+        "-R",
+        f"{build_var_dir}/staticfiles",
+        _config()["ALADDIN_VAR_DIR"] + "/",
+    ]
+
+
 def test_only_the_portal_processes_get_an_api_token():
     for component in COMPONENTS:
         pod = _deployment(component)["spec"]["template"]["spec"]
