@@ -124,6 +124,17 @@ bench-port-proxy: venv system-run-deps ## A job's port through the port proxy vs
 bench-limits: venv system-run-deps ## Cost of the local resource limits: CPU- and memory-bound payloads in the sandbox with vs. without their cgroup (ARGS="--repeats 5")
 	$(BIN)/python bench/limits.py $(ARGS)
 
+# deploy/kubernetes/ (docs/operations.md "Kubernetes"): every object against Kubernetes 1.34's
+# schema in strict mode, plus the RBAC, security and consistency checks; then, where kubectl is
+# installed, kustomize renders both kustomizations (no cluster needed for either).
+.PHONY: k8s-validate
+k8s-validate: venv ## Check the Kubernetes manifests (strict 1.34 schema, RBAC, security; kustomize render if kubectl is here)
+	$(BIN)/pytest tests/deploy -q
+	@if command -v kubectl >/dev/null; then \
+	  kubectl kustomize deploy/kubernetes >/dev/null && kubectl kustomize deploy/kubernetes/migrate >/dev/null && \
+	  echo "kustomize: deploy/kubernetes and deploy/kubernetes/migrate render"; \
+	fi
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
