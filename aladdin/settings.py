@@ -726,8 +726,11 @@ KUBERNETES_BLOCKED_CIDRS = [
     cidr.strip()
     for cidr in env.str(
         "ALADDIN_KUBERNETES_BLOCKED_CIDRS",
-        default="10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,"
-        "fc00::/7,fe80::/10",
+        # The local backend's deny list (aladdin/cluster/egress.py DENY_V4, DENY_V6):
+        # private, shared, loopback, link-local (cloud metadata), multicast, reserved.
+        default="0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,"
+        "192.0.0.0/24,192.168.0.0/16,224.0.0.0/4,240.0.0.0/4,"
+        "::/127,::ffff:0:0/96,fc00::/7,fe80::/10,ff00::/8",
     ).split(",")
     if cidr.strip()
 ]

@@ -4,7 +4,8 @@ The portal never talks to a cluster directly: services decide, Celery tasks
 call a :class:`ClusterDriver`, and a reconciler converges the database to
 what the driver reports. Two backends: ``local`` (sandboxed processes on the
 portal's host, owned by the local agent; the embedded default) and
-``kubernetes`` (a later issue).
+``kubernetes`` (:mod:`aladdin.cluster.kubernetes`: pods in a namespace per user, on the
+official client; docs/operations.md "Kubernetes").
 
 Conventions every backend keeps (DESIGN rule 7; KubeSpawner, Kubernetes
 controller guidelines):
@@ -219,9 +220,11 @@ class WorkerGroup:
     namespace (its slirp4netns and egress rules), so the address is
     ``127.0.0.1``; worker 0 must run before the others start (a start of
     worker ``i > 0`` without it is refused, ``not_running``). On Kubernetes
-    the group is an indexed Job (completion index = ``index``, completions =
-    parallelism = ``size``) with a headless Service named ``group``, and the
-    address is worker 0's pod DNS name.
+    each worker is a pod of its own (``hostname`` ``<group>-<index>``,
+    ``subdomain`` ``<group>``) behind a headless Service named ``group``
+    (``publishNotReadyAddresses``), as Kubeflow's PyTorchJob makes them, and
+    the address is worker 0's pod DNS name; a later worker is refused while
+    worker 0 is missing or ended.
     """
 
     group: str
@@ -600,7 +603,7 @@ class ClusterDriver(abc.ABC):
 
         See :class:`WorkerGroup`. Local: ``127.0.0.1`` (the workers share
         worker 0's network namespace). Kubernetes: ``<group>-0.<group>``
-        (the indexed Job's pod 0 through its headless Service). Not
+        (worker 0's pod through the group's headless Service). Not
         abstract: a backend without multi-worker workloads refuses,
         permanently (code ``invalid``).
         """

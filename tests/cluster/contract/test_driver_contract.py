@@ -1,7 +1,8 @@
 """The cluster driver's contract: what every backend does, the same way (issue 19).
 
-Run on each backend of ``conftest.BACKENDS`` (the fake, the local agent; the
-Kubernetes backend against its API-server stub joins later). A test that
+Run on each backend of ``conftest.BACKENDS``: the fake, the local agent, the
+Kubernetes backend against its API-server stub (tests/kubestub), and a real
+cluster when ``KUBECONFIG`` is set (docs/operations.md). A test that
 needs workloads to really run (the network between workers, files written by
 a command) says so and is skipped on the fake. Where the fake and a real
 backend differ, the fake is fixed: it stands in for them in every portal test.

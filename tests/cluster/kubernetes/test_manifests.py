@@ -233,6 +233,15 @@ def test_the_settings_make_the_config(settings):
     assert "169.254.0.0/16" in cfg.blocked_cidrs
 
 
+def test_pods_are_denied_by_default_what_local_sandboxes_are_denied():
+    # One egress policy on both backends (SPEC §9): the same ranges are never reachable.
+    from django.conf import settings as django_settings
+
+    from aladdin.cluster.egress import DENY_V4, DENY_V6
+
+    assert set(django_settings.KUBERNETES_BLOCKED_CIDRS) == set(DENY_V4 + DENY_V6)
+
+
 # --- the entrypoint, run by the local shell -------------------------------------------
 
 
