@@ -6,7 +6,7 @@ and its own allocation window, metered on its own (ledger keys
 ``gpu:job-<id>:w<index>:…``). The driver promises (``WorkerGroup``) that
 every worker reaches worker 0 at ``group_address`` on :data:`MASTER_PORT`:
 the local backend runs the workers in worker 0's network namespace
-(``127.0.0.1``), Kubernetes as an indexed Job behind a headless Service.
+(``127.0.0.1``), Kubernetes as one pod per worker behind a headless Service.
 
 A Python entry runs as ``torchrun --nnodes=N --node_rank=i
 --nproc_per_node=M --master_addr=… --master_port=… <file> <args>`` (as
