@@ -412,6 +412,10 @@ class WorkshopReconciler(Reconciler):
     def rows(self) -> dict[str, Workshop]:
         return {w.workload_name: w for w in Workshop.objects.select_related("image")}
 
+    def expects_workload(self, row: Workshop) -> bool:
+        # A stopped, failed or deleting workshop has no workload to look for.
+        return row.state in ACTIVE_STATES and not row.waiting_for_image
+
     def converge(self, workshop: Workshop, status: WorkloadStatus) -> None:
         name, phase, state = workshop.workload_name, status.phase, workshop.state
         if state == WorkshopState.CREATING and workshop.waiting_for_image:

@@ -48,7 +48,10 @@ class Reconciler(abc.ABC):
     - :meth:`converge`: one row and its workload's status (MISSING when the
       cluster has none);
     - :meth:`orphan`: a workload of this kind that no row answers for;
-    - :meth:`finish` (optional): work after both loops (batched updates).
+    - :meth:`finish` (optional): work after both loops (batched updates);
+    - :meth:`expects_workload` (optional): whether a row should have a
+      workload now; a row that should, but is not in the listing, is asked
+      about by name before it is converged as missing.
 
     They count what they did with :meth:`count`; :meth:`run` returns the counts.
     ``self.now`` is the pass's time (``as_of``), ``self.driver`` the driver.
@@ -68,12 +71,37 @@ class Reconciler(abc.ABC):
         # starts, so a workload started during the pass is never an orphan.
         rows = self.rows()
         for name, row in rows.items():
-            self.converge(row, statuses.get(name) or WorkloadStatus(name=name, phase=Phase.MISSING))
+            status = statuses.get(name) or self._missing(name, row)
+            if status is not None:
+                self.converge(row, status)
         for name, status in statuses.items():
             if name not in rows:
                 self.orphan(name, status)
         self.finish()
         return self.counted
+
+    def _missing(self, name: str, row: Any) -> WorkloadStatus | None:
+        """The status of a row's workload the listing did not have; None: ask next pass.
+
+        A listing may be a moment behind the cluster (the Kubernetes backend
+        lists from its watch cache): a workload created just before the pass
+        can be absent from it. Ending a row for that would end a job that
+        runs, so a row that expects a workload asks the driver by name, which
+        reads the cluster itself when its cache has no such workload. A
+        missing workload is the rare case (it ended behind the portal's back,
+        or has not been created yet), so this costs nothing in a normal pass.
+        """
+        if not self.expects_workload(row):
+            return WorkloadStatus(name=name, phase=Phase.MISSING)
+        try:
+            return self.driver.workload_status(name=name)
+        except DriverError:
+            log.warning("reconcile: the status of %s is unknown now", name, exc_info=True)
+            return None
+
+    def expects_workload(self, row: Any) -> bool:
+        """Whether ``row`` should have a workload now (default: every row the app answers for)."""
+        return True
 
     def _owns(self, status: WorkloadStatus) -> bool:
         return (status.kind or status.labels.get(LABEL_KIND)) == self.kind

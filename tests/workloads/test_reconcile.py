@@ -7,13 +7,28 @@ from aladdin.workloads.reconcile import Reconciler, quietly
 
 
 class ListingDriver:
-    def __init__(self, *statuses: WorkloadStatus, failing: set[str] = frozenset()):
+    """``statuses`` are listed; ``late`` are known by name only (a listing a moment behind)."""
+
+    def __init__(
+        self,
+        *statuses: WorkloadStatus,
+        failing: set[str] = frozenset(),
+        late: tuple[WorkloadStatus, ...] = (),
+    ):
         self.statuses = list(statuses)
+        self.late = {s.name: s for s in late}
         self.failing = failing
         self.stopped: list[str] = []
+        self.asked: list[str] = []
 
     def list_workloads(self) -> list[WorkloadStatus]:
         return list(self.statuses)
+
+    def workload_status(self, *, name: str) -> WorkloadStatus:
+        self.asked.append(name)
+        if name in self.failing:
+            raise DriverError(f"{name} unreachable")
+        return self.late.get(name) or WorkloadStatus(name=name, phase=Phase.MISSING)
 
     def stop_workload(self, *, name: str) -> None:
         if name in self.failing:
@@ -60,6 +75,36 @@ def test_rows_meet_their_workloads_and_a_missing_one_is_missing(monkeypatch):
     # then
     assert counts == {"seen": 3, "orphans": 0}
     assert driver.stopped == []
+    assert driver.asked == ["t-2"]  # the one the listing did not have, by name
+
+
+def test_a_workload_the_listing_is_behind_on_is_asked_for_by_name_not_ended(monkeypatch):
+    # given a listing (a watch cache) that has not seen t-2's new pod yet
+    driver = ListingDriver(_status("t-1"), late=(_status("t-2"),), failing={"t-3"})
+    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: driver)
+    reconciler = Recording({"t-1": "row 1", "t-2": "row 2", "t-3": "row 3"})
+    # when
+    reconciler.run()
+    # then t-2 is converged as running, and t-3, which cannot be asked about now, waits
+    assert reconciler.calls == [
+        ("converge", "row 1", Phase.RUNNING),
+        ("converge", "row 2", Phase.RUNNING),
+        ("finish",),
+    ]
+
+
+def test_a_row_that_expects_no_workload_is_missing_without_asking(monkeypatch):
+    driver = ListingDriver()
+    monkeypatch.setattr("aladdin.cluster.get_driver", lambda: driver)
+
+    class Stopped(Recording):
+        def expects_workload(self, row):
+            return False
+
+    reconciler = Stopped({"t-1": "stopped row"})
+    reconciler.run()
+    assert reconciler.calls[0] == ("converge", "stopped row", Phase.MISSING)
+    assert driver.asked == []
 
 
 def test_workloads_without_a_row_are_orphans_and_other_kinds_are_left_alone(monkeypatch):
