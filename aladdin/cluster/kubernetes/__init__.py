@@ -1,0 +1,1 @@
+"""The Kubernetes backend of the cluster driver (issue 19)."""
