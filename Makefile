@@ -124,6 +124,10 @@ bench-port-proxy: venv system-run-deps ## A job's port through the port proxy vs
 bench-limits: venv system-run-deps ## Cost of the local resource limits: CPU- and memory-bound payloads in the sandbox with vs. without their cgroup (ARGS="--repeats 5")
 	$(BIN)/python bench/limits.py $(ARGS)
 
+.PHONY: bench-kube-watch
+bench-kube-watch: venv ## Pod informer: 10,000 pods and 1,000 status changes/s for 10 min against the API-server stub; a re-list vs. json.loads (ARGS="--seconds 60")
+	$(BIN)/python bench/kube_watch.py $(ARGS)
+
 .PHONY: lint
 lint: venv ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
