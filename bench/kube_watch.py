@@ -15,24 +15,31 @@ process would: its memory is its own, and it does not share this
 process's GIL with the stub.
 
 1. The informer starts and syncs (a paged list of every pod). Then, before
-   any load, a full re-list is timed (the list requests, 500 pods a page,
-   and decoding into the cache: ``PodInformer``'s own re-list on a second,
-   unstarted informer) against its baseline, ``json.loads`` of the very
-   same response bytes alone, fetched once more and decoded in the same
-   run; also the fetch alone and, once, the client's own decoding into
-   its model classes (``V1PodList``), which the informer avoids. At two
-   sizes: every pod, and the tenth of them in group 0 (an extra label).
+   any load, a full re-list is timed: the running informer's own re-list
+   (the list requests, 500 pods a page, and decoding into a new cache
+   while the old one is still held, as its thread does it), against its
+   baseline, ``json.loads`` of the very same response bytes alone, fetched
+   once more and decoded in the same run; also the requests alone, the
+   cyclic GC's full collections during the re-list, and, once, the
+   client's own decoding into its model classes (``V1PodList``), which
+   the informer avoids. At two sizes: every pod, and the tenth of them in
+   group 0 (an extra label; an informer of its own).
 2. The load: --rate status changes a second for --seconds, made through
    the stub's store directly (``store.mutate``: the pod's phase flips and
    an annotation gets the time of the change), so that the stub's HTTP
    layer only streams the events and is not the bottleneck; the stub's
    write path is not what this measures. Round robin over the pods.
 3. The informer's process reports every --sample seconds: events applied,
-   its RSS, the pods it holds; each change's lag (from the annotation's
+   its RSS, the pods it holds, its CPU time and its time in full GC
+   collections; each change's lag (from the annotation's
    time to the informer's ``on_event`` for it) goes into a fixed log
    histogram (1 % buckets), so that the measuring does not grow either.
 4. After the load, the informer must catch up with the store's last
    resourceVersion; then the lines below.
+
+Setup, not measured: the stub's heap is frozen after the pods are made
+(``gc.freeze()``): a full collection over it stalled the stub, and so
+every event, for half a second.
 
 Flat memory: the RSS at the end of the run within a few percent of the RSS
 after --warmup seconds of load. The run is recorded in docs/benchmarks.md
@@ -43,10 +50,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
 import queue
+import re
 import statistics
 import subprocess
 import sys
@@ -66,6 +75,7 @@ os.environ.setdefault("DEBUG", "1")
 from kubernetes import client  # noqa: E402
 
 from aladdin.cluster.kubernetes.watch import PodInformer  # noqa: E402
+from tests.kubestub.server import KubeStub  # noqa: E402
 
 SECTION = "## Kubernetes watcher: 10,000 pods and 1,000 events/s against the stub; a re-list vs. `json.loads`"
 SELECTOR = "aladdin/kind"
@@ -73,6 +83,7 @@ GROUP_LABEL = "bench/group"
 TS_ANNOTATION = "bench/changed-at"
 GROUPS = 10
 RELIST_REPEATS = 5
+CONTINUE = re.compile(rb'"continue":"([^"]+)"')
 INTRO = f"""{SECTION}
 
 Command:
@@ -83,20 +94,23 @@ make bench-kube-watch    # .venv/bin/python bench/kube_watch.py
 
 (defaults: `--pods 10000 --namespaces 500 --rate 1000 --seconds 600
 --sample 10 --warmup 60`). The API-server stub (`tests/kubestub`,
-`run_pods=False`) on loopback holds the pods (about 3 KB of JSON each, a
-workload pod's shape: labels, two containers with resources and
-environment, status conditions); the informer runs in a child process
-through the real `kubernetes` client, as a portal process would. First a
-full re-list, timed before any load (paged list requests of 500 pods and
-decoding into the cache), against its baseline: `json.loads` of the same
-response bytes alone, in the same run; at every pod and at a tenth of them
-(a label selector). Then a load generator makes `--rate` status changes a
-second through the stub's store directly (`store.mutate`, not the HTTP
-API: the stub serves only the watch stream, so its write path is not the
-bottleneck) for `--seconds`; each change carries its time in an
-annotation, and the lag is from that time to the informer's `on_event`.
-The informer's RSS is sampled every `--sample` s; flat memory (issue 19):
-the last sample within a few percent of the one after `--warmup` s.
+`run_pods=False`) on loopback holds the pods (about 2.5 KB of JSON each, a
+workload pod's shape: labels, two containers with resources, environment
+and mounts, status conditions), its heap frozen after the setup
+(`gc.freeze()`: otherwise a full collection stalls the stub and every
+event for 0.5 s); the informer runs in a child process through the real
+`kubernetes` client, as a portal process would. First a full re-list,
+timed before any load: the running informer's own (paged list requests
+of 500 pods, decoded into a new cache while the old one is held), against
+its baseline, `json.loads` of the same response bytes alone, in the same
+run; at every pod and at a tenth of them (a label selector). Then a load
+generator makes `--rate` status changes a second through the stub's store
+directly (`store.mutate`, not the HTTP API: the stub serves only the watch
+stream, so its write path is not the bottleneck) for `--seconds`; each
+change carries its time in an annotation, and the lag is from that time to
+the informer's `on_event`. The informer's RSS, CPU time and full-GC time
+are sampled every `--sample` s; flat memory (issue 19): the last RSS
+sample within a few percent of the one after `--warmup` s.
 """
 
 
@@ -216,20 +230,54 @@ class LagHistogram:
         return self.max
 
 
+class GcClock:
+    """Time spent in the cyclic GC's full (generation 2) collections, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.longest = 0.0
+        self.count = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._started
+            self.total += pause
+            self.longest = max(self.longest, pause)
+            self.count += 1
+
+    def reset(self) -> None:
+        self.total, self.longest, self.count = 0.0, 0.0, 0
+
+
 def say(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def relist_bench(configuration: client.Configuration, selector: str) -> dict[str, Any]:
+def relist_bench(
+    configuration: client.Configuration, informer: PodInformer, selector: str, gc_clock: GcClock
+) -> dict[str, Any]:
     """Time a full re-list into an informer's cache against json.loads of the same bytes."""
     api_client = client.ApiClient(configuration)
     api = client.CoreV1Api(api_client)
-    spare = PodInformer(api_client, label_selector=selector)  # never started: its re-list only
-    relist, fetch, loads = [], [], []
+    if selector != informer.label_selector:
+        # Another size: an informer of its own (never started), its re-list only.
+        informer = PodInformer(api_client, label_selector=selector)
+        informer._relist()  # noqa: SLF001 - the informer's own re-list is what is measured
+    relist, fetch, loads, collecting, loads_gc = [], [], [], [], []
     for _ in range(RELIST_REPEATS):
+        # The running informer's own re-list, as its thread would make it: the
+        # old cache is held while the new one is built (and the GC scans both).
+        gc_clock.reset()
         started = time.perf_counter()
-        spare._relist()  # noqa: SLF001 - the informer's own re-list is what is measured
+        informer._relist()  # noqa: SLF001 - the informer's own re-list is what is measured
         relist.append(time.perf_counter() - started)
+        collecting.append(gc_clock.total)
         # The same requests again, kept as bytes: the baseline decodes exactly these.
         pages, cont = [], None
         started = time.perf_counter()
@@ -239,14 +287,19 @@ def relist_bench(configuration: client.Configuration, selector: str) -> dict[str
                 label_selector=selector, limit=500, _preload_content=False, **kwargs
             )
             pages.append(resp.data)
-            cont = json.loads(pages[-1]).get("metadata", {}).get("continue")
+            # Not json.loads: the fetch alone is timed. The list's metadata
+            # comes before its items, as the API server writes it.
+            found = CONTINUE.search(pages[-1], 0, 4096)
+            cont = found.group(1).decode() if found else None
             if not cont:
                 break
         fetch.append(time.perf_counter() - started)
+        gc_clock.reset()
         started = time.perf_counter()
         for page in pages:
             json.loads(page)
         loads.append(time.perf_counter() - started)
+        loads_gc.append(gc_clock.total)
     started = time.perf_counter()
     models = 0
     cont = None
@@ -259,7 +312,9 @@ def relist_bench(configuration: client.Configuration, selector: str) -> dict[str
             break
     model_s = time.perf_counter() - started
     return {
-        "pods": len(spare),
+        "pods": len(informer),
+        "gc": statistics.median(collecting),
+        "loads_gc": statistics.median(loads_gc),
         "bytes": sum(len(p) for p in pages),
         "pages": len(pages),
         "relist": statistics.median(relist),
@@ -289,12 +344,18 @@ def informer_main(host: str, sample: float) -> None:
         say(error="no sync in 300 s")
         return
     say(synced=time.perf_counter() - started, pods=len(informer), rss_kib=rss_kib())
+    gc_clock = GcClock()
     for selector in (SELECTOR, f"{SELECTOR},{GROUP_LABEL}=0"):
-        say(relist=relist_bench(configuration, selector), selector=selector)
+        say(relist=relist_bench(configuration, informer, selector, gc_clock), selector=selector)
     say(ready=True, rss_kib=rss_kib())
 
     load_started = threading.Event()
     t0 = [0.0]
+    at_load = {"relists": 0, "cpu": 0.0}
+
+    def cpu() -> float:
+        times = os.times()
+        return times.user + times.system
 
     def sampler() -> None:
         load_started.wait()
@@ -305,8 +366,12 @@ def informer_main(host: str, sample: float) -> None:
                 events=informer.events,
                 rss_kib=rss_kib(),
                 pods=len(informer),
-                relists=informer.relists,
+                relists=informer.relists - at_load["relists"],
                 errors=informer.errors,
+                cpu_s=cpu() - at_load["cpu"],
+                gc_s=gc_clock.total,
+                gc_n=gc_clock.count,
+                gc_max=gc_clock.longest,
             )
 
     threading.Thread(target=sampler, daemon=True).start()
@@ -315,7 +380,9 @@ def informer_main(host: str, sample: float) -> None:
         if command[0] == "load":
             t0[0] = time.monotonic()
             lags.reset()
+            gc_clock.reset()
             informer.events = 0
+            at_load.update(relists=informer.relists, cpu=cpu())
             load_started.set()
         elif command[0] == "drain":
             target = int(command[1])
@@ -326,9 +393,13 @@ def informer_main(host: str, sample: float) -> None:
                 drained=int(informer.resource_version or 0) >= target,
                 drain_s=time.monotonic() - started,
                 events=informer.events,
-                relists=informer.relists,
+                relists=informer.relists - at_load["relists"],
                 errors=informer.errors,
                 bookmarks=informer.bookmarks,
+                cpu_s=cpu() - at_load["cpu"],
+                gc_s=gc_clock.total,
+                gc_n=gc_clock.count,
+                gc_max=gc_clock.longest,
                 lag_n=lags.n,
                 lag_p50=lags.quantile(0.5),
                 lag_p95=lags.quantile(0.95),
@@ -345,27 +416,15 @@ def informer_main(host: str, sample: float) -> None:
 # --- the stub and the load ------------------------------------------------------------------
 
 
-def start_stub(history: int) -> tuple[Any, Any]:
-    """The API-server stub (``run_pods=False``) and its store."""
-    try:
-        from tests.kubestub import KubeStub
-    except ImportError:  # until tests/kubestub lands: the test suite's stand-in
-        from tests.cluster.kubernetes.fakeapi import FakeApi
-
-        fake = FakeApi()
-        return contextlib.closing(fake), fake
-    stub = KubeStub(run_pods=False, history=history)
-    return stub, stub.__enter__()
-
-
-def fill(stub: Any, pods: int, namespaces: int) -> None:
-    store = stub.store
+def fill(stub: KubeStub, pods: int, namespaces: int) -> None:
+    """The namespaces and pods, through the store (the HTTP API would take minutes)."""
+    by_ns: dict[str, list[dict[str, Any]]] = {}
     for i in range(pods):
-        store.create("pods", make_pod(i, namespaces))
-
-
-def current_rv(stub: Any) -> int:
-    return int(stub.store.rv)
+        pod = make_pod(i, namespaces)
+        by_ns.setdefault(pod["metadata"]["namespace"], []).append(pod)
+    for ns, items in by_ns.items():
+        stub.store.create("namespaces", None, {"metadata": {"name": ns}}, copy=False)
+        stub.store.bulk_create_pods(ns, items)
 
 
 class Child:
@@ -414,7 +473,9 @@ class Child:
             self.proc.kill()
 
 
-def generate(stub: Any, pods: int, namespaces: int, rate: float, seconds: float) -> dict[str, Any]:
+def generate(
+    stub: KubeStub, pods: int, namespaces: int, rate: float, seconds: float
+) -> dict[str, Any]:
     """``rate`` changes a second for ``seconds``, on schedule (catching up when late)."""
     store = stub.store
     keys = [(f"u-{i % namespaces}", f"job-{i}") for i in range(pods)]
@@ -451,11 +512,17 @@ def main() -> int:
 
     # Enough history for a watch to resume after a short gap, bounded so that
     # the stub's own memory does not grow through the run.
-    stub_ctx, stub = start_stub(history=max(10_000, int(args.rate * 10)))
+    stub = KubeStub(run_pods=False, history=max(10_000, int(args.rate * 10))).start()
     child = None
     try:
         started = time.perf_counter()
         fill(stub, args.pods, args.namespaces)
+        # The stub's own heap (every pod, parsed and as bytes, and its history)
+        # is not what is measured; a full collection over it stalled the stub,
+        # and so every event, for 0.5 s (a first run). Frozen, the collector
+        # skips what the setup made.
+        gc.collect()
+        gc.freeze()
         print(
             f"stub: {args.pods} pods in {args.namespaces} namespaces in {time.perf_counter() - started:.1f} s",
             flush=True,
@@ -467,6 +534,7 @@ def main() -> int:
         ready = child.expect("ready", 60)
         rss_ready = ready["rss_kib"]
 
+        stub_gc = GcClock()
         child.send("load")
         load = {}
         thread = threading.Thread(
@@ -485,11 +553,15 @@ def main() -> int:
                     samples.append(msg)
                     print(
                         f"t={msg['t']:>4} s events {msg['events']} rss {msg['rss_kib'] / 1024:.1f} MiB "
-                        f"pods {msg['pods']} relists {msg['relists']} errors {msg['errors']}",
+                        f"pods {msg['pods']} relists {msg['relists']} errors {msg['errors']} "
+                        f"cpu {msg['cpu_s']:.1f} s gc2 {msg['gc_n']}x {msg['gc_s']:.2f} s "
+                        f"(max {msg['gc_max'] * 1000:.0f} ms); stub gc2 {stub_gc.count}x "
+                        f"{stub_gc.total:.2f} s (max {stub_gc.longest * 1000:.0f} ms)",
                         flush=True,
                     )
         thread.join()
-        child.send(f"drain {current_rv(stub)}")
+        load.update(stub_gc_n=stub_gc.count, stub_gc_max=stub_gc.longest)
+        child.send(f"drain {stub.store.resource_version}")
         final = child.expect("drained", 120)
         for msg in child.unexpected:
             if "t" in msg:
@@ -497,7 +569,7 @@ def main() -> int:
     finally:
         if child is not None:
             child.close()
-        stub_ctx.__exit__(None, None, None)
+        stub.stop()
 
     lines = report(args, relists, load, final, samples, rss_ready)
     for line in lines:
@@ -512,14 +584,26 @@ def main() -> int:
     return 0
 
 
-def report(args, relists, load, final, samples, rss_ready) -> list[str]:
+def report(
+    args: argparse.Namespace,
+    relists: list[dict[str, Any]],
+    load: dict[str, Any],
+    final: dict[str, Any],
+    samples: list[dict[str, Any]],
+    rss_ready: int,
+) -> list[str]:
+    ms = 1000
     lines = []
     for r in relists:
         lines.append(
             f"re-list {r['pods']} pods ({r['pages']} pages, {r['bytes'] / 1e6:.1f} MB): "
-            f"{r['relist'] * 1000:.0f} ms vs json.loads of the same bytes {r['loads'] * 1000:.0f} ms: "
-            f"ratio {r['relist'] / r['loads']:.2f}x (the requests alone {r['fetch'] * 1000:.0f} ms, "
-            f"the client's model classes {r['models'] * 1000:.0f} ms = {r['models'] / r['loads']:.1f}x)"
+            f"{r['relist'] * ms:.0f} ms vs json.loads of the same bytes {r['loads'] * ms:.0f} ms: "
+            f"ratio {r['relist'] / r['loads']:.2f}x"
+        )
+        lines.append(
+            f"  of which full GC {r['gc'] * ms:.0f} ms (json.loads: {r['loads_gc'] * ms:.0f} ms); "
+            f"the requests alone {r['fetch'] * ms:.0f} ms; the client's model classes instead "
+            f"{r['models'] * ms:.0f} ms = {r['models'] / r['loads']:.0f}x json.loads"
         )
     if len(relists) == 2 and relists[1]["pods"]:
         a, b = relists[1], relists[0]
@@ -527,31 +611,37 @@ def report(args, relists, load, final, samples, rss_ready) -> list[str]:
             f"growth {a['pods']} -> {b['pods']} pods (x{b['pods'] / a['pods']:.0f}): "
             f"re-list x{b['relist'] / a['relist']:.1f}, json.loads x{b['loads'] / a['loads']:.1f}"
         )
-    generated = load["changes"] / load["seconds"]
-    applied = final["events"] / load["seconds"]
+    seconds = load["seconds"]
     lines.append(
-        f"load: {load['changes']} changes in {load['seconds']:.0f} s = {generated:.0f}/s generated "
-        f"(worst backlog {load['worst_backlog']}); informer applied {final['events']} = {applied:.0f}/s, "
-        f"caught up {'yes' if final['drained'] else 'NO'} {final['drain_s']:.2f} s after the load; "
-        f"re-lists {final['relists']}, errors {final['errors']}"
+        f"load: {load['changes']} changes in {seconds:.0f} s = {load['changes'] / seconds:.0f}/s "
+        f"generated (worst backlog {load['worst_backlog']}); informer applied {final['events']} "
+        f"= {final['events'] / seconds:.0f}/s; caught up {'yes' if final['drained'] else 'NO'} "
+        f"{final['drain_s']:.2f} s after; re-lists {final['relists']}, errors {final['errors']}"
     )
     lines.append(
-        f"lag change -> informer's on_event ({final['lag_n']} changes): p50 {final['lag_p50'] * 1000:.1f} ms, "
-        f"p95 {final['lag_p95'] * 1000:.1f} ms, p99 {final['lag_p99'] * 1000:.1f} ms, max {final['lag_max'] * 1000:.0f} ms"
+        f"lag change -> on_event ({final['lag_n']} changes): p50 {final['lag_p50'] * ms:.1f} ms, "
+        f"p95 {final['lag_p95'] * ms:.1f} ms, p99 {final['lag_p99'] * ms:.1f} ms, "
+        f"max {final['lag_max'] * ms:.0f} ms"
+    )
+    lines.append(
+        f"informer CPU {final['cpu_s']:.1f} s = {100 * final['cpu_s'] / seconds:.1f} % of a core; "
+        f"full GC {final['gc_n']}x, {final['gc_s']:.2f} s (longest {final['gc_max'] * ms:.0f} ms); "
+        f"the stub's full GC {load['stub_gc_n']}x, longest {load['stub_gc_max'] * ms:.0f} ms"
     )
     warm = [s for s in samples if s["t"] >= args.warmup] or samples
     if warm:
         first, last = warm[0]["rss_kib"], samples[-1]["rss_kib"]
         peak = max(s["rss_kib"] for s in samples)
         lines.append(
-            f"informer RSS: {rss_ready / 1024:.1f} MiB synced, before load; {first / 1024:.1f} MiB at "
-            f"t={warm[0]['t']} s, {last / 1024:.1f} MiB at t={samples[-1]['t']} s (last/first "
-            f"{100 * (last - first) / first:+.1f} %), max {peak / 1024:.1f} MiB; pods held {final['pods']}"
+            f"informer RSS: {rss_ready / 1024:.1f} MiB synced before the load; "
+            f"{first / 1024:.1f} MiB at t={warm[0]['t']} s, {last / 1024:.1f} MiB at "
+            f"t={samples[-1]['t']} s: {100 * (last - first) / first:+.1f} %; max {peak / 1024:.1f} MiB; "
+            f"pods held {final['pods']}"
         )
         every = max(1, round(60 / args.sample))
         lines.append(
             "RSS MiB each minute: "
-            + " ".join(f"{s['rss_kib'] / 1024:.0f}" for s in samples[every - 1 :: every])
+            + " ".join(f"{s['rss_kib'] / 1024:.1f}" for s in samples[every - 1 :: every])
         )
     return lines
 

@@ -1,12 +1,14 @@
-"""The pod informer against an API server on loopback, through the real ``kubernetes`` client.
+"""The pod informer against the API-server stub on loopback, through the real ``kubernetes`` client.
 
-The server speaks the watch wire format (chunked JSON lines, BOOKMARK, an
-ERROR event carrying a 410 Status inside a 200 response); the tests change
-pods through its store and watch the informer's cache and callbacks follow.
+The stub (``tests/kubestub``, no kubelet) speaks the watch wire format:
+chunked JSON lines, BOOKMARK, an ERROR event carrying a 410 Status inside a
+200 response. The tests change pods through its store and watch the
+informer's cache and callbacks follow.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from aladdin.cluster.kubernetes.watch import PodInformer, reconcile_feed
-from tests.cluster.kubernetes.fakeapi import FakeApi
+from tests.kubestub.server import KubeStub
 
 SELECTOR = "aladdin/kind"
 
@@ -77,11 +79,39 @@ def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+class Cluster:
+    """The stub (no kubelet: pods stay as the test puts them) and shorthands for its store."""
+
+    def __init__(self, stub: KubeStub):
+        self.stub = stub
+        self.store = stub.store
+        self.namespaces: set[str] = set()
+
+    def create(self, obj: dict) -> None:
+        ns = obj["metadata"]["namespace"]
+        if ns not in self.namespaces:
+            self.store.create("namespaces", None, {"metadata": {"name": ns}})
+            self.namespaces.add(ns)
+        self.store.create("pods", ns, obj)
+
+    def mutate(self, ns: str, name: str, fn: Callable[[dict], None]) -> None:
+        assert self.store.mutate("pods", ns, name, fn) is not None
+
+    def remove(self, ns: str, name: str) -> None:
+        assert self.store.remove("pods", ns, name) is not None
+
+    @property
+    def rv(self) -> str:
+        return str(self.store.resource_version)
+
+
 @pytest.fixture
-def api() -> Iterator[FakeApi]:
-    server = FakeApi()
-    yield server
-    server.close()
+def api(request) -> Iterator[Cluster]:
+    # Bookmarks every 30 s unless a test asks for more (indirect parametrize):
+    # a bookmark moves the resourceVersion, which other tests compare.
+    bookmark_seconds = getattr(request, "param", 30.0)
+    with KubeStub(run_pods=False, bookmark_seconds=bookmark_seconds) as stub:
+        yield Cluster(stub)
 
 
 @pytest.fixture
@@ -90,7 +120,7 @@ def make_informer(api):
 
     def make(**kwargs) -> tuple[PodInformer, RecordingApiClient, list[tuple[str, str]]]:
         events: list[tuple[str, str]] = []
-        api_client = RecordingApiClient(api.configuration())
+        api_client = RecordingApiClient(api.stub.configuration())
         kwargs.setdefault("on_event", lambda t, p: events.append((t, p["metadata"]["name"])))
         informer = PodInformer(api_client, label_selector=SELECTOR, **kwargs)
         made.append(informer)
@@ -105,18 +135,18 @@ def make_informer(api):
 
 def test_the_list_then_live_changes_reach_the_cache_and_on_event(api, make_informer):
     # given two pods before the informer starts, one of them not the portal's
-    api.store.create("pods", pod("job-1"))
-    api.store.create("pods", pod("other", kind=""))
+    api.create(pod("job-1"))
+    api.create(pod("other", kind=""))
     informer, _, events = make_informer()
     assert [p["metadata"]["name"] for p in informer.list()] == ["job-1"]
     assert events == [("ADDED", "job-1")]
     assert informer.relists == 1
 
     # when pods are added, changed and deleted while it watches
-    api.store.create("pods", pod("ws-2", kind="workshop", ns="u-2"))
-    api.store.mutate("pods", "u-1", "job-1", set_phase("Running"))
+    api.create(pod("ws-2", kind="workshop", ns="u-2"))
+    api.mutate("u-1", "job-1", set_phase("Running"))
     eventually(lambda: (informer.get("job-1") or {}).get("status", {}).get("phase") == "Running")
-    api.store.remove("pods", "u-1", "job-1")
+    api.remove("u-1", "job-1")
     eventually(lambda: informer.get("job-1") is None)
 
     # then the cache and the callbacks follow, found by name in any namespace
@@ -131,37 +161,37 @@ def test_the_list_then_live_changes_reach_the_cache_and_on_event(api, make_infor
     assert informer.relists == 1, "a live watch needs no re-list"
 
 
+@pytest.mark.parametrize("api", [0.2], indirect=True)
 def test_a_bookmark_advances_the_resource_version_without_an_event(api, make_informer):
-    api.store.create("pods", pod("job-1"))
+    api.create(pod("job-1"))
     informer, _, events = make_informer()
     before = informer.resource_version
 
     # a change the selector does not match moves the server's resourceVersion on
-    api.store.create("pods", pod("other", kind=""))
-    api.bookmark()
-    eventually(lambda: informer.bookmarks >= 1)
+    api.create(pod("other", kind=""))
+    eventually(lambda: informer.resource_version == api.rv)
 
     assert int(informer.resource_version) > int(before)
-    assert informer.resource_version == str(api.store.rv)
+    assert informer.bookmarks >= 1
     assert events == [("ADDED", "job-1")]
     assert informer.events == 0
 
 
 def test_an_ended_watch_resumes_from_its_resource_version_without_a_re_list(api, make_informer):
     informer, api_client, events = make_informer(watch_timeout_seconds=1)
-    api.store.create("pods", pod("job-1"))
+    api.create(pod("job-1"))
     eventually(lambda: informer.get("job-1"))
     rv = informer.resource_version
 
     # the server ends the watch after 1 s; the next one starts where it left off
     eventually(lambda: sum(1 for r in api_client.requests if r.get("watch")) >= 2, timeout=5)
-    assert api_client.requests[-1]["resourceVersion"] == rv
+    assert api_client.requests[-1]["resourceVersion"] == rv == api.rv
     assert informer.relists == 1
 
 
 def test_expired_history_re_lists_and_reports_what_changed_in_the_gap(api, make_informer):
     for name in ("job-1", "job-2", "job-3"):
-        api.store.create("pods", pod(name))
+        api.create(pod(name))
     informer, api_client, events = make_informer(watch_timeout_seconds=1)
     events.clear()
 
@@ -169,10 +199,10 @@ def test_expired_history_re_lists_and_reports_what_changed_in_the_gap(api, make_
     api_client.hold()
     assert api_client.held.wait(5), "the 1 s watch ended and the next request is waiting"
     # ... while a pod goes, another changes, one comes, and the history is compacted
-    api.store.remove("pods", "u-1", "job-1")
-    api.store.mutate("pods", "u-1", "job-2", set_phase("Running"))
-    api.store.create("pods", pod("job-4"))
-    api.expire_history()
+    api.remove("u-1", "job-1")
+    api.mutate("u-1", "job-2", set_phase("Running"))
+    api.create(pod("job-4"))
+    api.stub.expire_history()
 
     # when it comes back, its watch from the old resourceVersion gets a 410
     api_client.release()
@@ -184,17 +214,17 @@ def test_expired_history_re_lists_and_reports_what_changed_in_the_gap(api, make_
     assert informer.get("job-1") is None
     assert informer.get("job-2")["status"]["phase"] == "Running"
     assert sorted(events) == [("ADDED", "job-4"), ("DELETED", "job-1"), ("MODIFIED", "job-2")]
-    assert informer.resource_version == str(api.store.rv)
+    assert informer.resource_version == api.rv
     assert informer.errors == 0, "a 410 is the protocol, not an error"
 
     # and it watches again from the new list
-    api.store.remove("pods", "u-1", "job-3")
+    api.remove("u-1", "job-3")
     eventually(lambda: informer.get("job-3") is None)
 
 
 def test_the_list_is_read_in_pages(api, make_informer):
     for i in range(5):
-        api.store.create("pods", pod(f"job-{i}", ns=f"u-{i}"))
+        api.create(pod(f"job-{i}", ns=f"u-{i}"))
     informer, api_client, _ = make_informer(page_size=2)
 
     lists = [r for r in api_client.requests if not r.get("watch")]
@@ -257,14 +287,33 @@ def test_the_feed_coalesces_a_burst_into_one_call_per_kind_and_sends_after_it():
 def test_the_feed_is_fed_by_the_informer(api, make_informer):
     sent: list[str] = []
     feed = reconcile_feed(sent.append, min_interval=0.2)
-    api.store.create("pods", pod("job-1"))
+    api.create(pod("job-1"))
     informer, _, _ = make_informer(on_event=feed)
     assert sent == ["job"]
 
     for phase in ("Running", "Succeeded"):
-        api.store.mutate("pods", "u-1", "job-1", set_phase(phase))
+        api.mutate("u-1", "job-1", set_phase(phase))
     eventually(lambda: len(sent) == 2)
-    api.store.remove("pods", "u-1", "job-1")
+    api.remove("u-1", "job-1")
     eventually(lambda: len(sent) == 3)
     assert sent == ["job", "job", "job"]
     feed.close()
+
+
+def test_an_unreachable_api_server_is_retried_with_backoff_and_stop_still_returns_at_once():
+    # a port nobody listens on (bound, then closed)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    configuration.retries = False
+    informer = PodInformer(client.ApiClient(configuration), label_selector=SELECTOR).start()
+    try:
+        eventually(lambda: informer.errors >= 2, timeout=3)
+        assert not informer.synced.is_set()
+    finally:
+        started = time.monotonic()
+        informer.stop()
+    assert time.monotonic() - started < 1
+    assert not informer._thread.is_alive()
