@@ -84,6 +84,17 @@ def _key(pod: Pod) -> Key:
     return (meta.get("namespace") or "", meta.get("name") or "")
 
 
+def drop_managed_fields(pod: Pod) -> Pod:
+    """The default ``transform``: a pod without ``metadata.managedFields``.
+
+    The API server's field-ownership records (server-side apply) are often a
+    third of a pod's JSON and nothing the portal reads; client-go's
+    informers drop them the same way (``SetTransform``).
+    """
+    (pod.get("metadata") or {}).pop("managedFields", None)
+    return pod
+
+
 def _rv(obj: Pod) -> str:
     return (obj.get("metadata") or {}).get("resourceVersion") or ""
 
@@ -116,6 +127,10 @@ class PodInformer:
     whose resourceVersion changed and DELETED (synthetic) for pods that are
     gone. An exception in it is logged, never stops the informer.
 
+    ``transform(pod)`` (default :func:`drop_managed_fields`) is applied to
+    every pod before it is cached: what the portal never reads need not be
+    held for every pod (client-go's ``SetTransform``).
+
     Counters (ints, read without a lock): ``relists`` (every list,
     the first included), ``events`` (watch events applied), ``bookmarks``,
     ``errors`` (failures that led to a backoff).
@@ -130,12 +145,14 @@ class PodInformer:
         watch_timeout_seconds: int = 240,
         on_event: OnEvent | None = None,
         page_size: int = PAGE_SIZE,
+        transform: Callable[[Pod], Pod] | None = drop_managed_fields,
     ):
         self._api = client.CoreV1Api(api_client)
         self.label_selector = label_selector
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
         self.page_size = page_size
+        self._transform = transform
         self._on_event = on_event
         self._lock = threading.Lock()
         self._pods: dict[Key, Pod] = {}
@@ -265,6 +282,8 @@ class PodInformer:
 
     def _relist(self) -> None:
         items, rv = self._list_all()
+        if self._transform is not None:
+            items = [self._transform(p) for p in items]
         pods = {_key(p): p for p in items}
         changes: list[tuple[str, Pod]] = []
         with self._lock:
@@ -334,6 +353,8 @@ class PodInformer:
             if obj.get("code") == 410:
                 raise _Expired()
             raise _StreamError(f"watch ERROR {obj.get('code')}: {obj.get('message')}")
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = _key(obj)
         with self._lock:
             if kind == DELETED:

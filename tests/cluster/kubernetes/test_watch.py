@@ -317,3 +317,19 @@ def test_an_unreachable_api_server_is_retried_with_backoff_and_stop_still_return
         informer.stop()
     assert time.monotonic() - started < 1
     assert not informer._thread.is_alive()
+
+
+def test_managed_fields_are_not_cached(api, make_informer):
+    managed = [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1"}]
+    listed = pod("job-1")
+    listed["metadata"]["managedFields"] = managed
+    api.create(listed)
+    informer, _, _ = make_informer()
+    watched = pod("job-2")
+    watched["metadata"]["managedFields"] = managed
+    api.create(watched)
+    eventually(lambda: informer.get("job-2"))
+
+    assert api.store.get("pods", "u-1", "job-1")["metadata"]["managedFields"] == managed
+    assert "managedFields" not in informer.get("job-1")["metadata"]
+    assert "managedFields" not in informer.get("job-2")["metadata"]
