@@ -9,6 +9,7 @@ come out as ``1.5Gi``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -178,65 +179,73 @@ _DECIMAL_SUFFIX = {v: k for k, v in _DECIMAL.items()}
 _BINARY_SUFFIX = {v: k for k, v in _BINARY.items()}
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
 _EXPONENT = re.compile(r"^[eE]([+-]?[0-9]+)$")
-_NANO = Fraction(1, 10**9)
+_GIGA = 10**9
 
 
 class Quantity:
-    """An exact resource quantity that remembers the format it was written in."""
+    """An exact resource quantity (integer nano-units) that remembers the format it was written in.
 
-    __slots__ = ("value", "format")
+    Immutable: parsed quantities are cached and shared.
+    """
 
-    def __init__(self, value: Fraction | int, format: str = DECIMAL_SI) -> None:
-        value = Fraction(value)
-        # The API server keeps at most nano precision and rounds up (0.1n -> 1n).
-        if (value / _NANO).denominator != 1:
-            scaled = value / _NANO
-            whole = -((-scaled.numerator) // scaled.denominator)
-            value = whole * _NANO
-        self.value = value
+    __slots__ = ("nanos", "format")
+
+    def __init__(
+        self, value: Fraction | int, format: str = DECIMAL_SI, *, nanos: int | None = None
+    ):
+        if nanos is None:
+            # The API server keeps at most nano precision and rounds up (0.1n -> 1n).
+            scaled = Fraction(value) * _GIGA
+            nanos = -((-scaled.numerator) // scaled.denominator)
+        self.nanos = nanos
         self.format = format
 
+    @property
+    def value(self) -> Fraction:
+        return Fraction(self.nanos, _GIGA)
+
     def __add__(self, other: Quantity) -> Quantity:
-        fmt = other.format if self.value == 0 else self.format
-        return Quantity(self.value + other.value, fmt)
+        fmt = other.format if self.nanos == 0 else self.format
+        return Quantity(0, fmt, nanos=self.nanos + other.nanos)
 
     def __sub__(self, other: Quantity) -> Quantity:
-        return Quantity(self.value - other.value, self.format)
+        return Quantity(0, self.format, nanos=self.nanos - other.nanos)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Quantity) and self.value == other.value
+        return isinstance(other, Quantity) and self.nanos == other.nanos
 
     def __hash__(self) -> int:
-        return hash(self.value)
+        return hash(self.nanos)
 
     def __lt__(self, other: Quantity) -> bool:
-        return self.value < other.value
+        return self.nanos < other.nanos
 
     def __le__(self, other: Quantity) -> bool:
-        return self.value <= other.value
+        return self.nanos <= other.nanos
 
     def __gt__(self, other: Quantity) -> bool:
-        return self.value > other.value
+        return self.nanos > other.nanos
 
     def __repr__(self) -> str:
         return f"Quantity({str(self)!r})"
 
     def __str__(self) -> str:
-        value = self.value
-        if value == 0:
+        nanos = self.nanos
+        if nanos == 0:
             return "0"
-        sign = "-" if value < 0 else ""
-        value = abs(value)
+        sign = "-" if nanos < 0 else ""
+        nanos = abs(nanos)
         fmt = self.format
-        if fmt == BINARY_SI and (value < 1024 or value.denominator != 1):
+        whole, fraction = divmod(nanos, _GIGA)
+        if fmt == BINARY_SI and (whole < 1024 or fraction):
             fmt = DECIMAL_SI
         if fmt == BINARY_SI:
-            n, power = int(value), 0
+            n, power = whole, 0
             while power < 6 and n % 1024 == 0:
                 n //= 1024
                 power += 1
             return f"{sign}{n}{_BINARY_SUFFIX.get(power, '')}"
-        n, exp = int(value / _NANO), -9
+        n, exp = nanos, -9
         while n % 1000 == 0 and (fmt == DECIMAL_EXPONENT or exp < 18):
             n //= 1000
             exp += 3
@@ -251,7 +260,11 @@ def parse_quantity(text: str | int | float) -> Quantity:
         text = str(text)
     if not isinstance(text, str):
         raise SelectorError(f"quantities must match the regular expression: {text!r}")
-    text = text.strip()
+    return _parse_quantity(text.strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity(text: str) -> Quantity:
     m = _QUANTITY.match(text)
     if not m:
         raise SelectorError(

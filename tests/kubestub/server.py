@@ -25,9 +25,18 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.kubestub.store import RESOURCES, ApiError, ResourceInfo, Store, bad_request, not_found
+from tests.kubestub.store import (
+    RESOURCES,
+    ApiError,
+    ResourceInfo,
+    Store,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+)
 
 __all__ = ["DEFAULT_NODES", "KubeStub"]
 
@@ -106,12 +115,14 @@ def _q1(query: dict, key: str, default: str | None = None) -> str | None:
 
 
 def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true")
+    """Go's strconv.ParseBool, as the API server reads flags (the Python client sends "True")."""
+    return value in ("1", "t", "T", "true", "True", "TRUE")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops connects when a benchmark opens many at once
     stub: KubeStub
 
     def __init__(self, address, handler):
@@ -250,8 +261,9 @@ class KubeStub:
         self.nodes = [_node_object(n) for n in (nodes if nodes is not None else DEFAULT_NODES)]
         self.bookmark_seconds = bookmark_seconds
         self.store = Store(history=history)
-        self.kubelet: Any = None
+        self.kubelet: Any = None  # tests.kubestub.kubelet.Kubelet when run_pods
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._requests_lock = threading.Lock()
         self.url = ""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -260,15 +272,15 @@ class KubeStub:
             self.store.create("namespaces", None, {"metadata": {"name": name}}, copy=False)
         for node in self.nodes:
             self.store.create("nodes", None, json.loads(json.dumps(node)), copy=False)
+        if run_pods:
+            from tests.kubestub.kubelet import Kubelet  # the other half; imported only when asked
+
+            stored = [self.store.get("nodes", None, n["metadata"]["name"]) for n in self.nodes]
+            self.kubelet = Kubelet(self.store, self.root, stored)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> KubeStub:
-        if self.run_pods and self.kubelet is None:
-            from tests.kubestub.kubelet import Kubelet  # written separately; optional here
-
-            nodes = [self.store.get("nodes", None, n["metadata"]["name"]) for n in self.nodes]
-            self.kubelet = Kubelet(self.store, self.root, nodes)
         server = _Server(("127.0.0.1", 0), _Handler)
         server.stub = self
         self._server = server
@@ -338,14 +350,18 @@ class KubeStub:
     def expire_history(self) -> None:
         self.store.expire_history()
 
+    def _count(self, method: str, template: str) -> None:
+        with self._requests_lock:  # Counter's += is not atomic across handler threads
+            self.requests[(method, template)] += 1
+
     # -- routing --------------------------------------------------------------------------
 
     def _route(self, h: _Handler, method: str, body: bytes) -> None:
         split = urlsplit(h.path)
         path, query = split.path.rstrip("/") or "/", parse_qs(split.query, keep_blank_values=True)
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]
         if path in ("/version", "/api", "/apis", "/api/v1", "/healthz", "/readyz", "/livez"):
-            self.requests[(method, path)] += 1
+            self._count(method, path)
             return self._discovery(h, path)
         if parts[:2] == ["api", "v1"]:
             prefix, resources, rest = "/api/v1", _CORE, parts[2:]
@@ -357,7 +373,7 @@ class KubeStub:
             if resources is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             if not rest:
-                self.requests[(method, prefix)] += 1
+                self._count(method, prefix)
                 return self._discovery(h, prefix)
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -388,7 +404,7 @@ class KubeStub:
         if sub:
             template += f"/{sub}"
         watching = method == "GET" and name is None and _truthy(_q1(query, "watch"))
-        self.requests[("WATCH" if watching else method, template)] += 1
+        self._count("WATCH" if watching else method, template)
 
         if name is None:
             return self._collection(h, method, info, namespace, query, body, watching)
@@ -508,9 +524,10 @@ class KubeStub:
                     "the server does not allow this method on the requested resource",
                 )
             obj = self._parse(body)
-            created = self.store.create(info.resource, namespace, obj)
+            dry_run = bool(query.get("dryRun"))
+            created = self.store.create(info.resource, namespace, obj, dry_run=dry_run)
             assert created is not None
-            if info.resource == "pods" and self.kubelet is not None:
+            if info.resource == "pods" and self.kubelet is not None and not dry_run:
                 self.kubelet.pod_created(json.loads(json.dumps(created)))
             return h.send_json(201, created)
         if method == "DELETE":
@@ -549,6 +566,8 @@ class KubeStub:
         try:
             timeout = float(_q1(query, "timeoutSeconds") or _WATCH_DEFAULT_SECONDS)
         except ValueError:
+            timeout = _WATCH_DEFAULT_SECONDS
+        if timeout <= 0:
             timeout = _WATCH_DEFAULT_SECONDS
         bookmarks = _truthy(_q1(query, "allowWatchBookmarks"))
         h.send_response(200)
@@ -627,6 +646,7 @@ class KubeStub:
 
     def _object(self, h, method, info: ResourceInfo, namespace, name, sub, query, body) -> None:
         store = self.store
+        dry_run = bool(query.get("dryRun"))
         if sub == "status" and not info.has_status:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
@@ -636,12 +656,18 @@ class KubeStub:
             return h.send_json(200, obj)
         if method == "PUT":
             return h.send_json(
-                200, store.replace(info.resource, namespace, name, self._parse(body), sub)
+                200,
+                store.replace(
+                    info.resource, namespace, name, self._parse(body), sub, dry_run=dry_run
+                ),
             )
         if method == "PATCH":
             content_type = h.headers.get("Content-Type") or "application/strategic-merge-patch+json"
             return h.send_json(
-                200, store.patch(info.resource, namespace, name, body, content_type, sub)
+                200,
+                store.patch(
+                    info.resource, namespace, name, body, content_type, sub, dry_run=dry_run
+                ),
             )
         if method == "DELETE" and sub is None:
             options = self._delete_options(query, body)
@@ -668,11 +694,15 @@ class KubeStub:
                 options["gracePeriodSeconds"] = int(grace)
             except ValueError:
                 raise bad_request("gracePeriodSeconds: Invalid value: must be an integer") from None
+        if query.get("dryRun") and not options.get("dryRun"):
+            options["dryRun"] = query["dryRun"]
         if _q1(query, "propagationPolicy") and not options.get("propagationPolicy"):
             options["propagationPolicy"] = _q1(query, "propagationPolicy")
         return options
 
     def _delete_one(self, info: ResourceInfo, namespace, name, options: dict) -> dict:
+        if options.get("dryRun"):
+            return self.store.delete(info.resource, namespace, name, options, dry_run=True)
         if info.resource == "namespaces":
             return self._delete_namespace(name, options)
         if info.resource == "pods" and self.kubelet is not None:
@@ -685,18 +715,29 @@ class KubeStub:
             grace = max(0, int(grace))
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 grace = 0  # the real strategy deletes finished pods at once
-            obj = self.store.begin_pod_deletion(namespace, name, grace, options)
-            self.kubelet.pod_deleting(namespace, name, grace)
+            obj, news = self.store.begin_pod_deletion(namespace, name, grace, options)
+            if news:
+                self.kubelet.pod_deleting(namespace, name, grace)
             return obj
         return self.store.delete(info.resource, namespace, name, options)
 
     def _delete_namespace(self, name: str, options: dict) -> dict:
         store = self.store
+        info = RESOURCES["namespaces"]
+        if name in ("default", "kube-system", "kube-public"):
+            raise forbidden(info, name, "this namespace may not be deleted")
         with store.lock:
             entry = store._entry("namespaces", None, name)
             if entry is None:
-                raise not_found(RESOURCES["namespaces"], name)
-            store.check_preconditions(RESOURCES["namespaces"], entry, options)
+                raise not_found(info, name)
+            store.check_preconditions(info, entry, options)
+            if entry.obj.get("status", {}).get("phase") == "Terminating":
+                raise conflict(
+                    info,
+                    name,
+                    "The system is ensuring all content is removed from this namespace.  "
+                    "Upon completion, this namespace will automatically be purged by the system.",
+                )
             terminating = store.set_namespace_terminating(name)
         # Quotas first, so the pods' going does not rewrite quota status one pod at a time.
         order = ["resourcequotas"] + [
@@ -717,10 +758,11 @@ class KubeStub:
             return terminating
         for pod in pods:
             try:
-                store.begin_pod_deletion(name, pod, 0)
+                _, news = store.begin_pod_deletion(name, pod, 0)
             except ApiError:
                 continue
-            self.kubelet.pod_deleting(name, pod, 0)
+            if news:
+                self.kubelet.pod_deleting(name, pod, 0)
         # The namespace controller finishes once the kubelet has stopped the pods.
         cleanup = threading.Thread(target=self._finish_namespace, args=(name,), daemon=True)
         self._cleanups.append(cleanup)
@@ -776,7 +818,7 @@ class KubeStub:
                 for i, p in enumerate(rest)
             )
         )
-        self.requests[(method, template)] += 1
+        self._count(method, template)
         not_found_error = ApiError(
             404, "NotFound", "the server could not find the requested resource"
         )

@@ -196,7 +196,9 @@ def invalid(info: ResourceInfo, name: str, errors: list[tuple[str, str, str]]) -
     """``errors``: (field, reason, detail), e.g. ("metadata.name", "FieldValueRequired", "Required value: ...")."""
     texts = [f"{field}: {detail}" for field, _, detail in errors]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
-    details = {"name": name, "group": info.group, "kind": info.kind}
+    # StatusDetails' fields are omitempty: an unnamed object's details have no "name".
+    details: dict[str, Any] = {"name": name, "group": info.group, "kind": info.kind}
+    details = {k: v for k, v in details.items() if v}
     details["causes"] = [
         {"reason": reason, "message": detail, "field": field} for field, reason, detail in errors
     ]
@@ -437,6 +439,7 @@ _MUST_SPECIFY = frozenset(
 )
 _TERMINAL = frozenset({"Succeeded", "Failed"})
 _ONE = Quantity(1)
+_ZERO = Quantity(0)
 
 
 def _container_usage(container: dict) -> dict[str, Quantity]:
@@ -585,6 +588,8 @@ class Store:
         self._ns_usage: dict[str, dict[str, Quantity]] = {}
         self._closed = False
         self._cluster_ip = 0
+        self._usage_hint: dict[str, Quantity] | None = None  # the admitted pod's, for _commit
+        self._deferred_quotas: set[str] | None = None  # bulk writes refresh quotas once, at the end
 
     # -- internals ------------------------------------------------------------------------
 
@@ -655,9 +660,10 @@ class Store:
 
     def _account_pod(self, ns: str, before: _Entry | None, after: _Entry | None) -> None:
         if after is not None:
-            after.usage = (
-                before.usage if before is not None and before.usage else pod_usage(after.obj)
-            )
+            if before is not None and before.usage is not None:
+                after.usage = before.usage  # a pod's resources do not change after creation
+            else:
+                after.usage, self._usage_hint = self._usage_hint or pod_usage(after.obj), None
             after.counted = _pod_counts(after.obj)
         was = before is not None and before.counted
         now = after is not None and after.counted
@@ -669,7 +675,10 @@ class Store:
         else:
             for key, q in before.usage.items():  # type: ignore[union-attr]
                 totals[key] = totals[key] - q
-        self._refresh_quotas(ns)
+        if self._deferred_quotas is not None:
+            self._deferred_quotas.add(ns)
+        else:
+            self._refresh_quotas(ns)
 
     def _quota_status(self, ns: str, quota: dict) -> dict:
         hard = (quota.get("spec") or {}).get("hard") or {}
@@ -677,7 +686,7 @@ class Store:
         used = {}
         for key in hard:
             if _is_pod_resource(key):
-                used[key] = str(totals.get(key, Quantity(0)))
+                used[key] = str(totals.get(key, _ZERO))
             else:
                 used[key] = self._count_used(ns, key)
         return {"hard": dict(hard), "used": used}
@@ -706,13 +715,12 @@ class Store:
                 obj["status"] = status
                 self._commit(info, obj, "MODIFIED", entry)
 
-    def _admit_pod(self, ns: str, pod: dict) -> None:
+    def _admit_pod(self, ns: str, pod: dict, delta: dict[str, Quantity]) -> None:
         """The ResourceQuota admission plugin, for a pod being created."""
         info = RESOURCES["pods"]
         name = pod["metadata"]["name"]
         if pod.get("status", {}).get("phase") in _TERMINAL:
             return
-        delta = pod_usage(pod)
         totals = self._ns_usage.get(ns, {})
         for entry in sorted(
             self._objects["resourcequotas"].get(ns, {}).values(),
@@ -743,10 +751,10 @@ class Store:
             exceeded = [
                 k
                 for k, q in requested.items()
-                if (totals.get(k, Quantity(0)) + q).value > hard[k].value
+                if totals.get(k, _ZERO).nanos + q.nanos > hard[k].nanos
             ]
             if exceeded:
-                used = {k: totals.get(k, Quantity(0)) for k in exceeded}
+                used = {k: totals.get(k, _ZERO) for k in exceeded}
                 raise forbidden(
                     info,
                     name,
@@ -790,8 +798,19 @@ class Store:
         elif info.resource == "resourcequotas":
             hard = (obj.setdefault("spec", {})).get("hard") or {}
             obj["spec"]["hard"] = {k: str(parse_quantity(v)) for k, v in hard.items()}
-        elif info.resource == "serviceaccounts":
-            pass
+        elif info.resource == "limitranges":
+            for item in (obj.setdefault("spec", {})).get("limits") or []:
+                if item.get("type") != "Container":
+                    continue
+                # The API's defaulting: default from max, defaultRequest from default.
+                default = item.setdefault("default", {})
+                for key, value in (item.get("max") or {}).items():
+                    default.setdefault(key, value)
+                request = item.setdefault("defaultRequest", {})
+                for key, value in default.items():
+                    request.setdefault(key, value)
+                for key, value in (item.get("min") or {}).items():
+                    request.setdefault(key, value)
 
     @staticmethod
     def _pod_defaults(pod: dict) -> None:
@@ -805,7 +824,6 @@ class Store:
         spec.setdefault("securityContext", {})
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("priority", 0)
-        classes = []
         for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
             resources = container.setdefault("resources", {})
             limits = resources.get("limits") or {}
@@ -820,6 +838,16 @@ class Store:
             tagged = ":" in image.rsplit("/", 1)[-1] or "@" in image
             latest = not tagged or image.endswith(":latest")
             container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        pod.setdefault("status", {}).setdefault("phase", "Pending")
+
+    @staticmethod
+    def _qos_class(pod: dict) -> str:
+        spec = pod.get("spec") or {}
+        classes = []
+        for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            resources = container.get("resources") or {}
+            limits = resources.get("limits") or {}
+            requests = resources.get("requests") or {}
             if not requests and not limits:
                 classes.append("BestEffort")
             elif all(
@@ -830,14 +858,72 @@ class Store:
                 classes.append("Guaranteed")
             else:
                 classes.append("Burstable")
-        status = pod.setdefault("status", {})
-        status.setdefault("phase", "Pending")
         if not classes or all(c == "BestEffort" for c in classes):
-            status.setdefault("qosClass", "BestEffort")
-        elif all(c == "Guaranteed" for c in classes):
-            status.setdefault("qosClass", "Guaranteed")
-        else:
-            status.setdefault("qosClass", "Burstable")
+            return "BestEffort"
+        if all(c == "Guaranteed" for c in classes):
+            return "Guaranteed"
+        return "Burstable"
+
+    def _apply_limit_ranges(self, ns: str, pod: dict) -> None:
+        """The LimitRanger admission plugin for type Container: defaults, then min and max."""
+        items = []
+        for entry in sorted(
+            self._objects["limitranges"].get(ns, {}).values(),
+            key=lambda e: e.obj["metadata"]["name"],
+        ):
+            for item in (entry.obj.get("spec") or {}).get("limits") or []:
+                if item.get("type") == "Container":
+                    items.append(item)
+        if not items:
+            return
+        spec = pod.get("spec") or {}
+        containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for item in items:
+            for container in containers:
+                resources = container.setdefault("resources", {})
+                limits = resources.get("limits") or {}
+                requests = resources.get("requests") or {}
+                for key, value in (item.get("default") or {}).items():
+                    limits.setdefault(key, value)
+                for key, value in (item.get("defaultRequest") or {}).items():
+                    requests.setdefault(key, value)
+                if limits:
+                    resources["limits"] = limits
+                if requests:
+                    resources["requests"] = requests
+        errors = []
+        for item in items:
+            for container in containers:
+                resources = container.get("resources") or {}
+                limits = resources.get("limits") or {}
+                requests = resources.get("requests") or {}
+                for key, bound in sorted((item.get("min") or {}).items()):
+                    have = requests.get(key)
+                    least = parse_quantity(bound)
+                    if have is None:
+                        errors.append(
+                            f"minimum {key} usage per Container is {least}.  No request is specified"
+                        )
+                    elif parse_quantity(have) < least:
+                        errors.append(
+                            f"minimum {key} usage per Container is {least}, "
+                            f"but request is {parse_quantity(have)}"
+                        )
+                for key, bound in sorted((item.get("max") or {}).items()):
+                    have = limits.get(key)
+                    most = parse_quantity(bound)
+                    if have is None:
+                        errors.append(
+                            f"maximum {key} usage per Container is {most}.  No limit is specified"
+                        )
+                    elif parse_quantity(have) > most:
+                        errors.append(
+                            f"maximum {key} usage per Container is {most}, "
+                            f"but limit is {parse_quantity(have)}"
+                        )
+        if errors:
+            why = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+            raise forbidden(RESOURCES["pods"], pod["metadata"]["name"], why)
 
     @staticmethod
     def _validate(info: ResourceInfo, obj: dict) -> list[tuple[str, str, str]]:
@@ -904,17 +990,28 @@ class Store:
                 return None
             obj = json.loads(entry.raw)
             self._commit(info, obj, "DELETED", entry)
-            if resource == "resourcequotas":
-                pass
-            elif resource != "pods" and self._objects["resourcequotas"].get(namespace or ""):
+            # Object-count quotas (count/configmaps, services...) follow removals too;
+            # pods keep theirs through _account_pod.
+            if resource not in ("pods", "resourcequotas") and self._objects["resourcequotas"].get(
+                namespace or ""
+            ):
                 self._refresh_quotas(namespace or "")
             return obj
 
     # -- REST verbs -----------------------------------------------------------------------
 
     def create(
-        self, resource: str, namespace: str | None, body: dict, *, copy: bool = True
+        self,
+        resource: str,
+        namespace: str | None,
+        body: dict,
+        *,
+        copy: bool = True,
+        dry_run: bool = False,
     ) -> dict | None:
+        """POST: validation, defaults, LimitRanger and quota admission, then ADDED.
+
+        ``dry_run`` (the ``dryRun=All`` query) answers what would be stored, storing nothing."""
         info = self._info(resource)
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
@@ -989,9 +1086,16 @@ class Store:
                 meta.setdefault("generation", 1)
             self._defaults(info, obj)
             if resource == "pods":
-                self._admit_pod(namespace or "", obj)
+                self._apply_limit_ranges(namespace or "", obj)
+                obj["status"].setdefault("qosClass", self._qos_class(obj))
+                usage = pod_usage(obj)
+                self._admit_pod(namespace or "", obj, usage)
+                self._usage_hint = usage
             if resource == "resourcequotas":
                 obj["status"] = self._quota_status(namespace or "", obj)
+            if dry_run:
+                self._usage_hint = None
+                return json.loads(json.dumps(obj))
             entry = self._commit(info, obj, "ADDED")
             if resource == "namespaces" and name not in (
                 "kube-system",
@@ -1011,9 +1115,15 @@ class Store:
         """Create many pods fast (benchmark setup): one lock hold, no copies back."""
         names = []
         with self.lock:
-            for pod in pods:
-                self.create("pods", namespace, pod, copy=False)
-                names.append(pod["metadata"]["name"])
+            self._deferred_quotas = set()
+            try:
+                for pod in pods:
+                    self.create("pods", namespace, pod, copy=False)
+                    names.append(pod["metadata"]["name"])
+            finally:
+                dirty, self._deferred_quotas = self._deferred_quotas, None
+                for ns in dirty:
+                    self._refresh_quotas(ns)
         return names
 
     def _prepare_update(
@@ -1052,6 +1162,12 @@ class Store:
                 else:
                     new.pop("status", None)
         new["kind"], new["apiVersion"] = info.kind, info.api_version
+        if info.resource == "services" and subresource is None:
+            # An update that leaves the allocated IP out keeps it (as the real registry does).
+            old_spec, new_spec = old.get("spec") or {}, new.setdefault("spec", {})
+            for key in ("clusterIP", "clusterIPs"):
+                if key in old_spec and not new_spec.get(key):
+                    new_spec[key] = old_spec[key]
         if info.resource == "persistentvolumeclaims" and subresource is None:
             self._resize_pvc(info, old, new)
         if info.resource == "namespaces":
@@ -1104,6 +1220,8 @@ class Store:
         name: str,
         body: dict,
         subresource: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         info = self._info(resource)
         if not isinstance(body, dict):
@@ -1123,6 +1241,8 @@ class Store:
                 raise not_found(info, name)
             self._check_rv(info, entry, body)
             new = self._prepare_update(info, self._copy(entry), body, subresource)
+            if dry_run:
+                return new
             return self._copy(self._commit(info, new, "MODIFIED", entry))
 
     def patch(
@@ -1133,6 +1253,8 @@ class Store:
         body: bytes,
         content_type: str,
         subresource: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         info = self._info(resource)
         try:
@@ -1170,6 +1292,8 @@ class Store:
             if (new.get("metadata") or {}).get("name") != name:
                 raise bad_request("metadata.name: the name of the object may not change in a patch")
             new = self._prepare_update(info, current, new, subresource)
+            if dry_run:
+                return new
             return self._copy(self._commit(info, new, "MODIFIED", entry))
 
     def check_preconditions(self, info: ResourceInfo, entry: _Entry, options: dict) -> None:
@@ -1190,7 +1314,13 @@ class Store:
             )
 
     def delete(
-        self, resource: str, namespace: str | None, name: str, options: dict | None = None
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        options: dict | None = None,
+        *,
+        dry_run: bool = False,
     ) -> dict:
         """Delete now (not graceful): the deleted object or a Status Success."""
         info = self._info(resource)
@@ -1199,7 +1329,7 @@ class Store:
             if entry is None:
                 raise not_found(info, name)
             self.check_preconditions(info, entry, options or {})
-            obj = self.remove(resource, namespace, name)
+            obj = self._copy(entry) if dry_run else self.remove(resource, namespace, name)
         return self.deleted_answer(info, obj)  # type: ignore[arg-type]
 
     @staticmethod
@@ -1216,8 +1346,12 @@ class Store:
 
     def begin_pod_deletion(
         self, namespace: str, name: str, grace: int, options: dict | None = None
-    ) -> dict:
-        """Graceful pod deletion: stamp deletionTimestamp (the kubelet finishes it)."""
+    ) -> tuple[dict, bool]:
+        """Graceful pod deletion: stamp deletionTimestamp (the kubelet finishes it).
+
+        Returns the pod and whether the kubelet has news: a first deletion, or a
+        second one that shortens the grace (a longer one changes nothing, as in the
+        real registry)."""
         info = RESOURCES["pods"]
         with self.lock:
             entry = self._entry("pods", namespace, name)
@@ -1227,11 +1361,11 @@ class Store:
             meta = entry.obj["metadata"]
             current = meta.get("deletionGracePeriodSeconds")
             if meta.get("deletionTimestamp") and current is not None and current <= grace:
-                return self._copy(entry)
+                return self._copy(entry), False
             obj = self._copy(entry)
             obj["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
             obj["metadata"]["deletionGracePeriodSeconds"] = grace
-            return self._copy(self._commit(info, obj, "MODIFIED", entry))
+            return self._copy(self._commit(info, obj, "MODIFIED", entry)), True
 
     def set_namespace_terminating(self, name: str) -> dict:
         info = RESOURCES["namespaces"]

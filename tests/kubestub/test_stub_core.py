@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
+import types
 
 import pytest
 from kubernetes import client, config, watch
@@ -132,7 +134,16 @@ def test_an_object_without_a_name_is_422_and_generate_name_fills_one(v1, ns):
     assert body["message"] == (
         'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required'
     )
-    assert body["details"]["causes"][0]["field"] == "metadata.name"
+    assert body["details"] == {
+        "kind": "ConfigMap",
+        "causes": [
+            {
+                "reason": "FieldValueRequired",
+                "message": "Required value: name or generateName is required",
+                "field": "metadata.name",
+            }
+        ],
+    }
 
     made = v1.create_namespaced_config_map(ns, {"metadata": {"generateName": "cfg-"}, "data": {}})
     assert made.metadata.name.startswith("cfg-") and len(made.metadata.name) == len("cfg-") + 5
@@ -213,6 +224,44 @@ def test_deleting_a_pod_answers_the_pod_and_a_config_map_a_success_status(stub, 
         v1.delete_namespaced_pod("job-1", ns)
     assert caught.value.status == 404
     assert stub.requests[("DELETE", "/api/v1/namespaces/{namespace}/pods/{name}")] >= 2
+
+
+def test_a_dry_run_answers_without_storing(stub, v1, ns):
+    before = stub.store.resource_version
+
+    made = v1.create_namespaced_pod(ns, pod("job-1"), dry_run="All")
+    assert made.metadata.uid and made.status.phase == "Pending"
+    assert stub.store.resource_version == before
+    with pytest.raises(ApiException):
+        v1.read_namespaced_pod("job-1", ns)
+
+    v1.create_namespaced_config_map(ns, {"metadata": {"name": "cfg"}})
+    v1.delete_namespaced_config_map("cfg", ns, dry_run="All")
+    assert v1.read_namespaced_config_map("cfg", ns).metadata.name == "cfg"
+
+
+def test_a_service_keeps_its_cluster_ip_across_a_replace(v1, ns):
+    made = v1.create_namespaced_service(
+        ns, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    assert made.spec.cluster_ip and made.spec.ports[0].target_port == 80
+
+    replaced = v1.replace_namespaced_service(
+        "svc", ns, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 8080}]}}
+    )
+
+    assert replaced.spec.cluster_ip == made.spec.cluster_ip
+    assert replaced.spec.ports[0].port == 8080
+
+
+def test_the_system_namespaces_may_not_be_deleted(v1):
+    with pytest.raises(ApiException) as caught:
+        v1.delete_namespace("default")
+
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        'namespaces "default" is forbidden: this namespace may not be deleted'
+    )
 
 
 # --- list: selectors and pages -----------------------------------------------------------------
@@ -364,6 +413,39 @@ def test_quota_status_follows_pods_created_finished_and_deleted(stub, v1, ns):
     v1.delete_namespaced_pod("b", ns)
     used = v1.read_namespaced_resource_quota("quota", ns).status.used
     assert used == {"limits.cpu": "0", "limits.memory": "0", "pods": "0"}
+
+
+def test_limit_range_defaults_fill_containers_before_the_quota_looks(v1, ns):
+    v1.create_namespaced_limit_range(
+        ns,
+        {
+            "metadata": {"name": "limits"},
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"cpu": "1", "memory": "1Gi"},
+                        "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+                        "max": {"cpu": "4"},
+                    }
+                ]
+            },
+        },
+    )
+    quota(v1, ns, {"limits.cpu": "10", "limits.memory": "20Gi"})
+
+    made = v1.create_namespaced_pod(ns, pod("job-1"))
+
+    resources = made.spec.containers[0].resources
+    assert resources.limits == {"cpu": "1", "memory": "1Gi"}
+    assert resources.requests == {"cpu": "100m", "memory": "256Mi"}
+    assert made.status.qos_class == "Burstable"
+    with pytest.raises(ApiException) as caught:
+        v1.create_namespaced_pod(ns, pod("job-2", limits={"cpu": "8"}))
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        'pods "job-2" is forbidden: maximum cpu usage per Container is 4, but limit is 8'
+    )
 
 
 # --- PVCs and namespaces -----------------------------------------------------------------------
@@ -662,3 +744,130 @@ def test_label_selector_parser_rejects_garbage():
     assert parse_label_selector("n>3")({"n": "4"})
     with pytest.raises(SelectorError):
         parse_label_selector("a in (x")
+
+
+def test_bulk_created_pods_count_against_the_quota_once_done(stub, v1, ns):
+    quota(v1, ns, {"limits.cpu": "100", "pods": "50"})
+
+    stub.store.bulk_create_pods(ns, [pod(f"p-{i}", limits={"cpu": "250m"}) for i in range(20)])
+
+    assert v1.read_namespaced_resource_quota("quota", ns).status.used == {
+        "limits.cpu": "5",
+        "pods": "20",
+    }
+
+
+def test_deletecollection_removes_the_selected_pods(v1, ns):
+    v1.create_namespaced_pod(ns, pod("a", labels={"run": "1"}))
+    v1.create_namespaced_pod(ns, pod("b", labels={"run": "1"}))
+    v1.create_namespaced_pod(ns, pod("c", labels={"run": "2"}))
+
+    v1.delete_collection_namespaced_pod(ns, label_selector="run=1")
+
+    assert [p.metadata.name for p in v1.list_namespaced_pod(ns).items] == ["c"]
+
+
+# --- the kubelet seam (a recording kubelet in place of tests/kubestub/kubelet.py) ---------------
+
+
+class RecordingKubelet:
+    """Keeps the seam of tests/kubestub/__init__.py; stops a pod 50 ms after it is told to."""
+
+    def __init__(self, store, root, nodes):
+        self.store, self.root, self.nodes = store, root, nodes
+        self.calls: list[tuple] = []
+
+    def pod_created(self, pod):
+        stored = self.store.get("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self.calls.append(("pod_created", pod["metadata"]["name"], stored is not None))
+
+    def pod_deleting(self, namespace, name, grace_seconds):
+        pod = self.store.get("pods", namespace, name)
+        self.calls.append(
+            ("pod_deleting", name, grace_seconds, pod["metadata"]["deletionTimestamp"] is not None)
+        )
+        threading.Timer(0.05, self.store.remove, ("pods", namespace, name)).start()
+
+    def namespace_deleted(self, namespace):
+        self.calls.append(("namespace_deleted", namespace))
+
+    def serve_log(self, handler, namespace, name, query):
+        body = f"log of {name} follow={query.get('follow')}\n".encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def serve_exec(self, handler, namespace, name, query):
+        raise NotImplementedError
+
+    def serve_portforward(self, handler, namespace, name, query):
+        raise NotImplementedError
+
+    def stats_summary(self, node_name):
+        return {"node": {"nodeName": node_name}, "pods": []}
+
+    def pod_metrics(self, namespace, name):
+        return {
+            "kind": "PodMetrics",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {"name": name, "namespace": namespace},
+            "containers": [{"name": "main", "usage": {"cpu": "10m", "memory": "1Mi"}}],
+        }
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_with_run_pods_the_stub_drives_the_kubelet_through_its_seam(monkeypatch, tmp_path):
+    fake = types.ModuleType("tests.kubestub.kubelet")
+    fake.Kubelet = RecordingKubelet
+    monkeypatch.setitem(sys.modules, "tests.kubestub.kubelet", fake)
+
+    with (
+        KubeStub(run_pods=True, root=tmp_path) as stub,
+        client.ApiClient(stub.configuration()) as api,
+    ):
+        kubelet = stub.kubelet
+        assert isinstance(kubelet, RecordingKubelet)
+        assert kubelet.root == tmp_path
+        assert [n["metadata"]["name"] for n in kubelet.nodes] == ["node-1", "node-2"]
+        v1 = client.CoreV1Api(api)
+        v1.create_namespace({"metadata": {"name": "u-1"}})
+        v1.create_namespaced_pod("u-1", pod("job-1"))
+        assert kubelet.calls == [("pod_created", "job-1", True)]
+
+        assert (
+            v1.read_namespaced_pod_log("job-1", "u-1", follow=True)
+            == "log of job-1 follow=['True']\n"
+        )
+        summary = v1.connect_get_node_proxy_with_path(
+            "node-1", "stats/summary", _preload_content=False
+        )
+        assert json.loads(summary.data)["node"]["nodeName"] == "node-1"
+        metrics = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", "u-1", "pods", "job-1"
+        )
+        assert metrics["containers"][0]["usage"]["cpu"] == "10m"
+
+        # Graceful: the answer carries the deletion stamp; the kubelet removes the pod.
+        answer = v1.delete_namespaced_pod("job-1", "u-1")
+        assert answer.metadata.deletion_grace_period_seconds == 30
+        assert answer.metadata.deletion_timestamp is not None
+        assert kubelet.calls[-1] == ("pod_deleting", "job-1", 30, True)
+        deadline = time.monotonic() + 2
+        while stub.store.get("pods", "u-1", "job-1") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stub.store.get("pods", "u-1", "job-1") is None
+
+        # A namespace goes once the kubelet has stopped its pods (grace 0).
+        v1.create_namespaced_pod("u-1", pod("job-2"))
+        v1.delete_namespace("u-1")
+        deadline = time.monotonic() + 2
+        while stub.store.get("namespaces", None, "u-1") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stub.store.get("namespaces", None, "u-1") is None
+        assert ("pod_deleting", "job-2", 0, True) in kubelet.calls
+        assert kubelet.calls[-1] == ("namespace_deleted", "u-1")
+    assert kubelet.calls[-1] == ("close",)
