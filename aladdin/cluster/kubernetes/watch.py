@@ -100,7 +100,7 @@ def _rv(obj: Pod) -> str:
 
 
 class _Backoff:
-    """Full-jitter exponential backoff (AWS's "full jitter"), capped; reset after a success."""
+    """Exponential backoff, capped, each wait drawn from the upper half of its step; reset after a success."""
 
     def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP):
         self.first = first
@@ -215,13 +215,14 @@ class PodInformer:
     def _run(self) -> None:
         backoff = _Backoff()
         need_list = True
-        next_resync = 0.0
+        next_resync = listed_at = 0.0
         while not self._stopping.is_set():
             try:
                 if need_list or time.monotonic() >= next_resync:
                     self._relist()
                     need_list = False
-                    next_resync = time.monotonic() + self.resync_seconds
+                    listed_at = time.monotonic()
+                    next_resync = listed_at + self.resync_seconds
                     backoff.reset()
                 timeout = max(
                     1, min(self.watch_timeout_seconds, math.ceil(next_resync - time.monotonic()))
@@ -236,6 +237,11 @@ class PodInformer:
                     self._stopping.wait(backoff.next())
             except _Expired:
                 need_list = True
+                if time.monotonic() - listed_at < 1:
+                    # Expired right after a list: a server whose history is
+                    # shorter than a list takes. Re-listing at once, again
+                    # and again, would be a full list in a tight loop.
+                    self._stopping.wait(backoff.next())
             except Exception as exc:
                 if self._stopping.is_set():
                     break
