@@ -74,7 +74,7 @@ os.environ.setdefault("DEBUG", "1")
 
 from kubernetes import client  # noqa: E402
 
-from aladdin.cluster.kubernetes.watch import PodInformer  # noqa: E402
+from aladdin.cluster.kubernetes.watch import PodInformer, reconcile_feed  # noqa: E402
 from tests.kubestub.server import KubeStub  # noqa: E402
 
 SECTION = "## Kubernetes watcher: 10,000 pods and 1,000 events/s against the stub; a re-list vs. `json.loads`"
@@ -108,8 +108,10 @@ generator makes `--rate` status changes a second through the stub's store
 directly (`store.mutate`, not the HTTP API: the stub serves only the watch
 stream, so its write path is not the bottleneck) for `--seconds`; each
 change carries its time in an annotation, and the lag is from that time to
-the informer's `on_event`. The informer's RSS, CPU time and full-GC time
-are sampled every `--sample` s; flat memory (issue 19): the last RSS
+the informer's `on_event`, which also feeds `reconcile_feed` (its sends
+counted, as the reconcile tasks would be woken). The informer's RSS, CPU
+time, full-GC time and the time of a snapshot of its cache (what a
+reconcile pass reads) are sampled every `--sample` s; flat memory (issue 19): the last RSS
 sample within a few percent of the one after `--warmup` s.
 """
 
@@ -329,11 +331,16 @@ def informer_main(host: str, sample: float) -> None:
     configuration = client.Configuration()
     configuration.host = host
     lags = LagHistogram()
+    # The reconcilers' feed, as the portal wires it, its sends counted: every
+    # change here is a phase change, so it sends once a second per kind.
+    sends: dict[str, int] = {}
+    feed = reconcile_feed(lambda kind: sends.__setitem__(kind, sends.get(kind, 0) + 1))
 
     def on_event(kind: str, pod: dict[str, Any]) -> None:
         stamp = float((pod["metadata"].get("annotations") or {}).get(TS_ANNOTATION) or 0)
         if stamp:
             lags.add(time.time() - stamp)
+        feed(kind, pod)
 
     informer = PodInformer(
         client.ApiClient(configuration), label_selector=SELECTOR, on_event=on_event
@@ -357,10 +364,16 @@ def informer_main(host: str, sample: float) -> None:
         times = os.times()
         return times.user + times.system
 
+    snapshots: list[float] = []  # one per sample: bounded by the run's length, not its events
+
     def sampler() -> None:
         load_started.wait()
         while True:
             time.sleep(sample - (time.monotonic() - t0[0]) % sample)
+            # What a reconcile pass reads (list_workloads): a snapshot of the cache.
+            started = time.perf_counter()
+            informer.list()
+            snapshots.append(time.perf_counter() - started)
             say(
                 t=round(time.monotonic() - t0[0]),
                 events=informer.events,
@@ -380,6 +393,7 @@ def informer_main(host: str, sample: float) -> None:
         if command[0] == "load":
             t0[0] = time.monotonic()
             lags.reset()
+            sends.clear()
             gc_clock.reset()
             informer.events = 0
             at_load.update(relists=informer.relists, cpu=cpu())
@@ -407,6 +421,9 @@ def informer_main(host: str, sample: float) -> None:
                 lag_max=lags.max,
                 rss_kib=rss_kib(),
                 pods=len(informer),
+                sends=sends,
+                snapshot_p50=statistics.median(snapshots) if snapshots else math.nan,
+                snapshot_max=max(snapshots, default=math.nan),
             )
         elif command[0] == "stop":
             break
@@ -627,6 +644,13 @@ def report(
         f"informer CPU {final['cpu_s']:.1f} s = {100 * final['cpu_s'] / seconds:.1f} % of a core; "
         f"full GC {final['gc_n']}x, {final['gc_s']:.2f} s (longest {final['gc_max'] * ms:.0f} ms); "
         f"the stub's full GC {load['stub_gc_n']}x, longest {load['stub_gc_max'] * ms:.0f} ms"
+    )
+    sends = final["sends"]
+    lines.append(
+        f"reconcile feed: {sum(sends.values())} sends ("
+        + ", ".join(f"{kind} {n}" for kind, n in sorted(sends.items()))
+        + f") for {final['events']} changes; a snapshot of the cache (informer.list()) "
+        f"{final['snapshot_p50'] * ms:.1f} ms median, {final['snapshot_max'] * ms:.1f} ms max"
     )
     warm = [s for s in samples if s["t"] >= args.warmup] or samples
     if warm:
