@@ -635,6 +635,16 @@ def report(
         f"= {final['events'] / seconds:.0f}/s; caught up {'yes' if final['drained'] else 'NO'} "
         f"{final['drain_s']:.2f} s after; re-lists {final['relists']}, errors {final['errors']}"
     )
+    windows = [
+        (b["events"] - a["events"]) / (b["t"] - a["t"])
+        for a, b in zip(samples, samples[1:], strict=False)
+        if b["t"] > a["t"]
+    ]
+    if windows:
+        lines.append(
+            f"applied per {args.sample:g} s window: min {min(windows):.0f}/s, "
+            f"median {statistics.median(windows):.0f}/s, max {max(windows):.0f}/s"
+        )
     lines.append(
         f"lag change -> on_event ({final['lag_n']} changes): p50 {final['lag_p50'] * ms:.1f} ms, "
         f"p95 {final['lag_p95'] * ms:.1f} ms, p99 {final['lag_p99'] * ms:.1f} ms, "
