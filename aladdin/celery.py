@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery, bootsteps
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aladdin.settings")
 
@@ -33,3 +34,11 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(WorkerHeartbeat)
+
+
+@beat_init.connect
+def _watch_pods(sender=None, **kwargs):
+    # On Kubernetes, a pod's change wakes its reconciler at once (aladdin/cluster/kubernetes/feed.py).
+    from aladdin.cluster.kubernetes.feed import on_beat_init
+
+    on_beat_init(sender, **kwargs)

@@ -719,9 +719,14 @@ KUBERNETES_FILES_IMAGE = env.str(
 # The portal's own image, whose DEBUGPY_DIR an init container copies into GPU
 # Debug jobs (aladdin/cluster/debugger.py); "" = no GPU Debug on the cluster.
 KUBERNETES_TOOLS_IMAGE = env.str("ALADDIN_KUBERNETES_TOOLS_IMAGE", default="")
+# Each process keeps the portal's pods in a watch cache (aladdin/cluster/kubernetes/watch.py)
+# and the reconcilers read it, instead of listing every pod every few seconds; beat's cache
+# also wakes the reconcilers when a pod changes. Off: every read is an API call.
+KUBERNETES_WATCH = _env_bool("ALADDIN_KUBERNETES_WATCH", True)
 # Egress denied to user pods (the rest of the internet is open; DNS goes to
-# the cluster's DNS pods only): the private ranges, CGNAT, link-local (the
-# clouds' metadata service), IPv6 ULA and link-local. Comma-separated CIDRs.
+# the cluster's DNS pods only): by default the local sandboxes' deny list
+# (private ranges, CGNAT, loopback, link-local: the clouds' metadata service,
+# multicast, reserved; IPv6 ULA, link-local, mapped, multicast). Comma-separated CIDRs.
 KUBERNETES_BLOCKED_CIDRS = [
     cidr.strip()
     for cidr in env.str(

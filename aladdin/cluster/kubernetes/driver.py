@@ -10,11 +10,15 @@ pod list decodes several times faster.
 
 Decisions, and why:
 
-- **Pods are read through two small methods**, :meth:`KubernetesDriver._find_pod`
-  and :meth:`KubernetesDriver._list_pods`, each one API call here; the
-  portal's informer (:mod:`.watch`) can serve them from its cache instead
-  (the module docstring of :mod:`aladdin.cluster.base`: level-triggered,
-  never a poll per object).
+- **Pods are read from a watch cache** (:mod:`.watch`, one informer per
+  process, started on the first read; ``KUBERNETES_WATCH``): the reconcilers
+  list every workload every few seconds from memory, not from the API
+  server (the module docstring of :mod:`aladdin.cluster.base`:
+  level-triggered, never a poll per object). The cache may be a moment
+  behind: a pod it does not have is asked for by name (a pod just made),
+  a start reads the API, and a stop waits until the cache has seen the
+  pod go. Beat's own informer wakes the reconcilers when a pod changes
+  (:mod:`.feed`).
 - **Idempotence.** A create answered 409 finds the pod: ours (its
   ``aladdin/owner`` label is the name) is success, anything else a
   permanent refusal. A delete answered 404 is done.
@@ -98,6 +102,7 @@ from ..images import BuildState, ImageRecipe, ImageState
 from . import manifests, quantity
 from .errors import GPU_RESOURCE, driver_error
 from .manifests import Config
+from .watch import PodInformer
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +116,12 @@ FILES_START_SECONDS = 120
 POLL_SECONDS = 0.05
 ENDED_PHASES = ("Succeeded", "Failed")
 # A pod's name is also its aladdin/owner label's value: a DNS label.
+# The portal's workload pods: what list_workloads returns and the watch cache holds.
+WORKLOAD_SELECTOR = f"{LABEL_KIND} in (workshop,job)"
+# The first list of a process's watch cache; past it, reads go to the API this time.
+CACHE_SYNC_SECONDS = 10
+# After a delete the API says is done, how long the cache may take to see it.
+CACHE_CATCH_UP_SECONDS = 2
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The login shell, bash where the image has it (SPEC §5: the workshop's shell).
@@ -255,6 +266,13 @@ def _merge_patch(current: Any, desired: Any) -> Any:
     return patch
 
 
+def _version(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _missing(name: str) -> WorkloadStatus:
     return WorkloadStatus(name=name, phase=Phase.MISSING)
 
@@ -334,14 +352,25 @@ class KubernetesDriver(ClusterDriver):
         *,
         kubeconfig: str | None = None,
         context: str | None = None,
+        watch: bool | None = None,
         **overrides: Any,
     ):
         """``api_client``: tests pass one built from the stub's configuration.
 
         Otherwise ``kubeconfig`` (default ``KUBERNETES_KUBECONFIG``; "" = the
-        in-cluster configuration) and its ``context``. ``overrides`` replace
+        in-cluster configuration) and its ``context``. ``watch`` (default
+        ``KUBERNETES_WATCH``): read pods from a watch cache (:mod:`.watch`),
+        started on the first read. ``overrides`` replace
         :class:`~.manifests.Config` fields (the settings' values).
         """
+        from django.conf import settings
+
+        self._watch = settings.KUBERNETES_WATCH if watch is None else watch
+        self._informer: PodInformer | None = None
+        self._informer_lock = threading.Lock()
+        # The resourceVersion of this process's last pod write: a listing from
+        # the cache waits for it (a process reads its own writes).
+        self._written = 0
         self.config = Config.from_settings(**overrides)
         self.api_client = api_client or self._load(kubeconfig, context)
         self.core = k8s.CoreV1Api(self.api_client)
@@ -415,17 +444,84 @@ class KubernetesDriver(ClusterDriver):
     def _namespace(self, user_id: int) -> str:
         return self.config.namespace(user_id)
 
-    # --- pods: the two reads an informer may serve ------------------------------
-    def _find_pod(self, name: str) -> dict | None:
-        """The workload pod named ``name`` (by its owner label, any namespace), or None."""
+    # --- pods: read from the watch cache, or the API ------------------------------
+    def _cache(self) -> PodInformer | None:
+        """This process's watch cache of the workload pods, once it has listed them; else None.
+
+        Started on the first read (a process that never asks about pods
+        never watches). Until its first list is in, and where watching is
+        off, reads go to the API.
+        """
+        if not self._watch:
+            return None
+        with self._informer_lock:
+            if self._informer is None:
+                self._informer = PodInformer(
+                    self.api_client, label_selector=WORKLOAD_SELECTOR
+                ).start()
+            informer = self._informer
+        return informer if informer.wait_synced(CACHE_SYNC_SECONDS) else None
+
+    def close(self) -> None:
+        """Stop the watch (tests; a process that is done with the driver)."""
+        with self._informer_lock:
+            informer, self._informer = self._informer, None
+        if informer is not None:
+            informer.stop()
+
+    def _find_pod(self, name: str, *, fresh: bool = False) -> dict | None:
+        """The workload pod named ``name`` (by its owner label, any namespace), or None.
+
+        From the cache when it has the pod; a miss asks the API, because a pod
+        created a moment ago may not have reached the cache yet (the caller
+        may have just made it, in this process or another). ``fresh``: ask
+        the API in any case (a start must not take a pod another process has
+        just deleted for its own).
+        """
         if not _NAME_RE.match(name or ""):
             return None
-        pods = self._list_pods(f"{LABEL_OWNER}={name}")
+        cache = None if fresh else self._cache()
+        if cache is not None and (pod := cache.get(name)) is not None:
+            if _labels(pod).get(LABEL_OWNER) == name:
+                return pod
+        pods = self._api_pods(f"{LABEL_OWNER}={name}")
         pods = [p for p in pods if (p.get("metadata") or {}).get("name") == name]
         return pods[0] if pods else None
 
     def _list_pods(self, label_selector: str) -> list[dict]:
-        """The pods of every namespace matching ``label_selector``."""
+        """The pods of every namespace matching ``label_selector`` (the workloads' from the cache).
+
+        The cache has at least this process's own writes (it waits briefly
+        for them, else the API answers). It may be a moment behind another
+        process's: the reconcilers ask for a row's workload by name before
+        ending it as missing (aladdin/workloads/reconcile.py).
+        """
+        cache = self._cache() if label_selector == WORKLOAD_SELECTOR else None
+        if cache is not None and self._caught_up(cache):
+            return cache.list()
+        return self._api_pods(label_selector)
+
+    def _wrote(self, obj: dict) -> None:
+        version = _version((obj.get("metadata") or {}).get("resourceVersion"))
+        if version is not None:
+            self._written = max(self._written, version)
+
+    def _caught_up(self, cache: PodInformer) -> bool:
+        """Whether the cache has seen this process's last pod write (waiting up to a moment).
+
+        resourceVersions are etcd's revision numbers as strings; the API
+        calls them opaque, so one that is not a number is not waited for.
+        """
+        deadline = time.monotonic() + CACHE_CATCH_UP_SECONDS
+        while True:
+            seen = _version(cache.resource_version)
+            if seen is None or seen >= self._written:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS / 5)
+
+    def _api_pods(self, label_selector: str) -> list[dict]:
         answer = self._json(
             self.core.list_pod_for_all_namespaces,
             label_selector=label_selector,
@@ -837,7 +933,7 @@ class KubernetesDriver(ClusterDriver):
             raise DriverError(
                 f"invalid workload name {spec.name!r}", permanent=True, code="invalid"
             )
-        existing = self._find_pod(spec.name)
+        existing = self._find_pod(spec.name, fresh=True)
         if existing is not None:
             # A retry after a start that died before its Service was made makes it now.
             self._ensure_group_service(spec, existing)
@@ -885,6 +981,7 @@ class KubernetesDriver(ClusterDriver):
                     code="invalid",
                 )
             created = found
+        self._wrote(created)
         self._ensure_group_service(spec, created)
         return pod_status(created)
 
@@ -945,7 +1042,17 @@ class KubernetesDriver(ClusterDriver):
                 doing="delete the group's network policy",
             )
         left = self._wait_gone(ns, name, grace + STOP_MARGIN_SECONDS)
-        return _missing(name) if left is None else pod_status(left)
+        if left is not None:
+            return pod_status(left)
+        self._cache_forgets(name)
+        return _missing(name)
+
+    def _cache_forgets(self, name: str) -> None:
+        """Wait (briefly) until the cache too has seen the pod go: a read right after a stop is missing."""
+        cache = self._informer if self._watch else None
+        deadline = time.monotonic() + CACHE_CATCH_UP_SECONDS
+        while cache is not None and cache.get(name) is not None and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS / 5)
 
     def stop_workload(self, *, name: str, grace_seconds: float = 10) -> WorkloadStatus:
         pod = self._find_pod(name)
@@ -965,8 +1072,7 @@ class KubernetesDriver(ClusterDriver):
         self._delete_pod(pod, 0)
 
     def list_workloads(self) -> list[WorkloadStatus]:
-        pods = self._list_pods(f"{LABEL_KIND} in (workshop,job)")
-        return [pod_status(p) for p in pods]
+        return [pod_status(p) for p in self._list_pods(WORKLOAD_SELECTOR)]
 
     # --- files pod ----------------------------------------------------------------
     def _files_pod(self, ns: str) -> dict:

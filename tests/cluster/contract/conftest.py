@@ -217,6 +217,7 @@ class KubernetesBackend(Backend):
         # next test, as it would for the user.
 
     def close(self) -> None:
+        self.driver.close()
         self.driver.api_client.close()
         self.stub.stop()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -248,6 +249,7 @@ class KubernetesClusterBackend(Backend):
     def close(self) -> None:
         for user_id in (1, 2):
             self.driver.delete_user_space(user_id=user_id)
+        self.driver.close()
         self.driver.api_client.close()
 
 

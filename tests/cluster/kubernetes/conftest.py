@@ -29,4 +29,5 @@ def stub() -> Iterator[KubeStub]:
 def k8s_driver(stub) -> Iterator[KubernetesDriver]:
     driver = KubernetesDriver(kubernetes.client.ApiClient(stub.configuration()))
     yield driver
+    driver.close()
     driver.api_client.close()

@@ -135,7 +135,7 @@ def test_a_changed_plan_updates_the_quota(k8s_driver, space):
 def test_a_create_answered_409_finds_our_own_pod(k8s_driver, space):
     first = k8s_driver.start_workload(spec("job-409"))
     # As if the retry's lookup missed it (an informer behind): the create's 409 decides.
-    k8s_driver._find_pod = lambda name: None
+    k8s_driver._find_pod = lambda name, **_: None
     try:
         again = k8s_driver.start_workload(spec("job-409"))
     finally:
@@ -416,6 +416,7 @@ def test_a_debug_job_gets_the_platforms_debugpy_read_only(stub, space, tmp_path)
     tmp_path.chmod(0o755)
     driver = KubernetesDriver(
         kubernetes.client.ApiClient(stub.configuration()),
+        watch=False,
         tools_image="registry.example.edu/aladdin/portal:1",
         debugpy_dir=str(tools),
     )
