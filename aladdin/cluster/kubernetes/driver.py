@@ -69,7 +69,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,7 +288,7 @@ class _Follow(Iterator[bytes]):
     or exec session down, which wakes the reader (the iterator then ends).
     """
 
-    def __init__(self, chunks: Callable[[_Follow], Iterator[bytes]]):
+    def __init__(self, chunks: Callable[[_Follow], Generator[bytes, None, None]]):
         self._lock = threading.Lock()
         self.closed = threading.Event()
         self._resource: Any = None
@@ -1167,7 +1167,9 @@ class KubernetesDriver(ClusterDriver):
         offset = max(int(offset), 0)
         return _Follow(lambda handle: self._log_chunks(handle, name, offset, follow))
 
-    def _log_chunks(self, handle: _Follow, name: str, offset: int, follow: bool) -> Iterator[bytes]:
+    def _log_chunks(
+        self, handle: _Follow, name: str, offset: int, follow: bool
+    ) -> Generator[bytes, None, None]:
         position = offset
         while not handle.closed.is_set():
             pod = self._find_pod(name)

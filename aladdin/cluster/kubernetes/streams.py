@@ -319,7 +319,7 @@ class KubeExecSession(_Channels, ExecSession):
             for cause in causes:
                 if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
                     with contextlib.suppress(TypeError, ValueError):
-                        self.exit_code = int(cause.get("message"))
+                        self.exit_code = int(cause.get("message") or "")
                         self._end()
                         return
         message = status.get("message") or "the command failed without an exit code"
