@@ -377,6 +377,7 @@ def informer_main(host: str, sample: float) -> None:
             say(
                 t=round(time.monotonic() - t0[0]),
                 events=informer.events,
+                seen=lags.n,
                 rss_kib=rss_kib(),
                 pods=len(informer),
                 relists=informer.relists - at_load["relists"],
@@ -631,18 +632,20 @@ def report(
     seconds = load["seconds"]
     lines.append(
         f"load: {load['changes']} changes in {seconds:.0f} s = {load['changes'] / seconds:.0f}/s "
-        f"generated (worst backlog {load['worst_backlog']}); informer applied {final['events']} "
-        f"= {final['events'] / seconds:.0f}/s; caught up {'yes' if final['drained'] else 'NO'} "
-        f"{final['drain_s']:.2f} s after; re-lists {final['relists']}, errors {final['errors']}"
+        f"generated (worst backlog {load['worst_backlog']}); the informer's on_event saw "
+        f"{final['lag_n']} = {final['lag_n'] / seconds:.0f}/s ({final['events']} watch events, "
+        f"{final['lag_n'] - final['events']} through its re-lists); caught up "
+        f"{'yes' if final['drained'] else 'NO'} {final['drain_s']:.2f} s after; "
+        f"re-lists {final['relists']}, errors {final['errors']}"
     )
     windows = [
-        (b["events"] - a["events"]) / (b["t"] - a["t"])
+        (b["seen"] - a["seen"]) / (b["t"] - a["t"])
         for a, b in zip(samples, samples[1:], strict=False)
         if b["t"] > a["t"]
     ]
     if windows:
         lines.append(
-            f"applied per {args.sample:g} s window: min {min(windows):.0f}/s, "
+            f"seen per {args.sample:g} s window: min {min(windows):.0f}/s, "
             f"median {statistics.median(windows):.0f}/s, max {max(windows):.0f}/s"
         )
     lines.append(
