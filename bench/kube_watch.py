@@ -16,8 +16,8 @@ process's GIL with the stub.
 
 1. The informer starts and syncs (a paged list of every pod). Then, before
    any load, a full re-list is timed: the running informer's own re-list
-   (the list requests, 500 pods a page, and decoding into a new cache
-   while the old one is still held, as its thread does it), against its
+   (the list requests, 500 pods a page, each page decoded into the cache
+   it replaces, as its thread does it), against its
    baseline, ``json.loads`` of the very same response bytes alone, fetched
    once more and decoded in the same run; also the requests alone, the
    cyclic GC's full collections during the re-list, and, once, the
@@ -101,7 +101,7 @@ and mounts, status conditions), its heap frozen after the setup
 event for 0.5 s); the informer runs in a child process through the real
 `kubernetes` client, as a portal process would. First a full re-list,
 timed before any load: the running informer's own (paged list requests
-of 500 pods, decoded into a new cache while the old one is held), against
+of 500 pods, each page decoded into the cache it replaces), against
 its baseline, `json.loads` of the same response bytes alone, in the same
 run; at every pod and at a tenth of them (a label selector). Then a load
 generator makes `--rate` status changes a second through the stub's store
@@ -111,8 +111,9 @@ change carries its time in an annotation, and the lag is from that time to
 the informer's `on_event`, which also feeds `reconcile_feed` (its sends
 counted, as the reconcile tasks would be woken). The informer's RSS, CPU
 time, full-GC time and the time of a snapshot of its cache (what a
-reconcile pass reads) are sampled every `--sample` s; flat memory (issue 19): the last RSS
-sample within a few percent of the one after `--warmup` s.
+reconcile pass reads) are sampled every `--sample` s; flat memory (issue
+19): the last RSS sample within a few percent of the one after `--warmup`
+s. The informer re-lists every 300 s (its default resync) during the run.
 """
 
 

@@ -270,6 +270,7 @@ class PodInformer:
         seen: set[Key] = set()
         cont: str | None = None
         limit: int | None = self.page_size
+        list_rv: str | None = None
         while True:
             kwargs: dict[str, Any] = {}
             if limit:
@@ -288,11 +289,17 @@ class PodInformer:
                     # The continue token outlived the server's snapshot: start
                     # over in one request, as client-go's pager does.
                     seen.clear()
-                    cont, limit = None, None
+                    cont, limit, list_rv = None, None, None
                     continue
                 raise
             body = json.loads(resp.data)
             del resp
+            meta = body.get("metadata") or {}
+            if list_rv is None:
+                # The first page's: the API server serves every page from
+                # that snapshot; a server that does not (the stub) has had
+                # changes since, which a watch from here replays.
+                list_rv = meta.get("resourceVersion") or ""
             changes: list[tuple[str, Pod]] = []
             with self._lock:
                 for item in body.get("items") or ():
@@ -308,7 +315,6 @@ class PodInformer:
                     self._by_name[key[1]] = key
             for change in changes:
                 self._emit(*change)
-            meta = body.get("metadata") or {}
             cont = meta.get("continue") or None
             if not cont:
                 break
@@ -318,7 +324,7 @@ class PodInformer:
                 del self._pods[key]
                 if self._by_name.get(key[1]) == key:
                     del self._by_name[key[1]]
-            self._rv = meta.get("resourceVersion") or ""
+            self._rv = list_rv or ""
             self.relists += 1
         self.synced.set()
         for _, pod in gone:
