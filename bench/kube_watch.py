@@ -17,9 +17,9 @@ process's GIL with the stub.
 1. The informer starts and syncs (a paged list of every pod). Then, before
    any load, a full re-list is timed: the running informer's own re-list
    (the list requests, 500 pods a page, each page decoded into the cache
-   it replaces, as its thread does it), against its
-   baseline, ``json.loads`` of the very same response bytes alone, fetched
-   once more and decoded in the same run; also the requests alone, the
+   it replaces, as its thread does it), against its baseline,
+   ``json.loads`` of the very same response bytes alone, fetched once
+   more and decoded in the same run; also the requests alone, the
    cyclic GC's full collections during the re-list, and, once, the
    client's own decoding into its model classes (``V1PodList``), which
    the informer avoids. At two sizes: every pod, and the tenth of them in
