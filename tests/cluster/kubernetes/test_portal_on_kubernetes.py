@@ -57,7 +57,12 @@ def test_a_pod_deleted_behind_the_portals_back_fails_its_workshop_with_a_reason(
         pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
     )
     deadline = time.monotonic() + 20
-    while pods_named(portal_driver, workshop.workload_name):
+    # Gone from the API server, and from the driver's watch cache (a moment later):
+    # the pass that runs once the portal has seen it ends the workshop.
+    while (
+        pods_named(portal_driver, workshop.workload_name)
+        or portal_driver.workload_status(name=workshop.workload_name).phase != Phase.MISSING
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     counts = tasks.reconcile()
