@@ -723,6 +723,10 @@ KUBERNETES_TOOLS_IMAGE = env.str("ALADDIN_KUBERNETES_TOOLS_IMAGE", default="")
 # and the reconcilers read it, instead of listing every pod every few seconds; beat's cache
 # also wakes the reconcilers when a pod changes. Off: every read is an API call.
 KUBERNETES_WATCH = _env_bool("ALADDIN_KUBERNETES_WATCH", True)
+# The Prometheus that scrapes the kubelets' cAdvisor and NVIDIA's DCGM exporter: the
+# Monitor's history and the GPU utilisation idle stops read (aladdin/cluster/kubernetes/
+# prometheus.py). "" = the metrics API's current CPU and memory only, no GPU metrics.
+KUBERNETES_PROMETHEUS_URL = env.str("ALADDIN_KUBERNETES_PROMETHEUS_URL", default="")
 # Egress denied to user pods (the rest of the internet is open; DNS goes to
 # the cluster's DNS pods only): by default the local sandboxes' deny list
 # (private ranges, CGNAT, loopback, link-local: the clouds' metadata service,

@@ -70,7 +70,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client as k8s
@@ -562,8 +562,11 @@ class KubernetesDriver(ClusterDriver):
             isolation="pod",
             limits="pod limits",
             network="network policy",
-            gpu_metrics=False,
-            gpu_metrics_reason="no DCGM exporter is configured for the Kubernetes backend",
+            gpu_metrics=bool(self.config.prometheus_url),
+            gpu_metrics_reason=""
+            if self.config.prometheus_url
+            else "no Prometheus with the DCGM exporter is configured "
+            "(ALADDIN_KUBERNETES_PROMETHEUS_URL)",
             volume_quota=True,
             volume_quota_reason="",
         )
@@ -1350,9 +1353,40 @@ class KubernetesDriver(ClusterDriver):
         return self._files_exec(ns, [server, "-e", "-d", "/root"])
 
     # --- metrics ------------------------------------------------------------------
+    def _history(self, name: str, pod: dict | None, since: datetime | None) -> WorkloadMetrics:
+        from . import prometheus
+
+        ns = pod["metadata"]["namespace"] if pod is not None else self._log_namespace(name)
+        if ns is None:
+            return WorkloadMetrics(name=name)
+        now = datetime.now(UTC)
+        start = since or (prometheus.default_start(pod, now) if pod else now - timedelta(hours=1))
+        # Prometheus answers points at step boundaries; the one at ``since`` was seen.
+        samples, gpus, step = prometheus.history(
+            prometheus.Prometheus(self.config.prometheus_url),
+            namespace=ns,
+            pod=name,
+            start=start,
+            end=now,
+        )
+        if since is not None:
+            samples = [s for s in samples if s.at > since]
+        return WorkloadMetrics(
+            name=name, available=True, gpu_metrics=gpus, interval_seconds=step, samples=samples
+        )
+
     def workload_metrics(self, *, name: str, since: datetime | None = None) -> WorkloadMetrics:
-        """One sample of CPU and memory now, from the metrics API; "no metrics" without it."""
+        """The history from Prometheus (cAdvisor, DCGM) where configured; else the metrics API's now.
+
+        With ``KUBERNETES_PROMETHEUS_URL`` (:mod:`.prometheus`): CPU, memory
+        and each card's utilisation and memory since ``since`` (or the pod's
+        start), also for a pod that is gone, whose namespace its kept log's
+        record says. Without it: one sample of CPU and memory now from the
+        metrics API (metrics-server), "no metrics" where there is none.
+        """
         pod = self._find_pod(name)
+        if self.config.prometheus_url:
+            return self._history(name, pod, since)
         if pod is None:
             return WorkloadMetrics(name=name)
         ns = pod["metadata"]["namespace"]

@@ -160,6 +160,9 @@ class Config:
     # jobs ("" = none: a debug spec is refused, code no_debugger).
     tools_image: str = ""
     debugpy_dir: str = "/opt/aladdin/tools/debugpy"
+    # The Prometheus that scrapes cAdvisor and the DCGM exporter ("" = none:
+    # the metrics API's one sample of CPU and memory, no GPU metrics).
+    prometheus_url: str = ""
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> Config:
@@ -178,6 +181,7 @@ class Config:
             "log_max_mib": int(settings.LOCAL_LOG_MAX_MIB),
             "tools_image": settings.KUBERNETES_TOOLS_IMAGE,
             "debugpy_dir": str(settings.DEBUGPY_DIR),
+            "prometheus_url": settings.KUBERNETES_PROMETHEUS_URL,
         }
         values.update(overrides)
         return cls(**values)
