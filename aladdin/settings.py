@@ -811,6 +811,16 @@ CELERY_BEAT_SCHEDULE["workloads-disk-guard"] = {
 # memory and CPU from its preset, and at most this many processes/threads, so a
 # fork bomb stays inside it.
 LOCAL_PIDS_MAX = _env_int("ALADDIN_LOCAL_PIDS_MAX", 4096, minimum=64)
+# Development portals only (needs DEBUG): virtual cards report the GPU utilisation this
+# JSON file says, re-read at each sample ({"<card index>": percent, "default": percent}),
+# through the interface NVML's readings take (aladdin/cluster/monitor.py), to try the
+# Monitor's charts and idle-GPU stops without cards. "" = virtual cards report none.
+LOCAL_VIRTUAL_GPU_METRICS_FILE = env.str("ALADDIN_LOCAL_VIRTUAL_GPU_METRICS_FILE", default="")
+if LOCAL_VIRTUAL_GPU_METRICS_FILE and not DEBUG:
+    raise ImproperlyConfigured(
+        "ALADDIN_LOCAL_VIRTUAL_GPU_METRICS_FILE makes virtual cards report made-up "
+        "utilisation: development only, it needs DEBUG=1"
+    )
 # How often the agent samples each workload's CPU, memory and GPU use (the Monitor, issue 18).
 LOCAL_MONITOR_SECONDS = _env_int("ALADDIN_LOCAL_MONITOR_SECONDS", 5, minimum=1)
 # Where the cgroup hierarchies are mounted, and the group under which the

@@ -13,7 +13,9 @@ Every :data:`DEFAULT_INTERVAL_SECONDS` the agent takes one
 - each card it holds through one :class:`GpuMetrics`: NVML (the
   ``nvidia-ml-py`` bindings that :mod:`.gpus` detects cards with) where the
   cards are real; virtual cards have none ("no GPU metrics") unless a test
-  hands the agent a fake that reports utilisation.
+  hands the agent a fake that reports utilisation, or the operator of a
+  development portal (DEBUG) names a file they read it from
+  (:class:`FileGpuMetrics`, ``ALADDIN_LOCAL_VIRTUAL_GPU_METRICS_FILE``).
 
 Each workload keeps its samples in a :class:`SampleRing`: the most recent
 :data:`RING_SIZE` at full rate; once full, the older half is averaged in
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,10 +110,49 @@ class NvmlGpuMetrics(GpuMetrics):
             pynvml.nvmlShutdown()
 
 
-def gpu_metrics_for(cards: Iterable[Card]) -> GpuMetrics:
-    """NVML where any card is real and NVML starts; else :class:`NoGpuMetrics`."""
+class FileGpuMetrics(GpuMetrics):
+    """Virtual cards that report the utilisation a JSON file says, read at each sample.
+
+    For tests and demonstrations of what judges a card's use (the Monitor's
+    charts, idle-GPU stops) without cards: development portals only
+    (``ALADDIN_LOCAL_VIRTUAL_GPU_METRICS_FILE`` needs DEBUG). The file is
+    ``{"<card index>": percent, "default": percent}``; a card it does not
+    name reports ``default`` (0 without). A file that cannot be read is "no
+    GPU metrics" for that sample, as a card NVML cannot answer for.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def sample(self, cards: list[Card]) -> tuple[GpuSample, ...] | None:
+        try:
+            said = json.loads(self.path.read_text())
+            default = float(said.get("default", 0))
+            utilization = {card.index: float(said.get(card.index, default)) for card in cards}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        return (
+            tuple(
+                GpuSample(
+                    index=card.index,
+                    utilization_percent=utilization[card.index],
+                    memory_used_mib=0,
+                    memory_total_mib=card.memory_mib,
+                )
+                for card in cards
+            )
+            or None
+        )
+
+
+def gpu_metrics_for(cards: Iterable[Card], *, virtual_file: str = "") -> GpuMetrics:
+    """NVML where any card is real and NVML starts; else :class:`NoGpuMetrics`.
+
+    Virtual cards report what ``virtual_file`` says where one is named
+    (:class:`FileGpuMetrics`, development portals only).
+    """
     if all(card.virtual for card in cards):
-        return NoGpuMetrics()
+        return FileGpuMetrics(virtual_file) if virtual_file else NoGpuMetrics()
     try:
         return NvmlGpuMetrics()
     except pynvml.NVMLError:

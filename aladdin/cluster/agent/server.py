@@ -65,7 +65,10 @@ class Agent:
         monitor_seconds: float = monitoring.DEFAULT_INTERVAL_SECONDS,
         gpu_metrics: monitoring.GpuMetrics | None = None,
         debugpy_dir: Path | None = None,
+        virtual_gpu_metrics_file: str = "",
     ):
+        # Development portals: what virtual cards report (monitor.FileGpuMetrics).
+        self.virtual_gpu_metrics_file = virtual_gpu_metrics_file
         self.socket_path = Path(socket_path)
         self.state_dir = Path(state_dir)
         self.volumes_dir = Path(volumes_dir)
@@ -124,7 +127,9 @@ class Agent:
         )
         log.info("GPU cards: %s", workloads.inventory.summary())
         if self._gpu_metrics is None:
-            self.monitor.gpu_metrics = monitoring.gpu_metrics_for(workloads.inventory.cards)
+            self.monitor.gpu_metrics = monitoring.gpu_metrics_for(
+                workloads.inventory.cards, virtual_file=self.virtual_gpu_metrics_file
+            )
         if not workloads.sandbox_ok:
             log.warning("cannot sandbox: %s", workloads.sandbox_reason)
         workloads.cgroups, workloads.limits_reason = cgroup_limits.detect(

@@ -57,6 +57,7 @@ class Command(BaseCommand):
             pids_max=settings.LOCAL_PIDS_MAX,
             egress_policy=settings.LOCAL_EGRESS_POLICY,
             monitor_seconds=settings.LOCAL_MONITOR_SECONDS,
+            virtual_gpu_metrics_file=settings.LOCAL_VIRTUAL_GPU_METRICS_FILE,
             debugpy_dir=settings.DEBUGPY_DIR,
         )
         # supervisord and systemd send SIGTERM (a terminal's Ctrl-C SIGINT): stop the
