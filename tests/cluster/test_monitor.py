@@ -194,3 +194,22 @@ def test_a_host_whose_nvml_will_not_start_has_no_gpu_metrics(monkeypatch):
     monkeypatch.setattr(pynvml, "nvmlInit", broken)
     card = gpus.Card(index="0", model="40g", memory_mib=40960, name="A100", uuid="GPU-x")
     assert isinstance(monitor.gpu_metrics_for([card]), monitor.NoGpuMetrics)
+
+
+def test_virtual_cards_of_a_development_portal_report_what_the_file_says(tmp_path):
+    cards = [
+        gpus.Card(index="0", model="40g", memory_mib=40960, name="virtual", virtual=True),
+        gpus.Card(index="1", model="40g", memory_mib=40960, name="virtual", virtual=True),
+    ]
+    path = tmp_path / "gpu.json"
+    chosen = monitor.gpu_metrics_for(cards, virtual_file=str(path))
+    assert isinstance(chosen, monitor.FileGpuMetrics)
+
+    path.write_text('{"default": 85, "1": 0}')
+    assert [(g.index, g.utilization_percent, g.memory_total_mib) for g in chosen.sample(cards)] == [
+        ("0", 85.0, 40960),
+        ("1", 0.0, 40960),
+    ]
+    path.write_text("not json")
+    assert chosen.sample(cards) is None  # no reading this time, as NVML's unanswered card
+    assert isinstance(monitor.gpu_metrics_for(cards), monitor.NoGpuMetrics)

@@ -45,6 +45,14 @@ def test_default_language_is_simplified_chinese_with_english_available():
             "SMS_BACKEND=aliyun needs ALIYUN_SMS_ACCESS_KEY_ID",
         ),
         ({"DEBUG": "1", "CLUSTER_DRIVER": "slurm"}, "CLUSTER_DRIVER must be"),
+        (
+            {
+                "DEBUG": "0",
+                "SECRET_KEY": "x" * 50,
+                "ALADDIN_LOCAL_VIRTUAL_GPU_METRICS_FILE": "/tmp/gpu.json",
+            },
+            "development only, it needs DEBUG=1",
+        ),
     ],
 )
 def test_bad_settings_fail_at_start_with_the_variable_named(env, message):
