@@ -49,8 +49,12 @@ def on_beat_init(sender: Any = None, **_kwargs: Any) -> None:
     from aladdin.cluster import get_driver
 
     driver = get_driver()
+    # beat_init's sender is the beat service, which knows its app (the cluster layer
+    # does not import the portal's Celery module).
     app = getattr(sender, "app", None)
     if app is None:
-        from aladdin.celery import app
+        import celery  # type: ignore[import-untyped]  # celery ships no types
+
+        app = celery.current_app
     start(app, driver.api_client)  # type: ignore[attr-defined]
     log.info("watching the workload pods to wake the reconcilers")
