@@ -5,6 +5,7 @@ client's channel with EOF instead of killing the relay thread and leaving it han
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from aladdin.cluster.base import DriverError
 from aladdin.sshgw.server import _Forward
@@ -47,5 +48,8 @@ def test_a_late_refusal_ends_the_channel_with_eof_after_what_arrived():
         await asyncio.wait_for(channel.eof.wait(), 5)
         return channel
 
-    channel = asyncio.run(run())
+    # A thread of its own: an earlier test (Playwright's sync API) may have left
+    # an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        channel = pool.submit(asyncio.run, run()).result(timeout=30)
     assert channel.written == [b"first bytes"]
