@@ -799,11 +799,13 @@ class RecordingKubelet:
         handler.end_headers()
         handler.wfile.write(body)
 
+    # This stand-in only checks the seam's calls; exec and port-forward are the
+    # real kubelet's (tests/kubestub/test_stub_kubelet.py), never asked of it here.
     def serve_exec(self, handler, namespace, name, query):
-        raise NotImplementedError
+        raise AssertionError("the seam's stand-in kubelet runs no exec")
 
     def serve_portforward(self, handler, namespace, name, query):
-        raise NotImplementedError
+        raise AssertionError("the seam's stand-in kubelet forwards no port")
 
     def stats_summary(self, node_name):
         return {"node": {"nodeName": node_name}, "pods": []}

@@ -38,6 +38,7 @@ backpressure through the API server) instead of filling our memory.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -148,7 +149,7 @@ def _shutdown(ws: WebSocket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Channels:
+class _Channels(abc.ABC):
     """The reader thread's side of a stream: messages off the websocket into a bounded queue.
 
     Subclasses decide what a message means (:meth:`_message`); the queue
@@ -186,8 +187,9 @@ class _Channels:
             self._end()
             ws.shutdown()
 
+    @abc.abstractmethod
     def _message(self, channel: int, payload: bytes) -> None:
-        raise NotImplementedError
+        """One frame's payload on ``channel``: what it means is the subclass's protocol."""
 
     def _put(self, item: Any, size: int = 0) -> None:
         with self._cond:
@@ -215,7 +217,7 @@ class _Channels:
             if was_empty:
                 self._arrived()
 
-    def _arrived(self) -> None:
+    def _arrived(self) -> None:  # noqa: B027 - optional: only the exec session signals it
         """Under the lock: the queue was empty and is not (see KubeExecSession.output_fd)."""
 
     def _take(self, timeout: float | None) -> Any:
