@@ -13,6 +13,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from aladdin.workloads.facts import PROBE_TIMEOUT_SECONDS
 from tests.e2e.test_purchase import _sign_up
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +57,9 @@ def test_a_user_creates_a_workshop_and_uses_its_terminal(browser, page, portal, 
     status = page.locator("[data-testid=workshop-status]")
     expect(status).to_have_attribute("data-state", "running", timeout=180_000)
     facts = page.locator("[data-testid=runtime-facts]")
-    deadline = time.monotonic() + 30
+    # The probe runs once the workshop runs, on a worker that may be busy, and
+    # may itself take up to PROBE_TIMEOUT_SECONDS on a loaded machine.
+    deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS + 10
     while not facts.count() and time.monotonic() < deadline:
         page.wait_for_timeout(1000)
         page.reload()
