@@ -76,23 +76,30 @@ HOST_ETC = ("ssl", "ca-certificates", "alternatives", "localtime", "resolv.conf"
 # The sandbox's first process, around the workload's command. bwrap's
 # --die-with-parent does not reliably reach the sandbox's init when the agent
 # is killed outright (the inner bwrap outlived its parent in our tests), so
-# the agent also holds the write end of a pipe that is this wrapper's stdin:
-# EOF means the agent is gone: SIGKILL to -1 ends every process of the
+# the agent also holds one end of a socket pair whose other end is this
+# wrapper's stdin: EOF means the agent is gone: SIGKILL to -1 ends every process of the
 # sandbox but its init, and bwrap's init exits once it has no children left.
-# (stdin because the pipe belongs to root: the uid may not reopen it through
+# (stdin because the socket belongs to root: the uid may not reopen it through
 # /proc/self/fd, only use the descriptor it inherited.) TERM is caught, not
 # ignored (the command would inherit that), so that a graceful stop reaches
 # the command and its exit status comes back. When the command ends, so does
 # everything it left running (bwrap's init would otherwise wait for the last
 # background process): a workload ends with its main process, as a container.
-# Before anything, the guard waits for the agent's "go" on the same pipe: the
-# agent writes it once the sandbox's network namespace has its deny rules
-# (or at once where it has none), so the command never runs before them.
-# EOF or anything else (the agent failed, or died) ends the sandbox instead.
+# Before anything, the guard says "ready" on the same descriptor (a socket
+# pair, so it goes both ways): it runs only once bwrap has finished setting
+# the sandbox up, its loopback included, and the agent attaches the network
+# only then (slirp4netns brings lo up, and a lo that is already up makes
+# bwrap's own loopback set-up fail: "loopback: Failed RTM_NEWADDR"). Then it
+# waits for the agent's "go": the agent writes it once the sandbox's network
+# namespace has its deny rules (or at once where it has none), so the
+# command never runs before them. EOF or anything else (the agent failed,
+# or died) ends the sandbox instead. (Where stdin is a pipe, the "ready"
+# write fails quietly.)
 # Never run it outside a sandbox's pid namespace (a test included): there
 # `kill -KILL -1` reaches every process its uid may signal, the whole host
 # for root.
 GUARD = r"""
+{ echo ready >&0; } 2>/dev/null
 IFS= read -r go || exit 125
 [ "$go" = go ] || exit 125
 exec 9<&0

@@ -15,6 +15,7 @@ under the running processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -127,7 +128,19 @@ class Portal:
             except OSError as exc:
                 text = [f"<unreadable: {exc}>"]
             parts.append(f"----- {name} ({path}) -----\n" + "\n".join(text))
+        # What the workloads printed (a sandbox that failed to set up says why there).
+        for path in sorted(self.var_dir.glob("**/logs/*.log"), key=_mtime)[-8:]:
+            with contextlib.suppress(OSError):
+                text = path.read_text(errors="replace").splitlines()[-10:]
+                parts.append(f"----- workload {path.name} -----\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _portal_env(var_dir: Path, redis_url: str, port: int) -> dict:

@@ -35,6 +35,7 @@ import queue
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -68,6 +69,8 @@ TERM_RESCAN_SECONDS = 0.05  # how often a stop looks for new processes to SIGTER
 # supervisors give the agent 30 s (scripts/supervise.py, the systemd unit).
 SHUTDOWN_GRACE_SECONDS = 10
 SPAWN_TIMEOUT_SECONDS = 30
+# How long bwrap may take to set a sandbox up before its network is attached.
+SETUP_TIMEOUT_SECONDS = 20
 # Released workloads whose Monitor samples are kept (a ring is at most ~100 KB).
 RETIRED_MAX = 200
 
@@ -575,7 +578,10 @@ class Workloads:
         # before any descriptor is opened: a refusal leaks none.
         leader = self._group_leader(spec)
         info_r, info_w = os.pipe()
-        watch_r, watch_w = os.pipe()  # the guard's stdin; the agent keeps watch_w
+        # The guard's stdin; the agent keeps watch_w. A socket pair, not a
+        # pipe: the guard answers "ready" on it (sandbox.GUARD).
+        agent_end, guard_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        watch_w, watch_r = agent_end.detach(), guard_end.detach()
         workload.watch_fd = watch_w
         etc_fds: dict[str, int] = {}
         files = sandbox.etc_files(uid)
@@ -648,6 +654,8 @@ class Workloads:
             if self.network and leader is None:
                 if not workload.sandbox_pid:
                     raise OSError("bwrap did not report the sandbox's pid")
+                # Not before bwrap has set up the sandbox's loopback (GUARD).
+                _await_ready(watch_w, SETUP_TIMEOUT_SECONDS)
                 workload.network = egress.attach(
                     workload.sandbox_pid, info.get("net-namespace"), self.egress_policy
                 )
@@ -888,6 +896,26 @@ class Workloads:
                 raise AgentError(ErrorCode.STILL_RUNNING, f"{name} is still running; stop it first")
             self.output.delete(name)
         self.save()
+
+
+def _await_ready(fd: int, timeout: float) -> None:
+    """Wait for the guard's "ready": bwrap has set the sandbox up and runs the guard. Raises OSError."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        if not ready:
+            raise OSError(f"the sandbox was not set up within {timeout:g} s")
+        chunk = os.read(fd, 16)
+        if not chunk:
+            # bwrap said why in the workload's output (e.g. a mount it could not make).
+            raise OSError("the sandbox could not be set up (see the output)")
+        data += chunk
+        if len(data) > 16:
+            break
+    if data != b"ready\n":
+        raise OSError(f"the sandbox's guard said {data!r}, not ready")
 
 
 def _read_info(fd: int) -> dict:
