@@ -914,6 +914,10 @@ SSH_IDLE_TIMEOUT_SECONDS = _env_int("ALADDIN_SSH_IDLE_TIMEOUT_SECONDS", 3600)
 # than this many within a minute, and its connections are refused for the
 # block time (0: no limit). A client offers several keys, so this is not 1.
 SSH_AUTH_FAILURES_PER_MINUTE = _env_int("ALADDIN_SSH_AUTH_FAILURES_PER_MINUTE", 30)
+# The ciphers the gateway offers: "auto" (AES-GCM only where the CPU has AES
+# instructions, asyncssh's list otherwise: aladdin/sshgw/ciphers.py)
+# or a comma-separated list of asyncssh's names.
+SSH_CIPHERS = env.str("ALADDIN_SSH_CIPHERS", default="auto")
 
 # --- Port proxy (SPEC §7 "External access", issue 15; docs/operations.md) ----
 # `manage.py ports_proxy` serves each exposed job port at

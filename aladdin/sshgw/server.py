@@ -32,6 +32,7 @@ from django.db import close_old_connections
 
 from aladdin import cluster
 from aladdin.cluster.base import DriverError
+from aladdin.sshgw.ciphers import offered
 
 log = logging.getLogger("aladdin.sshgw")
 
@@ -189,7 +190,11 @@ class Gateway:
         else:
             self.sessions_by_user.pop(user_id, None)
 
-    async def start(self, *, host: str, port: int, host_keys: list) -> None:
+    async def start(
+        self, *, host: str, port: int, host_keys: list, ciphers: list[str] | None = None
+    ) -> None:
+        """Listen; ``ciphers`` (sshgw.ciphers.offered) None keeps asyncssh's own list."""
+        options: dict[str, Any] = {} if ciphers is None else {"encryption_algs": ciphers}
         self.server = await asyncssh.create_server(
             lambda: _Connection(self),
             host,
@@ -210,6 +215,7 @@ class Gateway:
             line_editor=False,
             login_timeout=60,
             keepalive_interval=60,
+            **options,
         )
         log.info(
             "SSH gateway listening on %s:%d (host keys: %s)",
@@ -792,8 +798,15 @@ def serve(*, host: str | None = None, port: int | None = None) -> None:
             auth_block_seconds=settings.SSH_AUTH_BLOCK_SECONDS,
         )
         host_keys = load_or_create(settings.SSH_HOST_KEYS_DIR)
+        ciphers = offered(settings.SSH_CIPHERS)
+        log.info(
+            "SSH gateway ciphers: %s", ", ".join(ciphers) if ciphers else "asyncssh's defaults"
+        )
         await gateway.start(
-            host=host or settings.SSH_BIND, port=port or settings.SSH_PORT, host_keys=host_keys
+            host=host or settings.SSH_BIND,
+            port=port or settings.SSH_PORT,
+            host_keys=host_keys,
+            ciphers=ciphers,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -23,6 +23,19 @@ def test_ssh_runs_a_command_in_the_workshop_and_gets_its_exit_status(portal):
     assert done.stderr == b"oops\n"
 
 
+def test_an_openssh_client_gets_aes_gcm_where_the_cpu_has_aes(portal):
+    # The client's own order (chacha20-poly1305 first) would win if the
+    # gateway offered it: on an AES CPU it offers AES-GCM only (sshgw/ciphers.py).
+    from aladdin.sshgw.ciphers import cpu_has_aes
+
+    done = portal.ssh("dev", "a", "true", options=("-v", "-o", "LogLevel=DEBUG1"))
+
+    assert done.returncode == 0, done
+    chosen = re.findall(rb"kex: server->client cipher: (\S+)", done.stderr)
+    expected = b"aes128-gcm@openssh.com" if cpu_has_aes() else b"chacha20-poly1305@openssh.com"
+    assert chosen == [expected], done.stderr[-2000:]
+
+
 def test_stdin_reaches_the_command_and_its_end_is_an_eof(portal):
     data = os.urandom(300_000)
     done = portal.ssh("dev", "a", "sha256sum; wc -c", stdin=data)
