@@ -74,13 +74,18 @@ SCP = "/usr/bin/scp"
 SSH = "/usr/bin/ssh"
 
 
+# --cipher: the client asks both servers for this cipher (the default: the
+# client's own order, as a student's scp does).
+CLIENT_CIPHER: list[str] = []
+
+
 def client_options(port: int, key: Path, *, scp: bool = False) -> list[str]:
     """The same client command line for both servers: only the port differs."""
     return [
         "-F", "/dev/null", "-P" if scp else "-p", str(port),
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
         "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentityAgent=none",
-        "-o", "IdentitiesOnly=yes", "-i", str(key),
+        "-o", "IdentitiesOnly=yes", "-i", str(key), *CLIENT_CIPHER,
     ]  # fmt: skip
 
 
@@ -413,7 +418,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--keystrokes", type=int, default=200)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--cipher",
+        default="",
+        help="ask both servers for this cipher (ssh -c); default: the client's order",
+    )
     args = parser.parse_args()
+    if args.cipher:
+        CLIENT_CIPHER[:] = ["-c", args.cipher]
 
     base = Path(tempfile.mkdtemp(prefix="aladdin-bench-ssh-"))
     os.chmod(base, 0o711)  # sandbox uids traverse to their volumes
