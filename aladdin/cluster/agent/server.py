@@ -5,7 +5,8 @@ i.e. the portal, may talk to it) carries :mod:`aladdin.cluster.protocol`.
 Each connection gets a thread (:class:`_Handler`), which decodes requests
 into typed messages and hands them to :meth:`Agent.handle`; ``follow`` and
 ``terminal`` turn the connection into a stream. The main thread beats the
-heartbeat and spawns workloads (see :mod:`.workloads` for why only it may).
+heartbeat; spawner threads that live as long as the agent start the
+workloads (see :mod:`.workloads` for why only they may).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ log = logging.getLogger("aladdin.cluster.agent")
 FOLLOW_POLL_SECONDS = 0.02
 FOLLOW_CHUNK = 65536
 MAIN_LOOP_WAIT_SECONDS = 0.5
+# Workloads spawned at once: a Run Task's workers (the portal sends up to 8
+# together, gpu_jobs/run_task.py), or several users' starts.
+SPAWNER_THREADS = 8
 
 
 class Agent:
@@ -149,7 +153,7 @@ class Agent:
         self.images.prepare()
 
     def serve_forever(self) -> None:
-        """Serve until SIGTERM/SIGINT (or :meth:`shutdown`); the main thread spawns workloads."""
+        """Serve until SIGTERM/SIGINT (or :meth:`shutdown`); spawner threads start the workloads."""
         self.prepare()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -170,14 +174,27 @@ class Agent:
             if self.workloads.sandbox_ok
             else f"unavailable: {self.workloads.sandbox_reason}",
         )
+        # Spawner threads (workloads.py, "Threads"): they must outlive every
+        # workload they started, so they run until after stop_all below.
+        spawners_done = threading.Event()
+
+        def spawner() -> None:
+            while not spawners_done.is_set():
+                self.workloads.run_spawns(timeout=MAIN_LOOP_WAIT_SECONDS)
+
+        for i in range(SPAWNER_THREADS):
+            threading.Thread(target=spawner, daemon=True, name=f"spawner-{i}").start()
         last_beat = 0.0
-        while not self._stopping.is_set():
+        while True:
             if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                 self.journal.beat()
                 last_beat = time.monotonic()
-            self.workloads.run_spawns(timeout=MAIN_LOOP_WAIT_SECONDS)
+            if self._stopping.wait(MAIN_LOOP_WAIT_SECONDS):
+                break
+        self.workloads.refuse_spawns()
         self.images.stop()
         self.workloads.stop_all()
+        spawners_done.set()
         self._server.shutdown()
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):

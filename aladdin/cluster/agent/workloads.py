@@ -3,8 +3,11 @@
 Threads. ``bwrap --die-with-parent`` uses PR_SET_PDEATHSIG, which fires
 when the *thread* that forked it exits, not the process; a workload spawned
 by a request's thread would be killed as soon as that request was answered.
-Every workload is therefore spawned by the main thread, which runs the queue
-of :meth:`Workloads.run_spawns`, never by a request's thread.
+Every workload is therefore spawned by one of the agent's spawner threads,
+which run the queue of :meth:`Workloads.run_spawns` and live as long as the
+agent (they outlive :meth:`Workloads.stop_all`), never by a request's
+thread. There are several, so that the workers of a Run Task, which the
+portal sends together, start together.
 
 Ends. A workload ends when its main process does (bwrap, or the command
 itself without a sandbox): :meth:`Workloads._wait` records the phase, exit
@@ -200,7 +203,10 @@ class Workloads:
         # The Monitor samples of released workloads (stopped or forgotten), newest
         # last: a job's page still charts its run after the end (agent/monitor.py).
         self.retired: OrderedDict[str, monitor.SampleRing] = OrderedDict()
-        self._spawns: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._spawns: queue.Queue[tuple[Callable[[], None], Future[None]]] = queue.Queue()
+        self._refusing = False  # the agent is stopping: no more spawns
+        self._spawning = 0  # spawns queued or under way (refuse_spawns waits for them)
+        self._spawns_idle = threading.Condition()
         self.output = OutputStore(
             logs_dir,
             max_bytes=log_max_bytes,
@@ -458,7 +464,12 @@ class Workloads:
                 future.set_exception(exc)
 
         try:
-            self._spawns.put(spawn)
+            with self.lock:
+                if self._refusing:
+                    raise AgentError(ErrorCode.UNAVAILABLE, "the agent is stopping")
+                with self._spawns_idle:
+                    self._spawning += 1  # until run (run_spawns) or refused (refuse_spawns)
+                self._spawns.put((spawn, future))
             future.result(timeout=SPAWN_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported as the workload's failure
             with self.lock:
@@ -472,12 +483,38 @@ class Workloads:
         return workload.record()
 
     def run_spawns(self, timeout: float) -> None:
-        """Run the spawns queued within ``timeout``: the main thread's loop calls this."""
+        """Run one spawn queued within ``timeout``: the spawner threads' loop calls this."""
         try:
-            spawn = self._spawns.get(timeout=timeout)
+            spawn, _future = self._spawns.get(timeout=timeout)
         except queue.Empty:
             return
-        spawn()
+        try:
+            spawn()
+        finally:
+            self._spawn_done()
+
+    def _spawn_done(self) -> None:
+        with self._spawns_idle:
+            self._spawning -= 1
+            self._spawns_idle.notify_all()
+
+    def refuse_spawns(self, timeout: float = SPAWN_TIMEOUT_SECONDS) -> None:
+        """The agent is stopping: fail the spawns not yet taken, refuse new ones, wait for the rest.
+
+        Returns once no spawn is under way (or after ``timeout``), so that
+        :meth:`stop_all` sees every workload that will run and stops it.
+        """
+        with self.lock:
+            self._refusing = True
+        while True:
+            try:
+                _spawn, future = self._spawns.get_nowait()
+            except queue.Empty:
+                break
+            future.set_exception(AgentError(ErrorCode.UNAVAILABLE, "the agent is stopping"))
+            self._spawn_done()
+        with self._spawns_idle:
+            self._spawns_idle.wait_for(lambda: self._spawning == 0, timeout)
 
     def _spawn(self, workload: Workload, spec: WorkloadSpec, image_env: ImageEnv) -> None:
         name, user_id = workload.name, int(spec.user_id)
