@@ -154,8 +154,29 @@ def spec(job: Job, index: int, address: str) -> WorkloadSpec:
 # --- the cluster side ------------------------------------------------------------------
 
 
+def _start_each(
+    driver: ClusterDriver,
+    specs: list[WorkloadSpec],
+    indexes: range,
+    statuses: dict[int, WorkloadStatus],
+) -> dict[int, DriverError]:
+    """Start the workers ``indexes`` concurrently into ``statuses``; what each refused with."""
+    failed: dict[int, DriverError] = {}
+    with ThreadPoolExecutor(max_workers=min(len(indexes), 8)) as pool:
+        futures = {i: pool.submit(driver.start_workload, specs[i]) for i in indexes}
+    for index, future in futures.items():
+        exc = future.exception()
+        if exc is None:
+            statuses[index] = future.result()
+        elif isinstance(exc, DriverError):
+            failed[index] = exc
+        else:
+            raise exc
+    return failed
+
+
 def start(job: Job, driver: ClusterDriver) -> None:
-    """Start every worker of a starting task, worker 0 first; converge on what they report.
+    """Start every worker of a starting task (worker 0 first where the backend needs it); converge.
 
     A retried start finds the workers already there (deterministic names).
     Raises DriverError when worth a retry (NoCapacity included: the workers
@@ -167,23 +188,22 @@ def start(job: Job, driver: ClusterDriver) -> None:
     specs = [spec(job, index, address) for index in range(job.workers)]  # DB reads: here
     statuses: dict[int, WorkloadStatus] = {}
     errors: list[DriverError] = []
-    try:
-        statuses[0] = driver.start_workload(specs[0])
-    except DriverError as exc:
-        errors.append(exc)
-    if not errors and statuses[0].phase not in ENDED and len(specs) > 1:
-        # The later workers together: each start is a round trip to the
-        # cluster (and the agent's spawn), and the task runs once all do.
-        with ThreadPoolExecutor(max_workers=min(len(specs) - 1, 8)) as pool:
-            futures = {i: pool.submit(driver.start_workload, s) for i, s in enumerate(specs) if i}
-        for index, future in futures.items():
-            exc = future.exception()
-            if exc is None:
-                statuses[index] = future.result()
-            elif isinstance(exc, DriverError):
-                errors.append(exc)
-            else:
-                raise exc
+    if driver.starts_workers_together and len(specs) > 1:
+        # Every worker at once (the backend holds the later ones until worker
+        # 0's network exists): the task runs after one start, not two in a row.
+        failed = _start_each(driver, specs, range(len(specs)), statuses)
+        # Without worker 0 the others could not join it: its error is the one
+        # that counts (NoCapacity is retried, not a later worker's not_running).
+        errors = [failed[0]] if 0 in failed else list(failed.values())
+    else:
+        try:
+            statuses[0] = driver.start_workload(specs[0])
+        except DriverError as exc:
+            errors.append(exc)
+        if not errors and statuses[0].phase not in ENDED and len(specs) > 1:
+            # The later workers together: each start is a round trip to the
+            # cluster, and the task runs once all do.
+            errors = list(_start_each(driver, specs, range(1, len(specs)), statuses).values())
     permanent = [e for e in errors if e.permanent]
     if errors and not permanent:
         _open_windows(job.pk, statuses)

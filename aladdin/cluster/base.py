@@ -512,6 +512,12 @@ class ClusterDriver(abc.ABC):
     """The small interface every backend implements. See the module docstring."""
 
     name: str = "base"
+    # Whether a Run Task's workers may be started together, later workers
+    # before worker 0 runs (run_task.start). The local agent makes a later
+    # worker wait for worker 0's network namespace; a backend that refuses
+    # a later worker until worker 0 exists (Kubernetes: its pod owns the
+    # group's Service) keeps False and gets worker 0 first, then the rest.
+    starts_workers_together: bool = False
 
     @abc.abstractmethod
     def health(self) -> dict:

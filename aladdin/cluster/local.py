@@ -449,6 +449,9 @@ class LogStream(Iterator[bytes]):
 
 class LocalDriver(ClusterDriver):
     name = "local"
+    # The agent holds a later worker until worker 0's sandbox has its network
+    # namespace (agent/workloads.py, _group_leader).
+    starts_workers_together = True
     # Ask for the protocol's binary exec frames (JSON and base64 cost a third
     # of an scp's CPU); tests turn it off to speak JSON as older portals do.
     exec_binary = True

@@ -24,6 +24,14 @@ SERVER = (
     "s.bind(('127.0.0.1', 29500)); s.listen(); c, _ = s.accept(); "
     "c.sendall(b'hello from worker 0\\n'); c.close()"
 )
+# Worker 0 of three: the same line to each of the two others.
+SERVER3 = (
+    "import socket; s = socket.socket(); "
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', 29500)); s.listen()\n"
+    "for _ in range(2):\n"
+    "    c, _ = s.accept(); c.sendall(b'hello from worker 0\\n'); c.close()\n"
+)
 CLIENT = (
     "import socket, time\n"
     "for _ in range(100):\n"
@@ -85,6 +93,28 @@ def test_the_workers_have_separate_sandboxes_but_one_network_namespace(sandboxin
     finally:
         for i in (1, 0):
             driver.stop_workload(name=f"job-7-{i}", grace_seconds=1)
+
+
+def test_workers_sent_together_later_ones_first_join_worker_0s_network(sandboxing_agent):
+    # The portal sends a task's workers at once (LocalDriver.starts_workers_together):
+    # a later worker that arrives before worker 0 waits for its namespace.
+    driver = sandboxing_agent.driver
+    driver.ensure_user_space(user_id=1, storage_gib=1, quota=None)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        later = [
+            pool.submit(driver.start_workload, worker(i, 3, ["python3", "-c", CLIENT]))
+            for i in (1, 2)
+        ]
+        first = pool.submit(driver.start_workload, worker(0, 3, ["python3", "-c", SERVER3]))
+        statuses = [f.result(timeout=60) for f in (first, *later)]
+
+    assert all(s.group == "job-7" for s in statuses), statuses
+    for i in (1, 2):
+        output = b"".join(driver.follow_logs(name=f"job-7-{i}")).decode()
+        assert "hello from worker 0" in output, (i, output)
+    for i in range(3):
+        status = wait_for_phase(driver, f"job-7-{i}", {Phase.SUCCEEDED, Phase.FAILED})
+        assert status.phase == Phase.SUCCEEDED, (i, status)
 
 
 def test_a_later_worker_is_refused_while_worker_0_does_not_run(sandboxing_agent):

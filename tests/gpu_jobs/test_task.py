@@ -310,6 +310,43 @@ def test_a_later_worker_waiting_for_a_card_keeps_the_task_starting_worker_0_bill
     assert (w0.started_at, w1.started_at) == (T0, T0 + timedelta(seconds=20))
 
 
+def test_workers_started_together_wait_for_worker_0s_card_and_are_retried(
+    user, cards, catalog, driver, subscribe, run_on_commit, monkeypatch, _at_t0
+):
+    # A backend that takes the workers together (the local agent): worker 0
+    # out of cards makes the later ones' not_running a consequence, not the
+    # task's end: it waits for a card and is retried.
+    subscribe(user, "basic", T0)
+    monkeypatch.setattr(driver, "starts_workers_together", True)
+    real_start = driver.start_workload
+    full = {"yes": True}
+
+    def start(spec):
+        if full["yes"]:
+            if spec.name.endswith("-0"):
+                raise NoCapacity("no free 40G card on this host: 1 asked, 0 of 4 free")
+            raise DriverError(f"{spec.name[:-2]}-0 is not running", code="not_running")
+        return real_start(spec)
+
+    monkeypatch.setattr(driver, "start_workload", start)
+    with pytest.raises(Retry):
+        run_on_commit(
+            services.job_create, user=user, kind="task", entry="t.py", workers=2,
+            gpu_type=cards["40g"],
+        )  # fmt: skip
+    job = Job.objects.get()
+    assert job.state == JobState.STARTING and "no free 40G card" in job.reason
+
+    full["yes"] = False
+    services.job_start_apply(job_id=job.pk)  # the retry
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING
+    assert sorted(c["spec"].name for c in driver.called("start_workload")) == [
+        f"job-{job.pk}-0",
+        f"job-{job.pk}-1",
+    ]
+
+
 def test_a_later_worker_refused_for_good_fails_the_task_and_stops_worker_0(
     task, driver, monkeypatch
 ):

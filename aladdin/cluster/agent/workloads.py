@@ -74,6 +74,10 @@ SHUTDOWN_GRACE_SECONDS = 10
 SPAWN_TIMEOUT_SECONDS = 30
 # How long bwrap may take to set a sandbox up before its network is attached.
 SETUP_TIMEOUT_SECONDS = 20
+# A later worker of a Run Task whose worker 0 has not arrived waits this long
+# for it (the portal sends them together), polling at the second figure.
+LEADER_APPEAR_SECONDS = 2.0
+LEADER_POLL_SECONDS = 0.005
 # Released workloads whose Monitor samples are kept (a ring is at most ~100 KB).
 RETIRED_MAX = 200
 
@@ -118,6 +122,10 @@ class Workload:
     watch_fd: int | None = None  # the write end of the sandbox guard's stdin
     pump: threading.Thread | None = None  # copies its output to the log
     ended: threading.Event = field(default_factory=threading.Event)
+    # A Run Task's worker 0: its network namespace exists (later workers may
+    # join it), and its network is attached and filtered (they may run).
+    netns_ready: threading.Event = field(default_factory=threading.Event)
+    network_ready: threading.Event = field(default_factory=threading.Event)
     end_reason: reasons.EndReason | None = (
         None  # why the agent is ending it: stopped, agent stopped
     )
@@ -152,6 +160,9 @@ class Workload:
         workload.reason_params = dict(record.reason_params)
         if workload.has_ended:
             workload.ended.set()
+        elif workload.phase == Phase.RUNNING and workload.sandbox_pid:
+            workload.netns_ready.set()
+            workload.network_ready.set()
         return workload
 
 
@@ -354,8 +365,12 @@ class Workloads:
     def _group_leader(self, spec: WorkloadSpec) -> Workload | None:
         """Worker 0 of ``spec``'s group when ``spec`` is a later worker that must join it.
 
-        Raises AgentError: worker 0 does not run (``not_running``), or the
-        agent cannot make a sandbox join another's network (not root).
+        The portal sends a task's workers together (LocalDriver
+        ``starts_workers_together``): a later worker waits here for worker
+        0's network namespace, up to LEADER_APPEAR_SECONDS for its start to
+        arrive and SPAWN_TIMEOUT_SECONDS for its sandbox. Raises AgentError:
+        worker 0 did not come or ended (``not_running``), or the agent
+        cannot make a sandbox join another's network (not root).
         """
         group = spec.group
         if group is None or group.index == 0 or not self.sandbox_ok:
@@ -370,11 +385,20 @@ class Workloads:
                 "the workers of a Run Task share a network namespace, which needs the agent "
                 "to run as root",
             )
-        with self.lock:
-            leader = self._table.get(leader_name)
-            if leader is None or leader.phase != Phase.RUNNING or not leader.sandbox_pid:
+        began = time.monotonic()
+        while True:
+            with self.lock:
+                leader = self._table.get(leader_name)
+            waited = time.monotonic() - began
+            if leader is None:
+                if waited >= LEADER_APPEAR_SECONDS:
+                    raise AgentError(ErrorCode.NOT_RUNNING, f"{leader_name} is not running")
+                time.sleep(LEADER_POLL_SECONDS)
+                continue
+            if leader.has_ended or waited >= SPAWN_TIMEOUT_SECONDS:
                 raise AgentError(ErrorCode.NOT_RUNNING, f"{leader_name} is not running")
-            return leader
+            if leader.netns_ready.wait(LEADER_POLL_SECONDS) and leader.sandbox_pid:
+                return leader
 
     def start(self, spec: WorkloadSpec) -> WorkloadRecord:
         """Start ``spec`` (or report the one of its name: a retried create finds its own).
@@ -687,6 +711,8 @@ class Workloads:
             os.close(info_r)
         workload.sandbox_pid = info.get("child-pid")
         workload.pid_namespace = info.get("pid-namespace")
+        if workload.sandbox_pid and leader is None:
+            workload.netns_ready.set()  # later workers of its group may join it now
         try:
             if self.network and leader is None:
                 if not workload.sandbox_pid:
@@ -700,8 +726,12 @@ class Workloads:
                     # Its CPU and memory are the workload's traffic: charged
                     # to its limits, not to the host's spare capacity.
                     workload.cgroups.attach(workload.name, workload.network.proc.pid)
+            if leader is not None:
+                # Worker 0's rules and slirp4netns are this worker's too.
+                _await_leader_network(leader, SETUP_TIMEOUT_SECONDS)
             # The guard runs the command only now, rules and network in place.
             os.write(watch_w, b"go\n")
+            workload.network_ready.set()
         except BaseException:
             # Never run it unfiltered: EOF ends the guard, the kill the rest.
             self._close_network(workload)
@@ -933,6 +963,16 @@ class Workloads:
                 raise AgentError(ErrorCode.STILL_RUNNING, f"{name} is still running; stop it first")
             self.output.delete(name)
         self.save()
+
+
+def _await_leader_network(leader: Workload, timeout: float) -> None:
+    """Wait until worker 0's network is attached and filtered. Raises OSError if it ended first."""
+    deadline = time.monotonic() + timeout
+    while not leader.network_ready.wait(LEADER_POLL_SECONDS):
+        if leader.ended.is_set():
+            raise OSError(f"{leader.name} ended before its network was ready")
+        if time.monotonic() > deadline:
+            raise OSError(f"the network of {leader.name} was not ready within {timeout:g} s")
 
 
 def _await_ready(fd: int, timeout: float) -> None:
