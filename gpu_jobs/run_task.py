@@ -261,11 +261,15 @@ def stop_all(
 def _open_windows(job_id: int, statuses: dict[int, WorkloadStatus]) -> None:
     """Each worker that got its cards is billed from then (its own window)."""
     now = timezone.now()
-    for index, status in statuses.items():
-        if status.phase in (Phase.RUNNING, *ENDED):
-            JobWorker.objects.filter(job_id=job_id, index=index, started_at__isnull=True).update(
-                started_at=status.started_at or now
-            )
+    # One commit for all (each its own on SQLite was a disk sync per worker
+    # on the way to "running"); each update is conditional, so a retry or a
+    # concurrent pass opens nothing twice.
+    with transaction.atomic():
+        for index, status in statuses.items():
+            if status.phase in (Phase.RUNNING, *ENDED):
+                JobWorker.objects.filter(
+                    job_id=job_id, index=index, started_at__isnull=True
+                ).update(started_at=status.started_at or now)
 
 
 def converge(
