@@ -347,7 +347,12 @@ def _apply_status(workshop_id: int, phase: str, reason: Reason) -> None:
 
 
 def workshop_probe_apply(*, workshop_id: int) -> None:
-    """Measure what runs in a running workshop (Python, torch, CUDA, GPUs) and keep it."""
+    """Measure what runs in a running workshop (Python, torch, CUDA, GPUs) and keep it.
+
+    Raises DriverError or TimeoutError when it could not (a busy host, the
+    agent restarting): the task tries again a few times, as the page shows
+    these facts for as long as the workshop runs.
+    """
     workshop = Workshop.objects.filter(pk=workshop_id, state=WorkshopState.RUNNING).first()
     if workshop is None:
         return
@@ -355,7 +360,7 @@ def workshop_probe_apply(*, workshop_id: int) -> None:
         measured = facts.measure(cluster.get_driver(), name=workshop.workload_name)
     except (DriverError, TimeoutError):
         log.warning("could not measure what runs in %s", workshop.workload_name, exc_info=True)
-        return
+        raise
     Workshop.objects.filter(pk=workshop_id, state=WorkshopState.RUNNING).update(
         runtime_facts=measured
     )

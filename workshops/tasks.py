@@ -45,9 +45,16 @@ def stop(workshop_id: int) -> None:
     services.workshop_stop_apply(workshop_id=workshop_id)
 
 
-@shared_task(name="workshops.probe", acks_late=True, ignore_result=True)
+@shared_task(
+    name="workshops.probe",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DriverError, TimeoutError),
+    retry_backoff=5,
+    max_retries=3,
+)
 def probe(workshop_id: int) -> None:
-    """Measure what runs in a workshop that just started (best effort: no retries)."""
+    """Measure what runs in a workshop that just started (a few tries, then it goes without)."""
     services.workshop_probe_apply(workshop_id=workshop_id)
 
 
