@@ -78,6 +78,7 @@ SETUP_TIMEOUT_SECONDS = 20
 # for it (the portal sends them together), polling at the second figure.
 LEADER_APPEAR_SECONDS = 2.0
 LEADER_POLL_SECONDS = 0.005
+READY = b"ready\n"  # what the guard says once bwrap has set the sandbox up (sandbox.GUARD)
 # Released workloads whose Monitor samples are kept (a ring is at most ~100 KB).
 RETIRED_MAX = 200
 
@@ -979,19 +980,16 @@ def _await_ready(fd: int, timeout: float) -> None:
     """Wait for the guard's "ready": bwrap has set the sandbox up and runs the guard. Raises OSError."""
     data = b""
     deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+    while len(data) < len(READY) and b"\n" not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             raise OSError(f"the sandbox was not set up within {timeout:g} s")
-        chunk = os.read(fd, 16)
+        chunk = os.read(fd, len(READY) - len(data))
         if not chunk:
             # bwrap said why in the workload's output (e.g. a mount it could not make).
             raise OSError("the sandbox could not be set up (see the output)")
         data += chunk
-        if len(data) > 16:
-            break
-    if data != b"ready\n":
+    if data != READY:
         raise OSError(f"the sandbox's guard said {data!r}, not ready")
 
 
