@@ -278,6 +278,19 @@ def test_the_task_page_shows_its_workers_and_log_directory(task, client, user):
     assert f"/root/.aladdin/tasks/{job.pk}" in page
 
 
+def _launch_waiting_for_a_card(user, cards, driver, run_on_commit, monkeypatch, start):
+    """Launch a 2-worker task on 40G cards with ``start`` as the driver's; it waits for a card."""
+    monkeypatch.setattr(driver, "start_workload", start)
+    with pytest.raises(Retry):  # eager Celery surfaces the task's retry
+        run_on_commit(
+            services.job_create, user=user, kind="task", entry="t.py", workers=2,
+            gpu_type=cards["40g"],
+        )  # fmt: skip
+    job = Job.objects.get()
+    assert job.state == JobState.STARTING and "no free 40G card" in job.reason
+    return job
+
+
 def test_a_later_worker_waiting_for_a_card_keeps_the_task_starting_worker_0_billed(
     user, cards, catalog, driver, subscribe, run_on_commit, monkeypatch, _at_t0
 ):
@@ -290,14 +303,7 @@ def test_a_later_worker_waiting_for_a_card_keeps_the_task_starting_worker_0_bill
             raise NoCapacity("no free 40G card on this host: 1 asked, 0 of 4 free")
         return real_start(spec)
 
-    monkeypatch.setattr(driver, "start_workload", start)
-    with pytest.raises(Retry):  # eager Celery surfaces the task's retry
-        run_on_commit(
-            services.job_create, user=user, kind="task", entry="t.py", workers=2,
-            gpu_type=cards["40g"],
-        )  # fmt: skip
-    job = Job.objects.get()
-    assert job.state == JobState.STARTING and "no free 40G card" in job.reason
+    job = _launch_waiting_for_a_card(user, cards, driver, run_on_commit, monkeypatch, start)
     w0, w1 = job.worker_rows.all()
     assert (w0.started_at, w1.started_at) == (T0, None)  # worker 0 holds its card: billed
 
@@ -328,14 +334,7 @@ def test_workers_started_together_wait_for_worker_0s_card_and_are_retried(
             raise DriverError(f"{spec.name[:-2]}-0 is not running", code="not_running")
         return real_start(spec)
 
-    monkeypatch.setattr(driver, "start_workload", start)
-    with pytest.raises(Retry):
-        run_on_commit(
-            services.job_create, user=user, kind="task", entry="t.py", workers=2,
-            gpu_type=cards["40g"],
-        )  # fmt: skip
-    job = Job.objects.get()
-    assert job.state == JobState.STARTING and "no free 40G card" in job.reason
+    job = _launch_waiting_for_a_card(user, cards, driver, run_on_commit, monkeypatch, start)
 
     full["yes"] = False
     services.job_start_apply(job_id=job.pk)  # the retry
