@@ -8,8 +8,9 @@ export PORT
 # The web port travels as ALADDIN_WEB_PORT (Procfile.dev, settings): Procfile runners
 # such as honcho set PORT per process, so PORT alone could not name it.
 export ALADDIN_WEB_PORT := $(PORT)
-# Processes started by `make run`; the bundled Redis only when REDIS_URL is unset.
-PROCS := web worker beat agent
+# Processes started by `make run` (their command lines: Procfile.dev); the
+# bundled Redis only when REDIS_URL is unset.
+PROCS := web worker beat agent ssh ports
 ifeq ($(strip $(REDIS_URL)),)
 PROCS := redis $(PROCS)
 endif

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -72,6 +73,20 @@ def _supervisor_pid(var_dir: Path, name: str) -> int:
         return int(done.stdout.strip())
     except ValueError:
         return 0
+
+
+def _wait_ssh_banner(port: int, timeout: float) -> None:
+    """The SSH gateway answers on ``port`` with its version line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(4) == b"SSH-":
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"no SSH gateway on port {port}"
+        time.sleep(0.5)
 
 
 def _alive(pid: int | None) -> bool:
@@ -179,6 +194,9 @@ def test_make_run_survives_crashes_keeps_var_private_and_ctrl_c_leaves_nothing_r
             "cluster",
         }, checks
         assert (var_dir / "db.sqlite3").exists()
+        # every process of Procfile.dev runs, the SSH gateway and port proxy included
+        assert all(_supervisor_pid(var_dir, n) for n in ("agent", "ssh", "ports"))
+        _wait_ssh_banner(int(env["ALADDIN_SSH_PORT"]), 60)
         assert f"http://127.0.0.1:{port}/" in log_path.read_text()
         agent_pid = checks["cluster"]["agent_pid"]
 
