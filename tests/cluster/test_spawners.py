@@ -81,14 +81,18 @@ def test_starts_sent_together_are_spawned_together(agent, monkeypatch):
 
 def test_a_stopping_agent_fails_queued_spawns_and_refuses_new_ones(agent, monkeypatch):
     release = threading.Event()
-    _fake_spawns(agent, monkeypatch, lambda: release.wait(30))
-    # Eight spawns hold every spawner at the barrier; the ninth waits in the queue.
+    held = _fake_spawns(agent, monkeypatch, lambda: release.wait(30))
+    # Eight spawns hold every spawner; only then is the ninth sent, and it waits in the queue.
     busy = [
         threading.Thread(target=agent.workloads.start, args=(spec(f"ws-busy-{i}", user_id=i),))
         for i in range(1, 9)
     ]
     for t in busy:
         t.start()
+    deadline = time.monotonic() + 10
+    while len(held) < 8:
+        assert time.monotonic() < deadline, held
+        time.sleep(0.01)
     queued: dict = {}
     waiting = threading.Thread(
         target=lambda: queued.update(record=agent.workloads.start(spec("ws-queued", user_id=20)))
