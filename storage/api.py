@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from django.urls import path
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -53,12 +54,15 @@ class ExpandSerializer(serializers.Serializer):
 
 
 def storage_summary(user) -> dict:
-    plan = billing_selectors.current_plan(user)
+    # The plan and the allowance row read once, for every figure below (a
+    # page view read them nine times over through the one-figure selectors).
+    now = timezone.now()
+    subscription = billing_selectors.current_subscription(user, now)
+    plan = subscription.plan if subscription is not None else billing_selectors.free_plan()
     row = selectors.allowance_row(user)
     used = row.last_bytes if row else 0
-    allowance = selectors.allowance_gib(user)
-    over = selectors.over_allowance(user)
-    retention = selectors.retention_for(user)
+    allowance = selectors.allowance_of(plan, row)
+    retention = selectors.retention_of(user, now, row=row, has_plan=subscription is not None)
     return {
         "used_bytes": used,
         "used_gib": round(used / GIB, 2),
@@ -67,11 +71,11 @@ def storage_summary(user) -> dict:
         "free_gib": plan.free_storage_gib,
         "max_gib": max(plan.max_storage_gib, plan.free_storage_gib),
         "can_expand": plan.max_storage_gib > plan.free_storage_gib,
-        "over_allowance": over is not None,
+        "over_allowance": selectors.over_allowance_of(row, allowance) is not None,
         "reclaim_at": None if (row and row.hold) else retention.reclaim_at,
         "days": [
             {**d, "fee_dcu": format_micro(d["fee_micro"])}
-            for d in selectors.daily_history(user, days=30)
+            for d in selectors.daily_history(user, days=30, at=now)
         ],
     }
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from aladdin.lib.timeutil import SHANGHAI
 from billing import selectors as billing_selectors
 from billing.choices import SubscriptionState
-from billing.models import Subscription
+from billing.models import Plan, Subscription
 
 from .choices import FEE_PER_GIB_DAY_MICRO, GIB, RETENTION_DAYS, WARNING_DAYS
 from .models import DailyPeak, RetentionWarning, StorageAllowance, StorageCharge
@@ -48,8 +48,11 @@ def allowance_gib(user: User, at: datetime | None = None) -> int:
     plan's free storage raised to what the user chose, capped at the plan's
     maximum. When a plan lapses the cap falls back to the free tier's 30 GiB.
     """
-    plan = billing_selectors.current_plan(user, at)
-    row = allowance_row(user)
+    return allowance_of(billing_selectors.current_plan(user, at), allowance_row(user))
+
+
+def allowance_of(plan: Plan, row: StorageAllowance | None) -> int:
+    """``allowance_gib`` from the plan and the row already read (a page reads each once)."""
     if row is not None and row.staff_gib is not None:
         return row.staff_gib
     chosen = row.chosen_gib if row is not None else 0
@@ -79,9 +82,14 @@ def over_allowance(user: User) -> OverAllowance | None:
     The one rule behind the refusal of new workloads, the warnings on the
     pages, and who the disk guard may stop (aladdin/workloads/disk.py).
     """
-    used = used_bytes(user)
-    limit = allowance_gib(user)
-    return OverAllowance(used, limit) if used > limit * GIB else None
+    row = allowance_row(user)
+    return over_allowance_of(row, allowance_of(billing_selectors.current_plan(user), row))
+
+
+def over_allowance_of(row: StorageAllowance | None, allowance: int) -> OverAllowance | None:
+    """``over_allowance`` from the row and the allowance already read."""
+    used = row.last_bytes if row is not None else 0
+    return OverAllowance(used, allowance) if used > allowance * GIB else None
 
 
 def workloads_allowed(user: User) -> tuple[bool, str]:
@@ -152,9 +160,16 @@ class Retention:
 def retention_for(user: User, at: datetime | None = None) -> Retention:
     """reclaim_at = max(end of the last plan or sign-up, last activity) + 15 days, if no plan."""
     at = at or timezone.now()
-    row = allowance_row(user)
+    has_plan = billing_selectors.current_subscription(user, at) is not None
+    return retention_of(user, at, row=allowance_row(user), has_plan=has_plan)
+
+
+def retention_of(
+    user: User, at: datetime, *, row: StorageAllowance | None, has_plan: bool
+) -> Retention:
+    """``retention_for`` from the allowance row and the plan already read."""
     hold = bool(row and row.hold)
-    if billing_selectors.current_subscription(user, at) is not None:
+    if has_plan:
         return Retention(True, at, None, None, hold)
     end = last_plan_end(user, at) or user.date_joined
     basis = max(end, user.last_activity_at or end)

@@ -17,6 +17,13 @@ class CachedFieldsModelSerializer(serializers.ModelSerializer):
     instance gets a deep copy, which is what DRF does with declared fields
     anyway: no instance shares a bound field with another. A subclass whose
     fields depend on the instance (the request, a flag) must not use this.
+
+    The copy is shallow where that is enough: binding a field to its
+    serializer only sets attributes on the field itself (name, parent,
+    source), and DRF's deep copy re-runs every field's ``__init__``, which
+    was a seventh of a served job list. A field that holds another field or
+    serializer (a list's child, a nested serializer) binds that one to
+    itself, so it is still copied deeply.
     """
 
     def get_fields(self):
@@ -26,7 +33,15 @@ class CachedFieldsModelSerializer(serializers.ModelSerializer):
         if fields is None:
             fields = super().get_fields()
             cls._built_fields = fields
-        return copy.deepcopy(fields)
+        return {name: _copy_field(field) for name, field in fields.items()}
+
+
+def _copy_field(field):
+    if isinstance(field, serializers.BaseSerializer) or any(
+        hasattr(field, name) for name in ("child", "child_relation")
+    ):
+        return copy.deepcopy(field)
+    return copy.copy(field)
 
 
 class SaidReasonFields(serializers.Serializer):

@@ -105,3 +105,19 @@ def test_the_pages_that_start_workloads_warn_a_user_over_the_allowance(client, t
 def test_a_user_within_the_allowance_sees_no_storage_warning(client, user, driver, page):
     client.force_login(user)
     assert 'data-testid="storage-over"' not in client.get(page).content.decode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/storage", "/storage/"])
+def test_the_storage_summary_reads_the_plan_and_the_allowance_once(client, trial_user, path):
+    # The one-figure selectors each read the plan and the allowance row: the
+    # summary read them nine times (bench/load_portal.py, docs/benchmarks.md).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(trial_user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 200
+    reads = [q["sql"] for q in queries.captured_queries]
+    assert sum('FROM "billing_subscription"' in sql for sql in reads) == 1
+    assert sum('FROM "storage_storageallowance"' in sql for sql in reads) == 1
