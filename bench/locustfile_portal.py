@@ -14,9 +14,10 @@ credentials in ``ALADDIN_LOAD_USERS`` (a JSON file) and the mode in
   student's session: dashboard pages, API lists, a job submission (then
   its stop), a log websocket; plus ``bare``, a bare Django view served by
   the same server at the same rate, the baseline.
-- ``saturate-api`` / ``saturate-bare``: closed loop, no wait: the most
-  requests a second the server answers for one API list, or for the bare
-  view (the throughput ratio).
+- ``saturate-api`` / ``saturate-floor`` / ``saturate-bare``: closed loop,
+  no wait: the most requests a second the server answers for one API list,
+  for the API's floor (its authentication, rate limit and rendering with no
+  rows, bench/load_urls.py), or for the bare view (the throughput ratio).
 """
 
 from __future__ import annotations
@@ -35,6 +36,36 @@ USERS = json.loads(open(os.environ["ALADDIN_LOAD_USERS"]).read())  # noqa: SIM11
 MODE = os.environ.get("ALADDIN_LOAD_MODE", "mix")
 PACING = float(os.environ.get("ALADDIN_LOAD_PACING", "10"))
 _next_student = itertools.count()
+# Every response time once all students are spawned (what --reset-stats
+# keeps), written at the end to ALADDIN_LOAD_TIMES: load_portal.py takes the
+# percentiles of each kind over all its requests, which locust's per-name CSV
+# cannot give.
+TIMES_FILE = os.environ.get("ALADDIN_LOAD_TIMES")
+_times: list[tuple[str, float, bool, float]] = []  # name, ms, failed, when it started
+_measuring = False
+
+
+@events.spawning_complete.add_listener
+def _start_measuring(**_kwargs):
+    global _measuring
+    _measuring = True
+
+
+@events.request.add_listener
+def _keep_time(name, response_time, exception=None, **_kwargs):
+    if _measuring:
+        _times.append(
+            (name, response_time, exception is not None, time.time() - response_time / 1000)
+        )
+
+
+@events.quitting.add_listener
+def _write_times(**_kwargs):
+    if TIMES_FILE:
+        with open(TIMES_FILE, "w") as out:
+            json.dump(_times, out)
+
+
 JOB = {"kind": "run", "entry": "load.py", "gpu_type": "40g", "cards_per_worker": 1}
 
 
@@ -161,3 +192,8 @@ class Student(FastHttpUser):
     @task(1)
     def saturate_api(self):
         self.client.get("/api/v1/jobs", headers=self.api_headers, name="api /api/v1/jobs")
+
+    @tag("saturate-floor")
+    @task(1)
+    def saturate_floor(self):
+        self.client.get("/bench/api-floor", headers=self.api_headers, name="api floor")
