@@ -17,7 +17,7 @@ It seeds --students users (the Advanced plan, a browser session, an IDE
 token, an ended job for the log websocket, a small script in their volume)
 and runs locust (bench/locustfile_portal.py) three times:
 
-1. ``mix`` for --seconds: every student acts once every --pacing seconds
+1. ``mix`` for --warmup seconds (not counted) then --seconds: every student acts once every --pacing seconds
    (open loop: arrivals do not wait for answers), on dashboard pages, API
    lists, a job submission and its stop, the job-log websocket, and the
    bare view at the same rate. Per kind: requests a second, p50/p95, errors,
@@ -309,9 +309,11 @@ class Prober(threading.Thread):
     a second, on one connection, and keeps the latencies.
     """
 
-    def __init__(self, port: int, token: str, rate: float):
+    def __init__(self, port: int, token: str, rate: float, measure_after: float = 0):
         super().__init__(daemon=True)
         self.port, self.token, self.rate = port, token, rate
+        # Like locust's counts: after its ramp and warm-up (seconds from now).
+        self.measure_from = time.perf_counter() + measure_after
         self.latencies: dict[str, list[float]] = {"bare": [], "api": []}
         self.stopping = threading.Event()
 
@@ -338,7 +340,8 @@ class Prober(threading.Thread):
             except (OSError, http.client.HTTPException):
                 conn = None
                 continue
-            self.latencies[kind].append((time.perf_counter() - began) * 1000)
+            if began >= self.measure_from:
+                self.latencies[kind].append((time.perf_counter() - began) * 1000)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -348,7 +351,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def locust(stack: Stack, users_file: Path, mode: str, users: int, seconds: int, pacing: float):
+def locust(
+    stack: Stack,
+    users_file: Path,
+    mode: str,
+    users: int,
+    seconds: int,
+    pacing: float,
+    warmup: int = 0,
+):
     """Run locust headless: its per-name stats rows (the CSV), every response time, the failures.
 
     All after the ramp (``--reset-stats``; the locustfile keeps the times from then on).
@@ -361,17 +372,18 @@ def locust(stack: Stack, users_file: Path, mode: str, users: int, seconds: int, 
         "ALADDIN_LOAD_MODE": mode,
         "ALADDIN_LOAD_PACING": str(pacing),
         "ALADDIN_LOAD_TIMES": str(times_file),
+        "ALADDIN_LOAD_WARMUP": str(warmup),
     }
     done = subprocess.run(
         [
             str(VENV_BIN / "locust"), "-f", str(REPO / "bench" / "locustfile_portal.py"),
             "--headless", "--host", f"http://127.0.0.1:{stack.port}",
             "--users", str(users), "--spawn-rate", str(max(users // 5, 1)),
-            "--run-time", f"{seconds}s", "--tags", mode, "--reset-stats",
+            "--run-time", f"{seconds + warmup}s", "--tags", mode, "--reset-stats",
             "--csv", str(prefix), "--only-summary", "--stop-timeout", "15",
             "--exit-code-on-error", "0", "--loglevel", "WARNING",
         ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + 180,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + warmup + 180,
     )  # fmt: skip
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():
@@ -405,30 +417,30 @@ def ms(value: str) -> float:
         return 0.0
 
 
-def summarise(rows: dict[str, dict], times: list, seconds: int) -> dict[str, dict]:
+def summarise(times: list, seconds: int) -> dict[str, dict]:
     """Per kind: requests, rps, failures, p50/p95 over all its requests, and its slowest name.
 
     The goal is per kind (pages, API): its percentiles are taken over every
     request of the kind. The slowest name (the highest p95 among the kind's
-    URLs, from locust's CSV) is shown beside it: with ~100 requests a name,
-    its p95 rests on its five slowest answers.
+    URLs) is shown beside it: with ~100 requests a name, its p95 rests on
+    its five slowest answers.
     """
+    by_name: dict[str, list[float]] = {}
+    failures: dict[str, int] = {}
+    for name, response_time, failed, _started in times:
+        by_name.setdefault(name, []).append(response_time)
+        failures[name] = failures.get(name, 0) + int(failed)
     kinds: dict[str, dict] = {}
-    for name, row in rows.items():
-        if name == "Aggregated":
-            continue
+    for name, values in by_name.items():
         k = kinds.setdefault(
-            kind_of(name),
-            {"requests": 0, "failures": 0, "worst_p95": 0.0, "worst": "", "times": []},
+            kind_of(name), {"failures": 0, "worst_p95": 0.0, "worst": "", "times": []}
         )
-        k["requests"] += int(row["Request Count"])
-        k["failures"] += int(row["Failure Count"])
-        if ms(row["95%"]) >= k["worst_p95"]:
-            k["worst_p95"], k["worst"] = ms(row["95%"]), name
-    for name, response_time, *_rest in times:
-        if kind_of(name) in kinds:
-            kinds[kind_of(name)]["times"].append(response_time)
+        k["times"] += values
+        k["failures"] += failures[name]
+        if percentile(values, 0.95) >= k["worst_p95"]:
+            k["worst_p95"], k["worst"] = percentile(values, 0.95), name
     for k in kinds.values():
+        k["requests"] = len(k["times"])
         k["rps"] = k["requests"] / seconds
         k["p50"] = percentile(k["times"], 0.5)
         k["p95"] = percentile(k["times"], 0.95)
@@ -503,6 +515,9 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=300)
     parser.add_argument("--pacing", type=float, default=10.0)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument(
+        "--warmup", type=int, default=40, help="seconds of the mix run first and not counted"
+    )
     parser.add_argument("--saturate-seconds", type=int, default=20)
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
@@ -521,20 +536,21 @@ def main() -> None:
         users_file.write_text(json.dumps(seed(stack, args.students)))
         settle(stack)
         people = json.loads(users_file.read_text())
-        prober = Prober(stack.port, people[0]["token"], rate=4)
+        # locust's start, its ramp (--spawn-rate: five seconds) and the warm-up
+        prober = Prober(stack.port, people[0]["token"], rate=4, measure_after=7 + args.warmup)
         prober.start()
-        rows, times, failed = locust(
-            stack, users_file, "mix", args.students, args.seconds, args.pacing
+        _rows, times, failed = locust(
+            stack, users_file, "mix", args.students, args.seconds, args.pacing, args.warmup
         )
         prober.stopping.set()
-        mix = summarise(rows, times, args.seconds)
+        mix = summarise(times, args.seconds)
         sat = {}
         for mode in ("saturate-api", "saturate-floor", "saturate-bare"):
-            sat_rows, sat_times, sat_failed = locust(
-                stack, users_file, mode, SATURATE_USERS, args.saturate_seconds, 0
+            _rows, sat_times, sat_failed = locust(
+                stack, users_file, mode, SATURATE_USERS, args.saturate_seconds, 0, 5
             )
             failed += sat_failed
-            sat[mode] = summarise(sat_rows, sat_times, args.saturate_seconds)
+            sat[mode] = summarise(sat_times, args.saturate_seconds)
     finally:
         if args.keep:
             print(f"kept: {base} (logs, users.json), http://127.0.0.1:{stack.port}/", flush=True)
@@ -546,7 +562,7 @@ def main() -> None:
     rate = args.students / args.pacing
     lines = [
         f"open loop: {args.students} students, one action each every {args.pacing:g} s "
-        f"(~{rate:.0f}/s offered), {args.seconds} s measured after the ramp",
+        f"(~{rate:.0f}/s offered), {args.seconds} s measured after the ramp and a {args.warmup} s warm-up",
     ]
     for kind in ("pages", "api", "submissions", "websocket", "bare"):
         k = mix.get(kind)
