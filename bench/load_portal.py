@@ -360,7 +360,7 @@ def locust(
     pacing: float,
     warmup: int = 0,
 ):
-    """Run locust headless: its per-name stats rows (the CSV), every response time, the failures.
+    """Run locust headless: every response time, and its failures (the CSV).
 
     All after the ramp (``--reset-stats``; the locustfile keeps the times from then on).
     """
@@ -386,15 +386,12 @@ def locust(
         cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + warmup + 180,
     )  # fmt: skip
     stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
+    if not (stats.exists() and times_file.exists()):
         raise RuntimeError(f"locust failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    with stats.open() as f:
-        rows = {row["Name"]: row for row in csv.DictReader(f)}
     failures = Path(f"{prefix}_failures.csv")
     with failures.open() as f:
         failed = [f"{r['Name']}: {r['Error']} ×{r['Occurrences']}" for r in csv.DictReader(f)]
-    times = json.loads(times_file.read_text()) if times_file.exists() else []
-    return rows, times, failed
+    return json.loads(times_file.read_text()), failed
 
 
 def kind_of(name: str) -> str:
@@ -407,14 +404,6 @@ def kind_of(name: str) -> str:
     if name in ("api submit job", "api stop job"):
         return "submissions"
     return "api"
-
-
-def ms(value: str) -> float:
-    """A locust percentile cell: milliseconds, or N/A for a name with no request."""
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0
 
 
 def summarise(times: list, seconds: int) -> dict[str, dict]:
@@ -547,14 +536,14 @@ def main() -> None:
         # locust's start, its ramp (--spawn-rate: five seconds) and the warm-up
         prober = Prober(stack.port, people[0]["token"], rate=4, measure_after=7 + args.warmup)
         prober.start()
-        _rows, times, failed = locust(
+        times, failed = locust(
             stack, users_file, "mix", args.students, args.seconds, args.pacing, args.warmup
         )
         prober.stopping.set()
         mix = summarise(times, args.seconds)
         sat = {}
         for mode in ("saturate-api", "saturate-floor", "saturate-bare"):
-            _rows, sat_times, sat_failed = locust(
+            sat_times, sat_failed = locust(
                 stack, users_file, mode, SATURATE_USERS, args.saturate_seconds, 0, 5
             )
             failed += sat_failed

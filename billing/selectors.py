@@ -94,8 +94,12 @@ def free_plan() -> Plan:
 
 def current_plan(user, at: datetime | None = None) -> Plan:
     """The plan whose allowances apply now; the free tier when none is active."""
-    sub = current_subscription(user, at)
-    return sub.plan if sub is not None else free_plan()
+    return plan_of(current_subscription(user, at))
+
+
+def plan_of(subscription: Subscription | None) -> Plan:
+    """The plan of a subscription already read (``current_subscription``); the free tier for None."""
+    return subscription.plan if subscription is not None else free_plan()
 
 
 def gpu_parallelism(user, at: datetime | None = None) -> int:
@@ -143,7 +147,7 @@ def balance_for(user, at: datetime | None = None) -> Balance:
         carried=list(carried_grants(user).filter(carry_until__gt=at)),
         debt_micro=account.debt_micro if account else 0,
         subscription=sub,
-        plan=sub.plan if sub else free_plan(),
+        plan=plan_of(sub),
     )
 
 

@@ -58,7 +58,7 @@ def storage_summary(user) -> dict:
     # page view read them nine times over through the one-figure selectors).
     now = timezone.now()
     subscription = billing_selectors.current_subscription(user, now)
-    plan = subscription.plan if subscription is not None else billing_selectors.free_plan()
+    plan = billing_selectors.plan_of(subscription)
     row = selectors.allowance_row(user)
     used = row.last_bytes if row else 0
     allowance = selectors.allowance_of(plan, row)
