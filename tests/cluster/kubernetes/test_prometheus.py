@@ -76,21 +76,21 @@ class FakePrometheus:
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
 
-def minutes(values: list[float]) -> list:
-    """One point a minute from T0 (Prometheus: unix seconds and the value as a string)."""
-    return [[(T0 + timedelta(minutes=i)).timestamp(), str(v)] for i, v in enumerate(values)]
+def minutes(values: list[float], start: datetime = T0) -> list:
+    """One point a minute from ``start`` (Prometheus: unix seconds and the value as a string)."""
+    return [[(start + timedelta(minutes=i)).timestamp(), str(v)] for i, v in enumerate(values)]
 
 
-def series_of(pod: str, namespace: str, *, util: list[float]) -> dict:
+def series_of(pod: str, namespace: str, *, util: list[float], start: datetime = T0) -> dict:
     card = {"gpu": "0", "UUID": "GPU-1", "modelName": "NVIDIA A100-SXM4-40GB"}
     # The DCGM exporter's labels as a Prometheus without honor_labels renames them.
     dcgm = {**card, "exported_pod": pod, "exported_namespace": namespace}
     return {
-        "container_cpu_usage_seconds_total": [({}, minutes([150.0] * len(util)))],
-        "container_memory_working_set_bytes": [({}, minutes([2**30] * len(util)))],
-        "DCGM_FI_DEV_GPU_UTIL": [(dcgm, minutes(util))],
-        "DCGM_FI_DEV_FB_USED": [(dcgm, minutes([2048] * len(util)))],
-        "DCGM_FI_DEV_FB_FREE": [(dcgm, minutes([38912] * len(util)))],
+        "container_cpu_usage_seconds_total": [({}, minutes([150.0] * len(util), start))],
+        "container_memory_working_set_bytes": [({}, minutes([2**30] * len(util), start))],
+        "DCGM_FI_DEV_GPU_UTIL": [(dcgm, minutes(util, start))],
+        "DCGM_FI_DEV_FB_USED": [(dcgm, minutes([2048] * len(util), start))],
+        "DCGM_FI_DEV_FB_FREE": [(dcgm, minutes([38912] * len(util), start))],
     }
 
 
@@ -156,13 +156,16 @@ def test_a_job_whose_cards_go_quiet_reads_as_idle_through_the_driver(stub, k8s_d
     # given a running job, and a Prometheus whose DCGM series says its card went quiet
     k8s_driver.start_workload(spec("job-dcgm", user_id=8, command=QUIET))
     util = [85.0] * 5 + [0.0] * 40
-    fake = FakePrometheus(series_of("job-dcgm", "u-8", util=util))
+    # The driver asks up to the real now, and its step grows with the span:
+    # the series ends now, so the step is the scrape interval whatever the date.
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=45)
+    fake = FakePrometheus(series_of("job-dcgm", "u-8", util=util, start=t0))
     driver = KubernetesDriver(
         kubernetes.client.ApiClient(stub.configuration()), watch=False, prometheus_url=fake.url
     )
     try:
         # when the portal asks for its metrics (as the Monitor and the idle check do)
-        metrics = driver.workload_metrics(name="job-dcgm", since=T0 - timedelta(minutes=1))
+        metrics = driver.workload_metrics(name="job-dcgm", since=t0 - timedelta(minutes=1))
         caps = driver.capabilities()
     finally:
         fake.close()
@@ -173,8 +176,8 @@ def test_a_job_whose_cards_go_quiet_reads_as_idle_through_the_driver(stub, k8s_d
     assert caps.gpu_metrics
     quiet = idle_minutes(
         metrics,
-        now=T0 + timedelta(minutes=44, seconds=30),
+        now=t0 + timedelta(minutes=44, seconds=30),
         busy=gpus_busy(5),
         needs_gpu_metrics=True,
     )
-    assert quiet is not None and 38 <= quiet <= 41
+    assert quiet is not None and 39 <= quiet <= 41
