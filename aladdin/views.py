@@ -6,6 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from aladdin import health
@@ -77,12 +78,18 @@ def home(request):
 
 @login_required
 def overview(request):
+    # The balance card and the storage warning both need the plan in force:
+    # read once here for both.
+    now = timezone.now()
+    current = billing_selectors.current_subscription(request.user, now)
     return render(
         request,
         "overview.html",
         {
             "masked_phone": mask_phone(request.user.phone),
             "ide_count": account_selectors.connected_ides(user=request.user).count(),
+            "balance": billing_selectors.balance_for(request.user, now, current=current),
+            "plan": billing_selectors.plan_of(current),
         },
     )
 

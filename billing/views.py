@@ -54,12 +54,16 @@ STATUS_REFRESH_SECONDS = 3
 def plans(request):
     """The billing page: balance, current and queued periods, and the plans for sale."""
     now = timezone.now()
+    # The offers, the current period and the balance card all start from the
+    # subscription in force: read once here for the three.
+    current = selectors.current_subscription(request.user, now)
     return render(
         request,
         "billing/plans.html",
         {
-            "offers": selectors.plan_offers(request.user, at=now),
-            "current": selectors.current_subscription(request.user, now),
+            "offers": selectors.plan_offers(request.user, at=now, current=current),
+            "current": current,
+            "balance": selectors.balance_for(request.user, now, current=current),
             "channels": Order.Channel.choices,
             "checkout_key": uuid.uuid4(),
             "sandbox": settings.ALIPAY_SANDBOX,

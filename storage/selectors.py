@@ -76,14 +76,16 @@ class OverAllowance:
         return round(self.used_bytes / GIB, 2)
 
 
-def over_allowance(user: User) -> OverAllowance | None:
+def over_allowance(user: User, *, plan: Plan | None = None) -> OverAllowance | None:
     """The numbers when the user's last measured use is over the allowance; None otherwise.
 
     The one rule behind the refusal of new workloads, the warnings on the
     pages, and who the disk guard may stop (aladdin/workloads/disk.py).
+    ``plan``: the user's current plan where the caller has read it already.
     """
     row = allowance_row(user)
-    return over_allowance_of(row, allowance_of(billing_selectors.current_plan(user), row))
+    plan = plan if plan is not None else billing_selectors.current_plan(user)
+    return over_allowance_of(row, allowance_of(plan, row))
 
 
 def over_allowance_of(row: StorageAllowance | None, allowance: int) -> OverAllowance | None:

@@ -49,7 +49,7 @@ class _RedisSlidingWindow:
         if self.key is None:
             return True
         self.now = self.timer()
-        client = backend._cache.get_client(self.key, write=True)
+        client = _client(backend._cache, self.key)
         key = backend.make_and_validate_key(self.key)
         # A random member: two calls in the same microsecond are two calls.
         member = f"{self.now:.6f}:{secrets.token_hex(4)}"
@@ -68,6 +68,18 @@ class _RedisSlidingWindow:
 
 
 _registered: list = []
+
+
+def _client(cache_client, key):
+    # One client per cache backend: Django's cache builds a new redis.Redis on
+    # every get_client() (its table of reply handlers alone is ~170 entries),
+    # a tenth of an API call's own time here. A client may be shared: each
+    # command takes a connection from the backend's pool and gives it back.
+    client = getattr(cache_client, "_throttle_client", None)
+    if client is None:
+        client = cache_client.get_client(key, write=True)
+        cache_client._throttle_client = client
+    return client
 
 
 def _script(client):

@@ -91,12 +91,13 @@ def cny(fen) -> str:
 
 
 @register.inclusion_tag("billing/_balance.html")
-def balance_widget(user):
+def balance_widget(user, balance=None):
     """The balance card (SPEC §3.5): active and carried compute, arrears, plan, queue.
 
     Used on the overview and the billing page; reads only through selectors.
+    ``balance``: the page's own ``balance_for``, where its view read it.
     """
     return {
-        "balance": selectors.balance_for(user),
+        "balance": balance if balance is not None else selectors.balance_for(user),
         "queued": list(selectors.queued_subscriptions(user)),
     }

@@ -19,11 +19,14 @@ def unread_notices(user, limit: int = 5):
 
 
 @register.inclusion_tag("storage/_over_allowance.html")
-def over_allowance_warning(user):
-    """The storage page's warning, on the pages where new workloads start (SPEC §4.2)."""
+def over_allowance_warning(user, plan=None):
+    """The storage page's warning, on the pages where new workloads start (SPEC §4.2).
+
+    ``plan``: the user's current plan, where the page's view read it already.
+    """
     from storage.selectors import over_allowance
 
     over = None
     if getattr(user, "is_authenticated", False):
-        over = over_allowance(user)
+        over = over_allowance(user, plan=plan)
     return {"over": over}

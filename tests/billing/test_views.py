@@ -319,3 +319,27 @@ def test_the_plans_page_explains_what_a_dcu_is_where_it_is_sold(student_client, 
     explained = html.index('data-testid="dcu-explained"')
     assert "1 DCU = 312 TFLOPS·h" in html[explained:]
     assert explained < html.index('data-testid="plan-trial"')
+
+
+@pytest.mark.parametrize("path", ["/overview/", "/billing/plans/"])
+def test_a_page_with_the_balance_reads_the_subscription_in_force_once(
+    student_client, student, plans, path
+):
+    # The balance card, the offers, the current period and the storage
+    # warning each read it on their own: three times on the billing page.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.subscription_create(user=student, plan=plans["basic"], at=sh(2026, 5, 1, 9))
+    with CaptureQueriesContext(connection) as queries:
+        response = student_client.get(path)
+    assert response.status_code == 200
+    in_force = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "billing_subscription"' in q["sql"]
+        and "'active'" in q["sql"]
+        and "MAX(" not in q["sql"]
+    ]
+    assert len(in_force) == 1, in_force
+    assert 'data-testid="balance-plan">初级版 Basic' in response.content.decode()

@@ -107,3 +107,22 @@ def test_the_rate_limit_refuses_without_counting_the_refusal_and_says_when(
     backend = caches["default"]
     keys = backend._cache.get_client().keys("*throttle_user_*")
     assert [backend._cache.get_client().zcard(k) for k in keys] == [2]
+
+
+def test_the_rate_limit_reuses_one_redis_client(client, user, bearer, monkeypatch):
+    # Django's cache makes a new redis.Redis (and its table of ~170 reply
+    # handlers) on every get_client(): a tenth of an API call's own time.
+    import redis
+
+    client.get("/api/v1/me", **bearer)
+    made = []
+    real_init = redis.Redis.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting_init)
+    codes = [client.get("/api/v1/me", **bearer).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    assert made == []
