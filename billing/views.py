@@ -19,7 +19,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -31,6 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from aladdin.lib import charts
+from aladdin.lib.pagination import CountingPaginator
 from aladdin.lib.timeutil import day_start
 from aladdin.lib.units import format_micro
 
@@ -112,7 +112,7 @@ def ledger(request):
             "until": day_start(data["until"] + timedelta(days=1)) if data["until"] else None,
         }
     entries = selectors.ledger_entries(request.user, **filters)
-    page = Paginator(entries, LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CountingPaginator(entries, LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
     usage = selectors.daily_usage_micro(request.user, days=USAGE_DAYS)
     return render(
         request,
@@ -287,7 +287,7 @@ def orders(request):
         .select_related("plan", "invoice")
         .order_by("-created_at", "-pk")
     )
-    page = Paginator(queryset, ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CountingPaginator(queryset, ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = []
     for order in page:
         invoice = getattr(order, "invoice", None)

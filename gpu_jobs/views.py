@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from aladdin.cluster import debugger
 from aladdin.lib import charts
+from aladdin.lib.pagination import CountingPaginator
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
 from aladdin.workloads import idle as idle_policies
@@ -175,7 +175,7 @@ def job_list(request):
         state = filters.cleaned_data["state"] or None
         kind = filters.cleaned_data["kind"] or None
     rows = selectors.job_list(request.user, state=state, kind=kind)
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CountingPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     jobs = list(page.object_list)
     now = timezone.now()
     for job in jobs:

@@ -23,7 +23,6 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -31,6 +30,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
+
+from aladdin.lib.pagination import CountingPaginator
 
 from . import notices, selectors, services
 from .forms import EducationEmailForm, LanguageForm, NewPasswordForm
@@ -300,7 +301,7 @@ def _back_to_notices(request):
 @login_required
 def notifications(request):
     """The user's notices, newest first, paginated; each in the reader's language."""
-    paginator = Paginator(selectors.notifications_for(user=request.user), NOTICES_PER_PAGE)
+    paginator = CountingPaginator(selectors.notifications_for(user=request.user), NOTICES_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     return render(
         request,

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from aladdin.accounts import selectors as account_selectors
 from aladdin.accounts.choices import audit_field_label, audit_value, staff_action_label
 from aladdin.accounts.models import Notification, SmsMessage, StaffAction, User
 from aladdin.accounts.phone import normalize_phone
+from aladdin.lib.pagination import CountingPaginator
 from billing import selectors as billing_selectors
 from billing.choices import GrantState
 from billing.models import Grant, Invoice, Order, Refund
@@ -168,7 +169,7 @@ def _with_changes(actions: list[StaffAction]) -> list[StaffAction]:
 def user_360(user: User, *, ledger_page: int | str = 1, at: datetime | None = None) -> User360:
     """Read the user's plan, compute, money, workloads, storage, access, messages and audit."""
     at = at or timezone.now()
-    ledger = Paginator(billing_selectors.ledger_entries(user), LEDGER_PAGE_SIZE).get_page(
+    ledger = CountingPaginator(billing_selectors.ledger_entries(user), LEDGER_PAGE_SIZE).get_page(
         ledger_page
     )
     orders = list(

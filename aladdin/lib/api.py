@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet, Window
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError
+from .pagination import CountingPaginator
 
 API_PREFIX = "/api/"
 
@@ -80,40 +79,6 @@ def exception_handler(exc, context):
         detail = _flatten(exc.detail) if hasattr(exc, "detail") else str(exc)
     response.data = {"code": code, "detail": detail, "fields": fields}
     return response
-
-
-class CountingPaginator(Paginator):
-    """Django's paginator, with the total counted by the page's own query.
-
-    ``COUNT(*) OVER ()`` on the page's rows gives the total before LIMIT, so
-    a page costs one query instead of a COUNT and then the rows: on a loaded
-    machine each database round trip is a millisecond or more of an API call
-    that takes a few. Only a page past the end (no rows to carry the total)
-    counts on its own, to tell an empty list from a bad page number.
-    """
-
-    def page(self, number):
-        rows = self.object_list
-        if not isinstance(rows, QuerySet) or rows.query.combinator or rows.query.is_sliced:
-            return super().page(number)
-        try:
-            number = int(number)
-        except (TypeError, ValueError):
-            return super().page(number)  # its own PageNotAnInteger
-        bottom = (number - 1) * self.per_page
-        # SQLite reads an OFFSET past 2**63 as a float and fails ("datatype
-        # mismatch"); no table has that many rows, so such a page is counted
-        # and refused as past the end like any other.
-        if number < 1 or bottom >= 2**62:
-            return super().page(number)
-        page_rows = list(
-            rows.annotate(_total_rows=Window(Count("*")))[bottom : bottom + self.per_page]
-        )
-        if not page_rows:
-            return super().page(number)  # counts: an empty first page, or EmptyPage
-        # The cached_property's slot: num_pages and the links read it from here.
-        self.__dict__["count"] = page_rows[0]._total_rows
-        return self._get_page(page_rows, number, self)
 
 
 class Pagination(pagination.PageNumberPagination):
