@@ -436,18 +436,19 @@ def summarise(times: list, seconds: int) -> dict[str, dict]:
     return kinds
 
 
-READING = """Reading the figures (2026-12-02; the earlier sessions' figures are in git history):
+READING = """Reading the figures (2026-12-03; the earlier sessions' figures are in git history):
 
-- p95: at the edge of the goal on this machine, met in some runs and not in
-  others. Runs of this mix today after the schedule fix below, p95 of pages
-  / API in ms: 250 / 170 and 410 / 380 (the slowest URL's, as the script
-  then printed), 227 / 171, 292 / 195 and 439 / 254 (over all requests),
-  and the run above. The same server and load vary this much from run to
-  run: the bare view's own p50 went from 6 to 19 ms between two runs. Two
+- p95: met, with room, in both runs today (pages / API, ms: 87 / 55
+  before the page changes below, 99 / 64 after them, the run above: the
+  difference is within this mix's run-to-run spread). On
+  2026-12-02 the same mix was at the edge of the goal (runs of 227-543 /
+  170-380 ms): that machine ran the same code about 1.5 times slower (the
+  bare view's saturation 301-552 req/s there, 440-715 today) and its own
+  p50 varied from 6 to 19 ms between runs. The goal holds where the web
+  workers are less than about half busy; see the CPU bullet below. Two
   runs without a warm-up saw 20-40 s of answers taking seconds at their
-  start, hence the warm-up. 0 errors in all. The kind's p95 is over all its
-  requests; the slowest single URL's, shown beside it, rests on about five
-  answers.
+  start, hence the warm-up. 0 errors in all. The kind's p95 is over all its requests; the slowest single
+  URL's, shown beside it, rests on about five answers.
 - What locust's "own delay" was (2026-12-01 found no cause): the schedule,
   not locust. Locust's ``constant_pacing`` counts from the user's creation,
   so the random first delay was taken back from the first wait and every
@@ -456,34 +457,45 @@ READING = """Reading the figures (2026-12-02; the earlier sessions' figures are 
   a bare view measured p50 74 ms in those bursts and p50 5 ms, p95 11 ms
   spread out (``on_schedule`` in the locustfile). The bursts had made every
   kind miss its goal by 2-3 times.
-- Where the mix's CPU goes (60 s of it, /proc): the four web workers 54 s,
-  the Celery worker 7 s, PostgreSQL 6 s, locust 5.5 s, the agent and its
-  sandboxes 4 s, of 150 s on two cores. A page costs 15-40 ms of CPU here
-  and reads 7-15 queries, an API call 10-17 ms: at 30 requests a second the
-  web alone keeps one of the two cores busy, and a p95 of a few hundred ms
-  is that queue. The storage page read the plan and the allowance nine
-  times (now once each; a test keeps it).
+- Where the mix's CPU goes (2026-12-02, 60 s of it, /proc): the four web
+  workers 54 s, the Celery worker 7 s, PostgreSQL 6 s, locust 5.5 s, the
+  agent and its sandboxes 4 s, of 150 s on two cores. A page costs 15-40
+  ms of CPU there and reads 7-15 queries, an API call 10-17 ms: at 30
+  requests a second the web alone keeps one of the two cores busy, and a
+  p95 of a few hundred ms is that queue. Two thirds of a page is Django's
+  template rendering (the jobs page's two filter selects alone 15 %).
 - Throughput: missed, and out of reach for an API list of this stack on
   this machine. Closed loop with wrk (C, 16 connections) on the same
-  production server, requests a second: bare view 552; one raw ``SELECT 1``
-  through the pool 480 (87 %); one ORM query 354 (64 %); the API's floor
-  (the bearer token, the rate limit, DRF's request and JSON response, no
-  rows) 207 (38 %); ``GET /api/v1/jobs`` 76-85 (14-16 %). Locust's figures
-  above agree (floor 39-42 %, list 13-20 %). The API's authentication and
-  rate limit alone cost more than half the bare view's rate before a list
-  reads a row; 50 % would need lists answered from a cache, which we do not
+  production server, requests a second, 2026-12-03: bare view 642-700; the
+  API's floor (the bearer token, the rate limit, DRF's request and JSON
+  response, no rows) 287 (43 %); ``GET /api/v1/jobs`` 108 (16 %). On
+  2026-12-02: bare 552, one raw ``SELECT 1`` through the pool 480 (87 %),
+  one ORM query 354 (64 %), floor 207 (38 %), list 76-85 (14-16 %).
+  Locust's figures above agree (floor 42-44 %, list 15-16 %). An empty
+  authenticated answer is already under half the bare view's rate before a
+  list reads a row, so no list can reach 50 % while every call checks its
+  token in the database (revocation takes effect at once) and counts its
+  rate in Redis; only lists answered from a cache could, which we do not
   do: a job's billing so far changes every second it runs, and a stale bill
   is worse than a slower one.
-- Where a list's time goes, in-process (this machine runs Python about 2.5
-  times slower than the one of 2026-12-01): the token 1.4-1.7 ms, the page
-  with its total 2.6-2.8 ms, the workers and ports of the page's jobs 3.4-4
-  ms, serializing 1.5-2 ms (2.2-2.7 ms before fields were copied shallowly).
+- Where a list's time goes, in-process (Django's test client, SQLite,
+  2026-12-03): the bare view 0.6 ms, the floor 2.4 ms (the token's query
+  about half of it), ``GET /api/v1/jobs`` with three jobs 9.9 ms. Of the
+  list: compiling its four queries' SQL is about a third (Django compiles
+  each queryset anew), the workers and ports of the page's jobs (two
+  prefetches) a quarter, serializing the 41 fields of each job a fifth.
 - Found and fixed by this benchmark: the burst schedule above; PostgreSQL
   connections leaked under ASGI (persistent connections per request thread),
   fixed with psycopg's pool; a new Redis connection per request, fixed with
-  one pool per process; an UPDATE of last activity on every API call, now
-  skipped when recent; an API list's queries and Redis calls (5 and 2, now 4
-  and 1: tests/gpu_jobs/test_api_costs.py).
+  one pool per process, and a new Redis client per API call (its table of
+  ~170 reply handlers: 8 % of the floor), now one per process; an UPDATE of
+  last activity on every API call, now skipped when recent; an API list's
+  queries and Redis calls (5 and 2, now 4 and 1:
+  tests/gpu_jobs/test_api_costs.py); the overview and billing pages read
+  the subscription in force two and three times (now once: 7 % and 17 % of
+  those pages); list pages counted their rows in a query of their own (now
+  in the page's query, tests/core/test_pagination.py); the storage page
+  read the plan and the allowance nine times (now once each).
 """
 
 
@@ -596,7 +608,7 @@ def main() -> None:
     lines.append(f"errors in all: {total_errors}" + (f"  {failed[:5]}" if failed else ""))
     print("\n".join(lines))
     if not args.no_record:
-        record(lines, "python bench/load_portal.py " + " ".join(sys.argv[1:]))
+        record(lines, " ".join(["python bench/load_portal.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
