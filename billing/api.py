@@ -27,7 +27,11 @@ from rest_framework.views import APIView
 
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
+from aladdin.lib.serializers import (
+    CachedFieldsModelSerializer,
+    ChoiceLabelField,
+    SaidReasonFields,
+)
 from aladdin.lib.timeutil import day_start, parse_as_of
 from aladdin.lib.units import format_micro
 
@@ -107,7 +111,7 @@ class PlanOfferSerializer(serializers.Serializer):
 
 class LedgerEntrySerializer(SaidReasonFields, CachedFieldsModelSerializer):
     delta_dcu = serializers.SerializerMethodField(help_text='Signed DCU, e.g. "+20", "-0.03".')
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    kind_display = ChoiceLabelField(source="kind")
 
     class Meta:
         model = LedgerEntry

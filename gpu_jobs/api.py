@@ -37,7 +37,11 @@ from rest_framework.views import APIView
 from aladdin.cluster.base import DriverError
 from aladdin.lib.api import ErrorSerializer
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
+from aladdin.lib.serializers import (
+    CachedFieldsModelSerializer,
+    ChoiceLabelField,
+    SaidReasonFields,
+)
 from aladdin.lib.streaming import attachment
 from aladdin.lib.units import format_micro
 from aladdin.workloads.monitor import WorkloadMetricsView
@@ -85,8 +89,8 @@ class PortUrlSerializer(serializers.Serializer):
 class JobSerializer(SaidReasonFields, CachedFieldsModelSerializer):
     gpu_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
     gpu_type_name = serializers.CharField(source="gpu_type.name", read_only=True)
-    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    kind_display = ChoiceLabelField(source="kind")
+    state_display = ChoiceLabelField(source="state")
     name = serializers.CharField(source="display_name", read_only=True)
     active = serializers.SerializerMethodField(help_text="Starting or running (holds cards).")
     port_urls = serializers.SerializerMethodField(

@@ -21,7 +21,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aladdin.lib.api_schema import LIST_ERRORS, NOT_FOUND, error_responses
-from aladdin.lib.serializers import CachedFieldsModelSerializer, SaidReasonFields
+from aladdin.lib.serializers import (
+    CachedFieldsModelSerializer,
+    ChoiceLabelField,
+    SaidReasonFields,
+)
 from aladdin.workloads.env import env_key, parse_env
 from aladdin.workloads.models import Image
 from aladdin.workloads.monitor import WorkloadMetricsView
@@ -83,7 +87,7 @@ class EnvVarSerializer(serializers.Serializer):
 class WorkshopSerializer(SaidReasonFields, CachedFieldsModelSerializer):
     image = ImageSerializer(read_only=True)
     preset = PresetSerializer(read_only=True)
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    state_display = ChoiceLabelField(source="state")
     host_alias = serializers.CharField(read_only=True)
     resources_pending = serializers.BooleanField(
         read_only=True, help_text="Edited resources that apply on the next start."
