@@ -63,14 +63,17 @@ class _Handler(BaseHTTPRequestHandler):
             title = "Login failed"
             text = html.escape(query.get("error_description") or query.get("error") or "no code")
         body = PAGE.format(title=title, text=text).encode()
+        if status == 200:
+            # Before the page: once the browser shows "Logged in", the terminal
+            # has the answer. login() shuts the listener down only after this
+            # request is served, so the page is still written.
+            self.server.results.put(query)
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
-        if status == 200:
-            self.server.results.put(query)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # the terminal is the user's, not an access log
