@@ -79,17 +79,14 @@ def home(request):
 @login_required
 def overview(request):
     # The balance card and the storage warning both need the plan in force:
-    # read once here for both.
-    now = timezone.now()
-    current = billing_selectors.current_subscription(request.user, now)
+    # read once here, in the balance, for both (the template passes balance.plan on).
     return render(
         request,
         "overview.html",
         {
             "masked_phone": mask_phone(request.user.phone),
             "ide_count": account_selectors.connected_ides(user=request.user).count(),
-            "balance": billing_selectors.balance_for(request.user, now, current=current),
-            "plan": billing_selectors.plan_of(current),
+            "balance": billing_selectors.balance_for(request.user, timezone.now()),
         },
     )
 

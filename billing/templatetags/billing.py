@@ -91,13 +91,14 @@ def cny(fen) -> str:
 
 
 @register.inclusion_tag("billing/_balance.html")
-def balance_widget(user, balance=None):
+def balance_widget(user, balance):
     """The balance card (SPEC §3.5): active and carried compute, arrears, plan, queue.
 
     Used on the overview and the billing page; reads only through selectors.
-    ``balance``: the page's own ``balance_for``, where its view read it.
+    ``balance``: the page's own ``balance_for`` (its view reads it once, for
+    the card and whatever else on the page needs the plan).
     """
     return {
-        "balance": balance if balance is not None else selectors.balance_for(user),
+        "balance": balance,
         "queued": list(selectors.queued_subscriptions(user)),
     }
