@@ -101,6 +101,27 @@ def test_the_pages_that_start_workloads_warn_a_user_over_the_allowance(client, t
     assert "You use 40.0 GiB, more than your allowance of 30 GiB." in html
 
 
+def test_the_overviews_warning_takes_its_plan_from_the_balance_card(client, trial_user):
+    # The overview reads the subscription in force once, for the balance card,
+    # and hands the card's plan to the storage warning: the warning still
+    # measures against that plan's allowance, without a read of its own.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(trial_user)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get("/overview/").content.decode()
+    assert "You use 40.0 GiB, more than your allowance of 30 GiB." in html
+    in_force = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "billing_subscription"' in q["sql"]
+        and "'active'" in q["sql"]
+        and "MAX(" not in q["sql"]
+    ]
+    assert len(in_force) == 1, in_force
+
+
 @pytest.mark.parametrize("page", ["/overview/", "/workshops/", "/jobs/"])
 def test_a_user_within_the_allowance_sees_no_storage_warning(client, user, driver, page):
     client.force_login(user)
