@@ -1,4 +1,4 @@
-"""The database itself refuses to change or delete ledger rows (migration billing 0004).
+"""The database itself refuses to change or delete ledger rows (billing 0004, squashed into 0001_squashed_0009).
 
 In-process tests use the suite's SQLite test database, built by the
 migrations. The same checks run on a migrated SQLite file and on PostgreSQL
@@ -147,6 +147,8 @@ def test_djangos_own_flush_is_refused_by_the_sqlite_triggers(user):
 
 SCRIPT = """
 import json, os
+from importlib import import_module
+
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aladdin.settings")
 django.setup()
@@ -157,7 +159,7 @@ from django.core.management.commands.flush import Command as DjangoFlush
 from django.db import IntegrityError, connection, transaction
 
 from billing import services
-from billing.models import LedgerEntry
+from billing.models import LedgerEntry, Plan
 
 
 def attempt(sql):
@@ -197,12 +199,25 @@ out["delete"] = attempt("DELETE FROM billing_ledgerentry")
 out["rows"] = LedgerEntry.objects.count()
 out["sum"] = sum(LedgerEntry.objects.values_list("delta_micro", flat=True))
 
-call_command("migrate", "billing", "0003", verbosity=0, interactive=False)
+# The trigger operation's own reverse and forward, as the migrations run it
+# (a new database takes billing's squashed migration, whose last step it is;
+# one that applied 0004 ran the same functions).
+ledger_triggers = import_module("billing.migrations.0004_ledger_append_only_triggers")
+with connection.schema_editor() as editor:
+    ledger_triggers._run(ledger_triggers.REVERSE)(None, editor)
 out["triggers_after_reverse"] = triggers()
 out["update_after_reverse"] = attempt("UPDATE billing_ledgerentry SET reason = 'fixed'")
-call_command("migrate", verbosity=0, interactive=False)
+with connection.schema_editor() as editor:
+    ledger_triggers._run(ledger_triggers.FORWARD)(None, editor)
 out["triggers_after_forward"] = triggers()
 out["update_after_forward"] = attempt("UPDATE billing_ledgerentry SET reason = 'again'")
+
+# billing's migrations all the way back and forward again.
+call_command("migrate", "billing", "zero", verbosity=0, interactive=False)
+out["ledger_after_zero"] = "billing_ledgerentry" in connection.introspection.table_names()
+call_command("migrate", verbosity=0, interactive=False)
+out["triggers_after_remigrate"] = triggers()
+out["plans_after_remigrate"] = sorted(Plan.objects.values_list("code", flat=True))
 
 call_command("flush", interactive=False, verbosity=0)
 out["rows_after_flush"] = LedgerEntry.objects.count()
@@ -238,6 +253,11 @@ def assert_append_only(out: dict, triggers: list[str]) -> None:
     assert out["update_after_reverse"] == "allowed"
     assert out["triggers_after_forward"] == triggers
     assert out["update_after_forward"].startswith("IntegrityError")
+    # Back to zero drops the ledger (its triggers first); forward makes both
+    # again and seeds the plans.
+    assert out["ledger_after_zero"] is False
+    assert out["triggers_after_remigrate"] == triggers
+    assert out["plans_after_remigrate"] == ["advanced", "basic", "extension", "free", "trial"]
     # flush still empties the table (TRUNCATE on PostgreSQL, billing's flush on SQLite).
     assert out["rows_after_flush"] == 0
     assert out["triggers_after_flush"] == triggers
