@@ -86,13 +86,19 @@ typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/wo
 # Hypothesis profiles (tests/conftest.py): `ci` (100 examples) here and in CI,
 # `nightly` (500, and the tests marked `nightly`) in test-nightly.
 # typecheck is a prerequisite: it runs (and must pass) before pytest starts.
+# Test processes (pytest-xdist): each gets its own Redis, databases, sandbox uid
+# range and cgroup group (tests/services_plugin.py). 2 fills this 2-core
+# machine; TEST_WORKERS=0 runs everything in one process. --dist loadgroup
+# keeps the tests of one xdist_group on one worker (the torch image's, built once).
+TEST_WORKERS ?= 2
+
 .PHONY: test
 test: venv debugpy system-test-deps typecheck ## Run mypy, then the whole test suite (unit, PostgreSQL, browser)
-	HYPOTHESIS_PROFILE=ci $(BIN)/pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: test-nightly
 test-nightly: venv debugpy system-test-deps typecheck ## The whole suite with 500 Hypothesis examples and the nightly tier
-	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest
+	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: bench-load
 bench-load: venv system-test-deps ## Load test: a few hundred students on the production server setup (docs/benchmarks.md)

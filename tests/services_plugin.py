@@ -46,6 +46,33 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("bundled redis-server did not start")
 
 
+def worker_index() -> int:
+    """This process's pytest-xdist worker number (gw3 -> 3); 0 without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name.removeprefix("gw"))
+
+
+def worker_host_resources() -> None:
+    """Give each xdist worker its own sandbox uids and cgroup group.
+
+    Both are host-wide: two workers' agents would otherwise run different
+    tests' users as the same uid (a test owning, killing or counting a uid's
+    processes would see the other's) and clean up each other's cgroups.
+    Subprocesses inherit them; the project quota ids follow the uids.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return  # one process (or xdist's controller): the settings' defaults
+    # Assigned, not defaulted: a worker inherits its controller's environment.
+    index = worker_index()
+    os.environ["ALADDIN_LOCAL_UID_BASE"] = str(UID_BASE + index * UID_STRIDE)
+    os.environ["ALADDIN_LOCAL_CGROUP_PARENT"] = f"aladdin-test-gw{index}"
+
+
+# Workers' uid ranges: 20000, 120000, ... (each with room for 99,999 users).
+UID_BASE = 20000
+UID_STRIDE = 100_000
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     var_dir = Path(tempfile.mkdtemp(prefix="aladdin-test-var-"))
@@ -53,6 +80,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     _state.update(var_dir=var_dir, redis=proc, redis_port=port)
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ["ALADDIN_VAR_DIR"] = str(var_dir)
+    worker_host_resources()
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789")
     os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 
 from aladdin.cluster.base import DriverError
 from tests.cluster.conftest import spec
@@ -109,7 +110,7 @@ def test_it_runs_as_the_workloads_uid_in_root_inside_the_sandbox(workshop):
 
     uid, cwd, home, work = out.decode().splitlines()
     assert code == 0
-    assert int(uid) == 20000 + 7
+    assert int(uid) == settings.LOCAL_UID_BASE + 7
     assert (cwd, home) == ("/root", "/root")
     assert "No such file" in work  # the host's checkout is not in the sandbox
 
@@ -183,4 +184,4 @@ def test_an_exec_right_after_the_start_finds_the_sandbox_ready(agent):
     for i in range(6):
         agent.driver.start_workload(spec(f"ws-{i + 10}", user_id=7))
         session = agent.driver.exec_in_workload(name=f"ws-{i + 10}", command=["id", "-u"])
-        assert run(session) == (b"20007\n", b"", 0)
+        assert run(session) == (f"{settings.LOCAL_UID_BASE + 7}\n".encode(), b"", 0)

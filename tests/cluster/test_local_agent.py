@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from django.conf import settings
 
 from aladdin.cluster.base import DriverError, Phase
 
@@ -117,12 +118,12 @@ def test_a_workload_runs_as_its_own_uid_and_sees_nothing_of_the_portal(agent):
         env={"FOO": "from-spec"},
     )
 
-    assert "uid=20001" in output, output
+    assert f"uid={settings.LOCAL_UID_BASE + 1}\n" in output, output
     assert f"uid={os.getuid()}\n" not in output
     assert "env=from-spec home=/root" in output
     assert "LEAK" not in output, output
     assert "SECRET" not in output, output
-    assert (agent.volumes_dir / "1").stat().st_uid == 20001
+    assert (agent.volumes_dir / "1").stat().st_uid == settings.LOCAL_UID_BASE + 1
     assert oct((agent.volumes_dir / "1").stat().st_mode & 0o777) == "0o700"
 
 
@@ -140,7 +141,9 @@ def test_without_a_sandbox_a_second_user_is_refused(start_agent):
     # uids, i.e. runs as root) still not as root.
     assert agent.driver.start_workload(spec("ws-3", user_id=1)).phase == Phase.RUNNING
     if os.geteuid() == 0:
-        assert "uid=20001" in run_in_terminal(agent.driver, "ws-3", "echo uid=$(id -u)")
+        assert f"uid={settings.LOCAL_UID_BASE + 1}" in run_in_terminal(
+            agent.driver, "ws-3", "echo uid=$(id -u)"
+        )
 
 
 def test_without_a_sandbox_the_insecure_flag_admits_several_users(start_agent):

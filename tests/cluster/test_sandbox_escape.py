@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from aladdin.cluster.base import Phase
 
@@ -62,7 +63,7 @@ def test_a_students_path_does_not_choose_the_terminals_nsenter(agent, marker):
     # The shell inside still has the workload's own variables.
     assert "mine=kept" in output
     assert f"path={bindir}:/usr/bin:/bin" in output
-    assert "20001" in output
+    assert f"\n{settings.LOCAL_UID_BASE + 1}\r\n" in output  # id -u: the user's own uid
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the library")

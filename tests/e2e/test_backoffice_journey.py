@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.test_run_shell import _portal_shell
@@ -140,7 +141,7 @@ def _upload_script(portal, user_id: int) -> None:
     volume.mkdir(parents=True, exist_ok=True)
     script = volume / "hold.sh"
     script.write_text(HOLD_SCRIPT)
-    uid = 20000 + user_id
+    uid = settings.LOCAL_UID_BASE + user_id
     for path in (volume, script):
         os.chown(path, uid, uid)
     volume.chmod(0o700)

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from tests.e2e.conftest import REPO
 
@@ -124,7 +125,7 @@ class Student:
         volume.mkdir(parents=True, exist_ok=True)
         path = volume / name
         path.write_text(text)
-        uid = 20000 + self.id
+        uid = settings.LOCAL_UID_BASE + self.id
         for p in (volume, path):
             os.chown(p, uid, uid)
         volume.chmod(0o700)
@@ -233,7 +234,9 @@ def test_run_streams_a_shell_scripts_output_and_exits_with_its_code(portal, conf
     assert json.loads(uploaded.stdout) == {"path": "/root/three.sh", "bytes": len(SCRIPT)}
     stored = portal.var_dir / "volumes" / str(student.id) / "three.sh"
     assert stored.read_text() == SCRIPT
-    assert stored.stat().st_uid == 20000 + student.id  # written as the student, in their sandbox
+    assert (
+        stored.stat().st_uid == settings.LOCAL_UID_BASE + student.id
+    )  # written as the student, in their sandbox
     # an upload into a folder that is not there says so, and exits non-zero
     missing = aladdin(config, "upload", str(local), "--to", "nowhere")
     assert missing.returncode != 0 and "[not_found]" in missing.stderr, missing.stderr

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.test_purchase import _sign_up
@@ -127,7 +128,7 @@ def _write_files(portal, user_id: int) -> None:
         path.write_text(text)
     with (site / "big.bin").open("wb") as f:
         f.truncate(BIG)  # sparse: what crosses the proxy is the point, not the disk
-    uid = int(portal.env.get("ALADDIN_LOCAL_UID_BASE", 20000)) + user_id
+    uid = settings.LOCAL_UID_BASE + user_id
     for path in (volume, site, *files, site / "big.bin"):
         os.chown(path, uid, uid)
     volume.chmod(0o700)

@@ -10,6 +10,7 @@ import random
 import re
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.test_backoffice_journey import _json_shell, _portal_shell
@@ -32,7 +33,7 @@ def _upload_busy_script(portal, user_id: int) -> None:
     volume.mkdir(parents=True, exist_ok=True)
     script = volume / "hold.sh"
     script.write_text(BUSY_SCRIPT)
-    uid = 20000 + user_id
+    uid = settings.LOCAL_UID_BASE + user_id
     for path in (volume, script):
         os.chown(path, uid, uid)
     volume.chmod(0o700)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import REPO
@@ -58,7 +59,7 @@ def _subscribe_and_upload(portal, phone: str) -> int:
     volume.mkdir(parents=True, exist_ok=True)
     script = volume / "hello.sh"
     script.write_text(SCRIPT)
-    uid = 20000 + user_id
+    uid = settings.LOCAL_UID_BASE + user_id
     for path in (volume, script):
         os.chown(path, uid, uid)
     volume.chmod(0o700)
@@ -82,7 +83,9 @@ def test_a_run_shell_jobs_output_reaches_the_browser(browser, page, portal, shot
 
     # then its output streams into the page as it runs, as the user's own uid
     logs = page.get_by_test_id("job-logs")
-    expect(logs).to_contain_text("run shell says hi from 2", timeout=60_000)
+    expect(logs).to_contain_text(re.compile(r"run shell says hi from \d+\n"), timeout=60_000)
+    uid = int(re.search(r"hi from (\d+)", logs.inner_text()).group(1))
+    assert uid > settings.LOCAL_UID_BASE  # a student's uid: not root, not the portal's
     expect(logs).to_contain_text("step 3 of 3", timeout=30_000)
     expect(logs).to_contain_text(re.compile(r"cards: \S+"))
     status = page.locator("#job-status")

@@ -10,6 +10,7 @@ its recipe names. The agent builds them into the session's images root (tests/co
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from aladdin.cluster.images import BuildState
@@ -83,7 +84,7 @@ def test_a_users_own_python_under_root_runs_a_job_whatever_the_image(
     agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     conda = agent.volumes_dir / str(user.pk) / "miniconda3"
     shutil.copytree(built_images.root / "envs" / SMALL_RECIPE.key(), conda, symlinks=True)
-    uid = 20000 + user.pk
+    uid = settings.LOCAL_UID_BASE + user.pk
     subprocess.run(["chown", "-R", f"{uid}:{uid}", str(conda)], check=True)
     write_script(
         agent, user, "which.py", "import sys, six; print('EXE', sys.executable, six.__version__)\n"

@@ -15,17 +15,23 @@ import os
 import shutil
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import owed
-from tests.cluster.conftest import REPO, TORCH_RECIPE, start_agent  # noqa: F401
+from tests.cluster.conftest import (  # noqa: F401
+    ON_THE_TORCH_IMAGE,
+    REPO,
+    TORCH_RECIPE,
+    start_agent,
+)
 from tests.factories import catalog_image
 from tests.gpu_jobs.test_logs import collect, cookie
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), ON_THE_TORCH_IMAGE]
 
 CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
 
@@ -48,7 +54,7 @@ def test_the_manuals_cuda_check_runs_as_a_gpu_run_job_and_streams_to_a_websocket
     torch_agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     target = torch_agent.volumes_dir / str(user.pk) / "test.py"
     shutil.copy(CUDA_CHECK, target)
-    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+    os.chown(target, settings.LOCAL_UID_BASE + user.pk, settings.LOCAL_UID_BASE + user.pk)
 
     # when: GPU Run on a 40G card with a torch image (the test's: the catalog's
     # torch images are CUDA builds, unavailable on a host without NVIDIA GPUs)

@@ -118,7 +118,7 @@ def test_a_dap_client_stops_at_a_breakpoint_reads_a_local_and_the_job_succeeds(
     debug_agent.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     target = agent.volumes_dir / str(user.pk) / "debug_target.py"
     shutil.copy(TARGET, target)
-    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+    os.chown(target, settings.LOCAL_UID_BASE + user.pk, settings.LOCAL_UID_BASE + user.pk)
 
     # when: GPU Debug on a 40G card, and the plugin opens the bridge once it runs
     job = services.job_create(
@@ -213,7 +213,7 @@ def test_a_host_without_the_debugger_fails_the_job_at_once_with_the_way_out(
     agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     target = agent.volumes_dir / str(user.pk) / "debug_target.py"
     shutil.copy(TARGET, target)
-    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+    os.chown(target, settings.LOCAL_UID_BASE + user.pk, settings.LOCAL_UID_BASE + user.pk)
 
     job = services.job_create(
         user=user, kind="debug", entry="debug_target.py", gpu_type=cards["40g"]

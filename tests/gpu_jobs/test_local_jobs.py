@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 
 from aladdin.cluster.base import Phase
 from billing.models import LedgerEntry
@@ -35,7 +36,7 @@ def write_script(running, user, name: str, text: str) -> None:
     running.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     path = running.volumes_dir / str(user.pk) / name
     path.write_text(text)
-    uid = 20000 + user.pk
+    uid = settings.LOCAL_UID_BASE + user.pk
     os.chown(path, uid, uid)
 
 

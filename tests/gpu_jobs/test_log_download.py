@@ -13,6 +13,7 @@ import os
 import tarfile
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from gpu_jobs import services
@@ -87,7 +88,7 @@ def test_a_tasks_worker_logs_download_one_by_one_and_as_an_archive_then_go_with_
         "worker-0.log": b"rank 0: all_reduce sum = 3.0\n" * 20000,  # ~600 KiB: several reads
         "worker-1.log": b"rank 1: all_reduce sum = 3.0\n",
     }
-    uid = 20000 + user.pk
+    uid = settings.LOCAL_UID_BASE + user.pk
     for path in (volume / ".aladdin", volume / ".aladdin" / "tasks", folder):
         os.chown(path, uid, uid)
     for name, data in written.items():

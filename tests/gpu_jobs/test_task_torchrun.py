@@ -14,6 +14,7 @@ import shutil
 import time
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from aladdin.cluster.base import Phase
@@ -22,10 +23,15 @@ from gpu_jobs import services
 from gpu_jobs.choices import ENDED_STATES, JobState
 from gpu_jobs.metering import owed, worker_owed
 from gpu_jobs.models import Job
-from tests.cluster.conftest import REPO, TORCH_RECIPE, start_agent  # noqa: F401
+from tests.cluster.conftest import (  # noqa: F401
+    ON_THE_TORCH_IMAGE,
+    REPO,
+    TORCH_RECIPE,
+    start_agent,
+)
 from tests.factories import catalog_image
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), ON_THE_TORCH_IMAGE]
 
 ALLREDUCE = REPO / "tests" / "gpu_jobs" / "payloads" / "allreduce.py"
 # Kills the payload's process (torchrun's child), not torchrun: run inside worker 1.
@@ -56,7 +62,7 @@ def launch_allreduce(torch_agent, user, cards, catalog, subscribe):
     torch_agent.driver.ensure_user_space(user_id=user.pk, storage_gib=1, quota=None)
     target = torch_agent.volumes_dir / str(user.pk) / "allreduce.py"
     shutil.copy(ALLREDUCE, target)
-    os.chown(target, 20000 + user.pk, 20000 + user.pk)
+    os.chown(target, settings.LOCAL_UID_BASE + user.pk, settings.LOCAL_UID_BASE + user.pk)
     image = catalog_image(TORCH_RECIPE)
 
     def _launch(*args: str) -> Job:
@@ -131,7 +137,7 @@ def test_two_workers_all_reduce_with_gloo_and_each_is_billed_for_its_window(
     tasks_dir = torch_agent.volumes_dir / str(user.pk) / ".aladdin" / "tasks" / str(job.pk)
     assert "rank 0 of 2 on node 0: sum 3" in (tasks_dir / "worker-0.log").read_text()
     assert "rank 1 of 2 on node 1: sum 3" in (tasks_dir / "worker-1.log").read_text()
-    assert (tasks_dir / "worker-1.log").stat().st_uid == 20000 + user.pk
+    assert (tasks_dir / "worker-1.log").stat().st_uid == settings.LOCAL_UID_BASE + user.pk
     assert_billed_per_worker(job)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from django.conf import settings
 
 pytestmark = pytest.mark.usefixtures("portal")
 
@@ -53,7 +54,7 @@ def test_the_command_runs_as_the_workloads_uid_in_root(portal):
     done = portal.ssh("dev", "a", "id -u; pwd; echo $HOME; ls /work 2>&1 | head -1")
 
     uid, cwd, home, work = done.stdout.decode().splitlines()
-    assert int(uid) == 20000 + user_id
+    assert int(uid) == settings.LOCAL_UID_BASE + user_id
     assert (cwd, home) == ("/root", "/root")
     assert "No such file" in work
 
@@ -146,7 +147,7 @@ def test_an_interactive_session_under_a_pty_sees_root_its_uid_and_window_size(po
         out = read_until(master, rb"S=\d+ \d+")
         found = re.search(rb"U=(\d+) D=(\S+) S=(\d+ \d+)", out)
         assert found, out
-        assert int(found.group(1)) == 20000 + user_id
+        assert int(found.group(1)) == settings.LOCAL_UID_BASE + user_id
         assert found.group(2) == b"/root"
         assert found.group(3) == b"33 111"
 
@@ -247,10 +248,10 @@ def test_scp_and_sftp_upload_files_that_belong_to_the_workloads_uid(portal, tmp_
     )
     lines = listed.stdout.decode().splitlines()
     assert [line.split()[0] for line in lines[:2]] == [expected, expected]
-    assert {line.split()[0] for line in lines[2:]} == {str(20000 + user_id)}
+    assert {line.split()[0] for line in lines[2:]} == {str(settings.LOCAL_UID_BASE + user_id)}
     # On the host: in the user's volume, owned by the sandbox uid.
     volume = portal.agent.volumes_dir / str(user_id)
-    assert (volume / "uploaded.bin").stat().st_uid == 20000 + user_id
+    assert (volume / "uploaded.bin").stat().st_uid == settings.LOCAL_UID_BASE + user_id
 
     downloaded = tmp_path / "back.bin"
     scp = subprocess.run(

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 pytestmark = pytest.mark.usefixtures("portal")
 
@@ -74,12 +75,14 @@ def test_rsync_copies_a_tree_into_the_workshop_as_the_workloads_uid_and_back(por
     assert inside.returncode == 0, inside.stderr
     lines = inside.stdout.decode().splitlines()
     owners = {line.split()[0] for line in lines[:3]}
-    assert owners == {str(20000 + user_id)}
+    assert owners == {str(settings.LOCAL_UID_BASE + user_id)}
     assert lines[1].split()[1] == "-rwxr-xr-x"
     assert lines[3:] == ["a/b/c/deep.txt", "ran", "deep"]
     volume = portal.agent.volumes_dir / str(user_id)
-    assert (volume / "synced" / "a" / "b" / "c" / "deep.txt").stat().st_uid == 20000 + user_id
-    assert (volume / "synced" / "link-to-deep").lstat().st_uid == 20000 + user_id
+    assert (
+        volume / "synced" / "a" / "b" / "c" / "deep.txt"
+    ).stat().st_uid == settings.LOCAL_UID_BASE + user_id
+    assert (volume / "synced" / "link-to-deep").lstat().st_uid == settings.LOCAL_UID_BASE + user_id
 
     # when a file changes inside and rsync copies the tree back
     portal.ssh("dev", "a", "echo changed >> synced/a/b/c/deep.txt")

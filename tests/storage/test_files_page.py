@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.conf import settings
 
 from storage.choices import GIB
 from tests.cluster.conftest import agent, start_agent  # noqa: F401 - fixtures
@@ -74,7 +75,7 @@ def test_upload_list_download_mkdir_rename_delete(client, student, real_driver):
     host = real_driver.volumes_dir / str(student.pk) / "data" / "blob.bin"
     assert host.read_bytes() == data
     if os.geteuid() == 0:
-        assert host.stat().st_uid >= 20000
+        assert host.stat().st_uid >= settings.LOCAL_UID_BASE
 
     # when they rename it, and an existing name is refused
     client.post("/storage/files/rename/", {"folder": "data", "path": "data/blob.bin", "name": "b"})
@@ -185,7 +186,7 @@ def test_the_api_uploads_in_chunks_as_the_user_and_refuses_with_the_numbers(
     host = real_driver.volumes_dir / str(student.pk) / "in" / "model.pt"
     assert host.read_bytes() == data
     if os.geteuid() == 0:
-        assert host.stat().st_uid >= 20000
+        assert host.stat().st_uid >= settings.LOCAL_UID_BASE
     assert names(client, "in") == ["model.pt"]
 
     # and a chunk that does not continue the file is refused: start again
