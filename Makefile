@@ -88,13 +88,13 @@ typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/wo
 # typecheck is a prerequisite: it runs (and must pass) before pytest starts.
 # Test processes (pytest-xdist): each gets its own Redis, databases, sandbox uid
 # range and cgroup group (tests/services_plugin.py). 2 fills this 2-core
-# machine; TEST_WORKERS=0 runs everything in one process. --dist loadgroup
+# machine; TEST_WORKERS=0 runs everything in one process.
 # keeps the tests of one xdist_group on one worker (the torch image's, built once).
 TEST_WORKERS ?= 2
 
 .PHONY: test
 test: venv debugpy system-test-deps typecheck bytecode ## Run mypy, then the whole test suite (unit, PostgreSQL, browser)
-	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest -n $(TEST_WORKERS)
 
 # The portal's own modules compiled once (1 s): the suite starts hundreds of
 # Django processes (agents, servers, manage.py), and where
@@ -106,7 +106,7 @@ bytecode: venv
 
 .PHONY: test-nightly
 test-nightly: venv debugpy system-test-deps typecheck bytecode ## The whole suite with 500 Hypothesis examples and the nightly tier
-	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	HYPOTHESIS_PROFILE=nightly $(BIN)/pytest -n $(TEST_WORKERS)
 
 .PHONY: bench-load
 bench-load: venv system-test-deps ## Load test: a few hundred students on the production server setup (docs/benchmarks.md)

@@ -42,9 +42,6 @@ TORCH_RECIPE = ImageRecipe(
     # numpy keeps torch from warning at import that it is missing.
     packages=("torch==2.13.0", "numpy==2.3.5"),
 )
-# Tests that build TORCH_RECIPE (about a minute) share one xdist worker, whose
-# session builds it once (make test runs with --dist loadgroup).
-ON_THE_TORCH_IMAGE = pytest.mark.xdist_group("torch-image")
 BUILD_TIMEOUT = 900
 # The catalog's own recipes that tests start through the portal: workshops'
 # default (tests.factories.seeded_catalog) and jobs' (gpu_jobs DEFAULT_IMAGE).

@@ -20,7 +20,7 @@ import pytest
 from aladdin.cluster.base import Phase
 from aladdin.cluster.images import BuildState, ImageRecipe
 
-from .conftest import ON_THE_TORCH_IMAGE, REPO, SMALL_RECIPE, TORCH_RECIPE, spec, wait_for_image
+from .conftest import REPO, SMALL_RECIPE, TORCH_RECIPE, spec, wait_for_image
 from .test_exec import run
 
 CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
@@ -112,11 +112,7 @@ def test_a_job_on_the_built_image_prints_exactly_its_python_and_package(built_im
     ]
 
 
-@pytest.mark.parametrize(
-    "recipe",
-    [SMALL_RECIPE, pytest.param(TORCH_RECIPE, marks=ON_THE_TORCH_IMAGE)],
-    ids=lambda r: r.ref,
-)
+@pytest.mark.parametrize("recipe", [SMALL_RECIPE, TORCH_RECIPE], ids=lambda r: r.ref)
 def test_a_run_shell_script_finds_python_and_pip_on_every_built_image(
     built_images, start_agent, recipe
 ):
@@ -152,7 +148,6 @@ def test_a_terminal_or_ssh_session_in_a_workshop_gets_the_images_python(built_im
     assert out.decode().splitlines() == [str(bin_dir / "python"), str(bin_dir / "pip")]
 
 
-@ON_THE_TORCH_IMAGE
 def test_the_torch_image_runs_the_manuals_cuda_check_with_torch_2_13_0(built_images, start_agent):
     final = built_images.build(TORCH_RECIPE)
     assert final.facts["packages"]["torch"].startswith("2.13.0")

@@ -22,16 +22,11 @@ from billing.models import LedgerEntry
 from gpu_jobs import services
 from gpu_jobs.choices import JobState
 from gpu_jobs.metering import owed
-from tests.cluster.conftest import (  # noqa: F401
-    ON_THE_TORCH_IMAGE,
-    REPO,
-    TORCH_RECIPE,
-    start_agent,
-)
+from tests.cluster.conftest import REPO, TORCH_RECIPE, start_agent  # noqa: F401
 from tests.factories import catalog_image
 from tests.gpu_jobs.test_logs import collect, cookie
 
-pytestmark = [pytest.mark.django_db(transaction=True), ON_THE_TORCH_IMAGE]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CUDA_CHECK = REPO / "tests" / "gpu_jobs" / "payloads" / "cuda_check.py"
 

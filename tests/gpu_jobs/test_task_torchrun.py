@@ -23,15 +23,10 @@ from gpu_jobs import services
 from gpu_jobs.choices import ENDED_STATES, JobState
 from gpu_jobs.metering import owed, worker_owed
 from gpu_jobs.models import Job
-from tests.cluster.conftest import (  # noqa: F401
-    ON_THE_TORCH_IMAGE,
-    REPO,
-    TORCH_RECIPE,
-    start_agent,
-)
+from tests.cluster.conftest import REPO, TORCH_RECIPE, start_agent  # noqa: F401
 from tests.factories import catalog_image
 
-pytestmark = [pytest.mark.django_db(transaction=True), ON_THE_TORCH_IMAGE]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ALLREDUCE = REPO / "tests" / "gpu_jobs" / "payloads" / "allreduce.py"
 # Kills the payload's process (torchrun's child), not torchrun: run inside worker 1.
