@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -130,8 +131,63 @@ def config(names: list[str], *, var_dir: Path, procfile: Path = PROCFILE) -> str
     return "\n".join(lines)
 
 
+# The servers `make run` starts, by process name: the variable naming the port,
+# its default (aladdin/settings.py, Procfile.dev), what listens, and the other way out.
+SERVER_PORTS = {
+    "redis": (
+        "ALADDIN_REDIS_PORT",
+        6399,
+        "the bundled Redis",
+        "or use that Redis: REDIS_URL=redis://127.0.0.1:{port}/0 make run",
+    ),
+    "web": (
+        "ALADDIN_WEB_PORT",
+        8000,
+        "the web server",
+        "or choose another port: make run PORT=8080",
+    ),
+    "ssh": (
+        "ALADDIN_SSH_PORT",
+        2222,
+        "the SSH gateway",
+        "or choose another port: ALADDIN_SSH_PORT=2223 make run",
+    ),
+    "ports": (
+        "ALADDIN_PORTS_PORT",
+        8001,
+        "the port proxy",
+        "or choose another port: ALADDIN_PORTS_PORT=8002 make run",
+    ),
+}
+
+
+def taken_ports(names: list[str]) -> list[str]:
+    """What stands in the way of the servers among ``names``: a port another program already listens on.
+
+    The bundled Redis would exit at once and the portal would silently use
+    whatever Redis answers there (another project's, a stale one's data); a
+    server would fail to bind over and over. Say so and start nothing.
+    """
+    problems = []
+    for name in names:
+        if name not in SERVER_PORTS:
+            continue
+        variable, default, what, alternative = SERVER_PORTS[name]
+        port = int(os.environ.get(variable) or default)
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                problems.append(
+                    f"port {port} ({what}) is already in use by another program: stop it, "
+                    + alternative.format(port=port)
+                )
+    return problems
+
+
 def main(argv: list[str]) -> None:
     names = argv or list(read_procfile())
+    if problems := taken_ports(names):
+        sys.exit("make run: nothing started.\n" + "\n".join(f"  {p}" for p in problems))
     var_dir = Path(os.environ.get("ALADDIN_VAR_DIR") or ROOT / "var").resolve()
     os.umask(UMASK)
     var_dir.mkdir(parents=True, exist_ok=True)

