@@ -2,8 +2,7 @@
 
 A new database takes this path (Django rendered every model again for each of the
 old migrations' field changes: most of a fresh `migrate`'s time); a database that
-applied the old ones keeps them (``replaces``). The data they seed comes from the
-old modules, so the two paths seed the same rows.
+applied the old ones keeps them (``replaces``).
 """
 
 import django.db.models.deletion

@@ -2,10 +2,10 @@
 
 A new database takes this path (Django rendered every model again for each of the
 old migrations' field changes: most of a fresh `migrate`'s time); a database that
-applied the old ones keeps them (``replaces``). The data they seed comes from the
-old modules, so the two paths seed the same rows.
+applied the old ones keeps them (``replaces``).
 
-0004 and 0005 (recipes and environment values for rows already seeded) are left out: a new database has no rows; load_catalog seeds them as they are now.
+0004 and 0005 (recipes and environment values for rows already there) are left
+out: a new database has no rows; load_catalog seeds them as they are now.
 """
 
 import aladdin.workloads.models
