@@ -88,8 +88,9 @@ typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/wo
 # typecheck is a prerequisite: it runs (and must pass) before pytest starts.
 # Test processes (pytest-xdist): each gets its own Redis, databases, sandbox uid
 # range and cgroup group (tests/services_plugin.py). 2 fills this 2-core
-# machine; TEST_WORKERS=0 runs everything in one process.
-# keeps the tests of one xdist_group on one worker (the torch image's, built once).
+# machine; TEST_WORKERS=0 runs everything in one process. Each worker builds the
+# images its tests need (the torch one too: --dist loadgroup cannot keep those
+# tests together while pytest-xdist 3.8 renames items the pre-pytest-9 way).
 TEST_WORKERS ?= 2
 
 .PHONY: test
