@@ -21,12 +21,20 @@ endif
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
+# uv installs the requirements (pinned below, itself from PyPI through pip): the
+# same versions pip resolves, about three times faster on a fresh machine (66 s
+# against 207 s here, most of either compiling bytecode). Bytecode is compiled at
+# install: where PYTHONDONTWRITEBYTECODE is set (CI) every process would otherwise
+# compile Django and the rest again at each start.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
+
 $(BIN)/.installed: requirements.txt requirements-dev.txt cli/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) -r requirements-dev.txt
 	@# The `aladdin` command-line client (cli/, docs/cli.md), editable: .venv/bin/aladdin runs cli/.
-	$(BIN)/pip install --quiet -e ./cli
+	$(UV) -e ./cli
 	@touch $@
 
 .PHONY: venv

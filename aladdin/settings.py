@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -120,7 +121,6 @@ SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 ALADDIN_SUPPORT_CONTACT = env.str("ALADDIN_SUPPORT_CONTACT", default="support@aladdin.example")
 
 INSTALLED_APPS = [
-    "daphne",
     # django.contrib.admin with the back office's site (login, roles, home page).
     "aladdin.backoffice.adminconfig.BackOfficeAdminConfig",
     "django.contrib.auth",
@@ -154,6 +154,11 @@ INSTALLED_APPS = [
     # The back office (SPEC §8): over every app above.
     "aladdin.backoffice",
 ]
+# daphne's app does one thing: it makes `manage.py runserver` serve ASGI
+# (websockets). Importing it (Twisted) costs every other Django process, each
+# agent, worker and command, half a second at start, so only runserver loads it.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     # First: everything after it (allauth, SMS limits, DRF throttles) sees the

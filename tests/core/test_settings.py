@@ -68,3 +68,24 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
         pytest.skip("SQLite only")
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in connection.settings_dict["OPTIONS"]["init_command"]
+
+
+@pytest.mark.parametrize(("argv", "loaded"), [(["runserver"], True), (["cluster_agent"], False)])
+def test_daphne_is_loaded_for_runserver_only(argv, loaded):
+    # runserver keeps daphne's ASGI server (websockets); every other process
+    # (agents, workers, commands) starts without importing Twisted.
+    script = (
+        "import sys; sys.argv = ['manage.py', *sys.argv[1:]]; import django; django.setup(); "
+        "from django.conf import settings as s; "
+        "print('daphne' in s.INSTALLED_APPS, 'twisted' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        cwd=ROOT,
+        env={**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "aladdin.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(loaded), str(loaded)]

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.servers import copy_db, migrated_db  # noqa: F401 - migrated_db is a fixture
 from tests.services_plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,8 +231,8 @@ def _stop(processes: dict[str, subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="session")
-def portal(tmp_path_factory):
-    """Start migrate, then web + worker + beat like Procfile.dev; yield once /healthz is 200."""
+def portal(migrated_db):  # noqa: F811 - the imported fixture
+    """A migrated database, then web + worker + beat like Procfile.dev; yield once /healthz is 200."""
     from tests.services_plugin import redis_port
 
     # Not under pytest's 0700 temp root: the agent's sandbox uids must be
@@ -244,8 +245,12 @@ def portal(tmp_path_factory):
     portal = Portal(url=f"http://127.0.0.1:{port}", env=env, var_dir=var_dir, redis_url=redis_url)
     redis.Redis.from_url(redis_url).flushdb()
 
-    # What `make migrate` does before `make run` starts the processes.
-    for step in (["migrate", "--noinput"], ["load_catalog"]):
+    # What `make migrate` does before `make run` starts the processes: the
+    # session's migrated database (the same migrations, applied once per test
+    # process: tests/servers.py), then the catalog. tests/e2e/test_make_run.py
+    # runs `make run`'s own migrate on an empty var/.
+    copy_db(migrated_db, var_dir)
+    for step in (["load_catalog"],):
         done = subprocess.run(
             [sys.executable, "manage.py", *step],
             cwd=REPO,

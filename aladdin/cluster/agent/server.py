@@ -163,7 +163,11 @@ class Agent:
         finally:
             os.umask(old_umask)
         self._server.agent = self
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="server").start()
+        # shutdown() below waits for the server's next poll: 0.1 s, not the default 0.5,
+        # so an agent's stop (a restart, Ctrl-C) is not held up by an idle listener.
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), daemon=True, name="server"
+        ).start()
         threading.Thread(
             target=self.monitor.run, args=(self._stopping,), daemon=True, name="monitor"
         ).start()
