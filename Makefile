@@ -96,9 +96,10 @@ typecheck: venv ## mypy over services, selectors, aladdin/cluster and aladdin/wo
 # typecheck is a prerequisite: it runs (and must pass) before pytest starts.
 # Test processes (pytest-xdist): each gets its own Redis, databases, sandbox uid
 # range and cgroup group (tests/services_plugin.py). 2 fills this 2-core
-# machine; TEST_WORKERS=0 runs everything in one process. Each worker builds the
-# images its tests need (the torch one too: --dist loadgroup cannot keep those
-# tests together while pytest-xdist 3.8 renames items the pre-pytest-9 way).
+# machine; TEST_WORKERS=0 runs everything in one process. A worker takes whole
+# files, and the files on the torch image go to one worker, which builds it
+# once (tests/scheduling.py: --dist loadgroup cannot, while pytest-xdist 3.8
+# renames items the pre-pytest-9 way).
 TEST_WORKERS ?= 2
 
 .PHONY: test

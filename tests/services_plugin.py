@@ -78,9 +78,15 @@ UID_STRIDE = 100_000
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     var_dir = Path(tempfile.mkdtemp(prefix="aladdin-test-var-"))
-    proc, port = start_redis(var_dir / "redis")
-    _state.update(var_dir=var_dir, redis=proc, redis_port=port)
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    _state.update(var_dir=var_dir)
+    # xdist's controller runs no test: only its workers need a Redis.
+    controller = "PYTEST_XDIST_WORKER" not in os.environ and getattr(
+        early_config.known_args_namespace, "numprocesses", None
+    ) not in (None, 0)
+    if not controller:
+        proc, port = start_redis(var_dir / "redis")
+        _state.update(redis=proc, redis_port=port)
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ["ALADDIN_VAR_DIR"] = str(var_dir)
     worker_host_resources()
     os.environ.setdefault("DEBUG", "1")
