@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.servers import copy_db, migrated_db  # noqa: F401 - migrated_db is a fixture
+from tests.servers import copy_db, manage, migrated_db  # noqa: F401 - migrated_db is a fixture
 from tests.services_plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -250,16 +249,7 @@ def portal(migrated_db):  # noqa: F811 - the imported fixture
     # process: tests/servers.py), then the catalog. tests/e2e/test_make_run.py
     # runs `make run`'s own migrate on an empty var/.
     copy_db(migrated_db, var_dir)
-    for step in (["load_catalog"],):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *step],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, f"manage.py {step[0]} failed:\n{done.stdout}\n{done.stderr}"
+    manage(env, "load_catalog")
 
     commands = _procfile_commands(PROCESSES)
     try:
