@@ -644,9 +644,9 @@ def job_start_apply(*, job_id: int) -> None:
             # Every card of this type on the host is taken: wait (the job is
             # not billed until it gets its cards); the retry or the
             # reconciler starts it when one is free.
-            Job.objects.filter(pk=job_id, state=JobState.STARTING).update(
-                **said.columns(str(exc)), updated_at=timezone.now()
-            )
+            Job.objects.filter(
+                pk=job_id, state=JobState.STARTING, stop_requested_at__isnull=True
+            ).update(**said.columns(str(exc)), updated_at=timezone.now())
         raise
     _apply_status(job_id, status, driver=driver)
 
@@ -669,7 +669,11 @@ def _image_ready_for(job: Job, driver: ClusterDriver) -> bool:
         _fail_unstarted(job.pk, images.ImageUnavailable(image).said)
         return False
     if not image.ready:
-        Job.objects.filter(pk=job.pk, state=JobState.STARTING).update(
+        # Never over a stop asked meanwhile (a ban, the student): its reason is
+        # what the job ends with and what its notice says.
+        Job.objects.filter(
+            pk=job.pk, state=JobState.STARTING, stop_requested_at__isnull=True
+        ).update(
             waiting_for_image=True,
             **said.columns(images.waiting_reason(image)),
             updated_at=timezone.now(),
@@ -880,9 +884,12 @@ class JobReconciler(Reconciler):
             self._images[ref] = images.image_for_ref(ref)
         image = self._images[ref]
         if image is not None and image.build_state in (BuildState.BUILDING, BuildState.MISSING):
-            Job.objects.filter(pk=job.pk, state=JobState.STARTING, waiting_for_image=True).update(
-                **said.columns(images.waiting_reason(image))
-            )
+            Job.objects.filter(
+                pk=job.pk,
+                state=JobState.STARTING,
+                waiting_for_image=True,
+                stop_requested_at__isnull=True,
+            ).update(**said.columns(images.waiting_reason(image)))
             return
         # Ready, failed or unavailable: the start task decides (and says why).
         _dispatch("start", job.pk)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from . import sms
@@ -153,6 +153,15 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def is_open_for_signup(self, request) -> bool:
         return True
+
+    def login(self, request, user) -> None:
+        super().login(request, user)
+        # From the next request on, the account's saved language wins
+        # (UserLanguageMiddleware); the rest of this one, the "welcome back"
+        # message included, is worded in it too, not in the login page's.
+        if user.language:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = user.language
 
     def add_message(
         self,

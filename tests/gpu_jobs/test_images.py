@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from aladdin.accounts.models import Notification
 from aladdin.cluster.images import BuildState
 from aladdin.workloads import images
 from gpu_jobs import services
@@ -100,3 +101,28 @@ def test_the_launch_form_disables_what_cannot_run(ready, driver):
     html = str(JobLaunchForm()["image"])
     assert 'value="torch:2.6.0-cu124" disabled' in html
     assert "torch:2.6.0-cu124 — unavailable: no NVIDIA GPU here" in html
+
+
+def test_a_stop_that_lands_while_the_image_is_asked_about_keeps_its_reason(
+    launch, driver, monkeypatch
+):
+    """A ban (or any stop) between a start retry's read of the job and its write of the build's
+    progress: the job ends with the stop's reason, not "waiting for the image"."""
+    driver.set_image("python:3.11", BuildState.BUILDING, progress=5, step="copying Python 3.11")
+    job = launch(image="python:3.11")
+    asked = images.image_prepare
+
+    def stopped_meanwhile(**kwargs):
+        services.jobs_stop_all(user_id=job.user_id, reason="Stopped: the account was banned.")
+        return asked(**kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(images, "image_prepare", stopped_meanwhile)
+        services.job_start_apply(job_id=job.pk)
+    services.jobs_reconcile()  # the reconciler's pass refreshes waiting jobs' progress too
+    services.job_stop_apply(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.state, job.reason) == (JobState.STOPPED, "Stopped: the account was banned.")
+    notice = Notification.objects.get(user=job.user, kind="job-stopped")
+    assert notice.rendered.body == "Stopped: the account was banned."
