@@ -46,6 +46,12 @@ class ImageSerializer(CachedFieldsModelSerializer):
         read_only=True,
         help_text='Measured in the built image: "python", "packages" (name: version), "cuda".',
     )
+    build_step = serializers.CharField(
+        source="build_step_text",
+        read_only=True,
+        help_text="While building: what the build is doing, in the request's language "
+        '("installing pip"); "" otherwise.',
+    )
 
     class Meta:
         model = Image

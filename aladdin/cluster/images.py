@@ -84,7 +84,8 @@ class ImageState:
     """What a backend says about one recipe now.
 
     ``progress`` is 0-100 while building; ``step`` says what the build is
-    doing ("installing torch==2.6.0"); ``reason`` why it is unavailable or
+    doing ("installing torch==2.6.0"), in English, ``step_id`` and
+    ``step_params`` the same as a message (:data:`BUILD_STEPS`); ``reason`` why it is unavailable or
     failed, in words a student can read. ``cpu_only``: a CUDA recipe built
     without CUDA because the operator allowed it on a host without NVIDIA
     GPUs. ``facts`` are measured in the built environment: ``python``
@@ -99,10 +100,38 @@ class ImageState:
     reason: str = ""
     cpu_only: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
+    # The step as a message id and parameters (:func:`build_step`), which the
+    # portal words in the reader's language; ``step`` is its English text.
+    step_id: str = ""
+    step_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
         return self.state == BuildState.READY
+
+
+# What a build may be doing, as the portal words it (aladdin.workloads.reasons
+# defines the same ids): id -> English text with %(name)s parameters. The
+# cluster speaks no user's language, like its end reasons (cluster/reasons.py).
+BUILD_STEPS: dict[str, str] = {
+    "image.step.waiting": "waiting for another build to finish",
+    "image.step.copying_python": "copying Python %(version)s",
+    "image.step.installing_pip": "installing pip",
+    "image.step.downloading": "downloading %(package)s (%(index)s of %(count)s)",
+    "image.step.installing_packages": "installing %(count)s packages",
+    "image.step.installing_conda": "installing conda",
+    "image.step.verifying": "checking the installed versions",
+}
+
+
+def build_step(step_id: str, **params: Any) -> dict[str, Any]:
+    """The ``step``, ``step_id`` and ``step_params`` fields of a build at ``step_id``."""
+    return {"step": BUILD_STEPS[step_id] % params, "step_id": step_id, "step_params": params}
+
+
+def no_step() -> dict[str, Any]:
+    """The step fields of a build that is not running (ready, failed)."""
+    return {"step": "", "step_id": "", "step_params": {}}
 
 
 # --- torch builds ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from aladdin.cluster.base import ClusterDriver, DriverError
 from aladdin.cluster.images import BuildState, ImageState
+from aladdin.lib import said
 from aladdin.lib.errors import DomainError
 from aladdin.lib.said import Said
 
@@ -69,6 +70,8 @@ def image_record(image: Image, state: ImageState) -> Image:
     image.build_state = state.state
     image.build_progress = max(0, min(100, int(state.progress)))
     image.build_step = state.step[:200]
+    image.build_step_id = state.step_id if said.defined(state.step_id) else ""
+    image.build_step_params = state.step_params if image.build_step_id else {}
     image.build_reason = state.reason
     image.cpu_only = state.cpu_only
     image.build_facts = state.facts
@@ -132,7 +135,7 @@ def waiting_reason(image: Image) -> Said:
     """What a workload waiting for ``image`` says while it waits."""
     return Said(
         "workload.image_waiting",
-        {"image": image.ref, "progress": image.build_progress, "step": image.build_step},
+        {"image": image.ref, "progress": image.build_progress, "step": image.build_step_said},
     )
 
 

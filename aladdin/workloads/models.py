@@ -21,6 +21,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from aladdin.cluster.images import BASE_OS_HOST, BuildState, ImageRecipe
+from aladdin.lib import said
 
 from .env import env_key
 
@@ -118,6 +119,10 @@ class Image(models.Model):
     )
     build_progress = models.PositiveSmallIntegerField(_("build progress"), default=0)
     build_step = models.CharField(_("build step"), max_length=200, blank=True)
+    # The step as a message (aladdin.cluster.images.BUILD_STEPS), worded for the
+    # reader by build_step_text; build_step keeps the agent's English.
+    build_step_id = models.CharField(_("build step message"), max_length=64, blank=True)
+    build_step_params = models.JSONField(_("build step parameters"), default=dict, blank=True)
     build_reason = models.TextField(_("why unavailable"), blank=True)
     cpu_only = models.BooleanField(_("CPU only on this host"), default=False)
     build_facts = models.JSONField(_("measured in the image"), default=dict, blank=True)
@@ -132,6 +137,8 @@ class Image(models.Model):
         "build_state",
         "build_progress",
         "build_step",
+        "build_step_id",
+        "build_step_params",
         "build_reason",
         "cpu_only",
         "build_facts",
@@ -172,6 +179,16 @@ class Image(models.Model):
     @property
     def ready(self) -> bool:
         return self.build_state == BuildState.READY
+
+    @property
+    def build_step_said(self) -> dict:
+        """The build's step as a reason parameter ({"id", "params", "text"}; format said.REASON)."""
+        return {"id": self.build_step_id, "params": self.build_step_params, "text": self.build_step}
+
+    @property
+    def build_step_text(self) -> str:
+        """What the build is doing, in the active language ("" when it is not building)."""
+        return said.shown(self.build_step, self.build_step_id, self.build_step_params)
 
     def availability(self) -> str:
         """A short note for pickers: why it cannot be chosen, or what to expect."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 from aladdin.cluster.base import WorkloadStatus
-from aladdin.lib.said import BYTES, Reason, Said, define, defined
+from aladdin.lib.said import BYTES, REASON, Reason, Said, define, defined
 
 
 def _gib(mib: Any) -> str:
@@ -51,11 +52,29 @@ define(
     excess=BYTES,
     allowed=BYTES,
 )
+
+
+def _step(step: Any) -> str:
+    # The build's step: a message (image.step.*) or, in rows written before
+    # steps had ids, the agent's English text.
+    text = REASON(step)
+    # Translated: Chinese puts a full-width colon, with no space, after "5%".
+    return pgettext("after a build's percentage", ": %(step)s") % {"step": text} if text else ""
+
+
 define(
     "workload.image_waiting",
     _("Waiting for the image %(image)s to be built (%(progress)s%%%(step)s)."),
-    step=lambda step: f": {step}" if step else "",
+    step=_step,
 )
+# What a build is doing (aladdin.cluster.images.BUILD_STEPS, the same ids).
+define("image.step.waiting", _("waiting for another build to finish"))
+define("image.step.copying_python", _("copying Python %(version)s"))
+define("image.step.installing_pip", _("installing pip"))
+define("image.step.downloading", _("downloading %(package)s (%(index)s of %(count)s)"))
+define("image.step.installing_packages", _("installing %(count)s packages"))
+define("image.step.installing_conda", _("installing conda"))
+define("image.step.verifying", _("checking the installed versions"))
 define(
     "workload.image_failed",
     _(

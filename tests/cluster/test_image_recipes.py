@@ -128,10 +128,18 @@ def test_pips_output_moves_the_progress():
 
     assert _pip_progress("Collecting torch==2.13.0\n", names, 2) == (
         38,
-        "downloading torch==2.13.0 (1 of 2)",
+        {
+            "step": "downloading torch==2.13.0 (1 of 2)",
+            "step_id": "image.step.downloading",
+            "step_params": {"package": "torch==2.13.0", "index": 1, "count": 2},
+        },
     )
     assert _pip_progress("Collecting filelock (from torch==2.13.0)\n", names, 2) is None
     assert _pip_progress("Installing collected packages: numpy, torch\n", names, 2) == (
         75,
-        "installing 2 packages",
+        {
+            "step": "installing 2 packages",
+            "step_id": "image.step.installing_packages",
+            "step_params": {"count": 2},
+        },
     )

@@ -126,3 +126,33 @@ def test_a_stop_that_lands_while_the_image_is_asked_about_keeps_its_reason(
     assert (job.state, job.reason) == (JobState.STOPPED, "Stopped: the account was banned.")
     notice = Notification.objects.get(user=job.user, kind="job-stopped")
     assert notice.rendered.body == "Stopped: the account was banned."
+
+
+def test_a_waiting_job_and_the_image_list_say_the_builds_step_in_the_readers_language(
+    launch, driver, client
+):
+    from django.utils import translation
+
+    from aladdin.cluster.images import build_step
+
+    driver.set_image(
+        "python:3.11",
+        BuildState.BUILDING,
+        progress=5,
+        **build_step("image.step.copying_python", version="3.11.7"),
+    )
+    job = launch(image="python:3.11")
+    assert (
+        job.reason == "Waiting for the image python:3.11 to be built (5%: copying Python 3.11.7)."
+    )
+    with translation.override("zh-hans"):
+        assert (
+            job.reason_text == "正在等待镜像 python:3.11 构建完成（5%：正在复制 Python 3.11.7）。"
+        )
+
+    job.user.language = "zh-hans"  # the account's language decides (the fixture's is English)
+    job.user.save(update_fields=["language"])
+    client.force_login(job.user)
+    rows = client.get("/api/v1/images").json()["results"]
+    [row] = [r for r in rows if r["ref"] == "python:3.11"]
+    assert row["build_step"] == "正在复制 Python 3.11.7"

@@ -58,8 +58,10 @@ from ..images import (
     BuildState,
     ImageRecipe,
     ImageState,
+    build_step,
     cuda_nodot,
     has_torch,
+    no_step,
     pin_name,
     torch_variant_pins,
 )
@@ -123,6 +125,8 @@ class Entry:
     cpu_only: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
+    step_id: str = ""
+    step_params: dict[str, Any] = field(default_factory=dict)
 
     def image_state(self, key: str) -> ImageState:
         return ImageState(
@@ -133,6 +137,8 @@ class Entry:
             reason=self.reason,
             cpu_only=self.cpu_only,
             facts=dict(self.facts),
+            step_id=self.step_id,
+            step_params=dict(self.step_params),
         )
 
 
@@ -217,7 +223,7 @@ class Images:
                         entry,
                         state=BuildState.FAILED,
                         progress=0,
-                        step="",
+                        **no_step(),
                         reason="the agent stopped during the build; build it again",
                     )
                 if entry.state == BuildState.READY and not (self.envs_dir / key).is_dir():
@@ -431,7 +437,7 @@ class Images:
                 return entry.image_state(key)  # a concurrent build() came first
             self._entries[key] = Entry(
                 state=BuildState.BUILDING,
-                step="waiting for another build to finish",
+                **build_step("image.step.waiting"),
                 cpu_only=self.cpu_only(recipe),
                 recipe=recipe.content(),
             )
@@ -484,12 +490,19 @@ class Images:
         if reason:
             # Its files go before it reads as failed: a retry starts clean.
             shutil.rmtree(work, ignore_errors=True)
-            self._set(key, state=BuildState.FAILED, progress=0, step="", reason=reason)
+            self._set(
+                key,
+                state=BuildState.FAILED,
+                progress=0,
+                **no_step(),
+                reason=reason,
+            )
         self._save()
 
-    def _progress(self, key: str, progress: int, step: str) -> None:
-        log.info("image %s: %d%% %s", key, progress, step)
-        self._set(key, progress=progress, step=step)
+    def _progress(self, key: str, progress: int, step: dict[str, Any]) -> None:
+        """Record ``step`` (a :func:`build_step`) at ``progress`` percent."""
+        log.info("image %s: %d%% %s", key, progress, step["step"])
+        self._set(key, progress=progress, **step)
 
     def _build(self, recipe: ImageRecipe, work: Path) -> None:
         key = recipe.key()
@@ -497,7 +510,9 @@ class Images:
         if base is None:  # checked by status(); the host may have changed since
             raise BuildError(f"this server has no Python {recipe.python}")
         shutil.rmtree(work, ignore_errors=True)
-        self._progress(key, COPY_PERCENT, f"copying Python {base.version}")
+        self._progress(
+            key, COPY_PERCENT, build_step("image.step.copying_python", version=base.version)
+        )
         copy_base_python(base, work)
         relocate(base.prefix, work)
         # The build uid writes the environment until it is done.
@@ -506,7 +521,7 @@ class Images:
         home.mkdir(mode=0o700)
         os.chown(home, self.build_uid, self.build_uid)
         python = str(work / "bin" / "python")
-        self._progress(key, PIP_PERCENT, "installing pip")
+        self._progress(key, PIP_PERCENT, build_step("image.step.installing_pip"))
         self._run(["-m", "ensurepip", "--default-pip"], python, home, "ensurepip")
         packages = recipe.packages
         index_args: list[str] = []
@@ -523,14 +538,14 @@ class Images:
         if packages:
             self._pip_install(key, python, home, list(packages), index_args)
         if recipe.conda:
-            self._progress(key, INSTALL_PERCENT, "installing conda")
+            self._progress(key, INSTALL_PERCENT, build_step("image.step.installing_conda"))
             self._run(
                 ["bash", self.conda_installer, "-b", "-p", str(work / "conda")],
                 None,
                 home,
                 "the conda installer",
             )
-        self._progress(key, VERIFY_PERCENT, "checking the installed versions")
+        self._progress(key, VERIFY_PERCENT, build_step("image.step.verifying"))
         facts = self._facts(python, home, packages)
         verify(recipe, packages, facts, cpu_only=cpu_only, has_nvidia=self.has_nvidia)
         # Nothing the build started may outlive it (an install script can
@@ -545,7 +560,7 @@ class Images:
             key,
             state=BuildState.READY,
             progress=100,
-            step="",
+            **no_step(),
             reason="",
             facts=facts,
             cpu_only=cpu_only,
@@ -847,19 +862,18 @@ def _not_ready_reason(recipe: ImageRecipe, state: ImageState) -> str:
 
 def _pip_progress(
     line: str, names: dict[str, tuple[int, str]], count: int
-) -> tuple[int, str] | None:
-    """The progress a line of pip's output means, if any."""
+) -> tuple[int, dict[str, Any]] | None:
+    """The progress (percent, :func:`build_step`) a line of pip's output means, if any."""
     if line.startswith("Collecting ") or line.startswith("Requirement already satisfied: "):
         name = pin_name(line.split(maxsplit=1)[1].split(": ", 1)[-1])
         if name in names:
             index, pin = names[name]
             span = INSTALL_PERCENT - PIP_PERCENT
-            return PIP_PERCENT + span * index // (
-                count + 1
-            ), f"downloading {pin} ({index} of {count})"
+            step = build_step("image.step.downloading", package=pin, index=index, count=count)
+            return PIP_PERCENT + span * index // (count + 1), step
     elif line.startswith("Installing collected packages:"):
         total = len(line.split(":", 1)[1].split(","))
-        return INSTALL_PERCENT, f"installing {total} packages"
+        return INSTALL_PERCENT, build_step("image.step.installing_packages", count=total)
     return None
 
 
