@@ -84,9 +84,9 @@ class ImageState:
     """What a backend says about one recipe now.
 
     ``progress`` is 0-100 while building; ``step`` says what the build is
-    doing ("installing torch==2.6.0"), in English, ``step_id`` and
-    ``step_params`` the same as a message (:data:`BUILD_STEPS`); ``reason`` why it is unavailable or
-    failed, in words a student can read. ``cpu_only``: a CUDA recipe built
+    doing ("installing pip") in English, ``step_id`` and ``step_params`` the
+    same as a message (:data:`BUILD_STEPS`); ``reason`` why it is
+    unavailable or failed, in words a student can read. ``cpu_only``: a CUDA recipe built
     without CUDA because the operator allowed it on a host without NVIDIA
     GPUs. ``facts`` are measured in the built environment: ``python``
     (full version), ``packages`` (name -> installed version), ``cuda``
