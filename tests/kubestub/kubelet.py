@@ -95,6 +95,11 @@ def parse_quantity(value) -> float:
     return float(s)
 
 
+# How often the stub's metrics API measures a pod (metrics-server scrapes every
+# 15 s or more; a second keeps the tests quick). Its timestamps are whole seconds.
+METRICS_RESOLUTION = 1.0
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -161,6 +166,8 @@ class _Runtime:
         self.sandbox: dict | None = None
         self.execs: set[subprocess.Popen] = set()
         self.cpu_sample: tuple[float, float] | None = None
+        # The last answer of the metrics API and when it was measured (monotonic).
+        self.metrics: tuple[float, dict] | None = None
         self.message = ""
 
 
@@ -1322,8 +1329,12 @@ class Kubelet:
         rt = self._by_uid(pod["metadata"].get("uid"))
         if rt is None or rt.state != "running" or rt.proc is None or rt.proc.poll() is not None:
             return None
-        cpu_s, rss = _tree_usage(rt.proc.pid)
         now = time.monotonic()
+        if rt.metrics is not None and now - rt.metrics[0] < METRICS_RESOLUTION:
+            # metrics-server answers its last scrape until the next one: two
+            # reads in a row give the same sample, with the same timestamp.
+            return rt.metrics[1]
+        cpu_s, rss = _tree_usage(rt.proc.pid)
         prev = rt.cpu_sample
         rt.cpu_sample = (now, cpu_s)
         if prev and now - prev[0] > 0.05:
@@ -1332,24 +1343,28 @@ class Kubelet:
         else:
             window = max(now - rt.created, 0.001)
             rate = cpu_s / window
-        return {
-            "kind": "PodMetrics",
-            "apiVersion": "metrics.k8s.io/v1beta1",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "creationTimestamp": _now(),
-                "labels": pod["metadata"].get("labels") or {},
+        rt.metrics = (
+            now,
+            {
+                "kind": "PodMetrics",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "creationTimestamp": _now(),
+                    "labels": pod["metadata"].get("labels") or {},
+                },
+                "timestamp": _now(),
+                "window": f"{window:.3f}s",
+                "containers": [
+                    {
+                        "name": pod["spec"]["containers"][0].get("name", "main"),
+                        "usage": {"cpu": f"{int(rate * 1e9)}n", "memory": f"{rss // 1024}Ki"},
+                    }
+                ],
             },
-            "timestamp": _now(),
-            "window": f"{window:.3f}s",
-            "containers": [
-                {
-                    "name": pod["spec"]["containers"][0].get("name", "main"),
-                    "usage": {"cpu": f"{int(rate * 1e9)}n", "memory": f"{rss // 1024}Ki"},
-                }
-            ],
-        }
+        )
+        return rt.metrics[1]
 
 
 class _StartError(Exception):
