@@ -16,6 +16,7 @@ Tests marked ``nightly`` run only under the nightly profile.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from aladdin.accounts.models import User
 from tests import factories
 from tests.factories import next_phone  # noqa: F401 - imported from here by older tests
 from tests.fakes import FakeDriver
+from tests.servers import migrated_db  # noqa: F401 - a fixture (_test_db_from_migrated)
 
 # --- Hypothesis tiers ------------------------------------------------------------------
 
@@ -213,6 +215,53 @@ def make_job(cards):
         )
 
     return _make
+
+
+# --- the test database -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _test_db_from_migrated(migrated_db):  # noqa: F811 - the imported fixture
+    """SQLite test databases start as a copy of the run's migrated file (tests.servers.migrated_db).
+
+    Django would migrate each worker's in-memory database anew (114
+    migrations, about 14 s of a core); a copy takes milliseconds, and the
+    migrate that follows has nothing to apply. PostgreSQL tests make their
+    own databases (tests/pg.py).
+    """
+    from django.db.backends.sqlite3.creation import DatabaseCreation
+
+    original = DatabaseCreation._create_test_db
+    kept: list[sqlite3.Connection] = []
+
+    def create(self, verbosity, autoclobber, keepdb=False):
+        name = original(self, verbosity, autoclobber, keepdb)
+        if keepdb:
+            return name
+        source = sqlite3.connect(f"file:{migrated_db}?mode=ro", uri=True)
+        target = sqlite3.connect(name, uri=True)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+        if self.is_in_memory_db(name):
+            # A shared in-memory database lives while one connection to it is open.
+            kept.append(target)
+        else:
+            target.close()
+        return name
+
+    DatabaseCreation._create_test_db = create
+    yield
+    DatabaseCreation._create_test_db = original
+    for connection in kept:
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(_test_db_from_migrated, django_db_setup):
+    """pytest-django's test databases, made from the migrated copy above."""
+    yield
 
 
 # --- image builds (issue 14) ------------------------------------------------------------

@@ -8,6 +8,7 @@ a file SQLite database migrated for the test and a private Redis.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import os
 import re
@@ -78,10 +79,25 @@ def procfile_command(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def migrated_db(tmp_path_factory) -> Path:
-    """A SQLite file with every migration applied once; servers start on a copy."""
-    var_dir = tmp_path_factory.mktemp("migrated") / "var"
-    manage(portal_env(var_dir, DEBUG="1"), "migrate", "--noinput")
-    return var_dir / "db.sqlite3"
+    """A SQLite file with every migration applied, once per run; servers start on a copy.
+
+    Made by the first worker that asks, under a lock, in the run's temporary
+    directory that all pytest-xdist workers share: the migrations take a
+    core 15 s, and each worker's test database is a copy of it too
+    (tests/conftest.py, ``django_db_setup``). Read-only once made.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the run's directory, above each worker's own
+    made = root / "migrated"
+    db = made / "var" / "db.sqlite3"
+    with (root / "migrated.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (made / "done").exists():
+            shutil.rmtree(made, ignore_errors=True)  # a worker that died halfway
+            manage(portal_env(made / "var", DEBUG="1"), "migrate", "--noinput")
+            (made / "done").touch()
+    return db
 
 
 @pytest.fixture

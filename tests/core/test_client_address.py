@@ -11,9 +11,8 @@ from __future__ import annotations
 import redis
 
 from aladdin.lib.client_address import client_address
-from tests.servers import (  # noqa: F401 - migrated_db, private_redis are fixtures
+from tests.servers import (  # noqa: F401 - private_redis is a fixture
     copy_db,
-    migrated_db,
     new_port,
     portal_env,
     post_form,
@@ -42,7 +41,7 @@ def counted_ips(redis_url: str) -> set[str]:
     return {key.split("sms:ip:", 1)[1].rsplit(":day:", 1)[0] for key in keys}
 
 
-def dev_server(tmp_path, migrated_db, redis_url, **env):  # noqa: F811
+def dev_server(tmp_path, migrated_db, redis_url, **env):
     var_dir = tmp_path / "var"
     copy_db(migrated_db, var_dir)
     port = new_port()
@@ -61,7 +60,7 @@ def dev_server(tmp_path, migrated_db, redis_url, **env):  # noqa: F811
 
 def test_a_forged_x_forwarded_for_does_not_dodge_the_per_ip_sms_limit(
     tmp_path,
-    migrated_db,  # noqa: F811
+    migrated_db,
     private_redis,  # noqa: F811
 ):
     port, server = dev_server(tmp_path, migrated_db, private_redis)
@@ -79,7 +78,7 @@ def test_a_forged_x_forwarded_for_does_not_dodge_the_per_ip_sms_limit(
 
 def test_behind_one_trusted_proxy_the_right_most_forwarded_address_is_the_client(
     tmp_path,
-    migrated_db,  # noqa: F811
+    migrated_db,
     private_redis,  # noqa: F811
 ):
     port, server = dev_server(tmp_path, migrated_db, private_redis, TRUSTED_PROXY_COUNT="1")

@@ -27,10 +27,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.servers import (  # noqa: F401 - migrated_db, private_redis are fixtures
+from tests.servers import (  # noqa: F401 - private_redis is a fixture
     REPO,
     copy_db,
-    migrated_db,
     new_port,
     portal_env,
     private_redis,
@@ -194,7 +193,7 @@ def test_every_nginx_server_uses_the_access_log_without_query_strings():
 
 def test_the_production_units_serve_healthz_static_files_https_and_websockets(
     tmp_path,
-    migrated_db,  # noqa: F811
+    migrated_db,
     private_redis,  # noqa: F811
 ):
     var_dir = tmp_path / "var"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.servers import copy_db, manage, migrated_db  # noqa: F401 - migrated_db is a fixture
+from tests.servers import copy_db, manage
 from tests.services_plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,7 +230,7 @@ def _stop(processes: dict[str, subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="session")
-def portal(migrated_db):  # noqa: F811 - the imported fixture
+def portal(migrated_db):
     """A migrated database, then web + worker + beat like Procfile.dev; yield once /healthz is 200."""
     from tests.services_plugin import redis_port
 

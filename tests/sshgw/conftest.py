@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import RunningAgent
-from tests.servers import REPO, copy_db, manage, migrated_db, portal_env, procfile_command  # noqa: F401
+from tests.servers import REPO, copy_db, manage, portal_env, procfile_command
 from tests.services_plugin import free_port
 
 SSH = "/usr/bin/ssh"
@@ -139,7 +139,7 @@ def keygen(path: Path, kind: str = "ed25519") -> str:
 
 
 @pytest.fixture(scope="module")
-def portal(migrated_db, built_images):  # noqa: F811 - the imported fixtures
+def portal(migrated_db, built_images):
     # Under /tmp, 0711: sandbox uids traverse to their volumes (tests/cluster/conftest.py).
     base = Path(tempfile.mkdtemp(prefix="aladdin-sshgw-"))
     os.chmod(base, 0o711)
