@@ -82,8 +82,8 @@ def migrated_db(tmp_path_factory) -> Path:
     """A SQLite file with every migration applied, once per run; servers start on a copy.
 
     Made by the first worker that asks, under a lock, in the run's temporary
-    directory that all pytest-xdist workers share: the migrations take a
-    core 15 s, and each worker's test database is a copy of it too
+    directory that all pytest-xdist workers share: the migrations take
+    5-15 s of a core, and each worker's test database is a copy of it too
     (tests/conftest.py, ``django_db_setup``). Read-only once made.
     """
     root = tmp_path_factory.getbasetemp()

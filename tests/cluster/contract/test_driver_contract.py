@@ -68,6 +68,8 @@ def test_a_user_space_is_made_idempotently_and_deleted_missing_or_not(backend):
 
 def test_storage_usage_counts_what_a_workload_wrote_to_root(backend):
     backend.workshop("ws-usage")
+    # Kubernetes answers the create while the pod is still pending.
+    backend.wait_for("ws-usage", {Phase.RUNNING})
     before = backend.driver.storage_usage_bytes(user_id=1)
     session = backend.driver.exec_in_workload(
         name="ws-usage", command=["sh", "-c", "head -c 300000 /dev/zero > blob"]
