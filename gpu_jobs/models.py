@@ -82,6 +82,16 @@ class GpuType(models.Model):
         return self.name
 
 
+class JobQuerySet(models.QuerySet):
+    def starting_unstopped(self, job_id: int) -> JobQuerySet:
+        """Job ``job_id`` if it is starting and nobody asked it to stop.
+
+        What a start, or its wait for an image or a card, may still write to:
+        a stop asked meanwhile (a ban, the student) keeps its own reason.
+        """
+        return self.filter(pk=job_id, state=JobState.STARTING, stop_requested_at__isnull=True)
+
+
 class Job(EncryptedEnvMixin, SaidReason):
     """A GPU job: what to run, on which cards, its state and what it was charged.
 
@@ -208,6 +218,8 @@ class Job(EncryptedEnvMixin, SaidReason):
     )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("GPU job")

@@ -210,9 +210,9 @@ def start(job: Job, driver: ClusterDriver) -> None:
         no_capacity = [e for e in errors if isinstance(e, NoCapacity)]
         if no_capacity:
             # Waits for cards (not billed for those it lacks); retried.
-            Job.objects.filter(
-                pk=job.pk, state=JobState.STARTING, stop_requested_at__isnull=True
-            ).update(**said.columns(str(no_capacity[0])), updated_at=timezone.now())
+            Job.objects.starting_unstopped(job.pk).update(
+                **said.columns(str(no_capacity[0])), updated_at=timezone.now()
+            )
         raise errors[0]
     if permanent:
         if not statuses:

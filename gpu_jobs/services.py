@@ -611,11 +611,7 @@ def _forget_quietly(driver: ClusterDriver, name: str) -> None:
 
 def job_start_apply(*, job_id: int) -> None:
     """Start the workload of a starting job. Raises DriverError when worth a retry."""
-    job = (
-        Job.objects.select_related("gpu_type", "user")
-        .filter(pk=job_id, state=JobState.STARTING, stop_requested_at__isnull=True)
-        .first()
-    )
+    job = Job.objects.select_related("gpu_type", "user").starting_unstopped(job_id).first()
     if job is None:
         return  # stopped, deleted or already handled
     driver = cluster.get_driver()
@@ -644,9 +640,9 @@ def job_start_apply(*, job_id: int) -> None:
             # Every card of this type on the host is taken: wait (the job is
             # not billed until it gets its cards); the retry or the
             # reconciler starts it when one is free.
-            Job.objects.filter(
-                pk=job_id, state=JobState.STARTING, stop_requested_at__isnull=True
-            ).update(**said.columns(str(exc)), updated_at=timezone.now())
+            Job.objects.starting_unstopped(job_id).update(
+                **said.columns(str(exc)), updated_at=timezone.now()
+            )
         raise
     _apply_status(job_id, status, driver=driver)
 
@@ -671,9 +667,7 @@ def _image_ready_for(job: Job, driver: ClusterDriver) -> bool:
     if not image.ready:
         # Never over a stop asked meanwhile (a ban, the student): its reason is
         # what the job ends with and what its notice says.
-        Job.objects.filter(
-            pk=job.pk, state=JobState.STARTING, stop_requested_at__isnull=True
-        ).update(
+        Job.objects.starting_unstopped(job.pk).update(
             waiting_for_image=True,
             **said.columns(images.waiting_reason(image)),
             updated_at=timezone.now(),
@@ -884,12 +878,9 @@ class JobReconciler(Reconciler):
             self._images[ref] = images.image_for_ref(ref)
         image = self._images[ref]
         if image is not None and image.build_state in (BuildState.BUILDING, BuildState.MISSING):
-            Job.objects.filter(
-                pk=job.pk,
-                state=JobState.STARTING,
-                waiting_for_image=True,
-                stop_requested_at__isnull=True,
-            ).update(**said.columns(images.waiting_reason(image)))
+            Job.objects.starting_unstopped(job.pk).filter(waiting_for_image=True).update(
+                **said.columns(images.waiting_reason(image))
+            )
             return
         # Ready, failed or unavailable: the start task decides (and says why).
         _dispatch("start", job.pk)
